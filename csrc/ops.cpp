@@ -1,0 +1,58 @@
+// The op schemas: the single source of truth for every fastgan op. CPU and CUDA kernels
+// register implementations under the same names in cpu/ and cuda/; fake kernels and
+// autograd are registered once, in fastgan/_ops.py.
+#include <torch/extension.h>
+
+#include <string>
+
+#ifndef FASTGAN_CUDA_ARCH_LIST
+#define FASTGAN_CUDA_ARCH_LIST ""
+#endif
+
+TORCH_LIBRARY(fastgan, m) {
+  // Training: normalise with batch statistics and return them (mean, biased variance).
+  // Eval: normalise with running_mean/running_var and return those.
+  m.def(
+      "batch_norm_act(Tensor input, Tensor? weight, Tensor? bias, Tensor? running_mean, "
+      "Tensor? running_var, bool training, float eps, str activation, float negative_slope) "
+      "-> (Tensor, Tensor, Tensor)");
+  // Returns (grad_input, grad_weight, grad_bias); the activation's mask is recomputed
+  // from input and the saved statistics.
+  m.def(
+      "batch_norm_act_backward(Tensor grad_out, Tensor input, Tensor? weight, Tensor? bias, "
+      "Tensor save_mean, Tensor save_var, bool training, float eps, str activation, "
+      "float negative_slope) -> (Tensor, Tensor, Tensor)");
+  // nn.BatchNorm2d's running-stat update in one tiny launch: num_batches_tracked += 1, then
+  // running = (1 - f) * running + f * batch (unbiased variance), f = momentum, or
+  // 1 / num_batches_tracked when momentum is None (the cumulative average).
+  m.def(
+      "batch_norm_update_stats(Tensor(a!) running_mean, Tensor(b!) running_var, "
+      "Tensor(c!) num_batches_tracked, Tensor save_mean, Tensor save_var, float? momentum, "
+      "SymInt count) -> ()");
+  m.def("activation(Tensor input, str activation, float negative_slope) -> Tensor");
+  m.def(
+      "activation_backward(Tensor grad_out, Tensor output, str activation, "
+      "float negative_slope) -> Tensor");
+  // Returns (loss, d loss / d input). target=None uses target_value for every element.
+  // reduction: 0 none, 1 mean, 2 sum.
+  m.def(
+      "bce_with_logits(Tensor input, Tensor? target, float target_value, int reduction) "
+      "-> (Tensor, Tensor)");
+}
+
+static pybind11::dict build_info() {
+  pybind11::dict info;
+#ifdef FASTGAN_WITH_CUDA
+  info["cuda"] = true;
+#else
+  info["cuda"] = false;
+#endif
+  info["cuda_arch_list"] = std::string(FASTGAN_CUDA_ARCH_LIST);
+  info["torch_version"] = std::string(TORCH_VERSION);
+  return info;
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "fastgan compiled kernels; the ops live in torch.ops.fastgan";
+  m.def("build_info", &build_info, "How this module was built");
+}

@@ -1,0 +1,42 @@
+"""`python -m fastgan info`: what a user with a build problem needs to see first."""
+import platform
+
+import torch
+
+from . import _backend
+
+OPS = ("batch_norm_act", "batch_norm_act_backward", "batch_norm_update_stats", "activation",
+       "activation_backward", "bce_with_logits")
+DISPATCH_KEYS = ("CPU", "CUDA")
+
+
+def op_kernels():
+    """{op: [dispatch keys with a kernel]} for every fastgan op (empty when _C did not load)."""
+    if not _backend.COMPILED:
+        return {}
+    has = torch._C._dispatch_has_kernel_for_dispatch_key
+    return {op: [key for key in DISPATCH_KEYS if has(f"fastgan::{op}", key)] for op in OPS}
+
+
+def report() -> str:
+    from . import __version__
+    lines = [f"fastgan {__version__}", f"python {platform.python_version()}",
+             f"torch {torch.__version__} (CUDA {torch.version.cuda or 'none'})",
+             f"CUDA available: {torch.cuda.is_available()}"]
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            major, minor = torch.cuda.get_device_capability(i)
+            lines.append(f"  GPU {i}: {torch.cuda.get_device_name(i)} (sm_{major}{minor})")
+    if _backend.COMPILED:
+        info = _backend._C.build_info()
+        lines.append(f"fastgan._C: loaded from {_backend._C.__file__}")
+        lines.append(f"  built against torch {info['torch_version']}; CUDA kernels: {info['cuda']}"
+                     + (f" for arch {info['cuda_arch_list']}" if info["cuda"] else ""))
+        lines.append("  ops (dispatch keys with kernels):")
+        for op, keys in op_kernels().items():
+            lines.append(f"    fastgan::{op}: {', '.join(keys) or 'none'}")
+    else:
+        lines.append(f"fastgan._C: NOT loaded: {_backend.LOAD_ERROR}")
+        lines.append(f"  to fix: {_backend.BUILD_HINT}")
+    lines.append(f"backend in use: {_backend.backend()}")
+    return "\n".join(lines)

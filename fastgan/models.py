@@ -1,0 +1,72 @@
+"""The DCGAN of the PyTorch DCGAN tutorial, for 32, 64 and 128 pixel images, run through
+fused ops. The layers sit in `main` exactly as in the tutorial, so state_dict keys
+(main.0.weight, main.1.running_mean, ...) are the tutorial's and checkpoints load either way."""
+import math
+
+import torch
+from torch import nn
+
+from .fuse import FusedSequential
+
+IMAGE_SIZES = (32, 64, 128)
+
+
+def _stages(image_size):
+    if image_size not in IMAGE_SIZES:
+        raise ValueError(f"fastgan: image_size must be one of {IMAGE_SIZES}, got {image_size}")
+    return int(math.log2(image_size)) - 2  # 4x4 doubled this many times
+
+
+class Generator(nn.Module):
+    def __init__(self, nz=100, ngf=64, nc=3, image_size=64):
+        super().__init__()
+        self.nz, self.nc, self.image_size = nz, nc, image_size
+        stages = _stages(image_size)
+        mult = 2 ** (stages - 1)
+        layers = [nn.ConvTranspose2d(nz, ngf * mult, 4, 1, 0, bias=False), nn.BatchNorm2d(ngf * mult), nn.ReLU(True)]
+        for _ in range(stages - 1):
+            layers += [nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, 4, 2, 1, bias=False),
+                       nn.BatchNorm2d(ngf * mult // 2), nn.ReLU(True)]
+            mult //= 2
+        layers += [nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False), nn.Tanh()]
+        self.main = FusedSequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if z.dim() == 2:
+            z = z[:, :, None, None]
+        if z.dim() != 4 or z.size(1) != self.nz or z.shape[2:] != (1, 1):
+            raise ValueError(f"fastgan: Generator expects latent vectors of shape (N, {self.nz}) or "
+                             f"(N, {self.nz}, 1, 1), got {tuple(z.shape)}")
+        return self.main(z)
+
+
+class Discriminator(nn.Module):
+    def __init__(self, ndf=64, nc=3, image_size=64):
+        super().__init__()
+        self.nc, self.image_size = nc, image_size
+        stages = _stages(image_size)
+        layers = [nn.Conv2d(nc, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True)]
+        mult = 1
+        for _ in range(stages - 1):
+            layers += [nn.Conv2d(ndf * mult, ndf * mult * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * mult * 2),
+                       nn.LeakyReLU(0.2, inplace=True)]
+            mult *= 2
+        layers += [nn.Conv2d(ndf * mult, 1, 4, 1, 0, bias=False)]
+        self.main = FusedSequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of shape (N,) (the tutorial's Sigmoid is folded into the loss)."""
+        expected = (self.nc, self.image_size, self.image_size)
+        if x.dim() != 4 or tuple(x.shape[1:]) != expected:
+            raise ValueError(f"fastgan: Discriminator expects images of shape (N, {', '.join(map(str, expected))}), "
+                             f"got {tuple(x.shape)}")
+        return self.main(x).view(-1)
+
+
+def weights_init(m: nn.Module) -> None:
+    """The tutorial's initialisation: N(0, 0.02) convolutions, N(1, 0.02) BatchNorm scales."""
+    if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(m.weight, 0.0, 0.02)
+    elif isinstance(m, nn.BatchNorm2d):
+        nn.init.normal_(m.weight, 1.0, 0.02)
+        nn.init.zeros_(m.bias)

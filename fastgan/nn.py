@@ -1,0 +1,58 @@
+"""Drop-in fused layers. Each is an nn.Sequential of the stock layers it replaces, so its
+state_dict has the same keys (0.weight, 1.running_mean, ...) as
+nn.Sequential(ConvTranspose2d, BatchNorm2d, ReLU) and checkpoints move freely between them."""
+from typing import Union
+
+import torch
+from torch import nn
+
+from . import functional as FF
+from .fuse import FusedSequential
+
+
+class ConvTranspose2dBNReLU(FusedSequential):
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, eps=1e-5, momentum=0.1,
+                 bias=False, device=None, dtype=None):
+        kw = {"device": device, "dtype": dtype}
+        super().__init__(nn.ConvTranspose2d(in_channels, out_channels, kernel_size, stride, padding, bias=bias, **kw),
+                         nn.BatchNorm2d(out_channels, eps=eps, momentum=momentum, **kw), nn.ReLU(inplace=True))
+
+
+class Conv2dBNLeakyReLU(FusedSequential):
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, negative_slope=0.2, eps=1e-5,
+                 momentum=0.1, bias=False, device=None, dtype=None):
+        kw = {"device": device, "dtype": dtype}
+        super().__init__(nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=bias, **kw),
+                         nn.BatchNorm2d(out_channels, eps=eps, momentum=momentum, **kw),
+                         nn.LeakyReLU(negative_slope, inplace=True))
+
+
+class Conv2dLeakyReLU(FusedSequential):
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, negative_slope=0.2, bias=False,
+                 device=None, dtype=None):
+        super().__init__(nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=bias, device=device,
+                                   dtype=dtype),
+                         nn.LeakyReLU(negative_slope, inplace=True))
+
+
+class ConvTranspose2dTanh(FusedSequential):
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=False, device=None,
+                 dtype=None):
+        super().__init__(nn.ConvTranspose2d(in_channels, out_channels, kernel_size, stride, padding, bias=bias,
+                                            device=device, dtype=dtype),
+                         nn.Tanh())
+
+
+class BCEWithLogitsLoss(nn.Module):
+    """torch.nn.BCEWithLogitsLoss on the fused kernel; the target may also be a Python float."""
+
+    def __init__(self, reduction: str = "mean"):
+        super().__init__()
+        self.reduction = reduction
+
+    def forward(self, input: torch.Tensor, target: Union[torch.Tensor, float]) -> torch.Tensor:
+        return FF.bce_with_logits(input, target, self.reduction)
+
+
+__all__ = ["ConvTranspose2dBNReLU", "Conv2dBNLeakyReLU", "Conv2dLeakyReLU", "ConvTranspose2dTanh",
+           "BCEWithLogitsLoss", "FusedSequential"]

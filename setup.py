@@ -1,0 +1,147 @@
+"""Build fastgan and its compiled module fastgan._C.
+
+  pip install --no-build-isolation .        CPU kernels (CPU torch) or CPU+CUDA (CUDA torch + nvcc)
+
+Variables:
+  FASTGAN_NO_EXT=1       pure-Python package, reference path only
+  FASTGAN_FORCE_CUDA=1   build the CUDA kernels although no GPU is visible
+  FASTGAN_NO_CUDA=1      CPU kernels only, even with a CUDA torch
+  CUDA_HOME              the CUDA toolkit root (found from `nvcc -dryrun` when unset)
+  TORCH_CUDA_ARCH_LIST   GPU architectures; default: the visible GPUs, else 8.0;8.6;8.9;9.0+PTX
+  MAX_JOBS               parallel compile jobs (ninja)
+"""
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+
+from setuptools import find_packages, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_ARCH_LIST = "8.0;8.6;8.9;9.0+PTX"
+
+
+def flag(name):
+    return os.environ.get(name, "") not in ("", "0", "false", "False")
+
+
+def fail(message):
+    sys.exit(f"fastgan build error: {message}")
+
+
+def toolkit_root_from_nvcc():
+    """The real toolkit root. nvcc may be a wrapper script whose folder holds no headers,
+    so ask nvcc itself (its -dryrun prints TOP=<root>)."""
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        return None
+    try:
+        out = subprocess.run([nvcc, "-dryrun", "x.cu"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"TOP=(\S+)", out.stdout + out.stderr)
+    return os.path.normpath(match.group(1)) if match else None
+
+
+def has_cuda_headers(root):
+    return bool(root) and os.path.isfile(os.path.join(root, "include", "cuda_runtime.h"))
+
+
+def configure_cuda_home():
+    """Must run before torch.utils.cpp_extension is imported: it reads CUDA_HOME at import."""
+    given = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
+    if given:
+        if not has_cuda_headers(given):
+            fail(f"CUDA_HOME={given} has no include/cuda_runtime.h; set CUDA_HOME to the CUDA toolkit "
+                 "root (`nvcc -dryrun x.cu 2>&1 | grep TOP=` prints it), or FASTGAN_NO_CUDA=1 for CPU only.")
+        return given
+    root = toolkit_root_from_nvcc()
+    if has_cuda_headers(root):
+        os.environ["CUDA_HOME"] = root
+        return root
+    return None
+
+
+def wheel_cuda_include_dirs():
+    """Headers that torch's CUDA wheels install under site-packages/nvidia (cuDNN, cuBLAS,
+    the CUDA 13 runtime); torch's own headers include them."""
+    dirs = []
+    for base in {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}:
+        dirs += sorted(glob.glob(os.path.join(base, "nvidia", "*", "include")))
+    return [d for d in dirs if os.path.isdir(d)]
+
+
+def want_cuda(torch):
+    if flag("FASTGAN_NO_CUDA") or torch.version.cuda is None:
+        return False
+    return flag("FASTGAN_FORCE_CUDA") or torch.cuda.is_available()
+
+
+def check_cuda_versions(torch, cuda_home):
+    nvcc = os.path.join(cuda_home, "bin", "nvcc")
+    if not os.path.exists(nvcc):
+        nvcc = shutil.which("nvcc") or nvcc
+    try:
+        out = subprocess.run([nvcc, "--version"], capture_output=True, text=True, timeout=60).stdout
+    except OSError as exc:
+        fail(f"cannot run nvcc ({exc}); put the CUDA toolkit's bin folder on PATH or set CUDA_HOME.")
+    match = re.search(r"release (\d+)\.(\d+)", out)
+    if not match:
+        fail(f"could not read nvcc's version from: {out.strip()!r}")
+    nvcc_major = int(match.group(1))
+    torch_major = int(torch.version.cuda.split(".")[0])
+    if nvcc_major != torch_major:
+        fail(f"nvcc is CUDA {match.group(1)}.{match.group(2)} but torch {torch.__version__} was built with "
+             f"CUDA {torch.version.cuda}; install a torch built for CUDA {nvcc_major} or point CUDA_HOME "
+             f"at a CUDA {torch_major} toolkit.")
+
+
+def extensions():
+    if flag("FASTGAN_NO_EXT"):
+        print("fastgan: FASTGAN_NO_EXT=1, installing the pure-Python package (reference path only)")
+        return [], {}
+    cuda_home = configure_cuda_home()
+    try:
+        import torch
+        from torch.utils import cpp_extension
+    except ImportError:
+        fail("torch is not installed. Install torch first, then run `pip install --no-build-isolation .` "
+             "(or set FASTGAN_NO_EXT=1 for the pure-Python package).")
+
+    sources = ["csrc/ops.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
+    cxx = ["-O3", "-fopenmp-simd"]
+    define_macros = []
+    use_cuda = want_cuda(torch)
+    if use_cuda:
+        if cuda_home is None:
+            fail("building the CUDA kernels needs the CUDA toolkit: no CUDA_HOME is set and nvcc was not found "
+                 "on PATH. Set CUDA_HOME to the toolkit root, or FASTGAN_NO_CUDA=1 for CPU kernels only.")
+        check_cuda_versions(torch, cuda_home)
+        if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
+            os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_ARCH_LIST
+        arch_list = os.environ.get("TORCH_CUDA_ARCH_LIST") or ";".join(
+            f"{major}.{minor}" for major, minor in
+            sorted({torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())}))
+        sources += sorted(glob.glob("csrc/cuda/*.cu"))
+        define_macros += [("FASTGAN_WITH_CUDA", None), ("FASTGAN_CUDA_ARCH_LIST", f'"{arch_list}"')]
+        print(f"fastgan: building CPU + CUDA kernels for {arch_list} with the toolkit at {cuda_home}")
+        ext = cpp_extension.CUDAExtension(
+            "fastgan._C", sources, define_macros=define_macros,
+            include_dirs=[os.path.join(HERE, "csrc")] + wheel_cuda_include_dirs(),
+            extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "-lineinfo"]})
+    else:
+        why = ("FASTGAN_NO_CUDA=1" if flag("FASTGAN_NO_CUDA") else
+               "torch is a CPU build" if torch.version.cuda is None else
+               "no GPU is visible (FASTGAN_FORCE_CUDA=1 builds the CUDA kernels anyway)")
+        print(f"fastgan: building CPU kernels only ({why})")
+        ext = cpp_extension.CppExtension("fastgan._C", sources, define_macros=define_macros,
+                                         include_dirs=[os.path.join(HERE, "csrc")],
+                                         extra_compile_args={"cxx": cxx})
+    return [ext], {"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=True)}
+
+
+ext_modules, cmdclass = extensions()
+setup(packages=find_packages(include=["fastgan", "fastgan.*"]), ext_modules=ext_modules, cmdclass=cmdclass)

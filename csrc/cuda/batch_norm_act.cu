@@ -1,0 +1,656 @@
+// CUDA kernels for fused BatchNorm + activation.
+//
+// Forward (training): two launches. bn_stats writes per-(channel, split) Welford partials;
+// bn_apply merges a channel's partials in a fixed order (deterministic: no float atomics),
+// writes the batch statistics, and normalises + scales + shifts + activates in one pass.
+// Eval: bn_apply alone, with the running statistics folded into scale and shift.
+// Backward: two launches. bn_backward_reduce sums g and g*(x-mean) per (channel, split),
+// with g = grad_out * act'(pre-activation) and the pre-activation recomputed from x (no mask
+// is stored); bn_backward_input merges the sums, writes grad_weight/grad_bias and grad_input.
+//
+// Both layouts are walked in place: NCHW with one channel per block (blockIdx.x) and the
+// channel's N*H*W elements split over blockIdx.y; NHWC with a tile of channels across
+// threadIdx.x and rows across threadIdx.y. Each thread moves 16 bytes at a time where the
+// shape and alignment allow (VEC > 1) and one element otherwise.
+#include <ATen/Dispatch.h>
+#include <torch/library.h>
+
+#include <algorithm>
+
+#include "common.cuh"
+
+namespace fastgan {
+namespace cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+struct Geometry {
+  int64_t N, C, HW;
+  bool cl;
+};
+
+// How a (channels x elements-per-channel) problem is spread over the grid.
+struct Plan {
+  dim3 grid, block;
+  int64_t chunk;  // elements (NCHW) or rows (NHWC) per split
+  int splits;
+};
+
+Plan make_plan(const Geometry& g, int vec) {
+  const auto* prop = at::cuda::getCurrentDeviceProperties();
+  const int64_t target = int64_t(prop->multiProcessorCount) * std::max(1, prop->maxThreadsPerMultiProcessor / kThreads);
+  Plan p;
+  if (!g.cl) {
+    const int64_t total = g.N * g.HW;
+    const int64_t max_splits = std::max<int64_t>(1, total / (int64_t(kThreads) * vec * 4));
+    int64_t s = std::min<int64_t>({std::max<int64_t>(1, ceil_div(target, g.C)), max_splits, 1024});
+    p.chunk = ceil_div(ceil_div(total, s), vec) * vec;
+    p.splits = int(ceil_div(total, p.chunk));
+    p.block = dim3(kThreads, 1);
+    p.grid = dim3(unsigned(g.C), unsigned(p.splits));
+  } else {
+    const int64_t cvecs = ceil_div(g.C, vec);
+    const int tx = std::min(32, next_pow2(cvecs));
+    const int ty = kThreads / tx;
+    const int64_t cblocks = ceil_div(cvecs, tx);
+    const int64_t rows = g.N * g.HW;
+    const int64_t max_splits = std::max<int64_t>(1, rows / (int64_t(ty) * 4));
+    int64_t s = std::min<int64_t>({std::max<int64_t>(1, ceil_div(target, cblocks)), max_splits, 1024});
+    p.chunk = ceil_div(rows, s);
+    p.splits = int(ceil_div(rows, p.chunk));
+    p.block = dim3(tx, ty);
+    p.grid = dim3(unsigned(cblocks), unsigned(p.splits));
+  }
+  return p;
+}
+
+// Where a channel's statistics come from, and where the batch statistics go.
+template <typename A>
+struct BnParams {
+  const A* partial;  // training: [C][splits][3] Welford partials; nullptr in eval
+  int splits;
+  A count;  // N*H*W
+  const A* mean;  // eval (or backward): the statistics to normalise with
+  const A* var;
+  const A* weight;  // may be nullptr (affine=False)
+  const A* bias;
+  A eps;
+  A* save_mean;  // written by the split-0 block of each channel
+  A* save_var;
+};
+
+template <typename A>
+__device__ void channel_coeffs(const BnParams<A>& p, int64_t c, bool write, A& mean, A& invstd, A& scale,
+                               A& shift) {
+  A var;
+  if (p.partial != nullptr) {
+    Welford<A> t;
+    const A* q = p.partial + c * p.splits * 3;
+    for (int s = 0; s < p.splits; ++s) t.merge(q[3 * s], q[3 * s + 1], q[3 * s + 2]);
+    mean = t.mean;
+    var = t.m2 / p.count;
+  } else {
+    mean = p.mean[c];
+    var = p.var[c];
+  }
+  if (write && p.save_mean != nullptr) {
+    p.save_mean[c] = mean;
+    p.save_var[c] = var;
+  }
+  invstd = A(1) / ::sqrt(var + p.eps);
+  const A w = p.weight ? p.weight[c] : A(1);
+  const A b = p.bias ? p.bias[c] : A(0);
+  scale = w * invstd;
+  shift = b - mean * scale;
+}
+
+// ---------------------------------------------------------------------------------------
+// Statistics
+template <typename scalar_t, int VEC, bool CL>
+__global__ void __launch_bounds__(kThreads) bn_stats_kernel(const scalar_t* __restrict__ x, int64_t N, int64_t C,
+                                                            int64_t HW, int64_t chunk, acc_t<scalar_t>* __restrict__ partial) {
+  using A = acc_t<scalar_t>;
+  const int s = blockIdx.y, splits = gridDim.y;
+  if constexpr (!CL) {
+    const int64_t c = blockIdx.x;
+    const int64_t total = N * HW, begin = s * chunk, end = min64(total, begin + chunk);
+    Welford<A> w;
+    for (int64_t j = begin + int64_t(threadIdx.x) * VEC; j < end; j += int64_t(blockDim.x) * VEC) {
+      const int64_t n = j / HW;
+      const auto v = load_pack<scalar_t, VEC>(x + (n * C + c) * HW + (j - n * HW));
+#pragma unroll
+      for (int k = 0; k < VEC; ++k) w.push(A(v.v[k]));
+    }
+    w = warp_merge(w);
+    __shared__ A sh[3][kThreads / 32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (lane == 0) {
+      sh[0][warp] = w.n;
+      sh[1][warp] = w.mean;
+      sh[2][warp] = w.m2;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      Welford<A> t;
+      for (int i = 0; i < int(blockDim.x / 32); ++i) t.merge(sh[0][i], sh[1][i], sh[2][i]);
+      A* out = partial + (c * splits + s) * 3;
+      out[0] = t.n;
+      out[1] = t.mean;
+      out[2] = t.m2;
+    }
+  } else {
+    const int64_t c0 = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * VEC;
+    const int64_t rows = N * HW, begin = s * chunk, end = min64(rows, begin + chunk);
+    Welford<A> w[VEC];
+    if (c0 < C) {
+      for (int64_t m = begin + threadIdx.y; m < end; m += blockDim.y) {
+        const auto v = load_pack<scalar_t, VEC>(x + m * C + c0);
+#pragma unroll
+        for (int k = 0; k < VEC; ++k) w[k].push(A(v.v[k]));
+      }
+    }
+    extern __shared__ unsigned char smem_raw[];
+    A* sh = reinterpret_cast<A*>(smem_raw);
+    const int width = blockDim.x * VEC;
+#pragma unroll
+    for (int k = 0; k < VEC; ++k) {
+      A* e = sh + (threadIdx.y * width + threadIdx.x * VEC + k) * 3;
+      e[0] = w[k].n;
+      e[1] = w[k].mean;
+      e[2] = w[k].m2;
+    }
+    __syncthreads();
+    if (threadIdx.y == 0 && c0 < C) {
+      for (int k = 0; k < VEC; ++k) {
+        Welford<A> t;
+        for (int y = 0; y < int(blockDim.y); ++y) {
+          const A* e = sh + (y * width + threadIdx.x * VEC + k) * 3;
+          t.merge(e[0], e[1], e[2]);
+        }
+        A* out = partial + ((c0 + k) * splits + s) * 3;
+        out[0] = t.n;
+        out[1] = t.mean;
+        out[2] = t.m2;
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Normalise + affine + activation
+template <typename scalar_t, int VEC, bool CL>
+__global__ void __launch_bounds__(kThreads) bn_apply_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ y,
+                                                            int64_t N, int64_t C, int64_t HW, int64_t chunk,
+                                                            BnParams<acc_t<scalar_t>> p, Activation act,
+                                                            acc_t<scalar_t> slope) {
+  using A = acc_t<scalar_t>;
+  const int s = blockIdx.y;
+  if constexpr (!CL) {
+    const int64_t c = blockIdx.x;
+    __shared__ A coef[2];
+    if (threadIdx.x == 0) {
+      A mean, invstd, scale, shift;
+      channel_coeffs(p, c, s == 0, mean, invstd, scale, shift);
+      coef[0] = scale;
+      coef[1] = shift;
+    }
+    __syncthreads();
+    const A sc = coef[0], sf = coef[1];
+    const int64_t total = N * HW, begin = s * chunk, end = min64(total, begin + chunk);
+    for (int64_t j = begin + int64_t(threadIdx.x) * VEC; j < end; j += int64_t(blockDim.x) * VEC) {
+      const int64_t n = j / HW;
+      const int64_t off = (n * C + c) * HW + (j - n * HW);
+      const auto v = load_pack<scalar_t, VEC>(x + off);
+      Pack<scalar_t, VEC> o;
+#pragma unroll
+      for (int k = 0; k < VEC; ++k) o.v[k] = scalar_t(activate(act, affine(A(v.v[k]), sc, sf), slope));
+      store_pack<scalar_t, VEC>(y + off, o);
+    }
+  } else {
+    extern __shared__ unsigned char smem_raw[];
+    A* coef = reinterpret_cast<A*>(smem_raw);  // [2][blockDim.x * VEC]
+    const int width = blockDim.x * VEC;
+    const int64_t c0 = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * VEC;
+    if (threadIdx.y == 0) {
+      for (int k = 0; k < VEC; ++k) {
+        if (c0 + k >= C) break;
+        A mean, invstd, scale, shift;
+        channel_coeffs(p, c0 + k, s == 0, mean, invstd, scale, shift);
+        coef[threadIdx.x * VEC + k] = scale;
+        coef[width + threadIdx.x * VEC + k] = shift;
+      }
+    }
+    __syncthreads();
+    if (c0 >= C) return;
+    A sc[VEC], sf[VEC];
+#pragma unroll
+    for (int k = 0; k < VEC; ++k) {
+      sc[k] = coef[threadIdx.x * VEC + k];
+      sf[k] = coef[width + threadIdx.x * VEC + k];
+    }
+    const int64_t rows = N * HW, begin = s * chunk, end = min64(rows, begin + chunk);
+    for (int64_t m = begin + threadIdx.y; m < end; m += blockDim.y) {
+      const auto v = load_pack<scalar_t, VEC>(x + m * C + c0);
+      Pack<scalar_t, VEC> o;
+#pragma unroll
+      for (int k = 0; k < VEC; ++k) o.v[k] = scalar_t(activate(act, affine(A(v.v[k]), sc[k], sf[k]), slope));
+      store_pack<scalar_t, VEC>(y + m * C + c0, o);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Backward reduction: per (channel, split) sum(g) and sum(g * (x - mean)).
+template <typename scalar_t, int VEC, bool CL>
+__global__ void __launch_bounds__(kThreads) bn_backward_reduce_kernel(
+    const scalar_t* __restrict__ dy, const scalar_t* __restrict__ x, int64_t N, int64_t C, int64_t HW,
+    int64_t chunk, BnParams<acc_t<scalar_t>> p, Activation act, acc_t<scalar_t> slope,
+    acc_t<scalar_t>* __restrict__ partial) {
+  using A = acc_t<scalar_t>;
+  const int s = blockIdx.y, splits = gridDim.y;
+  if constexpr (!CL) {
+    const int64_t c = blockIdx.x;
+    __shared__ A coef[3];
+    if (threadIdx.x == 0) {
+      A mean, invstd, scale, shift;
+      channel_coeffs(p, c, false, mean, invstd, scale, shift);
+      coef[0] = scale;
+      coef[1] = shift;
+      coef[2] = mean;
+    }
+    __syncthreads();
+    const A sc = coef[0], sf = coef[1], mu = coef[2];
+    A sg = 0, sgx = 0;
+    const int64_t total = N * HW, begin = s * chunk, end = min64(total, begin + chunk);
+    for (int64_t j = begin + int64_t(threadIdx.x) * VEC; j < end; j += int64_t(blockDim.x) * VEC) {
+      const int64_t n = j / HW;
+      const int64_t off = (n * C + c) * HW + (j - n * HW);
+      const auto xv = load_pack<scalar_t, VEC>(x + off);
+      const auto dv = load_pack<scalar_t, VEC>(dy + off);
+#pragma unroll
+      for (int k = 0; k < VEC; ++k) {
+        const A xk = A(xv.v[k]);
+        const A gk = A(dv.v[k]) * activation_grad_from_input(act, affine(xk, sc, sf), slope);
+        sg += gk;
+        sgx += gk * (xk - mu);
+      }
+    }
+    sg = warp_sum(sg);
+    sgx = warp_sum(sgx);
+    __shared__ A sh[2][kThreads / 32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (lane == 0) {
+      sh[0][warp] = sg;
+      sh[1][warp] = sgx;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      A a = 0, b = 0;
+      for (int i = 0; i < int(blockDim.x / 32); ++i) {
+        a += sh[0][i];
+        b += sh[1][i];
+      }
+      partial[(c * splits + s) * 2] = a;
+      partial[(c * splits + s) * 2 + 1] = b;
+    }
+  } else {
+    extern __shared__ unsigned char smem_raw[];
+    A* sh = reinterpret_cast<A*>(smem_raw);  // coefficients [3][width], then sums [blockDim.y][width][2]
+    const int width = blockDim.x * VEC;
+    const int64_t c0 = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * VEC;
+    if (threadIdx.y == 0) {
+      for (int k = 0; k < VEC; ++k) {
+        if (c0 + k >= C) break;
+        A mean, invstd, scale, shift;
+        channel_coeffs(p, c0 + k, false, mean, invstd, scale, shift);
+        sh[threadIdx.x * VEC + k] = scale;
+        sh[width + threadIdx.x * VEC + k] = shift;
+        sh[2 * width + threadIdx.x * VEC + k] = mean;
+      }
+    }
+    __syncthreads();
+    A sg[VEC], sgx[VEC];
+#pragma unroll
+    for (int k = 0; k < VEC; ++k) sg[k] = sgx[k] = A(0);
+    if (c0 < C) {
+      A sc[VEC], sf[VEC], mu[VEC];
+#pragma unroll
+      for (int k = 0; k < VEC; ++k) {
+        sc[k] = sh[threadIdx.x * VEC + k];
+        sf[k] = sh[width + threadIdx.x * VEC + k];
+        mu[k] = sh[2 * width + threadIdx.x * VEC + k];
+      }
+      const int64_t rows = N * HW, begin = s * chunk, end = min64(rows, begin + chunk);
+      for (int64_t m = begin + threadIdx.y; m < end; m += blockDim.y) {
+        const auto xv = load_pack<scalar_t, VEC>(x + m * C + c0);
+        const auto dv = load_pack<scalar_t, VEC>(dy + m * C + c0);
+#pragma unroll
+        for (int k = 0; k < VEC; ++k) {
+          const A xk = A(xv.v[k]);
+          const A gk = A(dv.v[k]) * activation_grad_from_input(act, affine(xk, sc[k], sf[k]), slope);
+          sg[k] += gk;
+          sgx[k] += gk * (xk - mu[k]);
+        }
+      }
+    }
+    A* sums = sh + 3 * width;
+#pragma unroll
+    for (int k = 0; k < VEC; ++k) {
+      sums[(threadIdx.y * width + threadIdx.x * VEC + k) * 2] = sg[k];
+      sums[(threadIdx.y * width + threadIdx.x * VEC + k) * 2 + 1] = sgx[k];
+    }
+    __syncthreads();
+    if (threadIdx.y == 0 && c0 < C) {
+      for (int k = 0; k < VEC; ++k) {
+        A a = 0, b = 0;
+        for (int yy = 0; yy < int(blockDim.y); ++yy) {
+          a += sums[(yy * width + threadIdx.x * VEC + k) * 2];
+          b += sums[(yy * width + threadIdx.x * VEC + k) * 2 + 1];
+        }
+        partial[((c0 + k) * splits + s) * 2] = a;
+        partial[((c0 + k) * splits + s) * 2 + 1] = b;
+      }
+    }
+  }
+}
+
+// Backward elementwise: grad_input (and grad_weight/grad_bias from the split-0 blocks).
+//   training: dx = scale * (g - sum_g / n - (x - mean) * invstd^2 * sum_gx / n)
+//   eval:     dx = scale * g
+template <typename A>
+__device__ void channel_backward_coeffs(const BnParams<A>& p, const A* partial, int splits, bool training, int64_t c,
+                                        bool write, A* grad_weight, A* grad_bias, A out[5]) {
+  A mean, invstd, scale, shift;
+  channel_coeffs(p, c, false, mean, invstd, scale, shift);
+  A sg = 0, sgx = 0;
+  for (int s = 0; s < splits; ++s) {
+    sg += partial[(c * splits + s) * 2];
+    sgx += partial[(c * splits + s) * 2 + 1];
+  }
+  if (write) {
+    grad_bias[c] = sg;
+    grad_weight[c] = sgx * invstd;
+  }
+  out[0] = scale;
+  out[1] = shift;
+  out[2] = mean;
+  out[3] = training ? sg / p.count : A(0);
+  out[4] = training ? sgx / p.count * invstd * invstd : A(0);
+}
+
+template <typename scalar_t, int VEC, bool CL>
+__global__ void __launch_bounds__(kThreads) bn_backward_input_kernel(
+    const scalar_t* __restrict__ dy, const scalar_t* __restrict__ x, scalar_t* __restrict__ dx, int64_t N,
+    int64_t C, int64_t HW, int64_t chunk, BnParams<acc_t<scalar_t>> p, const acc_t<scalar_t>* __restrict__ partial,
+    int splits, bool training, Activation act, acc_t<scalar_t> slope, acc_t<scalar_t>* __restrict__ grad_weight,
+    acc_t<scalar_t>* __restrict__ grad_bias) {
+  using A = acc_t<scalar_t>;
+  const int s = blockIdx.y;
+  if constexpr (!CL) {
+    const int64_t c = blockIdx.x;
+    __shared__ A coef[5];
+    if (threadIdx.x == 0) channel_backward_coeffs(p, partial, splits, training, c, s == 0, grad_weight, grad_bias, coef);
+    __syncthreads();
+    const A sc = coef[0], sf = coef[1], mu = coef[2], km = coef[3], kx = coef[4];
+    const int64_t total = N * HW, begin = s * chunk, end = min64(total, begin + chunk);
+    for (int64_t j = begin + int64_t(threadIdx.x) * VEC; j < end; j += int64_t(blockDim.x) * VEC) {
+      const int64_t n = j / HW;
+      const int64_t off = (n * C + c) * HW + (j - n * HW);
+      const auto xv = load_pack<scalar_t, VEC>(x + off);
+      const auto dv = load_pack<scalar_t, VEC>(dy + off);
+      Pack<scalar_t, VEC> o;
+#pragma unroll
+      for (int k = 0; k < VEC; ++k) {
+        const A xk = A(xv.v[k]);
+        const A gk = A(dv.v[k]) * activation_grad_from_input(act, affine(xk, sc, sf), slope);
+        o.v[k] = scalar_t(sc * (gk - km - (xk - mu) * kx));
+      }
+      store_pack<scalar_t, VEC>(dx + off, o);
+    }
+  } else {
+    extern __shared__ unsigned char smem_raw[];
+    A* coef = reinterpret_cast<A*>(smem_raw);  // [blockDim.x * VEC][5]
+    const int64_t c0 = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * VEC;
+    if (threadIdx.y == 0) {
+      for (int k = 0; k < VEC; ++k) {
+        if (c0 + k >= C) break;
+        channel_backward_coeffs(p, partial, splits, training, c0 + k, s == 0, grad_weight, grad_bias,
+                                coef + (threadIdx.x * VEC + k) * 5);
+      }
+    }
+    __syncthreads();
+    if (c0 >= C) return;
+    A sc[VEC], sf[VEC], mu[VEC], km[VEC], kx[VEC];
+#pragma unroll
+    for (int k = 0; k < VEC; ++k) {
+      const A* e = coef + (threadIdx.x * VEC + k) * 5;
+      sc[k] = e[0];
+      sf[k] = e[1];
+      mu[k] = e[2];
+      km[k] = e[3];
+      kx[k] = e[4];
+    }
+    const int64_t rows = N * HW, begin = s * chunk, end = min64(rows, begin + chunk);
+    for (int64_t m = begin + threadIdx.y; m < end; m += blockDim.y) {
+      const auto xv = load_pack<scalar_t, VEC>(x + m * C + c0);
+      const auto dv = load_pack<scalar_t, VEC>(dy + m * C + c0);
+      Pack<scalar_t, VEC> o;
+#pragma unroll
+      for (int k = 0; k < VEC; ++k) {
+        const A xk = A(xv.v[k]);
+        const A gk = A(dv.v[k]) * activation_grad_from_input(act, affine(xk, sc[k], sf[k]), slope);
+        o.v[k] = scalar_t(sc[k] * (gk - km[k] - (xk - mu[k]) * kx[k]));
+      }
+      store_pack<scalar_t, VEC>(dx + m * C + c0, o);
+    }
+  }
+}
+
+// Running statistics: one block, so num_batches_tracked is read before it is bumped.
+template <typename R, typename A>
+__global__ void bn_update_stats_kernel(R* __restrict__ running_mean, R* __restrict__ running_var,
+                                       int64_t* __restrict__ num_batches_tracked, const A* __restrict__ mean,
+                                       const A* __restrict__ var, int64_t C, double momentum, bool cumulative,
+                                       double unbias) {
+  const int64_t tracked = *num_batches_tracked + 1;
+  const double f = cumulative ? 1.0 / double(tracked) : momentum;
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+    running_mean[c] = R((1.0 - f) * double(running_mean[c]) + f * double(mean[c]));
+    running_var[c] = R((1.0 - f) * double(running_var[c]) + f * double(var[c]) * unbias);
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) *num_batches_tracked = tracked;
+}
+
+// ---------------------------------------------------------------------------------------
+// Host side
+Geometry geometry_of(const at::Tensor& x) {
+  return {x.size(0), x.size(1), x.size(2) * x.size(3), layout_of(x) == at::MemoryFormat::ChannelsLast};
+}
+
+template <typename scalar_t>
+bool can_vectorize(const Geometry& g, std::initializer_list<const void*> ptrs) {
+  constexpr int vec = vec_width<scalar_t>();
+  if ((g.cl ? g.C : g.HW) % vec != 0) return false;
+  for (const void* p : ptrs)
+    if (!aligned16(p)) return false;
+  return true;
+}
+
+// Shared memory the NHWC kernels need (NCHW kernels use static shared memory).
+template <typename A>
+size_t nhwc_smem(const Plan& p, int vec, int per_thread_values, int per_channel_values) {
+  const size_t width = size_t(p.block.x) * vec;
+  return (size_t(p.block.y) * width * per_thread_values + width * per_channel_values) * sizeof(A);
+}
+
+// Calls f(std::integral_constant<int, VEC>, std::integral_constant<bool, CL>).
+template <typename scalar_t, typename F>
+void dispatch_layout(const Geometry& g, bool vectorize, F&& f) {
+  constexpr int V = vec_width<scalar_t>();
+  if (g.cl) {
+    if (vectorize) f(std::integral_constant<int, V>(), std::true_type());
+    else f(std::integral_constant<int, 1>(), std::true_type());
+  } else {
+    if (vectorize) f(std::integral_constant<int, V>(), std::false_type());
+    else f(std::integral_constant<int, 1>(), std::false_type());
+  }
+}
+
+template <typename A>
+const A* ptr_or_null(const at::Tensor& t) {
+  return t.defined() ? t.const_data_ptr<A>() : nullptr;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_cuda(
+    const at::Tensor& input_, const c10::optional<at::Tensor>& weight_, const c10::optional<at::Tensor>& bias_,
+    const c10::optional<at::Tensor>& running_mean_, const c10::optional<at::Tensor>& running_var_, bool training,
+    double eps, c10::string_view activation, double negative_slope) {
+  check_bn_input(input_);
+  check_channel_vector(weight_, input_, "weight");
+  check_channel_vector(bias_, input_, "bias");
+  check_channel_vector(running_mean_, input_, "running_mean");
+  check_channel_vector(running_var_, input_, "running_var");
+  const Activation act = parse_activation(activation);
+  const bool use_batch = training || !running_mean_.has_value() || !running_mean_->defined();
+  if (!use_batch)
+    TORCH_CHECK(running_var_.has_value() && running_var_->defined(),
+                "fastgan: running_var is required with running_mean in eval mode");
+  c10::cuda::CUDAGuard guard(input_.device());
+  const auto fmt = layout_of(input_);
+  const at::Tensor input = input_.contiguous(fmt);
+  const Geometry g = geometry_of(input);
+  if (use_batch)
+    TORCH_CHECK(g.N * g.HW > 1, "Expected more than 1 value per channel when training, got input size ",
+                input.sizes());
+  TORCH_CHECK(g.C < (int64_t(1) << 31), "fastgan: too many channels: ", g.C);
+  const auto sdt = stats_dtype(input);
+  at::Tensor out = at::empty_like(input, input.options(), fmt);
+  at::Tensor mean = at::empty({g.C}, input.options().dtype(sdt));
+  at::Tensor var = at::empty({g.C}, input.options().dtype(sdt));
+  if (input.numel() == 0) return {out, mean, var};
+  const at::Tensor weight = as_stats(weight_, input), bias = as_stats(bias_, input);
+  const at::Tensor rmean = use_batch ? at::Tensor() : as_stats(running_mean_, input);
+  const at::Tensor rvar = use_batch ? at::Tensor() : as_stats(running_var_, input);
+  auto stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "batch_norm_act_cuda", [&] {
+    using A = acc_t<scalar_t>;
+    const scalar_t* x = input.const_data_ptr<scalar_t>();
+    scalar_t* y = out.data_ptr<scalar_t>();
+    const bool vectorize = can_vectorize<scalar_t>(g, {x, y});
+    dispatch_layout<scalar_t>(g, vectorize, [&](auto vec_c, auto cl_c) {
+      constexpr int VEC = decltype(vec_c)::value;
+      constexpr bool CL = decltype(cl_c)::value;
+      const Plan plan = make_plan(g, VEC);
+      at::Tensor partial;
+      if (use_batch) {
+        partial = at::empty({g.C * plan.splits * 3}, input.options().dtype(sdt));
+        const size_t smem = CL ? nhwc_smem<A>(plan, VEC, 3, 0) : 0;
+        bn_stats_kernel<scalar_t, VEC, CL><<<plan.grid, plan.block, smem, stream>>>(x, g.N, g.C, g.HW, plan.chunk,
+                                                                                   partial.data_ptr<A>());
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      }
+      BnParams<A> p{use_batch ? partial.const_data_ptr<A>() : nullptr, plan.splits, A(g.N * g.HW),
+                    ptr_or_null<A>(rmean), ptr_or_null<A>(rvar), ptr_or_null<A>(weight), ptr_or_null<A>(bias),
+                    A(eps), mean.data_ptr<A>(), var.data_ptr<A>()};
+      const size_t smem = CL ? nhwc_smem<A>(plan, VEC, 0, 2) : 0;
+      bn_apply_kernel<scalar_t, VEC, CL><<<plan.grid, plan.block, smem, stream>>>(x, y, g.N, g.C, g.HW, plan.chunk, p,
+                                                                                 act, A(negative_slope));
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  });
+  return {out, mean, var};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_backward_cuda(
+    const at::Tensor& grad_out_, const at::Tensor& input_, const c10::optional<at::Tensor>& weight_,
+    const c10::optional<at::Tensor>& bias_, const at::Tensor& save_mean_, const at::Tensor& save_var_,
+    bool training, double eps, c10::string_view activation, double negative_slope) {
+  check_bn_input(input_);
+  TORCH_CHECK(grad_out_.sizes() == input_.sizes(), "fastgan: grad_out has shape ", grad_out_.sizes(),
+              " but input has shape ", input_.sizes());
+  check_channel_vector(weight_, input_, "weight");
+  check_channel_vector(bias_, input_, "bias");
+  check_channel_vector(save_mean_, input_, "save_mean");
+  check_channel_vector(save_var_, input_, "save_var");
+  const Activation act = parse_activation(activation);
+  c10::cuda::CUDAGuard guard(input_.device());
+  const auto fmt = layout_of(input_);
+  const at::Tensor input = input_.contiguous(fmt);
+  const at::Tensor grad_out = grad_out_.to(input.scalar_type()).contiguous(fmt);
+  const Geometry g = geometry_of(input);
+  const auto sdt = stats_dtype(input);
+  at::Tensor grad_input = at::empty_like(input, input.options(), fmt);
+  at::Tensor grad_weight = at::empty({g.C}, input.options().dtype(sdt));
+  at::Tensor grad_bias = at::empty({g.C}, input.options().dtype(sdt));
+  if (input.numel() == 0) return {grad_input, grad_weight.zero_(), grad_bias.zero_()};
+  const at::Tensor mean = save_mean_.to(sdt).contiguous(), var = save_var_.to(sdt).contiguous();
+  const at::Tensor weight = as_stats(weight_, input), bias = as_stats(bias_, input);
+  auto stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "batch_norm_act_backward_cuda", [&] {
+    using A = acc_t<scalar_t>;
+    const scalar_t* x = input.const_data_ptr<scalar_t>();
+    const scalar_t* dy = grad_out.const_data_ptr<scalar_t>();
+    scalar_t* dx = grad_input.data_ptr<scalar_t>();
+    const bool vectorize = can_vectorize<scalar_t>(g, {x, dy, dx});
+    dispatch_layout<scalar_t>(g, vectorize, [&](auto vec_c, auto cl_c) {
+      constexpr int VEC = decltype(vec_c)::value;
+      constexpr bool CL = decltype(cl_c)::value;
+      const Plan plan = make_plan(g, VEC);
+      at::Tensor partial = at::empty({g.C * plan.splits * 2}, input.options().dtype(sdt));
+      BnParams<A> p{nullptr, plan.splits, A(g.N * g.HW), mean.const_data_ptr<A>(), var.const_data_ptr<A>(),
+                    ptr_or_null<A>(weight), ptr_or_null<A>(bias), A(eps), nullptr, nullptr};
+      size_t smem = CL ? nhwc_smem<A>(plan, VEC, 2, 3) : 0;
+      bn_backward_reduce_kernel<scalar_t, VEC, CL><<<plan.grid, plan.block, smem, stream>>>(
+          dy, x, g.N, g.C, g.HW, plan.chunk, p, act, A(negative_slope), partial.data_ptr<A>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      smem = CL ? nhwc_smem<A>(plan, VEC, 0, 5) : 0;
+      bn_backward_input_kernel<scalar_t, VEC, CL><<<plan.grid, plan.block, smem, stream>>>(
+          dy, x, dx, g.N, g.C, g.HW, plan.chunk, p, partial.const_data_ptr<A>(), plan.splits, training, act,
+          A(negative_slope), grad_weight.data_ptr<A>(), grad_bias.data_ptr<A>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  });
+  return {grad_input, grad_weight, grad_bias};
+}
+
+void batch_norm_update_stats_cuda(at::Tensor& running_mean, at::Tensor& running_var, at::Tensor& num_batches_tracked,
+                                  const at::Tensor& save_mean, const at::Tensor& save_var,
+                                  c10::optional<double> momentum, int64_t count) {
+  TORCH_CHECK(count > 1, "fastgan: batch_norm_update_stats needs more than one value per channel, got ", count);
+  TORCH_CHECK(running_mean.numel() == save_mean.numel() && running_var.numel() == save_var.numel() &&
+                  running_mean.numel() == running_var.numel(),
+              "fastgan: running stats and batch stats must have one value per channel each");
+  TORCH_CHECK(running_mean.is_contiguous() && running_var.is_contiguous(),
+              "fastgan: running_mean and running_var must be contiguous");
+  TORCH_CHECK(running_mean.scalar_type() == running_var.scalar_type(),
+              "fastgan: running_mean and running_var must have the same dtype");
+  TORCH_CHECK(num_batches_tracked.numel() == 1 && num_batches_tracked.scalar_type() == at::kLong &&
+                  num_batches_tracked.is_cuda(),
+              "fastgan: num_batches_tracked must be a one-element int64 CUDA tensor");
+  c10::cuda::CUDAGuard guard(running_mean.device());
+  const at::Tensor mean = save_mean.contiguous(), var = save_var.to(save_mean.scalar_type()).contiguous();
+  auto stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, running_mean.scalar_type(), "bn_update_stats", [&] {
+    using R = scalar_t;
+    AT_DISPATCH_FLOATING_TYPES(mean.scalar_type(), "bn_update_stats_inner", [&] {
+      bn_update_stats_kernel<R, scalar_t><<<1, 256, 0, stream>>>(
+          running_mean.data_ptr<R>(), running_var.data_ptr<R>(), num_batches_tracked.data_ptr<int64_t>(),
+          mean.const_data_ptr<scalar_t>(), var.const_data_ptr<scalar_t>(), running_mean.numel(),
+          momentum.value_or(0.0), !momentum.has_value(), double(count) / double(count - 1));
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  });
+}
+
+}  // namespace
+}  // namespace cuda
+
+TORCH_LIBRARY_IMPL(fastgan, CUDA, m) {
+  m.impl("batch_norm_act", &cuda::batch_norm_act_cuda);
+  m.impl("batch_norm_act_backward", &cuda::batch_norm_act_backward_cuda);
+  m.impl("batch_norm_update_stats", &cuda::batch_norm_update_stats_cuda);
+}
+
+}  // namespace fastgan

@@ -1,0 +1,90 @@
+// Helpers shared by the CUDA kernels: accumulation types, 16-byte packs, Welford merges.
+#pragma once
+
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+
+#include <cstdint>
+
+#include "../fastgan.h"
+
+namespace fastgan {
+namespace cuda {
+
+// fp32 accumulation for fp32/fp16/bf16, fp64 for fp64.
+template <typename T> struct Acc { using type = float; };
+template <> struct Acc<double> { using type = double; };
+template <typename T> using acc_t = typename Acc<T>::type;
+
+// VEC consecutive elements moved as one 16-byte (or smaller) access.
+template <typename T, int VEC>
+struct alignas(sizeof(T) * VEC) Pack {
+  T v[VEC];
+};
+
+template <typename T, int VEC>
+__device__ __forceinline__ Pack<T, VEC> load_pack(const T* p) {
+  return *reinterpret_cast<const Pack<T, VEC>*>(p);
+}
+
+template <typename T, int VEC>
+__device__ __forceinline__ void store_pack(T* p, const Pack<T, VEC>& v) {
+  *reinterpret_cast<Pack<T, VEC>*>(p) = v;
+}
+
+// Elements per 16-byte access.
+template <typename T> constexpr int vec_width() { return 16 / sizeof(T) > 0 ? int(16 / sizeof(T)) : 1; }
+
+inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+// Running (count, mean, M2). Counts are small per thread; merges follow Chan et al.
+template <typename A>
+struct Welford {
+  A n = 0, mean = 0, m2 = 0;
+  __device__ __forceinline__ void push(A x) {
+    n += A(1);
+    const A d = x - mean;
+    mean += d / n;
+    m2 += d * (x - mean);
+  }
+  __device__ __forceinline__ void merge(A nb, A mb, A m2b) {
+    if (nb == A(0)) return;
+    const A nn = n + nb, d = mb - mean, f = nb / nn;
+    mean += d * f;
+    m2 += m2b + d * d * n * f;
+    n = nn;
+  }
+};
+
+template <typename A>
+__device__ __forceinline__ Welford<A> warp_merge(Welford<A> w) {
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) {
+    const A n = __shfl_down_sync(0xffffffffu, w.n, off);
+    const A m = __shfl_down_sync(0xffffffffu, w.mean, off);
+    const A q = __shfl_down_sync(0xffffffffu, w.m2, off);
+    w.merge(n, m, q);
+  }
+  return w;
+}
+
+template <typename A>
+__device__ __forceinline__ A warp_sum(A v) {
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) v += __shfl_down_sync(0xffffffffu, v, off);
+  return v;
+}
+
+__device__ __forceinline__ int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+inline int next_pow2(int64_t v) {
+  int p = 1;
+  while (p < v) p <<= 1;
+  return p;
+}
+
+}  // namespace cuda
+}  // namespace fastgan

@@ -1,0 +1,222 @@
+// CUDA kernels for the standalone activation (applied to the conv output; its backward is
+// one elementwise pass that feeds cuDNN's convolution backward) and for BCE-with-logits,
+// whose loss and gradient come out of one kernel with a deterministic reduction.
+#include <ATen/Dispatch.h>
+#include <torch/library.h>
+
+#include <algorithm>
+
+#include "common.cuh"
+
+namespace fastgan {
+namespace cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+int grid_for(int64_t items) {
+  const auto* prop = at::cuda::getCurrentDeviceProperties();
+  const int64_t cap = int64_t(prop->multiProcessorCount) * std::max(1, prop->maxThreadsPerMultiProcessor / kThreads);
+  return int(std::max<int64_t>(1, std::min<int64_t>(ceil_div(items, kThreads), cap)));
+}
+
+// Layout does not matter elementwise: input and output share strides (both dense in the
+// same memory format), so the kernels walk storage order.
+template <typename scalar_t, int VEC>
+__global__ void __launch_bounds__(kThreads) activation_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ y,
+                                                              int64_t packs, Activation act, acc_t<scalar_t> slope) {
+  using A = acc_t<scalar_t>;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < packs; i += int64_t(gridDim.x) * blockDim.x) {
+    const auto v = load_pack<scalar_t, VEC>(x + i * VEC);
+    Pack<scalar_t, VEC> o;
+#pragma unroll
+    for (int k = 0; k < VEC; ++k) o.v[k] = scalar_t(activate(act, A(v.v[k]), slope));
+    store_pack<scalar_t, VEC>(y + i * VEC, o);
+  }
+}
+
+template <typename scalar_t, int VEC>
+__global__ void __launch_bounds__(kThreads) activation_backward_kernel(const scalar_t* __restrict__ dy,
+                                                                       const scalar_t* __restrict__ y,
+                                                                       scalar_t* __restrict__ dx, int64_t packs,
+                                                                       Activation act, acc_t<scalar_t> slope) {
+  using A = acc_t<scalar_t>;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < packs; i += int64_t(gridDim.x) * blockDim.x) {
+    const auto yv = load_pack<scalar_t, VEC>(y + i * VEC);
+    const auto dv = load_pack<scalar_t, VEC>(dy + i * VEC);
+    Pack<scalar_t, VEC> o;
+#pragma unroll
+    for (int k = 0; k < VEC; ++k) o.v[k] = scalar_t(A(dv.v[k]) * activation_grad_from_output(act, A(yv.v[k]), slope));
+    store_pack<scalar_t, VEC>(dx + i * VEC, o);
+  }
+}
+
+at::Tensor activation_cuda(const at::Tensor& input_, c10::string_view activation, double negative_slope) {
+  check_float_input(input_, "input");
+  const Activation act = parse_activation(activation);
+  c10::cuda::CUDAGuard guard(input_.device());
+  const auto fmt = layout_of(input_);
+  const at::Tensor input = input_.contiguous(fmt);
+  at::Tensor out = at::empty_like(input, input.options(), fmt);
+  const int64_t n = input.numel();
+  if (n == 0) return out;
+  auto stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "activation_cuda", [&] {
+    using A = acc_t<scalar_t>;
+    constexpr int V = vec_width<scalar_t>();
+    const scalar_t* x = input.const_data_ptr<scalar_t>();
+    scalar_t* y = out.data_ptr<scalar_t>();
+    if (n % V == 0 && aligned16(x) && aligned16(y)) {
+      activation_kernel<scalar_t, V><<<grid_for(n / V), kThreads, 0, stream>>>(x, y, n / V, act, A(negative_slope));
+    } else {
+      activation_kernel<scalar_t, 1><<<grid_for(n), kThreads, 0, stream>>>(x, y, n, act, A(negative_slope));
+    }
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return out;
+}
+
+at::Tensor activation_backward_cuda(const at::Tensor& grad_out_, const at::Tensor& output_,
+                                    c10::string_view activation, double negative_slope) {
+  check_float_input(output_, "output");
+  TORCH_CHECK(grad_out_.sizes() == output_.sizes(), "fastgan: grad_out has shape ", grad_out_.sizes(),
+              " but output has shape ", output_.sizes());
+  const Activation act = parse_activation(activation);
+  c10::cuda::CUDAGuard guard(output_.device());
+  const auto fmt = layout_of(output_);
+  const at::Tensor output = output_.contiguous(fmt);
+  const at::Tensor grad_out = grad_out_.to(output.scalar_type()).contiguous(fmt);
+  at::Tensor grad_in = at::empty_like(output, output.options(), fmt);
+  const int64_t n = output.numel();
+  if (n == 0) return grad_in;
+  auto stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, output.scalar_type(), "activation_backward_cuda", [&] {
+    using A = acc_t<scalar_t>;
+    constexpr int V = vec_width<scalar_t>();
+    const scalar_t* y = output.const_data_ptr<scalar_t>();
+    const scalar_t* dy = grad_out.const_data_ptr<scalar_t>();
+    scalar_t* dx = grad_in.data_ptr<scalar_t>();
+    if (n % V == 0 && aligned16(y) && aligned16(dy) && aligned16(dx)) {
+      activation_backward_kernel<scalar_t, V><<<grid_for(n / V), kThreads, 0, stream>>>(dy, y, dx, n / V, act,
+                                                                                        A(negative_slope));
+    } else {
+      activation_backward_kernel<scalar_t, 1><<<grid_for(n), kThreads, 0, stream>>>(dy, y, dx, n, act,
+                                                                                    A(negative_slope));
+    }
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return grad_in;
+}
+
+// ---------------------------------------------------------------------------------------
+// BCE with logits: each block writes its elements' gradient (and per-element loss for
+// reduction='none') and one partial loss sum; the last block to finish (an integer ticket,
+// so the choice does not change the result) adds the partials in index order.
+template <typename A>
+__device__ __forceinline__ void bce_point(A x, A t, A& loss, A& grad) {
+  const A e = ::exp(-::fabs(x));
+  loss = (x > A(0) ? x : A(0)) - x * t + ::log1p(e);
+  const A sig = x >= A(0) ? A(1) / (A(1) + e) : e / (A(1) + e);
+  grad = sig - t;
+}
+
+template <typename A>
+__device__ A block_sum(A v, A* sh) {
+  v = warp_sum(v);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 0) sh[warp] = v;
+  __syncthreads();
+  A total = 0;
+  if (threadIdx.x == 0)
+    for (int i = 0; i < int(blockDim.x / 32); ++i) total += sh[i];
+  return total;  // valid in thread 0
+}
+
+template <typename scalar_t>
+__global__ void __launch_bounds__(kThreads) bce_kernel(const scalar_t* __restrict__ x, const scalar_t* __restrict__ t,
+                                                       acc_t<scalar_t> target_value, int64_t n,
+                                                       scalar_t* __restrict__ loss_elems, scalar_t* __restrict__ grad,
+                                                       acc_t<scalar_t> grad_scale, acc_t<scalar_t>* partial,
+                                                       unsigned int* ticket, scalar_t* __restrict__ loss_out,
+                                                       acc_t<scalar_t> loss_scale) {
+  using A = acc_t<scalar_t>;
+  A sum = 0;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    A l, g;
+    bce_point(A(x[i]), t ? A(t[i]) : target_value, l, g);
+    grad[i] = scalar_t(g * grad_scale);
+    if (loss_elems) loss_elems[i] = scalar_t(l);
+    sum += l;
+  }
+  if (loss_elems) return;
+  __shared__ A sh[kThreads / 32];
+  __shared__ bool last;
+  const A block_total = block_sum(sum, sh);
+  if (threadIdx.x == 0) {
+    partial[blockIdx.x] = block_total;
+    __threadfence();
+    last = atomicAdd(ticket, 1u) == gridDim.x - 1;
+  }
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  A s = 0;
+  for (int i = threadIdx.x; i < int(gridDim.x); i += blockDim.x) s += __ldcg(partial + i);
+  __syncthreads();
+  const A total = block_sum(s, sh);
+  if (threadIdx.x == 0) *loss_out = scalar_t(total * loss_scale);
+}
+
+std::tuple<at::Tensor, at::Tensor> bce_with_logits_cuda(const at::Tensor& input_, const c10::optional<at::Tensor>& target_,
+                                                        double target_value, int64_t reduction) {
+  check_float_input(input_, "input");
+  TORCH_CHECK(reduction >= 0 && reduction <= 2, "fastgan: reduction must be 0 (none), 1 (mean) or 2 (sum), got ",
+              reduction);
+  const bool has_target = target_.has_value() && target_->defined();
+  if (has_target)
+    TORCH_CHECK(target_->sizes() == input_.sizes(), "fastgan: target size ", target_->sizes(),
+                " must be the same as input size ", input_.sizes());
+  c10::cuda::CUDAGuard guard(input_.device());
+  const auto fmt = layout_of(input_);
+  const at::Tensor input = input_.contiguous(fmt);
+  const at::Tensor target = has_target ? target_->to(input.scalar_type()).contiguous(fmt) : at::Tensor();
+  const Reduction red = static_cast<Reduction>(reduction);
+  const int64_t n = input.numel();
+  at::Tensor grad = at::empty_like(input, input.options(), fmt);
+  at::Tensor loss = red == Reduction::None ? at::empty_like(input, input.options(), fmt) : at::empty({}, input.options());
+  if (n == 0) {
+    if (red != Reduction::None) loss.fill_(red == Reduction::Mean ? std::nan("") : 0.0);
+    return {loss, grad};
+  }
+  auto stream = at::cuda::getCurrentCUDAStream();
+  const int blocks = std::min(grid_for(n), 1024);
+  const auto sdt = stats_dtype(input);
+  at::Tensor partial, ticket;
+  if (red != Reduction::None) {
+    partial = at::empty({blocks}, input.options().dtype(sdt));
+    ticket = at::zeros({1}, input.options().dtype(at::kInt));
+  }
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "bce_with_logits_cuda", [&] {
+    using A = acc_t<scalar_t>;
+    const A inv_n = A(1) / A(n);
+    bce_kernel<scalar_t><<<blocks, kThreads, 0, stream>>>(
+        input.const_data_ptr<scalar_t>(), has_target ? target.const_data_ptr<scalar_t>() : nullptr, A(target_value),
+        n, red == Reduction::None ? loss.data_ptr<scalar_t>() : nullptr, grad.data_ptr<scalar_t>(),
+        red == Reduction::Mean ? inv_n : A(1), red == Reduction::None ? nullptr : partial.data_ptr<A>(),
+        red == Reduction::None ? nullptr : reinterpret_cast<unsigned int*>(ticket.data_ptr<int>()),
+        red == Reduction::None ? nullptr : loss.data_ptr<scalar_t>(), red == Reduction::Mean ? inv_n : A(1));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return {loss, grad};
+}
+
+}  // namespace
+}  // namespace cuda
+
+TORCH_LIBRARY_IMPL(fastgan, CUDA, m) {
+  m.impl("activation", &cuda::activation_cuda);
+  m.impl("activation_backward", &cuda::activation_backward_cuda);
+  m.impl("bce_with_logits", &cuda::bce_with_logits_cuda);
+}
+
+}  // namespace fastgan

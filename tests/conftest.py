@@ -1,0 +1,33 @@
+import os
+
+import pytest
+import torch
+
+import fastgan
+from fastgan import _backend
+
+CUDA = torch.cuda.is_available()
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not CUDA, reason="no CUDA device"))]
+
+
+def pytest_report_header(config):
+    return (f"fastgan backend: {fastgan.backend()}, compiled: {_backend.COMPILED}, kernels: {_backend.KERNELS}, "
+            f"torch {torch.__version__}")
+
+
+@pytest.fixture(params=["fused", "reference"])
+def backend(request):
+    """Runs a test once on the compiled kernels and once on the stock reference path. The
+    fused run fails (not skips) when fastgan._C is missing, unless FASTGAN_NO_EXT=1 says the
+    package was deliberately installed without it."""
+    if request.param == "fused" and not _backend.COMPILED:
+        if os.environ.get("FASTGAN_NO_EXT") == "1":
+            pytest.skip("FASTGAN_NO_EXT=1: no compiled module")
+        pytest.fail(f"fastgan._C did not load: {_backend.LOAD_ERROR}")
+    with fastgan.use_backend(request.param):
+        yield request.param
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    return request.param

@@ -1,0 +1,39 @@
+"""Stock-PyTorch twins of the fused layers, and comparison helpers."""
+import copy
+
+import torch
+from torch import nn
+
+TOL = {  # (rtol, atol) against the stock path
+    torch.float64: (1e-10, 1e-10),
+    torch.float32: (1e-5, 1e-5),
+    torch.float16: (1e-2, 1e-2),
+    torch.bfloat16: (2e-2, 2e-2),
+}
+
+
+def assert_close(actual, expected, dtype, scale=1.0, msg=""):
+    rtol, atol = TOL[dtype]
+    torch.testing.assert_close(actual.double(), expected.double(), rtol=rtol * scale, atol=atol * scale,
+                               msg=(lambda m: f"{msg}: {m}") if msg else None)
+
+
+def stock_activation(name, slope):
+    return {"relu": nn.ReLU(), "leaky_relu": nn.LeakyReLU(slope), "tanh": nn.Tanh(), "identity": nn.Identity()}[name]
+
+
+def randomise_bn(bn, generator=None):
+    with torch.no_grad():
+        bn.weight.normal_(1.0, 0.5, generator=generator) if bn.weight is not None else None
+        bn.bias.normal_(0.0, 0.5, generator=generator) if bn.bias is not None else None
+        if bn.running_mean is not None:
+            bn.running_mean.normal_(generator=generator)
+            bn.running_var.uniform_(0.5, 2.0, generator=generator)
+
+
+def twin(module):
+    return copy.deepcopy(module)
+
+
+def rel_err(a, b):
+    return ((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-300)).item()

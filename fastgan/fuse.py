@@ -98,3 +98,13 @@ def fuse(module: nn.Module, inplace: bool = False) -> nn.Module:
         if type(m) is nn.Sequential and any(kind != "module" for _, kind, _, _ in plan(list(m._modules.values()))):
             m.__class__ = FusedSequential
     return module
+
+
+def unfuse(module: nn.Module, inplace: bool = False) -> nn.Module:
+    """The inverse of fuse(): every FusedSequential becomes a plain nn.Sequential again."""
+    if not inplace:
+        module = copy.deepcopy(module)
+    for m in [module, *module.modules()]:
+        if isinstance(m, FusedSequential):
+            m.__class__ = nn.Sequential
+    return module

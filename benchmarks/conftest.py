@@ -1,0 +1,106 @@
+"""Shared set-up for the benchmark suite: device, sizes, and a paired timing helper.
+
+Sizes: on GPU DCGAN-64 at batch 128; on CPU DCGAN-32 at batch 64 (steps) and 32 (ops).
+FASTGAN_BENCH_QUICK=1 shrinks everything so CI proves the suite runs in seconds."""
+import os
+import re
+
+import pytest
+import torch
+
+QUICK = os.environ.get("FASTGAN_BENCH_QUICK") == "1"
+CUDA = torch.cuda.is_available()
+DEVICE = "cuda" if CUDA else "cpu"
+
+if QUICK:
+    SIZES = {"image": 32, "batch": 4, "op_batch": 4, "width": 8}
+elif CUDA:
+    SIZES = {"image": 64, "batch": 128, "op_batch": 128, "width": 64}
+else:
+    SIZES = {"image": 32, "batch": 64, "op_batch": 32, "width": 64}
+
+DTYPES = ["fp32", "bf16"] if CUDA else ["fp32"]
+LAYOUTS = ["nchw", "nhwc"]
+
+
+def device_name():
+    if CUDA:
+        return torch.cuda.get_device_name(0)
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = re.search(r"model name\s*:\s*(.*)", f.read()).group(1)
+    except (OSError, AttributeError):
+        model = "cpu"
+    return f"{model} ({os.cpu_count()} cores)"
+
+
+def pytest_report_header(config):
+    return f"fastgan benchmarks on {device_name()}, sizes {SIZES}, quick={QUICK}"
+
+
+class PeakMemory:
+    """torch.cuda.max_memory_allocated on GPU; the peak RSS increase (VmHWM after a reset
+    through /proc/self/clear_refs) on CPU. In MiB."""
+
+    def __enter__(self):
+        if CUDA:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated()
+        else:
+            self.base = self._status("VmRSS")
+            try:
+                with open("/proc/self/clear_refs", "w") as f:
+                    f.write("5")
+            except OSError:
+                pass
+        return self
+
+    def __exit__(self, *exc):
+        if CUDA:
+            torch.cuda.synchronize()
+            self.mib = (torch.cuda.max_memory_allocated() - self.base) / 2**20
+        else:
+            self.mib = max(0, self._status("VmHWM") - self.base) / 2**10
+
+    @staticmethod
+    def _status(key):
+        try:
+            with open("/proc/self/status") as f:
+                return int(re.search(rf"{key}:\s+(\d+)", f.read()).group(1))
+        except (OSError, AttributeError):
+            return 0
+
+
+@pytest.fixture
+def measure(benchmark):
+    """measure(fn, group=..., variant=..., inner=K, **extra): times K calls of fn per round
+    (synchronising once per round on GPU), after warm-up; stores per-call seconds' divisor
+    and peak memory in extra_info for the report."""
+
+    def run(fn, *, group, variant, inner=None, rounds=None, **extra):
+        inner = inner or (20 if CUDA else 3)
+        rounds = rounds or (15 if CUDA else 7)
+        if QUICK:
+            inner, rounds = 1, 1
+
+        def many():
+            for _ in range(inner):
+                fn()
+            if CUDA:
+                torch.cuda.synchronize()
+
+        for _ in range(1 if QUICK else 3):  # warm-up: lazy init, cuDNN autotune, compilation
+            many()
+        with PeakMemory() as mem:
+            many()
+        benchmark.group = group
+        benchmark.extra_info.update(variant=variant, inner=inner, peak_mib=round(mem.mib, 2), device=device_name(),
+                                    **extra)
+        benchmark.pedantic(many, rounds=rounds, iterations=1, warmup_rounds=0)
+
+    return run
+
+
+# Both sides of every comparison get cuDNN's autotuned algorithms, as training scripts do.
+torch.backends.cudnn.benchmark = True

@@ -1,0 +1,212 @@
+"""Turn pytest-benchmark JSON into the fastgan report: a Markdown table (variant, median,
+images/s, ratio to stock eager, peak memory), a PNG bar chart, the roofline on GPU, and
+the issue targets with pass/miss and by how much.
+
+    python benchmarks/report.py bench.json [--out benchmarks/results]
+writes <out>/<device>-<date>.{json,md,png}."""
+import argparse
+import datetime
+import json
+import os
+import re
+import shutil
+import statistics
+from collections import defaultdict
+
+
+def load(path):
+    with open(path) as f:
+        data = json.load(f)
+    rows = []
+    for b in data["benchmarks"]:
+        info = b.get("extra_info", {})
+        if "variant" not in info or not b.get("stats"):
+            continue
+        inner = info.get("inner", 1)
+        rows.append({"group": b["group"], "variant": info["variant"], "median": b["stats"]["median"] / inner,
+                     "info": info})
+    return data, rows
+
+
+def by_group(rows):
+    groups = defaultdict(dict)
+    for r in rows:
+        groups[r["group"]][r["variant"]] = r
+    return groups
+
+
+def ceilings(groups):
+    c = groups.get("device ceilings", {})
+    out = {}
+    if "copy" in c:
+        out["bandwidth"] = c["copy"]["info"]["bytes"] / c["copy"]["median"]
+    for k in ("matmul-bf16", "matmul-tf32"):
+        if k in c:
+            out[k] = c[k]["info"]["flops"] / c[k]["median"]
+    return out
+
+
+def baseline_of(variants):
+    return variants.get("stock-eager") or variants.get("stock")
+
+
+def step_table(name, variants, ceil):
+    base = baseline_of(variants)
+    lines = [f"### {name}", "", "| variant | median ms | images/s | vs stock eager | peak memory MiB | roofline |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    floor = None
+    if base and "flops" in base["info"] and ceil:
+        rate = ceil.get("matmul-bf16" if "bf16" in name else "matmul-tf32")
+        if rate and ceil.get("bandwidth"):
+            floor = max(base["info"]["flops"] / rate, base["info"]["min_bytes"] / ceil["bandwidth"])
+    for v, r in sorted(variants.items(), key=lambda kv: kv[1]["median"]):
+        ratio = base["median"] / r["median"] if base else float("nan")
+        roof = f"{floor / r['median']:.0%} of floor" if floor else ""
+        lines.append(f"| {v} | {r['median'] * 1e3:.2f} | {r['info'].get('batch', 0) / r['median']:.0f} | "
+                     f"{ratio:.2f}x | {r['info'].get('peak_mib', 0):.1f} | {roof} |")
+    if floor:
+        lines.append(f"\nFloor: {floor * 1e3:.3f} ms = max(FLOPs {base['info']['flops'] / 1e9:.1f} G over the measured "
+                     f"matmul rate, conv bytes {base['info']['min_bytes'] / 1e6:.0f} MB over the measured copy bandwidth).")
+    return lines, floor
+
+
+def op_table(groups, ceil):
+    lines = ["| op | stock ms | fastgan ms | speed-up | fastgan peak MiB | fastgan bandwidth |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for name, v in sorted(groups.items()):
+        if not name.startswith("op ") or "stock" not in v or "fastgan" not in v:
+            continue
+        s, f = v["stock"], v["fastgan"]
+        bw = ""
+        if ceil.get("bandwidth") and "min_bytes" in f["info"]:
+            bw = f"{f['info']['min_bytes'] / f['median'] / ceil['bandwidth']:.0%} of copy"
+        lines.append(f"| {name[3:]} | {s['median'] * 1e3:.3f} | {f['median'] * 1e3:.3f} | "
+                     f"{s['median'] / f['median']:.2f}x | {f['info'].get('peak_mib', 0):.1f} | {bw} |")
+    return lines
+
+
+def check(label, value, target):
+    ok = value >= target
+    verdict = "met" if ok else f"MISSED by {(target - value) / target:.0%}"
+    return f"- {label}: {value:.2f}x (target {target}x) — {verdict}"
+
+
+def targets(groups, gpu, floors):
+    out = []
+    ops = {n: v for n, v in groups.items() if n.startswith("op ") and "stock" in v and "fastgan" in v}
+    speed = {n: v["stock"]["median"] / v["fastgan"]["median"] for n, v in ops.items()}
+    steps = {n: v for n, v in groups.items() if n.startswith("step ")}
+    if not gpu:
+        for n, v in steps.items():
+            if "fastgan-eager" in v and "stock-eager" in v:
+                out.append(check(f"fastgan eager step vs stock eager ({n})",
+                                 v["stock-eager"]["median"] / v["fastgan-eager"]["median"], 1.0))
+        bn = [s for n, s in speed.items() if n.startswith("op bn+") and "fwd+bwd" in n]
+        if bn:
+            out.append(check("fused BN+act fwd+bwd vs stock pair, worst layer", min(bn), 1.3))
+            out.append(check("fused BN+act fwd+bwd vs stock pair, median layer", statistics.median(bn), 1.3))
+        return out
+    for n, v in steps.items():
+        if "fastgan-eager" in v and "stock-eager" in v:
+            out.append(check(f"fastgan eager vs stock eager ({n})", v["stock-eager"]["median"] / v["fastgan-eager"]["median"], 1.3))
+        compiled = [r["median"] for k, r in v.items() if k.startswith("stock-compile")]
+        if "fastgan-graph" in v and compiled:
+            out.append(check(f"fastgan graph vs best torch.compile ({n})", min(compiled) / v["fastgan-graph"]["median"], 1.15))
+        if "bf16" in n and "fastgan-graph" in v and floors.get(n):
+            ratio = v["fastgan-graph"]["median"] / floors[n]
+            out.append(f"- bf16 channels_last fastgan graph: {ratio:.2f}x the roofline floor (target within 2.5x) — "
+                       + ("met" if ratio <= 2.5 else f"MISSED by {ratio / 2.5 - 1:.0%}"))
+    for label, pattern, target in [("BN+act fwd+bwd fp32 NCHW", r"op bn\+.* fwd\+bwd fp32 nchw", 1.5),
+                                   ("BN+act fwd+bwd bf16 NHWC", r"op bn\+.* fwd\+bwd bf16 nhwc", 1.3),
+                                   ("BCE fwd+bwd", r"op bce fwd\+bwd", 2.0)]:
+        vals = [s for n, s in speed.items() if re.match(pattern, n)]
+        if vals:
+            out.append(check(f"{label}, worst shape", min(vals), target))
+    return out
+
+
+def chart(groups, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no PNG (pip install matplotlib)")
+        return False
+    steps = {n: v for n, v in groups.items() if n.startswith("step ")}
+    ops = {n: v for n, v in groups.items() if n.startswith("op ") and "stock" in v and "fastgan" in v}
+    panels = len(steps) + (1 if ops else 0)
+    if panels == 0:
+        return False
+    fig, axes = plt.subplots(panels, 1, figsize=(10, 2.2 + 0.35 * max([len(v) for v in steps.values()] + [len(ops) if ops else 0]) * 1.0 * panels / max(panels, 1)), squeeze=False)
+    i = 0
+    for name, v in steps.items():
+        base = baseline_of(v)
+        items = sorted(v.items(), key=lambda kv: kv[1]["median"])
+        ax = axes[i][0]
+        ax.barh([k for k, _ in items], [base["median"] / r["median"] for _, r in items],
+                color=["tab:orange" if k.startswith("fastgan") else "tab:gray" for k, _ in items])
+        ax.axvline(1.0, color="k", lw=0.8)
+        ax.set_title(f"{name}: speed-up over stock eager")
+        i += 1
+    if ops:
+        ax = axes[i][0]
+        names = sorted(ops)
+        ax.barh([n[3:] for n in names], [ops[n]["stock"]["median"] / ops[n]["fastgan"]["median"] for n in names],
+                color="tab:orange")
+        ax.axvline(1.0, color="k", lw=0.8)
+        ax.tick_params(axis="y", labelsize=6)
+        ax.set_title("per op: fastgan speed-up over the stock nn.* sequence")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return True
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("json")
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
+    args = parser.parse_args(argv)
+    data, rows = load(args.json)
+    groups = by_group(rows)
+    device = rows[0]["info"].get("device", "unknown") if rows else "unknown"
+    gpu = "device ceilings" in groups
+    ceil = ceilings(groups)
+    date = datetime.date.today().isoformat()
+    stem = re.sub(r"[^A-Za-z0-9.-]+", "-", device).strip("-")[:60] + f"-{date}"
+    os.makedirs(args.out, exist_ok=True)
+    md = [f"# fastgan benchmarks: {device}", "",
+          f"{date}; torch {data.get('machine_info', {}).get('python_implementation', '')} "
+          f"{_torch_version()}; medians after warm-up, variants side by side in one process.", ""]
+    if ceil:
+        md.append("Measured ceilings: " + ", ".join(
+            f"copy {v / 1e12:.2f} TB/s" if k == "bandwidth" else f"{k} {v / 1e12:.0f} TFLOP/s" for k, v in ceil.items()))
+        md.append("")
+    md += ["## Training step", ""]
+    floors = {}
+    for name, variants in sorted(groups.items()):
+        if name.startswith("step "):
+            lines, floor = step_table(name, variants, ceil)
+            floors[name] = floor
+            md += lines + [""]
+    md += ["## Per op", ""] + op_table(groups, ceil) + ["", "## Targets", ""] + targets(groups, gpu, floors)
+    text = "\n".join(md) + "\n"
+    with open(os.path.join(args.out, stem + ".md"), "w") as f:
+        f.write(text)
+    if os.path.abspath(args.json) != os.path.abspath(os.path.join(args.out, stem + ".json")):
+        shutil.copyfile(args.json, os.path.join(args.out, stem + ".json"))
+    chart(groups, os.path.join(args.out, stem + ".png"))
+    print(text)
+    print(f"wrote {os.path.join(args.out, stem)}.{{md,json,png}}")
+
+
+def _torch_version():
+    try:
+        import torch
+        return torch.__version__
+    except ImportError:
+        return ""
+
+
+if __name__ == "__main__":
+    main()

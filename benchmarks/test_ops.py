@@ -1,0 +1,110 @@
+"""Per-op benchmarks: each fused op against the stock nn.* sequence it replaces, at the
+DCGAN layer shapes, forward and forward+backward, NCHW and channels_last, fp32 (and bf16
+on GPU). Each group holds the stock and the fastgan variant, timed side by side."""
+import pytest
+import torch
+from torch import nn
+
+import fastgan
+import fastgan.functional as FF
+from conftest import CUDA, DEVICE, DTYPES, LAYOUTS, SIZES
+
+B, S, W = SIZES["op_batch"], SIZES["image"], SIZES["width"]
+DT = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def layer_shapes():
+    """(name, channels, spatial) of the BatchNorm layers of DCGAN at this image size."""
+    stages = {32: 3, 64: 4, 128: 5}[S]
+    g = [(f"G{i}", W * 2 ** (stages - 1 - i), 4 * 2 ** i) for i in range(stages)]
+    d = [(f"D{i}", W * 2 ** i, S // 2 ** (i + 1)) for i in range(1, stages)]
+    return g + d
+
+
+def make_input(c, hw, dtype, layout, requires_grad):
+    x = torch.randn(B, c, hw, hw, device=DEVICE, dtype=DT[dtype])
+    if layout == "nhwc":
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x.requires_grad_(requires_grad)
+
+
+def run_case(measure, name, fn, x, mode, dtype, layout, variant, bytes_per_elem_passes):
+    with torch.no_grad():
+        grad = torch.randn_like(fn(x))
+
+    def fwd():
+        with torch.no_grad():
+            fn(x)
+
+    def fwd_bwd():
+        fn(x).backward(grad)
+
+    passes = bytes_per_elem_passes[mode]
+    measure(fwd if mode == "fwd" else fwd_bwd, group=f"op {name} {mode} {dtype} {layout}", variant=variant,
+            kind="op", min_bytes=passes * max(x.numel(), grad.numel()) * x.element_size())
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mode", ["fwd", "fwd+bwd"])
+@pytest.mark.parametrize("shape", layer_shapes(), ids=lambda s: s[0])
+@pytest.mark.parametrize("variant", ["stock", "fastgan"])
+def test_bn_act(measure, variant, shape, mode, dtype, layout):
+    """BatchNorm2d + ReLU (G) or LeakyReLU (D): the fused statistics/normalise/activate."""
+    name, c, hw = shape
+    act, slope = ("relu", 0.0) if name.startswith("G") else ("leaky_relu", 0.2)
+    bn = nn.BatchNorm2d(c).to(DEVICE)
+    x = make_input(c, hw, dtype, layout, mode != "fwd")
+    if variant == "stock":
+        stock_act = nn.ReLU() if act == "relu" else nn.LeakyReLU(slope)
+        fn = lambda t: stock_act(bn(t))  # noqa: E731
+    else:
+        fn = lambda t: FF.batch_norm_act(t, bn.running_mean, bn.running_var, bn.weight, bn.bias, True,  # noqa: E731
+                                         bn.momentum, bn.eps, act, slope, bn.num_batches_tracked)
+    # Fewest passes over the activation: fwd reads x and writes y; bwd reads dy and x, writes dx.
+    run_case(measure, f"bn+{act} {name} {c}x{hw}x{hw}", fn, x, mode, dtype, layout, variant,
+             {"fwd": 2, "fwd+bwd": 5})
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mode", ["fwd", "fwd+bwd"])
+@pytest.mark.parametrize("which", ["G-out tanh", "D-in leaky_relu"])
+@pytest.mark.parametrize("variant", ["stock", "fastgan"])
+def test_conv_act(measure, variant, which, mode, dtype, layout):
+    """The layers without BatchNorm: conv_transpose + tanh (G's last), conv + leaky_relu (D's first)."""
+    if which.startswith("G"):
+        conv = nn.ConvTranspose2d(W, 3, 4, 2, 1, bias=False)
+        stock, fused, cin, hw = nn.Sequential(conv, nn.Tanh()), None, W, S // 2
+    else:
+        conv = nn.Conv2d(3, W, 4, 2, 1, bias=False)
+        stock, fused, cin, hw = nn.Sequential(conv, nn.LeakyReLU(0.2)), None, 3, S
+    stock = stock.to(DEVICE).to(DT[dtype])
+    fused = fastgan.fuse(stock)
+    model = stock if variant == "stock" else fused
+    x = make_input(cin, hw, dtype, layout, mode != "fwd")
+    run_case(measure, f"conv+act {which}", model, x, mode, dtype, layout, variant, {"fwd": 2, "fwd+bwd": 5})
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mode", ["fwd", "fwd+bwd"])
+@pytest.mark.parametrize("variant", ["stock", "fastgan"])
+def test_bce(measure, variant, mode, dtype):
+    """The GAN loss on a batch of logits, target 1.0."""
+    x = torch.randn(SIZES["batch"], device=DEVICE, dtype=DT[dtype], requires_grad=mode != "fwd")
+    if variant == "stock":
+        loss = nn.BCEWithLogitsLoss()
+        fn = lambda t: loss(t, torch.ones_like(t))  # noqa: E731
+    else:
+        loss = fastgan.nn.BCEWithLogitsLoss()
+        fn = lambda t: loss(t, 1.0)  # noqa: E731
+
+    def fwd():
+        with torch.no_grad():
+            fn(x)
+
+    def fwd_bwd():
+        fn(x).backward()
+
+    measure(fwd if mode == "fwd" else fwd_bwd, group=f"op bce {mode} {dtype}", variant=variant, kind="op",
+            min_bytes=2 * x.numel() * x.element_size())

@@ -112,7 +112,9 @@ def extensions():
              "(or set FASTGAN_NO_EXT=1 for the pure-Python package).")
 
     sources = ["csrc/ops.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
-    cxx = ["-O3", "-fopenmp-simd"]
+    # -fno-trapping-math lets GCC turn the activation selects into vector blends (it will not
+    # otherwise evaluate both arms); no value changes, unlike -ffast-math.
+    cxx = ["-O3", "-fopenmp-simd", "-fno-trapping-math", "-fno-math-errno"]
     define_macros = []
     use_cuda = want_cuda(torch)
     if use_cuda:

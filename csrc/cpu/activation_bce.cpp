@@ -18,25 +18,25 @@ template <typename scalar_t>
 using acc_type = std::conditional_t<std::is_same<scalar_t, double>::value, double, float>;
 
 // Loops live outside the AT_DISPATCH lambdas: a #pragma cannot sit inside a macro argument.
-template <typename scalar_t>
-void activation_loop(const scalar_t* x, scalar_t* y, int64_t n, Activation act, double negative_slope) {
+template <Activation ACT, typename scalar_t>
+void activation_loop(const scalar_t* x, scalar_t* y, int64_t n, double negative_slope) {
   using acc_t = acc_type<scalar_t>;
   const acc_t slope = acc_t(negative_slope);
   at::parallel_for(0, n, kGrain, [&](int64_t i0, int64_t i1) {
 #pragma omp simd
-    for (int64_t i = i0; i < i1; ++i) y[i] = scalar_t(activate(act, acc_t(x[i]), slope));
+    for (int64_t i = i0; i < i1; ++i) y[i] = scalar_t(activate_t<ACT>(acc_t(x[i]), slope));
   });
 }
 
-template <typename scalar_t>
-void activation_backward_loop(const scalar_t* dy, const scalar_t* y, scalar_t* dx, int64_t n, Activation act,
+template <Activation ACT, typename scalar_t>
+void activation_backward_loop(const scalar_t* dy, const scalar_t* y, scalar_t* dx, int64_t n,
                               double negative_slope) {
   using acc_t = acc_type<scalar_t>;
   const acc_t slope = acc_t(negative_slope);
   at::parallel_for(0, n, kGrain, [&](int64_t i0, int64_t i1) {
 #pragma omp simd
     for (int64_t i = i0; i < i1; ++i)
-      dx[i] = scalar_t(acc_t(dy[i]) * activation_grad_from_output(act, acc_t(y[i]), slope));
+      dx[i] = scalar_t(acc_t(dy[i]) * activation_grad_from_output_t<ACT>(acc_t(y[i]), slope));
   });
 }
 
@@ -46,7 +46,10 @@ at::Tensor activation_cpu(const at::Tensor& input_, c10::string_view activation,
   const at::Tensor input = input_.contiguous(layout_of(input_));
   at::Tensor out = at::empty_like(input, input.options(), layout_of(input));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "activation_cpu", [&] {
-    activation_loop(input.const_data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), input.numel(), act, negative_slope);
+    dispatch_activation(act, [&](auto tag) {
+      activation_loop<decltype(tag)::value>(input.const_data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), input.numel(),
+                                            negative_slope);
+    });
   });
   return out;
 }
@@ -62,8 +65,11 @@ at::Tensor activation_backward_cpu(const at::Tensor& grad_out_, const at::Tensor
   const at::Tensor grad_out = grad_out_.to(output.scalar_type()).contiguous(fmt);
   at::Tensor grad_in = at::empty_like(output, output.options(), fmt);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, output.scalar_type(), "activation_backward_cpu", [&] {
-    activation_backward_loop(grad_out.const_data_ptr<scalar_t>(), output.const_data_ptr<scalar_t>(),
-                             grad_in.data_ptr<scalar_t>(), output.numel(), act, negative_slope);
+    dispatch_activation(act, [&](auto tag) {
+      activation_backward_loop<decltype(tag)::value>(grad_out.const_data_ptr<scalar_t>(),
+                                                     output.const_data_ptr<scalar_t>(), grad_in.data_ptr<scalar_t>(),
+                                                     output.numel(), negative_slope);
+    });
   });
   return grad_in;
 }

@@ -134,9 +134,9 @@ void fold_affine(const stat_t* mean, const stat_t* var, const stat_t* weight, co
   }
 }
 
-template <typename scalar_t, typename acc_t>
+template <Activation ACT, typename scalar_t, typename acc_t>
 void apply(const scalar_t* x, scalar_t* y, const Geometry& g, const acc_t* scale,
-           const acc_t* shift, Activation act, acc_t slope) {
+           const acc_t* shift, acc_t slope) {
   if (!g.channels_last) {
     at::parallel_for(0, g.N * g.C, 1, [&](int64_t p0, int64_t p1) {
       for (int64_t p = p0; p < p1; ++p) {
@@ -145,7 +145,7 @@ void apply(const scalar_t* x, scalar_t* y, const Geometry& g, const acc_t* scale
         const scalar_t* xp = x + p * g.HW;
         scalar_t* yp = y + p * g.HW;
 #pragma omp simd
-        for (int64_t i = 0; i < g.HW; ++i) yp[i] = scalar_t(activate(act, affine(acc_t(xp[i]), s, b), slope));
+        for (int64_t i = 0; i < g.HW; ++i) yp[i] = scalar_t(activate_t<ACT>(affine(acc_t(xp[i]), s, b), slope));
       }
     });
     return;
@@ -155,7 +155,7 @@ void apply(const scalar_t* x, scalar_t* y, const Geometry& g, const acc_t* scale
       const scalar_t* xp = x + r * g.C;
       scalar_t* yp = y + r * g.C;
 #pragma omp simd
-      for (int64_t c = 0; c < g.C; ++c) yp[c] = scalar_t(activate(act, affine(acc_t(xp[c]), scale[c], shift[c]), slope));
+      for (int64_t c = 0; c < g.C; ++c) yp[c] = scalar_t(activate_t<ACT>(affine(acc_t(xp[c]), scale[c], shift[c]), slope));
     }
   });
 }
@@ -201,8 +201,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_cpu(
                 weight.defined() ? weight.const_data_ptr<stat_t>() : nullptr,
                 bias.defined() ? bias.const_data_ptr<stat_t>() : nullptr, eps, g.C, scale.data(),
                 shift.data(), invstd.data());
-    apply(input.const_data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), g, scale.data(), shift.data(), act,
-          acc_t(negative_slope));
+    dispatch_activation(act, [&](auto tag) {
+      apply<decltype(tag)::value>(input.const_data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), g, scale.data(),
+                                  shift.data(), acc_t(negative_slope));
+    });
   });
   return {out, mean, var};
 }
@@ -212,9 +214,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_cpu(
 //   grad_bias = sum_g, grad_weight = invstd * sum_gx
 //   training: dx = scale * (g - sum_g / n - (x - mean) * invstd^2 * sum_gx / n)
 //   eval:     dx = scale * g
-template <typename scalar_t, typename acc_t>
+template <Activation ACT, typename scalar_t, typename acc_t>
 void backward_sums(const scalar_t* dy, const scalar_t* x, const Geometry& g, const acc_t* scale,
-                   const acc_t* shift, const acc_t* mean, Activation act, acc_t slope,
+                   const acc_t* shift, const acc_t* mean, acc_t slope,
                    double* sum_g, double* sum_gx) {
   if (!g.channels_last) {
     at::parallel_for(0, g.C, 1, [&](int64_t c0, int64_t c1) {
@@ -231,7 +233,7 @@ void backward_sums(const scalar_t* dy, const scalar_t* x, const Geometry& g, con
 #pragma omp simd reduction(+ : ag, agx)
             for (int64_t i = s0; i < s1; ++i) {
               const acc_t xv = acc_t(xp[i]);
-              const acc_t gv = acc_t(dp[i]) * activation_grad_from_input(act, affine(xv, s, b), slope);
+              const acc_t gv = acc_t(dp[i]) * activation_grad_from_input_t<ACT>(affine(xv, s, b), slope);
               ag += gv;
               agx += gv * (xv - m);
             }
@@ -266,7 +268,7 @@ void backward_sums(const scalar_t* dy, const scalar_t* x, const Geometry& g, con
 #pragma omp simd
         for (int64_t c = 0; c < width; ++c) {
           const acc_t xv = acc_t(xp[c]);
-          const acc_t gv = acc_t(dp[c]) * activation_grad_from_input(act, affine(xv, sp[c], bp[c]), slope);
+          const acc_t gv = acc_t(dp[c]) * activation_grad_from_input_t<ACT>(affine(xv, sp[c], bp[c]), slope);
           agp[c] += gv;
           agxp[c] += gv * (xv - mp[c]);
         }
@@ -283,10 +285,10 @@ void backward_sums(const scalar_t* dy, const scalar_t* x, const Geometry& g, con
   });
 }
 
-template <typename scalar_t, typename acc_t>
+template <Activation ACT, typename scalar_t, typename acc_t>
 void backward_input(const scalar_t* dy, const scalar_t* x, scalar_t* dx, const Geometry& g,
                     const acc_t* scale, const acc_t* shift, const acc_t* mean, const acc_t* k_mean_g,
-                    const acc_t* k_x, Activation act, acc_t slope) {
+                    const acc_t* k_x, acc_t slope) {
   // dx = scale * (g - k_mean_g - (x - mean) * k_x); eval passes k_mean_g = k_x = 0.
   if (!g.channels_last) {
     at::parallel_for(0, g.N * g.C, 1, [&](int64_t p0, int64_t p1) {
@@ -299,7 +301,7 @@ void backward_input(const scalar_t* dy, const scalar_t* x, scalar_t* dx, const G
 #pragma omp simd
         for (int64_t i = 0; i < g.HW; ++i) {
           const acc_t xv = acc_t(xp[i]);
-          const acc_t gv = acc_t(dp[i]) * activation_grad_from_input(act, affine(xv, s, b), slope);
+          const acc_t gv = acc_t(dp[i]) * activation_grad_from_input_t<ACT>(affine(xv, s, b), slope);
           op[i] = scalar_t(s * (gv - km - (xv - m) * kx));
         }
       }
@@ -314,7 +316,7 @@ void backward_input(const scalar_t* dy, const scalar_t* x, scalar_t* dx, const G
 #pragma omp simd
       for (int64_t c = 0; c < g.C; ++c) {
         const acc_t xv = acc_t(xp[c]);
-        const acc_t gv = acc_t(dp[c]) * activation_grad_from_input(act, affine(xv, scale[c], shift[c]), slope);
+        const acc_t gv = acc_t(dp[c]) * activation_grad_from_input_t<ACT>(affine(xv, scale[c], shift[c]), slope);
         op[c] = scalar_t(scale[c] * (gv - k_mean_g[c] - (xv - mean[c]) * k_x[c]));
       }
     }
@@ -354,8 +356,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_backward_cpu(
                 shift.data(), invstd.data());
     for (int64_t c = 0; c < g.C; ++c) mean_acc[c] = acc_t(mean.const_data_ptr<stat_t>()[c]);
     std::vector<double> sum_g(g.C), sum_gx(g.C);
-    backward_sums(grad_out.const_data_ptr<scalar_t>(), input.const_data_ptr<scalar_t>(), g, scale.data(),
-                  shift.data(), mean_acc.data(), act, acc_t(negative_slope), sum_g.data(), sum_gx.data());
+    dispatch_activation(act, [&](auto tag) {
+      backward_sums<decltype(tag)::value>(grad_out.const_data_ptr<scalar_t>(), input.const_data_ptr<scalar_t>(), g,
+                                          scale.data(), shift.data(), mean_acc.data(), acc_t(negative_slope),
+                                          sum_g.data(), sum_gx.data());
+    });
     const double n = double(g.count());
     stat_t* gw = grad_weight.data_ptr<stat_t>();
     stat_t* gb = grad_bias.data_ptr<stat_t>();
@@ -367,9 +372,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_backward_cpu(
         k_x[c] = acc_t(sum_gx[c] / n * double(invstd[c]) * double(invstd[c]));
       }
     }
-    backward_input(grad_out.const_data_ptr<scalar_t>(), input.const_data_ptr<scalar_t>(),
-                   grad_input.data_ptr<scalar_t>(), g, scale.data(), shift.data(), mean_acc.data(),
-                   k_mean_g.data(), k_x.data(), act, acc_t(negative_slope));
+    dispatch_activation(act, [&](auto tag) {
+      backward_input<decltype(tag)::value>(grad_out.const_data_ptr<scalar_t>(), input.const_data_ptr<scalar_t>(),
+                                           grad_input.data_ptr<scalar_t>(), g, scale.data(), shift.data(),
+                                           mean_acc.data(), k_mean_g.data(), k_x.data(), acc_t(negative_slope));
+    });
   });
   return {grad_input, grad_weight, grad_bias};
 }

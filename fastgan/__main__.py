@@ -1,16 +1,108 @@
-"""Command line: `python -m fastgan info` (also the `fastgan` console script)."""
+"""Command line: `fastgan info | train | sample` (also `python -m fastgan ...`)."""
 import argparse
+import dataclasses
+import os
 import sys
+
+
+def _config_file(path):
+    """Options from a TOML or YAML file; keys are option names (dashes or underscores)."""
+    if not os.path.isfile(path):
+        raise SystemExit(f"fastgan: error: config file {path!r} does not exist")
+    if path.endswith(".toml"):
+        try:
+            import tomllib
+        except ImportError:  # Python 3.10
+            import tomli as tomllib
+        with open(path, "rb") as f:
+            values = tomllib.load(f)
+    elif path.endswith((".yaml", ".yml")):
+        try:
+            import yaml
+        except ImportError:
+            raise SystemExit("fastgan: error: YAML config files need PyYAML (pip install pyyaml), or use TOML") from None
+        with open(path) as f:
+            values = yaml.safe_load(f) or {}
+    else:
+        raise SystemExit(f"fastgan: error: config file {path!r} must end in .toml, .yaml or .yml")
+    return {k.replace("-", "_"): v for k, v in values.items()}
+
+
+def _train_parser(sub):
+    from .train import TrainConfig
+
+    d = TrainConfig()
+    p = sub.add_parser("train", help="train a DCGAN with the fused layers",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--config", help="a TOML or YAML file setting any of these options")
+    p.add_argument("--data", default=d.data, help="'digits' (built in), a folder of images, or a .zip of them")
+    p.add_argument("--image-size", type=int, choices=(32, 64, 128), default=d.image_size)
+    p.add_argument("--channels", type=int, choices=(1, 3), default=d.channels)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--steps", type=int, default=d.steps, help="total steps of the run (a resumed run continues to it)")
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--beta1", type=float, default=d.beta1)
+    p.add_argument("--nz", type=int, default=d.nz)
+    p.add_argument("--ngf", type=int, default=d.ngf)
+    p.add_argument("--ndf", type=int, default=d.ndf)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--out", default=d.out, help="the run folder")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device)
+    p.add_argument("--backend", choices=("fused", "reference"), default=d.backend)
+    p.add_argument("--amp", choices=("none", "bf16", "fp16"), default=d.amp, help="mixed precision on GPU")
+    p.add_argument("--channels-last", action="store_true", default=d.channels_last)
+    p.add_argument("--cuda-graphs", action="store_true", default=d.cuda_graphs, help="capture each step in a CUDA graph")
+    p.add_argument("--ema", action="store_true", default=d.ema, help="keep an EMA of G for samples")
+    p.add_argument("--ema-decay", type=float, default=d.ema_decay)
+    p.add_argument("--conditional", action="store_true", default=d.conditional, help="class-conditional G and D")
+    p.add_argument("--resume", action="store_true", default=d.resume, help="continue from the run folder's checkpoint")
+    p.add_argument("--sample-every", type=int, default=d.sample_every)
+    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
+    p.add_argument("--log-every", type=int, default=d.log_every)
+    return p
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="fastgan", description="fastgan: fused operators for fast GAN training")
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("info", help="versions, whether fastgan._C loaded, ops and their kernels")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("info", help="versions, whether fastgan._C loaded, ops and their kernels")
+    train_parser = _train_parser(sub)
+    s = sub.add_parser("sample", help="write a sample grid or interpolation strip from a checkpoint")
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--out", required=True, help="the PNG file to write")
+    s.add_argument("--n", type=int, default=64)
+    s.add_argument("--class", dest="label", type=int, default=None, help="class to draw (conditional runs)")
+    s.add_argument("--interpolate", action="store_true", help="a strip between two latent points")
+    s.add_argument("--seed", type=int, default=0)
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     if args.command == "info":
         from .info import report
         print(report())
+        return 0
+    from .checkpoint import CheckpointError
+    from .data import DataError
+    from .train import TrainConfig, TrainError
+    try:
+        if args.command == "train":
+            if args.config:  # the file sets defaults; flags given on the command line win
+                values = _config_file(args.config)
+                unknown = set(values) - {f.name for f in dataclasses.fields(TrainConfig)}
+                if unknown:
+                    raise TrainError(f"unknown option(s) in {args.config}: {', '.join(sorted(unknown))}")
+                train_parser.set_defaults(**values)
+                args = parser.parse_args(argv)
+            from .train import Trainer
+            cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+            Trainer(cfg).run()
+            print(f"done: {cfg.out}")
+        elif args.command == "sample":
+            from .sample import sample
+            sample(args.checkpoint, args.out, args.n, args.label, args.interpolate, args.seed)
+            print(f"wrote {args.out}")
+    except (TrainError, DataError, CheckpointError) as exc:
+        print(f"fastgan: error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

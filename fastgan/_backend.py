@@ -10,12 +10,18 @@ import torch
 BUILD_HINT = ("build it with `pip install --no-build-isolation .` in the fastgan source folder "
               "(see `python -m fastgan info`)")
 
-try:
-    from fastgan import _C  # noqa: F401  (importing registers torch.ops.fastgan)
-    LOAD_ERROR = None
-except ImportError as exc:  # not built, or built against another torch
+import importlib.util
+
+if importlib.util.find_spec("fastgan._C") is None:
     _C = None
-    LOAD_ERROR = exc
+    LOAD_ERROR = "it is not built (the package was installed without it, e.g. with FASTGAN_NO_EXT=1)"
+else:
+    try:
+        from fastgan import _C  # noqa: F401  (importing registers torch.ops.fastgan)
+        LOAD_ERROR = None
+    except ImportError as exc:  # typically an undefined symbol: built against another torch
+        _C = None
+        LOAD_ERROR = f"{exc} (was it built against another torch? rebuild it)"
 
 COMPILED = _C is not None
 

@@ -70,3 +70,41 @@ def weights_init(m: nn.Module) -> None:
     elif isinstance(m, nn.BatchNorm2d):
         nn.init.normal_(m.weight, 1.0, 0.02)
         nn.init.zeros_(m.bias)
+
+
+class ConditionalGenerator(nn.Module):
+    """Class-conditional DCGAN generator: a one-hot label joins the latent vector."""
+
+    def __init__(self, num_classes, nz=100, ngf=64, nc=3, image_size=64):
+        super().__init__()
+        self.num_classes, self.nz = num_classes, nz
+        self.net = Generator(nz + num_classes, ngf, nc, image_size)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        z = z.reshape(z.size(0), -1)
+        if z.size(1) != self.nz:
+            raise ValueError(f"fastgan: ConditionalGenerator expects latent vectors of shape (N, {self.nz}), "
+                             f"got {tuple(z.shape)}")
+        return self.net(torch.cat([z, _one_hot(labels, self.num_classes, z)], 1))
+
+
+class ConditionalDiscriminator(nn.Module):
+    """Class-conditional DCGAN discriminator: one-hot label maps join the image channels."""
+
+    def __init__(self, num_classes, ndf=64, nc=3, image_size=64):
+        super().__init__()
+        self.num_classes, self.image_size = num_classes, image_size
+        self.net = Discriminator(ndf, nc + num_classes, image_size)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        maps = _one_hot(labels, self.num_classes, x)[:, :, None, None].expand(-1, -1, x.size(2), x.size(3))
+        return self.net(torch.cat([x, maps.to(memory_format=torch.contiguous_format)], 1))
+
+
+def _one_hot(labels, num_classes, like):
+    if labels.dim() != 1 or labels.size(0) != like.size(0):
+        raise ValueError(f"fastgan: expected one label per sample, shape ({like.size(0)},), got {tuple(labels.shape)}")
+    # Range-checked on the CPU only: on a GPU the check would synchronise every step.
+    if labels.device.type == "cpu" and labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ValueError(f"fastgan: labels must lie in [0, {num_classes}), got {labels.min()}..{labels.max()}")
+    return torch.nn.functional.one_hot(labels.long(), num_classes).to(dtype=like.dtype, device=like.device)

@@ -1,0 +1,142 @@
+"""Training data for `fastgan train`: the built-in digits, a folder of images (searched
+recursively; labels from sub-folder names), or a .zip of images. Everything is decoded once
+into a uint8 tensor (N, C, S, S) in memory, with labels when there are any."""
+import io
+import os
+import zipfile
+from dataclasses import dataclass
+from typing import List, Optional
+
+import torch
+import torch.nn.functional as F
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+BUILTIN = ("digits",)
+
+
+class DataError(ValueError):
+    """Bad training data: the CLI prints it as one line and exits non-zero."""
+
+
+@dataclass
+class ImageData:
+    images: torch.Tensor  # uint8 (N, C, S, S)
+    labels: Optional[torch.Tensor]  # int64 (N,) or None
+    class_names: List[str]
+    skipped: int = 0
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+    def as_float(self, index):
+        """Images scaled to [-1, 1] as float32."""
+        return self.images[index].float().div_(127.5).sub_(1.0)
+
+
+def load(source: str, image_size: int, channels: int) -> ImageData:
+    if source in BUILTIN:
+        return _digits(image_size, channels)
+    if source.lower().endswith(".zip"):
+        if not os.path.isfile(source):
+            raise DataError(f"data file {source!r} does not exist")
+        return _from_zip(source, image_size, channels)
+    if not os.path.isdir(source):
+        raise DataError(f"data folder {source!r} does not exist (expected a folder of images, a .zip, or one of "
+                        f"{', '.join(BUILTIN)})")
+    return _from_folder(source, image_size, channels)
+
+
+def _digits(image_size, channels):
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise DataError("the built-in 'digits' data comes from scikit-learn: pip install 'fastgan[train]'") from None
+    digits = load_digits()
+    x = torch.tensor(digits.images, dtype=torch.float32)[:, None] / 16.0  # (1797, 1, 8, 8) in [0, 1]
+    x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False).clamp_(0, 1)
+    x = x.expand(-1, channels, -1, -1)
+    images = (x * 255).round().to(torch.uint8).contiguous()
+    return ImageData(images, torch.tensor(digits.target, dtype=torch.long), [str(i) for i in range(10)])
+
+
+def _decode(raw: bytes, image_size: int, channels: int) -> Optional[torch.Tensor]:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(raw)) as img:
+            img = img.convert("L" if channels == 1 else "RGB")
+            w, h = img.size
+            side = min(w, h)  # centre crop to a square, then resize
+            img = img.crop(((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side))
+            img = img.resize((image_size, image_size), Image.Resampling.BICUBIC)
+            t = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return None
+    return t.view(image_size, image_size, channels).permute(2, 0, 1).contiguous()
+
+
+def _build(entries, image_size, channels, where):
+    """entries: (label_name or None, read() -> bytes)."""
+    try:
+        import PIL  # noqa: F401
+    except ImportError:
+        raise DataError("reading image files needs Pillow: pip install 'fastgan[train]'") from None
+    if not entries:
+        raise DataError(f"{where} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+    images, names, skipped = [], [], 0
+    for name, read in entries:
+        img = _decode(read(), image_size, channels)
+        if img is None:
+            skipped += 1
+            continue
+        images.append(img)
+        names.append(name)
+    if not images:
+        raise DataError(f"none of the {skipped} images in {where} could be read")
+    class_names = sorted({n for n in names if n is not None})
+    labels = None
+    if len(class_names) > 1 and all(n is not None for n in names):
+        index = {n: i for i, n in enumerate(class_names)}
+        labels = torch.tensor([index[n] for n in names], dtype=torch.long)
+    else:
+        class_names = []
+    return ImageData(torch.stack(images), labels, class_names, skipped)
+
+
+def _label_of(relative_path):
+    parts = relative_path.replace("\\", "/").split("/")
+    return parts[0] if len(parts) > 1 else None
+
+
+def _from_folder(root, image_size, channels):
+    entries = []
+    for dirpath, _, files in sorted(os.walk(root)):
+        for f in sorted(files):
+            if f.lower().endswith(IMAGE_EXTENSIONS):
+                path = os.path.join(dirpath, f)
+                entries.append((_label_of(os.path.relpath(path, root)), lambda p=path: open(p, "rb").read()))
+    return _build(entries, image_size, channels, f"data folder {root!r}")
+
+
+def _from_zip(path, image_size, channels):
+    try:
+        archive = zipfile.ZipFile(path)
+    except zipfile.BadZipFile:
+        raise DataError(f"{path!r} is not a readable .zip file") from None
+    with archive:
+        names = sorted(n for n in archive.namelist() if n.lower().endswith(IMAGE_EXTENSIONS) and not n.endswith("/"))
+        entries = [(_label_of(n), lambda n=n: archive.read(n)) for n in names]
+        return _build(entries, image_size, channels, f"archive {path!r}")
+
+
+def batch_indices(n: int, batch_size: int, step: int, seed: int) -> torch.Tensor:
+    """The indices of batch `step`: a fresh permutation per epoch drawn from (seed, epoch),
+    so the data order depends on the step alone and a resumed run sees the same batches."""
+    per_epoch = max(1, n // batch_size)
+    epoch, k = divmod(step, per_epoch)
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    perm = torch.randperm(n, generator=g)
+    if n < batch_size:
+        perm = perm.repeat((batch_size + n - 1) // n)
+    return perm[k * batch_size:(k + 1) * batch_size]

@@ -1,0 +1,361 @@
+"""`fastgan train`: a DCGAN (optionally class-conditional) trained with the fused layers.
+
+The run folder holds samples/ (fixed-latent grids), real.png, metrics.jsonl, loss.png,
+config.json (the options used) and checkpoint.pt (atomic; everything needed to resume)."""
+import copy
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+import fastgan
+from . import checkpoint as ckpt_io
+from . import data as data_io
+from .functional import bce_with_logits
+from .models import ConditionalDiscriminator, ConditionalGenerator, Discriminator, Generator, weights_init
+from .images import save_grid
+
+
+class TrainError(ValueError):
+    """A problem with the options or the run folder: one line for the user, exit code 2."""
+
+
+@dataclass
+class TrainConfig:
+    data: str = "digits"
+    image_size: int = 32
+    channels: int = 1
+    batch_size: int = 64
+    steps: int = 2000
+    lr: float = 2e-4
+    beta1: float = 0.5
+    nz: int = 64
+    ngf: int = 32
+    ndf: int = 32
+    seed: int = 0
+    out: str = "runs/dcgan"
+    device: str = "auto"
+    backend: str = "fused"
+    amp: str = "none"
+    channels_last: bool = False
+    cuda_graphs: bool = False
+    ema: bool = False
+    ema_decay: float = 0.999
+    conditional: bool = False
+    resume: bool = False
+    sample_every: int = 500
+    checkpoint_every: int = 500
+    log_every: int = 25
+
+    ARCHITECTURE = ("image_size", "channels", "nz", "ngf", "ndf", "conditional")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainError(f"--device cuda, but CUDA is not available (torch {torch.__version__}"
+                         f"{' is a CPU build' if torch.version.cuda is None else ' sees no GPU'}); use --device cpu")
+    if name not in ("cpu", "cuda"):
+        raise TrainError(f"--device must be auto, cpu or cuda, got {name!r}")
+    return torch.device(name)
+
+
+def build_models(cfg: TrainConfig, num_classes: int, device):
+    if cfg.conditional:
+        g = ConditionalGenerator(num_classes, cfg.nz, cfg.ngf, cfg.channels, cfg.image_size)
+        d = ConditionalDiscriminator(num_classes, cfg.ndf, cfg.channels, cfg.image_size)
+    else:
+        g = Generator(cfg.nz, cfg.ngf, cfg.channels, cfg.image_size)
+        d = Discriminator(cfg.ndf, cfg.channels, cfg.image_size)
+    g.apply(weights_init), d.apply(weights_init)
+    g, d = g.to(device), d.to(device)
+    if cfg.channels_last:
+        g, d = g.to(memory_format=torch.channels_last), d.to(memory_format=torch.channels_last)
+    return g, d
+
+
+@torch.no_grad()
+def generate(g, z, labels=None):
+    """Samples with batch statistics, as during training, without touching G's running stats."""
+    buffers = [b.clone() for b in g.buffers()]
+    training = g.training
+    g.train()
+    out = g(z, labels) if labels is not None else g(z)
+    for b, saved in zip(g.buffers(), buffers):
+        b.copy_(saved)
+    g.train(training)
+    return out.float()
+
+
+def mean_pairwise_distance(x):
+    return torch.pdist(x.flatten(1).float()).mean().item()
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, log=print):
+        self.cfg, self.log = cfg, log
+        self.device = resolve_device(cfg.device)
+        if cfg.amp not in ("none", "bf16", "fp16"):
+            raise TrainError(f"--amp must be none, bf16 or fp16, got {cfg.amp!r}")
+        if cfg.amp != "none" and self.device.type != "cuda":
+            raise TrainError("--amp needs a CUDA device")
+        if cfg.cuda_graphs and self.device.type != "cuda":
+            raise TrainError("--cuda-graphs needs a CUDA device")
+        if cfg.cuda_graphs and cfg.amp == "fp16":
+            raise TrainError("--cuda-graphs cannot capture fp16 loss scaling (it reads the scale on the host); "
+                             "use --amp bf16")
+        if cfg.backend not in ("fused", "reference"):
+            raise TrainError(f"--backend must be fused or reference, got {cfg.backend!r}")
+        fastgan.set_backend(cfg.backend)
+        self.data = data_io.load(cfg.data, cfg.image_size, cfg.channels)
+        if self.data.skipped:
+            log(f"skipped {self.data.skipped} unreadable image(s); training on {len(self.data.images)}")
+        if cfg.conditional and self.data.labels is None:
+            raise TrainError(f"--conditional needs labelled data, and {cfg.data!r} has none (a folder needs one "
+                             "sub-folder per class)")
+        self.num_classes = self.data.num_classes if cfg.conditional else 0
+        torch.manual_seed(cfg.seed)
+        self.g, self.d = build_models(cfg, self.num_classes, self.device)
+        self.g_ema = copy.deepcopy(self.g).requires_grad_(False) if cfg.ema else None
+        betas = (cfg.beta1, 0.999)
+        self.opt_g = torch.optim.Adam(self.g.parameters(), lr=cfg.lr, betas=betas, capturable=cfg.cuda_graphs)
+        self.opt_d = torch.optim.Adam(self.d.parameters(), lr=cfg.lr, betas=betas, capturable=cfg.cuda_graphs)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp == "fp16")
+        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
+        self.latent_gen = torch.Generator().manual_seed(cfg.seed + 1)
+        fixed = torch.Generator().manual_seed(cfg.seed + 2)
+        self.fixed_z = torch.randn(64, cfg.nz, generator=fixed).to(self.device)
+        self.fixed_labels = (torch.arange(64) % max(self.num_classes, 1)).to(self.device) if cfg.conditional else None
+        self.fixed_real = self.data.as_float(torch.randperm(len(self.data.images), generator=fixed)[:64])
+        self.step = 0
+        self.history = []
+        self.graphed = None
+        os.makedirs(os.path.join(cfg.out, "samples"), exist_ok=True)
+
+    # --- one step ---------------------------------------------------------------------
+    def _batch(self, step):
+        idx = data_io.batch_indices(len(self.data.images), self.cfg.batch_size, step, self.cfg.seed)
+        real = self.data.as_float(idx).to(self.device)
+        if self.cfg.channels_last:
+            real = real.contiguous(memory_format=torch.channels_last)
+        labels = self.data.labels[idx].to(self.device) if self.cfg.conditional else None
+        return real, labels
+
+    def _latents(self, n):
+        if self.graphed is not None or self.cfg.cuda_graphs:
+            return torch.randn(n, self.cfg.nz, device=self.device)  # graph-safe CUDA RNG
+        return torch.randn(n, self.cfg.nz, generator=self.latent_gen).to(self.device)
+
+    def _fake_labels(self, n):
+        if not self.cfg.conditional:
+            return None
+        if self.cfg.cuda_graphs:
+            return torch.randint(self.num_classes, (n,), device=self.device)
+        return torch.randint(self.num_classes, (n,), generator=self.latent_gen).to(self.device)
+
+    def _step(self, real, labels):
+        cond = self.cfg.conditional
+        n = real.size(0)
+        z, fake_labels = self._latents(n), self._fake_labels(n)
+        autocast = torch.autocast(self.device.type, self.autocast_dtype or torch.float32,
+                                  enabled=self.autocast_dtype is not None)
+        with autocast:
+            fake = self.g(z, fake_labels) if cond else self.g(z)
+            out_real = self.d(real, labels) if cond else self.d(real)
+            out_fake = self.d(fake.detach(), fake_labels) if cond else self.d(fake.detach())
+            loss_d = bce_with_logits(out_real, 1.0) + bce_with_logits(out_fake, 0.0)
+        self.opt_d.zero_grad(set_to_none=False)
+        self.scaler.scale(loss_d).backward()
+        self.scaler.step(self.opt_d)
+        with autocast:
+            out_g = self.d(fake, fake_labels) if cond else self.d(fake)
+            loss_g = bce_with_logits(out_g, 1.0)
+        self.opt_g.zero_grad(set_to_none=False)
+        self.scaler.scale(loss_g).backward()
+        self.scaler.step(self.opt_g)
+        self.scaler.update()
+        if self.g_ema is not None:
+            with torch.no_grad():
+                for pe, p in zip(self.g_ema.parameters(), self.g.parameters()):
+                    pe.lerp_(p, 1.0 - self.cfg.ema_decay)
+                for be, b in zip(self.g_ema.buffers(), self.g.buffers()):
+                    be.copy_(b)
+        stats = torch.stack([loss_d.detach().float(), loss_g.detach().float(),
+                             torch.sigmoid(out_real.detach().float()).mean(),
+                             torch.sigmoid(out_fake.detach().float()).mean()])
+        return stats
+
+    # --- run ----------------------------------------------------------------------------
+    def run(self):
+        cfg = self.cfg
+        if cfg.resume:
+            self.load_checkpoint(os.path.join(cfg.out, "checkpoint.pt"))
+        self._write_config()
+        save_grid(self.fixed_real, os.path.join(cfg.out, "real.png"))
+        if self.step >= cfg.steps:
+            self.log(f"already at step {self.step} of {cfg.steps}; nothing to do")
+            return self
+        if cfg.cuda_graphs:
+            real, labels = self._batch(self.step)
+            args = (real,) if labels is None else (real, labels)
+            step_fn = (lambda r: self._step(r, None)) if labels is None else self._step
+            self.graphed = fastgan.graph.GraphedStep(step_fn, *args, optimizers=[self.opt_g, self.opt_d], warmup=1)
+            self.step += 1  # the warm-up was a real step
+        progress = _Progress(self.step, cfg.steps, self.log)
+        t_last, n_last = time.perf_counter(), self.step
+        while self.step < cfg.steps:
+            real, labels = self._batch(self.step)
+            if self.graphed is not None:
+                stats = self.graphed(*((real,) if labels is None else (real, labels)))
+            else:
+                stats = self._step(real, labels)
+            self.step += 1
+            check_now = self.device.type == "cpu" or self.step % cfg.log_every == 0 or self.step == cfg.steps
+            if check_now:
+                values = stats.tolist()
+                if not all(math.isfinite(v) for v in values[:2]):
+                    raise TrainError(f"loss became {values[0]:.4g} (D) / {values[1]:.4g} (G) at step {self.step}; "
+                                     f"stopping. The last good checkpoint is kept in {cfg.out}")
+            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                now = time.perf_counter()
+                ips = (self.step - n_last) * cfg.batch_size / max(now - t_last, 1e-9)
+                t_last, n_last = now, self.step
+                self._log_metrics(stats.tolist(), ips)
+                progress.update(self.step, self.history[-1])
+            if self.step % cfg.sample_every == 0 or self.step == cfg.steps:
+                self.save_samples()
+            if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                self.save_checkpoint()
+        progress.close()
+        return self
+
+    def _sampler(self):
+        return self.g_ema if self.g_ema is not None else self.g
+
+    def _log_metrics(self, values, ips):
+        fake = generate(self._sampler(), self.fixed_z, self.fixed_labels)
+        row = {"step": self.step, "time": round(time.time(), 3), "loss_d": values[0], "loss_g": values[1],
+               "d_real": values[2], "d_fake": values[3], "images_per_s": round(ips, 1),
+               "diversity_fake": mean_pairwise_distance(fake), "diversity_real": mean_pairwise_distance(self.fixed_real)}
+        self.history.append(row)
+        with open(os.path.join(self.cfg.out, "metrics.jsonl"), "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def save_samples(self):
+        fake = generate(self._sampler(), self.fixed_z, self.fixed_labels)
+        save_grid(fake.cpu(), os.path.join(self.cfg.out, "samples", f"step_{self.step:07d}.png"))
+
+    def _write_config(self):
+        with open(os.path.join(self.cfg.out, "config.json"), "w") as f:
+            json.dump(dataclasses.asdict(self.cfg), f, indent=2)
+
+    # --- checkpoints --------------------------------------------------------------------
+    def save_checkpoint(self):
+        state = {
+            "format": ckpt_io.FORMAT, "step": self.step, "config": dataclasses.asdict(self.cfg),
+            "class_names": self.data.class_names if self.cfg.conditional else [],
+            "G": self.g.state_dict(), "D": self.d.state_dict(),
+            "G_ema": self.g_ema.state_dict() if self.g_ema is not None else None,
+            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "scaler": self.scaler.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "latent": self.latent_gen.get_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+        }
+        ckpt_io.save_atomic(state, os.path.join(self.cfg.out, "checkpoint.pt"))
+        plot_losses(self.cfg.out)
+
+    def load_checkpoint(self, path):
+        try:
+            state = ckpt_io.load(path)
+        except ckpt_io.CheckpointError as exc:
+            raise TrainError(str(exc)) from None
+        saved = state["config"]
+        for key in TrainConfig.ARCHITECTURE:
+            if saved.get(key) != getattr(self.cfg, key):
+                raise TrainError(f"checkpoint {path!r} was made with --{key.replace('_', '-')} {saved.get(key)} but "
+                                 f"this run has {getattr(self.cfg, key)}; pass the same architecture to resume")
+        try:
+            self.g.load_state_dict(state["G"])
+            self.d.load_state_dict(state["D"])
+            if self.g_ema is not None:
+                self.g_ema.load_state_dict(state["G_ema"] or state["G"])
+            self.opt_g.load_state_dict(state["opt_g"])
+            self.opt_d.load_state_dict(state["opt_d"])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise TrainError(f"checkpoint {path!r} does not fit this model: {str(exc).splitlines()[0][:160]}") from None
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        self.latent_gen.set_state(state["rng"]["latent"])
+        if state["rng"]["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.step = int(state["step"])
+        metrics = os.path.join(self.cfg.out, "metrics.jsonl")
+        if os.path.exists(metrics):  # keep the rows up to the checkpoint; later ones were not kept
+            with open(metrics) as f:
+                rows = [json.loads(line) for line in f if line.strip()]
+            self.history = [r for r in rows if r["step"] <= self.step]
+            with open(metrics, "w") as f:
+                f.writelines(json.dumps(r) + "\n" for r in self.history)
+        self.log(f"resumed from {path} at step {self.step}")
+
+
+def plot_losses(out):
+    """loss.png from metrics.jsonl (needs matplotlib; skipped quietly without it)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    path = os.path.join(out, "metrics.jsonl")
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    if not rows:
+        return
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    steps = [r["step"] for r in rows]
+    ax.plot(steps, [r["loss_d"] for r in rows], label="D loss")
+    ax.plot(steps, [r["loss_g"] for r in rows], label="G loss")
+    ax.set_xlabel("step")
+    ax.legend()
+    fig.tight_layout()
+    tmp = os.path.join(out, ".loss.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, os.path.join(out, "loss.png"))
+
+
+class _Progress:
+    """tqdm on a terminal; plain periodic lines otherwise (logs, CI)."""
+
+    def __init__(self, start, total, log):
+        self.log, self.total, self.bar = log, total, None
+        if sys.stderr.isatty():
+            try:
+                from tqdm import tqdm
+                self.bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True)
+            except ImportError:
+                pass
+        self.last = start
+
+    def update(self, step, row):
+        text = f"D {row['loss_d']:.3f} G {row['loss_g']:.3f} {row['images_per_s']:.0f} img/s"
+        if self.bar is not None:
+            self.bar.update(step - self.last)
+            self.bar.set_postfix_str(text)
+        elif step == self.total or step % max(1, self.total // 20) < (step - self.last) or step - self.last >= self.total // 20:
+            self.log(f"step {step}/{self.total}  {text}")
+        self.last = step
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()

@@ -1,0 +1,189 @@
+"""`fastgan train` / `fastgan sample`: backends agree, resume is exact, checkpoints are atomic,
+bad input gets one clear line and a non-zero exit, the conditional model draws the asked class."""
+import json
+import os
+import subprocess
+import sys
+import zipfile
+
+import pytest
+import torch
+
+pytest.importorskip("sklearn")
+pytest.importorskip("PIL")
+
+from fastgan import checkpoint as ckpt_io  # noqa: E402
+from fastgan.__main__ import main  # noqa: E402
+from fastgan.train import TrainConfig, TrainError, Trainer  # noqa: E402
+
+TINY = dict(nz=8, ngf=4, ndf=4, batch_size=8, log_every=1, sample_every=1000, checkpoint_every=1000, device="cpu")
+
+
+def run(tmp_path, name="run", **kw):
+    cfg = TrainConfig(out=str(tmp_path / name), **{**TINY, **kw})
+    return Trainer(cfg, log=lambda *_: None).run()
+
+
+def metrics(trainer):
+    with open(os.path.join(trainer.cfg.out, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+@pytest.fixture(autouse=True)
+def restore_backend():
+    """Trainer sets the process-wide backend from --backend; keep that inside each test."""
+    import fastgan
+
+    previous = fastgan.backend()
+    yield
+    fastgan.set_backend(previous)
+
+
+@pytest.mark.skipif(not __import__("fastgan")._backend.COMPILED, reason="needs fastgan._C")
+def test_fused_and_reference_backends_agree(tmp_path):
+    fused = metrics(run(tmp_path, "fused", steps=4, backend="fused"))
+    ref = metrics(run(tmp_path, "ref", steps=4, backend="reference"))
+    for a, b in zip(fused, ref):
+        for key in ("loss_d", "loss_g", "d_real", "d_fake", "diversity_fake"):
+            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-5), key
+
+
+def test_resume_is_exact(tmp_path):
+    whole = run(tmp_path, "whole", steps=6, checkpoint_every=3)
+    half = run(tmp_path, "half", steps=3, checkpoint_every=3)
+    resumed = run(tmp_path, "half", steps=6, checkpoint_every=3, resume=True)
+    assert resumed.step == 6
+    for a, b in zip(list(whole.g.state_dict().values()) + list(whole.d.state_dict().values()),
+                    list(resumed.g.state_dict().values()) + list(resumed.d.state_dict().values())):
+        assert torch.equal(a, b)
+    assert [r["loss_d"] for r in metrics(whole)] == [r["loss_d"] for r in metrics(resumed)]
+    del half
+
+
+def test_checkpoint_write_killed_midway_keeps_the_previous_one(tmp_path, monkeypatch):
+    path = str(tmp_path / "checkpoint.pt")
+    ckpt_io.save_atomic({"format": ckpt_io.FORMAT, "step": 1}, path)
+
+    def dying_save(obj, f):
+        f.write(b"partial bytes")
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(torch, "save", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        ckpt_io.save_atomic({"format": ckpt_io.FORMAT, "step": 2}, path)
+    monkeypatch.undo()
+    assert ckpt_io.load(path)["step"] == 1
+    assert os.listdir(tmp_path) == ["checkpoint.pt"]  # no temp file left behind
+
+
+def cli_error(capsys, *argv):
+    assert main(list(argv)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("fastgan: error:") and "\n" not in err and "Traceback" not in err
+    return err
+
+
+def test_bad_input_errors(tmp_path, capsys):
+    out = str(tmp_path / "o")
+    assert "does not exist" in cli_error(capsys, "train", "--data", str(tmp_path / "missing"), "--out", out)
+    (tmp_path / "empty").mkdir()
+    assert "holds no images" in cli_error(capsys, "train", "--data", str(tmp_path / "empty"), "--out", out)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "a.png").write_bytes(b"not a png")
+    assert "could be read" in cli_error(capsys, "train", "--data", str(bad), "--out", out)
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "checkpoint.pt").write_bytes(b"garbage")
+    assert "corrupt" in cli_error(capsys, "train", "--resume", "--out", str(tmp_path / "ckpt"), "--steps", "1")
+    if not torch.cuda.is_available():
+        assert "CUDA is not available" in cli_error(capsys, "train", "--device", "cuda", "--out", out)
+    folder = tmp_path / "flat"
+    folder.mkdir()
+    _write_png(folder / "x.png")
+    assert "needs labelled data" in cli_error(capsys, "train", "--data", str(folder), "--conditional", "--out", out)
+    with pytest.raises(SystemExit) as exc:  # argparse: one usage line and exit 2
+        main(["train", "--image-size", "48"])
+    assert exc.value.code == 2
+
+
+def test_corrupt_images_are_skipped_and_counted(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(3):
+        _write_png(folder / f"{i}.png")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    t = Trainer(TrainConfig(data=str(folder), out=str(tmp_path / "o"), steps=1, **TINY), log=lambda *_: None)
+    assert t.data.skipped == 1 and len(t.data.images) == 3
+
+
+def test_checkpoint_of_another_architecture(tmp_path, capsys):
+    run(tmp_path, "a", steps=1)
+    err = cli_error(capsys, "train", "--resume", "--out", str(tmp_path / "a"), "--ngf", "8", "--nz", "8", "--ndf", "4")
+    assert "--ngf" in err
+
+
+def test_nan_loss_stops_and_keeps_checkpoint(tmp_path):
+    t = run(tmp_path, "n", steps=2, checkpoint_every=2)
+    with torch.no_grad():
+        for p in t.d.parameters():
+            p.fill_(float("nan"))
+    t.cfg.steps = 4
+    with pytest.raises(TrainError, match="at step 3"):
+        t.run()
+    assert ckpt_io.load(os.path.join(t.cfg.out, "checkpoint.pt"))["step"] == 2
+
+
+def test_conditional_draws_the_asked_class(tmp_path):
+    t = run(tmp_path, "c", steps=2, conditional=True, checkpoint_every=2)
+    assert t.num_classes == 10
+    z = torch.randn(5, 8)
+    labels = torch.full((5,), 7)
+    assert t.g(z, labels).shape == (5, 1, 32, 32)
+    assert t.d(t.g(z, labels), labels).shape == (5,)
+    with pytest.raises(ValueError, match="labels must lie in"):
+        t.g(z, torch.full((5,), 10))
+    out = str(tmp_path / "seven.png")
+    assert main(["sample", "--checkpoint", os.path.join(t.cfg.out, "checkpoint.pt"), "--out", out, "--class", "7",
+                 "--n", "8"]) == 0
+    assert os.path.getsize(out) > 0
+
+
+def test_cli_end_to_end(tmp_path):
+    out = tmp_path / "e2e"
+    cfg = tmp_path / "run.toml"
+    cfg.write_text('steps = 3\nbatch-size = 8\nngf = 4\nndf = 4\nnz = 8\nlog_every = 1\n')
+    proc = subprocess.run([sys.executable, "-m", "fastgan", "train", "--config", str(cfg), "--out", str(out),
+                           "--ema", "--device", "cpu"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    for name in ("checkpoint.pt", "metrics.jsonl", "config.json", "real.png", "loss.png", "samples/step_0000003.png"):
+        assert (out / name).exists(), name
+    assert json.loads((out / "config.json").read_text())["steps"] == 3
+    row = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert {"step", "time", "loss_d", "loss_g", "d_real", "d_fake", "images_per_s", "diversity_fake",
+            "diversity_real"} <= set(row)
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert ckpt["step"] == 3 and ckpt["G_ema"] is not None
+    strip = tmp_path / "strip.png"
+    proc = subprocess.run([sys.executable, "-m", "fastgan", "sample", "--checkpoint", str(out / "checkpoint.pt"),
+                           "--out", str(strip), "--interpolate", "--n", "6"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert strip.exists()
+
+
+def test_zip_data_with_labels(tmp_path):
+    archive = tmp_path / "data.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for label in ("cat", "dog"):
+            for i in range(2):
+                png = tmp_path / f"{label}{i}.png"
+                _write_png(png)
+                z.write(png, f"{label}/{i}.png")
+    t = Trainer(TrainConfig(data=str(archive), out=str(tmp_path / "o"), steps=1, channels=3, **TINY),
+                log=lambda *_: None)
+    assert t.data.class_names == ["cat", "dog"] and t.data.images.shape == (4, 3, 32, 32)
+
+
+def _write_png(path):
+    from PIL import Image
+
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(path)

@@ -335,7 +335,7 @@ def plot_losses(out):
 
 
 class _Progress:
-    """tqdm on a terminal; plain periodic lines otherwise (logs, CI)."""
+    """tqdm on a terminal; a plain line every 5 % of the run otherwise (logs, CI)."""
 
     def __init__(self, start, total, log):
         self.log, self.total, self.bar = log, total, None
@@ -345,15 +345,16 @@ class _Progress:
                 self.bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True)
             except ImportError:
                 pass
-        self.last = start
+        self.last = self.printed = start
 
     def update(self, step, row):
         text = f"D {row['loss_d']:.3f} G {row['loss_g']:.3f} {row['images_per_s']:.0f} img/s"
         if self.bar is not None:
             self.bar.update(step - self.last)
             self.bar.set_postfix_str(text)
-        elif step == self.total or step % max(1, self.total // 20) < (step - self.last) or step - self.last >= self.total // 20:
+        elif step == self.total or step - self.printed >= max(1, self.total // 20):
             self.log(f"step {step}/{self.total}  {text}")
+            self.printed = step
         self.last = step
 
     def close(self):

@@ -20,6 +20,13 @@ namespace {
 // read from memory. Fixed, so chunking never depends on the thread count.
 constexpr int64_t kRun = 4096;
 
+// Below this many elements per task, waking another thread costs more than it saves.
+constexpr int64_t kMinTask = 32768;
+
+inline int64_t grain(int64_t elements_per_item) {
+  return std::max<int64_t>(1, kMinTask / std::max<int64_t>(1, elements_per_item));
+}
+
 template <typename scalar_t>
 using acc_type = std::conditional_t<std::is_same<scalar_t, double>::value, double, float>;
 
@@ -68,7 +75,7 @@ Geometry geometry_of(const at::Tensor& x) {
 template <typename scalar_t, typename stat_t>
 void compute_stats(const scalar_t* x, const Geometry& g, stat_t* mean_out, stat_t* var_out) {
   if (!g.channels_last) {
-    at::parallel_for(0, g.C, 1, [&](int64_t c0, int64_t c1) {
+    at::parallel_for(0, g.C, grain(g.count()), [&](int64_t c0, int64_t c1) {
       for (int64_t c = c0; c < c1; ++c) {
         Moments m;
         for (int64_t n = 0; n < g.N; ++n) {
@@ -86,7 +93,7 @@ void compute_stats(const scalar_t* x, const Geometry& g, stat_t* mean_out, stat_
   using acc_t = acc_type<scalar_t>;
   const int64_t rows = g.count();
   const int64_t block = std::max<int64_t>(1, kRun * 4 / std::max<int64_t>(g.C, 1));
-  at::parallel_for(0, g.C, 16, [&](int64_t c0, int64_t c1) {
+  at::parallel_for(0, g.C, std::max<int64_t>(16, grain(rows)), [&](int64_t c0, int64_t c1) {
     const int64_t width = c1 - c0;
     std::vector<Moments> m(width);
     std::vector<acc_t> s(width), q(width);
@@ -138,7 +145,7 @@ template <Activation ACT, typename scalar_t, typename acc_t>
 void apply(const scalar_t* x, scalar_t* y, const Geometry& g, const acc_t* scale,
            const acc_t* shift, acc_t slope) {
   if (!g.channels_last) {
-    at::parallel_for(0, g.N * g.C, 1, [&](int64_t p0, int64_t p1) {
+    at::parallel_for(0, g.N * g.C, grain(g.HW), [&](int64_t p0, int64_t p1) {
       for (int64_t p = p0; p < p1; ++p) {
         const int64_t c = p % g.C;
         const acc_t s = scale[c], b = shift[c];
@@ -150,7 +157,7 @@ void apply(const scalar_t* x, scalar_t* y, const Geometry& g, const acc_t* scale
     });
     return;
   }
-  at::parallel_for(0, g.count(), std::max<int64_t>(1, kRun / g.C), [&](int64_t r0, int64_t r1) {
+  at::parallel_for(0, g.count(), grain(g.C), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const scalar_t* xp = x + r * g.C;
       scalar_t* yp = y + r * g.C;
@@ -219,7 +226,7 @@ void backward_sums(const scalar_t* dy, const scalar_t* x, const Geometry& g, con
                    const acc_t* shift, const acc_t* mean, acc_t slope,
                    double* sum_g, double* sum_gx) {
   if (!g.channels_last) {
-    at::parallel_for(0, g.C, 1, [&](int64_t c0, int64_t c1) {
+    at::parallel_for(0, g.C, grain(g.count()), [&](int64_t c0, int64_t c1) {
       for (int64_t c = c0; c < c1; ++c) {
         const acc_t s = scale[c], b = shift[c], m = mean[c];
         double tg = 0, tgx = 0;
@@ -249,7 +256,7 @@ void backward_sums(const scalar_t* dy, const scalar_t* x, const Geometry& g, con
   }
   const int64_t rows = g.count();
   const int64_t block = std::max<int64_t>(1, kRun * 4 / std::max<int64_t>(g.C, 1));
-  at::parallel_for(0, g.C, 16, [&](int64_t c0, int64_t c1) {
+  at::parallel_for(0, g.C, std::max<int64_t>(16, grain(rows)), [&](int64_t c0, int64_t c1) {
     const int64_t width = c1 - c0;
     std::vector<acc_t> ag(width), agx(width);
     std::vector<double> tg(width, 0.0), tgx(width, 0.0);
@@ -291,7 +298,7 @@ void backward_input(const scalar_t* dy, const scalar_t* x, scalar_t* dx, const G
                     const acc_t* k_x, acc_t slope) {
   // dx = scale * (g - k_mean_g - (x - mean) * k_x); eval passes k_mean_g = k_x = 0.
   if (!g.channels_last) {
-    at::parallel_for(0, g.N * g.C, 1, [&](int64_t p0, int64_t p1) {
+    at::parallel_for(0, g.N * g.C, grain(g.HW), [&](int64_t p0, int64_t p1) {
       for (int64_t p = p0; p < p1; ++p) {
         const int64_t c = p % g.C;
         const acc_t s = scale[c], b = shift[c], m = mean[c], km = k_mean_g[c], kx = k_x[c];
@@ -308,7 +315,7 @@ void backward_input(const scalar_t* dy, const scalar_t* x, scalar_t* dx, const G
     });
     return;
   }
-  at::parallel_for(0, g.count(), std::max<int64_t>(1, kRun / g.C), [&](int64_t r0, int64_t r1) {
+  at::parallel_for(0, g.count(), grain(g.C), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const scalar_t* xp = x + r * g.C;
       const scalar_t* dp = dy + r * g.C;

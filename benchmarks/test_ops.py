@@ -7,7 +7,7 @@ from torch import nn
 
 import fastgan
 import fastgan.functional as FF
-from conftest import CUDA, DEVICE, DTYPES, LAYOUTS, SIZES
+from conftest import DEVICE, DTYPES, LAYOUTS, SIZES
 
 B, S, W = SIZES["op_batch"], SIZES["image"], SIZES["width"]
 DT = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -75,10 +75,10 @@ def test_conv_act(measure, variant, which, mode, dtype, layout):
     """The layers without BatchNorm: conv_transpose + tanh (G's last), conv + leaky_relu (D's first)."""
     if which.startswith("G"):
         conv = nn.ConvTranspose2d(W, 3, 4, 2, 1, bias=False)
-        stock, fused, cin, hw = nn.Sequential(conv, nn.Tanh()), None, W, S // 2
+        stock, cin, hw = nn.Sequential(conv, nn.Tanh()), W, S // 2
     else:
         conv = nn.Conv2d(3, W, 4, 2, 1, bias=False)
-        stock, fused, cin, hw = nn.Sequential(conv, nn.LeakyReLU(0.2)), None, 3, S
+        stock, cin, hw = nn.Sequential(conv, nn.LeakyReLU(0.2)), 3, S
     stock = stock.to(DEVICE).to(DT[dtype])
     fused = fastgan.fuse(stock)
     model = stock if variant == "stock" else fused

@@ -8,7 +8,6 @@ as one fused call:
 Everything else runs as the stock module it is."""
 import copy
 
-import torch
 from torch import nn
 
 from . import functional as FF

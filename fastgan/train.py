@@ -10,7 +10,6 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 

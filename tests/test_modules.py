@@ -1,5 +1,4 @@
 """Modules, models, fuse(): same function and same state_dict as the stock models."""
-import copy
 
 import pytest
 import torch

@@ -8,7 +8,7 @@ from fastgan.models import Discriminator, Generator, weights_init
 from test_modules import TutorialD, TutorialG
 
 
-def train(g, d, loss_fn, batches, steps, nz, ones, zeros):
+def train(g, d, loss_fn, batches, steps, ones, zeros):
     opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
     losses = []
@@ -38,7 +38,7 @@ def test_fifty_adam_steps_match_stock(backend):
                 torch.randn(batch, nz, 1, 1, dtype=torch.float64)) for _ in range(50)]
     ones, zeros = torch.ones(batch, dtype=torch.float64), torch.zeros(batch, dtype=torch.float64)
     stock_loss = nn.BCEWithLogitsLoss()
-    fused_losses = train(g, d, fastgan.nn.BCEWithLogitsLoss(), batches, 50, nz, 1.0, 0.0)
+    fused_losses = train(g, d, fastgan.nn.BCEWithLogitsLoss(), batches, 50, 1.0, 0.0)
     stock_losses = _train_stock(tg, td, stock_loss, batches, ones, zeros)
     torch.testing.assert_close(torch.tensor(fused_losses), torch.tensor(stock_losses), rtol=1e-8, atol=0)
     for (name, a), b in zip(list(g.state_dict().items()) + list(d.state_dict().items()),
@@ -66,4 +66,4 @@ def _train_stock(tg, td, loss_fn, batches, ones, zeros):
         def forward(self, x):
             return self.m.main(x).view(-1)
 
-    return train(G(), D(), loss_fn, batches, 50, None, ones, zeros)
+    return train(G(), D(), loss_fn, batches, 50, ones, zeros)

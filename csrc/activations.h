@@ -1,6 +1,8 @@
 // The one table of activations the compiled kernels use. Its names are the keys of
 // fastgan/activations.py, which holds the same table for the reference path, so a name
-// means the same function on both paths.
+// means the same function on both paths. Each activation's forward and derivatives are
+// written once below (activate_t & co.); the CPU loops instantiate them per activation,
+// the CUDA kernels reach the same definitions through a warp-uniform switch.
 #pragma once
 
 #include <c10/macros/Macros.h>
@@ -12,6 +14,14 @@
 #include <cstring>
 #include <string>
 #include <type_traits>
+
+// Inlined into the caller on host and device: a call inside a loop stops the compiler from
+// vectorising it.
+#if defined(__CUDACC__)
+#define FASTGAN_INLINE __host__ __device__ __forceinline__
+#else
+#define FASTGAN_INLINE C10_ALWAYS_INLINE
+#endif
 
 namespace fastgan {
 
@@ -29,7 +39,7 @@ inline Activation parse_activation(c10::string_view name) {
 // x*s + b written once so that forward and backward compute the pre-activation with the
 // same rounding: the backward recomputes the ReLU mask from it instead of storing one.
 template <typename T>
-C10_HOST_DEVICE inline T affine(T x, T s, T b) {
+FASTGAN_INLINE T affine(T x, T s, T b) {
 #if defined(__CUDA_ARCH__)
   return ::fma(x, s, b);
 #else
@@ -37,60 +47,11 @@ C10_HOST_DEVICE inline T affine(T x, T s, T b) {
 #endif
 }
 
-// Comparisons are written so that NaN propagates the way torch.relu / leaky_relu do.
-template <typename T>
-C10_HOST_DEVICE inline T activate(Activation a, T v, T slope) {
-  switch (a) {
-    case Activation::ReLU: return v < T(0) ? T(0) : v;
-    case Activation::LeakyReLU: return v > T(0) ? v : v * slope;
-    case Activation::Tanh: return ::tanh(v);
-    default: return v;
-  }
-}
-
-// d act / d input, from the pre-activation value (used where the input is recomputed).
-template <typename T>
-C10_HOST_DEVICE inline T activation_grad_from_input(Activation a, T v, T slope) {
-  switch (a) {
-    case Activation::ReLU: return v <= T(0) ? T(0) : T(1);
-    case Activation::LeakyReLU: return v > T(0) ? T(1) : slope;
-    case Activation::Tanh: { T t = ::tanh(v); return T(1) - t * t; }
-    default: return T(1);
-  }
-}
-
-// d act / d input, from the activation's output (conv+act saves only its output).
-// Valid for leaky_relu only with slope >= 0, which the Python checks enforce.
-template <typename T>
-C10_HOST_DEVICE inline T activation_grad_from_output(Activation a, T y, T slope) {
-  switch (a) {
-    case Activation::ReLU: return y <= T(0) ? T(0) : T(1);
-    case Activation::LeakyReLU: return y > T(0) ? T(1) : slope;
-    case Activation::Tanh: return T(1) - y * y;
-    default: return T(1);
-  }
-}
-
-// Compile-time versions for the CPU loops: a per-element switch keeps the compiler from
-// vectorising, so each loop is instantiated once per activation instead.
-template <Activation A>
-using ActivationTag = std::integral_constant<Activation, A>;
-
-template <typename F>
-inline void dispatch_activation(Activation a, F&& f) {
-  switch (a) {
-    case Activation::ReLU: return f(ActivationTag<Activation::ReLU>());
-    case Activation::LeakyReLU: return f(ActivationTag<Activation::LeakyReLU>());
-    case Activation::Tanh: return f(ActivationTag<Activation::Tanh>());
-    default: return f(ActivationTag<Activation::Identity>());
-  }
-}
-
 // float tanh made of arithmetic the compiler can vectorise (libm's tanhf is a scalar call):
 // an odd Taylor polynomial near 0, where (e^2a - 1) / (e^2a + 1) would cancel, and that
 // quotient elsewhere, with e^x from a Cody-Waite reduction and a degree-7 polynomial.
-// Within a few float ulps of tanh (tests compare it with fp64 torch.tanh). Always inlined:
-// a call inside a loop stops the compiler from vectorising it.
+// Within a few float ulps of tanh (tests compare it with fp64 torch.tanh). Host only: the
+// GPU has a fast tanh of its own.
 C10_ALWAYS_INLINE float exp_for_tanh(float x) {  // x in [0, 40]
   const float n = (x * 1.44269504f + 12582912.0f) - 12582912.0f;  // round(x / ln 2)
   const float r = (x - n * 0.693145752f) - n * 1.42860677e-6f;     // |r| <= ln2 / 2
@@ -120,35 +81,75 @@ C10_ALWAYS_INLINE float tanh_vectorisable(float x) {
 }
 
 template <typename T>
-C10_ALWAYS_INLINE T tanh_cpu(T v) {
+FASTGAN_INLINE T tanh_of(T v) {
+#if defined(__CUDA_ARCH__)
+  return ::tanh(v);
+#else
   if constexpr (std::is_same<T, float>::value) return tanh_vectorisable(v);
   else return std::tanh(v);
+#endif
 }
 
+// Comparisons are written so that NaN propagates the way torch.relu / leaky_relu do. The
+// masks are arithmetic on a 0/1 value rather than a branch: on random data a branch
+// mispredicts half the time and keeps the loop from vectorising.
 template <Activation A, typename T>
-C10_ALWAYS_INLINE T activate_t(T v, T slope) {
+FASTGAN_INLINE T activate_t(T v, T slope) {
   if constexpr (A == Activation::ReLU) return v < T(0) ? T(0) : v;
   else if constexpr (A == Activation::LeakyReLU) return v > T(0) ? v : v * slope;
-  else if constexpr (A == Activation::Tanh) return tanh_cpu(v);
+  else if constexpr (A == Activation::Tanh) return tanh_of(v);
   else return v;
 }
 
-// The masks are written as arithmetic on a 0/1 value rather than a branch: on random
-// data a branch mispredicts half the time and keeps the loop from vectorising.
+// d act / d input, from the pre-activation value (used where the input is recomputed).
 template <Activation A, typename T>
-C10_ALWAYS_INLINE T activation_grad_from_input_t(T v, T slope) {
+FASTGAN_INLINE T activation_grad_from_input_t(T v, T slope) {
   if constexpr (A == Activation::ReLU) return T(!(v <= T(0)));
   else if constexpr (A == Activation::LeakyReLU) { const T m = T(v > T(0)); return m + (T(1) - m) * slope; }
-  else if constexpr (A == Activation::Tanh) { T t = tanh_cpu(v); return T(1) - t * t; }
+  else if constexpr (A == Activation::Tanh) { const T t = tanh_of(v); return T(1) - t * t; }
   else return T(1);
 }
 
+// d act / d input, from the activation's output (conv+act saves only its output).
+// Valid for leaky_relu only with slope >= 0, which the Python checks enforce.
 template <Activation A, typename T>
-C10_ALWAYS_INLINE T activation_grad_from_output_t(T y, T slope) {
+FASTGAN_INLINE T activation_grad_from_output_t(T y, T slope) {
   if constexpr (A == Activation::ReLU) return T(!(y <= T(0)));
   else if constexpr (A == Activation::LeakyReLU) { const T m = T(y > T(0)); return m + (T(1) - m) * slope; }
   else if constexpr (A == Activation::Tanh) return T(1) - y * y;
   else return T(1);
+}
+
+// The one switch from a runtime activation to its compile-time tag. The CPU loops call it
+// once per loop, so each loop is instantiated per activation and vectorises; the CUDA
+// kernels call it per element through the wrappers below, where every thread of a launch
+// takes the same case, so it costs a few instructions and no divergence.
+template <Activation A>
+using ActivationTag = std::integral_constant<Activation, A>;
+
+template <typename F>
+FASTGAN_INLINE decltype(auto) dispatch_activation(Activation a, F&& f) {
+  switch (a) {
+    case Activation::ReLU: return f(ActivationTag<Activation::ReLU>());
+    case Activation::LeakyReLU: return f(ActivationTag<Activation::LeakyReLU>());
+    case Activation::Tanh: return f(ActivationTag<Activation::Tanh>());
+    default: return f(ActivationTag<Activation::Identity>());
+  }
+}
+
+template <typename T>
+FASTGAN_INLINE T activate(Activation a, T v, T slope) {
+  return dispatch_activation(a, [&](auto tag) { return activate_t<decltype(tag)::value>(v, slope); });
+}
+
+template <typename T>
+FASTGAN_INLINE T activation_grad_from_input(Activation a, T v, T slope) {
+  return dispatch_activation(a, [&](auto tag) { return activation_grad_from_input_t<decltype(tag)::value>(v, slope); });
+}
+
+template <typename T>
+FASTGAN_INLINE T activation_grad_from_output(Activation a, T y, T slope) {
+  return dispatch_activation(a, [&](auto tag) { return activation_grad_from_output_t<decltype(tag)::value>(y, slope); });
 }
 
 }  // namespace fastgan

@@ -98,7 +98,7 @@ class ConditionalDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         maps = _one_hot(labels, self.num_classes, x)[:, :, None, None].expand(-1, -1, x.size(2), x.size(3))
-        return self.net(torch.cat([x, maps.to(memory_format=torch.contiguous_format)], 1))
+        return self.net(torch.cat([x, maps], 1))
 
 
 def _one_hot(labels, num_classes, like):

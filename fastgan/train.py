@@ -133,6 +133,7 @@ class Trainer:
         self.fixed_z = torch.randn(64, cfg.nz, generator=fixed).to(self.device)
         self.fixed_labels = (torch.arange(64) % max(self.num_classes, 1)).to(self.device) if cfg.conditional else None
         self.fixed_real = self.data.as_float(torch.randperm(len(self.data.images), generator=fixed)[:64])
+        self.diversity_real = mean_pairwise_distance(self.fixed_real)  # fixed: computed once
         self.step = 0
         self.history = []
         self.graphed = None
@@ -242,7 +243,7 @@ class Trainer:
         fake = generate(self._sampler(), self.fixed_z, self.fixed_labels)
         row = {"step": self.step, "time": round(time.time(), 3), "loss_d": values[0], "loss_g": values[1],
                "d_real": values[2], "d_fake": values[3], "images_per_s": round(ips, 1),
-               "diversity_fake": mean_pairwise_distance(fake), "diversity_real": mean_pairwise_distance(self.fixed_real)}
+               "diversity_fake": mean_pairwise_distance(fake), "diversity_real": self.diversity_real}
         self.history.append(row)
         with open(os.path.join(self.cfg.out, "metrics.jsonl"), "a") as f:
             f.write(json.dumps(row) + "\n")

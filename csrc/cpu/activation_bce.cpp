@@ -56,9 +56,7 @@ at::Tensor activation_cpu(const at::Tensor& input_, c10::string_view activation,
 
 at::Tensor activation_backward_cpu(const at::Tensor& grad_out_, const at::Tensor& output_,
                                    c10::string_view activation, double negative_slope) {
-  check_float_input(output_, "output");
-  TORCH_CHECK(grad_out_.sizes() == output_.sizes(), "fastgan: grad_out has shape ", grad_out_.sizes(),
-              " but output has shape ", output_.sizes());
+  check_activation_backward_args(grad_out_, output_);
   const Activation act = parse_activation(activation);
   const auto fmt = layout_of(output_);
   const at::Tensor output = output_.contiguous(fmt);
@@ -90,13 +88,7 @@ constexpr int64_t kBceBlock = 4096;
 std::tuple<at::Tensor, at::Tensor> bce_with_logits_cpu(const at::Tensor& input_,
                                                        const c10::optional<at::Tensor>& target_,
                                                        double target_value, int64_t reduction) {
-  check_float_input(input_, "input");
-  TORCH_CHECK(reduction >= 0 && reduction <= 2, "fastgan: reduction must be 0 (none), 1 (mean) or 2 (sum), got ",
-              reduction);
-  const bool has_target = target_.has_value() && target_->defined();
-  if (has_target)
-    TORCH_CHECK(target_->sizes() == input_.sizes(), "fastgan: target size ", target_->sizes(),
-                " must be the same as input size ", input_.sizes());
+  const bool has_target = check_bce_args(input_, target_, reduction);
   const auto fmt = layout_of(input_);
   const at::Tensor input = input_.contiguous(fmt);
   const at::Tensor target = has_target ? target_->to(input.scalar_type()).contiguous(fmt) : at::Tensor();

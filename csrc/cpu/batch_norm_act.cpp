@@ -172,21 +172,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_cpu(
     const c10::optional<at::Tensor>& bias_, const c10::optional<at::Tensor>& running_mean_,
     const c10::optional<at::Tensor>& running_var_, bool training, double eps,
     c10::string_view activation, double negative_slope) {
-  check_bn_input(input_);
-  check_channel_vector(weight_, input_, "weight");
-  check_channel_vector(bias_, input_, "bias");
-  check_channel_vector(running_mean_, input_, "running_mean");
-  check_channel_vector(running_var_, input_, "running_var");
+  const bool use_batch = check_batch_norm_act_args(input_, weight_, bias_, running_mean_, running_var_, training);
   const Activation act = parse_activation(activation);
-  const bool use_batch = training || !running_mean_.has_value() || !running_mean_->defined();
-  if (!use_batch)
-    TORCH_CHECK(running_var_.has_value() && running_var_->defined(),
-                "fastgan: running_var is required with running_mean in eval mode");
   const at::Tensor input = input_.contiguous(layout_of(input_));
   const Geometry g = geometry_of(input);
-  if (use_batch)
-    TORCH_CHECK(g.count() > 1, "Expected more than 1 value per channel when training, got input size ",
-                input.sizes());
   at::Tensor out = at::empty_like(input, input.options(), layout_of(input));
   const auto sdt = stats_dtype(input);
   at::Tensor mean, var;
@@ -334,13 +323,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_backward_cpu(
     const at::Tensor& grad_out_, const at::Tensor& input_, const c10::optional<at::Tensor>& weight_,
     const c10::optional<at::Tensor>& bias_, const at::Tensor& save_mean_, const at::Tensor& save_var_,
     bool training, double eps, c10::string_view activation, double negative_slope) {
-  check_bn_input(input_);
-  TORCH_CHECK(grad_out_.sizes() == input_.sizes(), "fastgan: grad_out has shape ", grad_out_.sizes(),
-              " but input has shape ", input_.sizes());
-  check_channel_vector(weight_, input_, "weight");
-  check_channel_vector(bias_, input_, "bias");
-  check_channel_vector(save_mean_, input_, "save_mean");
-  check_channel_vector(save_var_, input_, "save_var");
+  check_batch_norm_act_backward_args(grad_out_, input_, weight_, bias_, save_mean_, save_var_);
   const Activation act = parse_activation(activation);
   const auto fmt = layout_of(input_);
   const at::Tensor input = input_.contiguous(fmt);
@@ -391,11 +374,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_backward_cpu(
 void batch_norm_update_stats_cpu(at::Tensor& running_mean, at::Tensor& running_var,
                                  at::Tensor& num_batches_tracked, const at::Tensor& save_mean,
                                  const at::Tensor& save_var, c10::optional<double> momentum, int64_t count) {
-  TORCH_CHECK(count > 1, "fastgan: batch_norm_update_stats needs more than one value per channel, got ", count);
-  TORCH_CHECK(running_mean.numel() == save_mean.numel() && running_var.numel() == save_var.numel() &&
-                  running_mean.numel() == running_var.numel(),
-              "fastgan: running stats and batch stats must have one value per channel each");
-  TORCH_CHECK(num_batches_tracked.numel() == 1, "fastgan: num_batches_tracked must hold one value");
+  check_update_stats_args(running_mean, running_var, num_batches_tracked, save_mean, save_var, count);
   num_batches_tracked.add_(1);
   const double factor = momentum.has_value() ? *momentum : 1.0 / double(num_batches_tracked.item<int64_t>());
   const double unbias = double(count) / double(count - 1);

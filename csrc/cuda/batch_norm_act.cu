@@ -105,6 +105,29 @@ __device__ void channel_coeffs(const BnParams<A>& p, int64_t c, bool write, A& m
   shift = b - mean * scale;
 }
 
+// NHWC kernels: the threads of row 0 compute NV per-channel values for their VEC channels
+// (f(c, out[NV])) into shared memory laid out [NV][blockDim.x * VEC]; after the barrier every
+// thread whose channels exist reads its own values into registers, values[i][k].
+template <int NV, int VEC, typename A, typename F>
+__device__ __forceinline__ void stage_channel_values(A* sh, int64_t c0, int64_t C, F&& f, A (&values)[NV][VEC]) {
+  const int width = blockDim.x * VEC;
+  if (threadIdx.y == 0) {
+    for (int k = 0; k < VEC; ++k) {
+      if (c0 + k >= C) break;
+      A v[NV];
+      f(c0 + k, v);
+#pragma unroll
+      for (int i = 0; i < NV; ++i) sh[i * width + threadIdx.x * VEC + k] = v[i];
+    }
+  }
+  __syncthreads();
+  if (c0 >= C) return;
+#pragma unroll
+  for (int i = 0; i < NV; ++i)
+#pragma unroll
+    for (int k = 0; k < VEC; ++k) values[i][k] = sh[i * width + threadIdx.x * VEC + k];
+}
+
 // ---------------------------------------------------------------------------------------
 // Statistics
 template <typename scalar_t, int VEC, bool CL>
@@ -209,26 +232,15 @@ __global__ void __launch_bounds__(kThreads) bn_apply_kernel(const scalar_t* __re
     }
   } else {
     extern __shared__ unsigned char smem_raw[];
-    A* coef = reinterpret_cast<A*>(smem_raw);  // [2][blockDim.x * VEC]
-    const int width = blockDim.x * VEC;
     const int64_t c0 = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * VEC;
-    if (threadIdx.y == 0) {
-      for (int k = 0; k < VEC; ++k) {
-        if (c0 + k >= C) break;
-        A mean, invstd, scale, shift;
-        channel_coeffs(p, c0 + k, s == 0, mean, invstd, scale, shift);
-        coef[threadIdx.x * VEC + k] = scale;
-        coef[width + threadIdx.x * VEC + k] = shift;
-      }
-    }
-    __syncthreads();
+    A cf[2][VEC];  // scale, shift
+    stage_channel_values<2, VEC>(reinterpret_cast<A*>(smem_raw), c0, C, [&](int64_t c, A* v) {
+      A mean, invstd;
+      channel_coeffs(p, c, s == 0, mean, invstd, v[0], v[1]);
+    }, cf);
     if (c0 >= C) return;
-    A sc[VEC], sf[VEC];
-#pragma unroll
-    for (int k = 0; k < VEC; ++k) {
-      sc[k] = coef[threadIdx.x * VEC + k];
-      sf[k] = coef[width + threadIdx.x * VEC + k];
-    }
+    const A* sc = cf[0];
+    const A* sf = cf[1];
     const int64_t rows = N * HW, begin = s * chunk, end = min64(rows, begin + chunk);
     for (int64_t m = begin + threadIdx.y; m < end; m += blockDim.y) {
       const auto v = load_pack<scalar_t, VEC>(x + m * C + c0);
@@ -299,28 +311,18 @@ __global__ void __launch_bounds__(kThreads) bn_backward_reduce_kernel(
     A* sh = reinterpret_cast<A*>(smem_raw);  // coefficients [3][width], then sums [blockDim.y][width][2]
     const int width = blockDim.x * VEC;
     const int64_t c0 = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * VEC;
-    if (threadIdx.y == 0) {
-      for (int k = 0; k < VEC; ++k) {
-        if (c0 + k >= C) break;
-        A mean, invstd, scale, shift;
-        channel_coeffs(p, c0 + k, false, mean, invstd, scale, shift);
-        sh[threadIdx.x * VEC + k] = scale;
-        sh[width + threadIdx.x * VEC + k] = shift;
-        sh[2 * width + threadIdx.x * VEC + k] = mean;
-      }
-    }
-    __syncthreads();
+    A cf[3][VEC];  // scale, shift, mean
+    stage_channel_values<3, VEC>(sh, c0, C, [&](int64_t c, A* v) {
+      A invstd;
+      channel_coeffs(p, c, false, v[2], invstd, v[0], v[1]);
+    }, cf);
     A sg[VEC], sgx[VEC];
 #pragma unroll
     for (int k = 0; k < VEC; ++k) sg[k] = sgx[k] = A(0);
     if (c0 < C) {
-      A sc[VEC], sf[VEC], mu[VEC];
-#pragma unroll
-      for (int k = 0; k < VEC; ++k) {
-        sc[k] = sh[threadIdx.x * VEC + k];
-        sf[k] = sh[width + threadIdx.x * VEC + k];
-        mu[k] = sh[2 * width + threadIdx.x * VEC + k];
-      }
+      const A* sc = cf[0];
+      const A* sf = cf[1];
+      const A* mu = cf[2];
       const int64_t rows = N * HW, begin = s * chunk, end = min64(rows, begin + chunk);
       for (int64_t m = begin + threadIdx.y; m < end; m += blockDim.y) {
         const auto xv = load_pack<scalar_t, VEC>(x + m * C + c0);
@@ -410,27 +412,17 @@ __global__ void __launch_bounds__(kThreads) bn_backward_input_kernel(
     }
   } else {
     extern __shared__ unsigned char smem_raw[];
-    A* coef = reinterpret_cast<A*>(smem_raw);  // [blockDim.x * VEC][5]
     const int64_t c0 = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * VEC;
-    if (threadIdx.y == 0) {
-      for (int k = 0; k < VEC; ++k) {
-        if (c0 + k >= C) break;
-        channel_backward_coeffs(p, partial, splits, training, c0 + k, s == 0, grad_weight, grad_bias,
-                                coef + (threadIdx.x * VEC + k) * 5);
-      }
-    }
-    __syncthreads();
+    A cf[5][VEC];  // scale, shift, mean, k_mean_g, k_x
+    stage_channel_values<5, VEC>(reinterpret_cast<A*>(smem_raw), c0, C, [&](int64_t c, A* v) {
+      channel_backward_coeffs(p, partial, splits, training, c, s == 0, grad_weight, grad_bias, v);
+    }, cf);
     if (c0 >= C) return;
-    A sc[VEC], sf[VEC], mu[VEC], km[VEC], kx[VEC];
-#pragma unroll
-    for (int k = 0; k < VEC; ++k) {
-      const A* e = coef + (threadIdx.x * VEC + k) * 5;
-      sc[k] = e[0];
-      sf[k] = e[1];
-      mu[k] = e[2];
-      km[k] = e[3];
-      kx[k] = e[4];
-    }
+    const A* sc = cf[0];
+    const A* sf = cf[1];
+    const A* mu = cf[2];
+    const A* km = cf[3];
+    const A* kx = cf[4];
     const int64_t rows = N * HW, begin = s * chunk, end = min64(rows, begin + chunk);
     for (int64_t m = begin + threadIdx.y; m < end; m += blockDim.y) {
       const auto xv = load_pack<scalar_t, VEC>(x + m * C + c0);
@@ -507,23 +499,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_cuda(
     const at::Tensor& input_, const c10::optional<at::Tensor>& weight_, const c10::optional<at::Tensor>& bias_,
     const c10::optional<at::Tensor>& running_mean_, const c10::optional<at::Tensor>& running_var_, bool training,
     double eps, c10::string_view activation, double negative_slope) {
-  check_bn_input(input_);
-  check_channel_vector(weight_, input_, "weight");
-  check_channel_vector(bias_, input_, "bias");
-  check_channel_vector(running_mean_, input_, "running_mean");
-  check_channel_vector(running_var_, input_, "running_var");
+  const bool use_batch = check_batch_norm_act_args(input_, weight_, bias_, running_mean_, running_var_, training);
   const Activation act = parse_activation(activation);
-  const bool use_batch = training || !running_mean_.has_value() || !running_mean_->defined();
-  if (!use_batch)
-    TORCH_CHECK(running_var_.has_value() && running_var_->defined(),
-                "fastgan: running_var is required with running_mean in eval mode");
   c10::cuda::CUDAGuard guard(input_.device());
   const auto fmt = layout_of(input_);
   const at::Tensor input = input_.contiguous(fmt);
   const Geometry g = geometry_of(input);
-  if (use_batch)
-    TORCH_CHECK(g.N * g.HW > 1, "Expected more than 1 value per channel when training, got input size ",
-                input.sizes());
   TORCH_CHECK(g.C < (int64_t(1) << 31), "fastgan: too many channels: ", g.C);
   const auto sdt = stats_dtype(input);
   at::Tensor out = at::empty_like(input, input.options(), fmt);
@@ -567,13 +548,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_backward_cuda(
     const at::Tensor& grad_out_, const at::Tensor& input_, const c10::optional<at::Tensor>& weight_,
     const c10::optional<at::Tensor>& bias_, const at::Tensor& save_mean_, const at::Tensor& save_var_,
     bool training, double eps, c10::string_view activation, double negative_slope) {
-  check_bn_input(input_);
-  TORCH_CHECK(grad_out_.sizes() == input_.sizes(), "fastgan: grad_out has shape ", grad_out_.sizes(),
-              " but input has shape ", input_.sizes());
-  check_channel_vector(weight_, input_, "weight");
-  check_channel_vector(bias_, input_, "bias");
-  check_channel_vector(save_mean_, input_, "save_mean");
-  check_channel_vector(save_var_, input_, "save_var");
+  check_batch_norm_act_backward_args(grad_out_, input_, weight_, bias_, save_mean_, save_var_);
   const Activation act = parse_activation(activation);
   c10::cuda::CUDAGuard guard(input_.device());
   const auto fmt = layout_of(input_);
@@ -618,17 +593,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_backward_cuda(
 void batch_norm_update_stats_cuda(at::Tensor& running_mean, at::Tensor& running_var, at::Tensor& num_batches_tracked,
                                   const at::Tensor& save_mean, const at::Tensor& save_var,
                                   c10::optional<double> momentum, int64_t count) {
-  TORCH_CHECK(count > 1, "fastgan: batch_norm_update_stats needs more than one value per channel, got ", count);
-  TORCH_CHECK(running_mean.numel() == save_mean.numel() && running_var.numel() == save_var.numel() &&
-                  running_mean.numel() == running_var.numel(),
-              "fastgan: running stats and batch stats must have one value per channel each");
+  check_update_stats_args(running_mean, running_var, num_batches_tracked, save_mean, save_var, count);
+  // The kernel writes the buffers in place (the CPU kernel copies back instead).
   TORCH_CHECK(running_mean.is_contiguous() && running_var.is_contiguous(),
               "fastgan: running_mean and running_var must be contiguous");
-  TORCH_CHECK(running_mean.scalar_type() == running_var.scalar_type(),
-              "fastgan: running_mean and running_var must have the same dtype");
-  TORCH_CHECK(num_batches_tracked.numel() == 1 && num_batches_tracked.scalar_type() == at::kLong &&
-                  num_batches_tracked.is_cuda(),
-              "fastgan: num_batches_tracked must be a one-element int64 CUDA tensor");
   c10::cuda::CUDAGuard guard(running_mean.device());
   const at::Tensor mean = save_mean.contiguous(), var = save_var.to(save_mean.scalar_type()).contiguous();
   auto stream = at::cuda::getCurrentCUDAStream();

@@ -90,6 +90,12 @@ inline void check_batch_norm_act_backward_args(const at::Tensor& grad_out, const
   check_channel_vector(save_var, input, "save_var");
 }
 
+// The globally reduced sums the elementwise backward of synchronised BatchNorm divides by the count.
+inline void check_backward_elemt_sums(const at::Tensor& input, const at::Tensor& mean_dy, const at::Tensor& mean_dy_xmu) {
+  check_channel_vector(mean_dy, input, "mean_dy");
+  check_channel_vector(mean_dy_xmu, input, "mean_dy_xmu");
+}
+
 inline void check_update_stats_args(const at::Tensor& running_mean, const at::Tensor& running_var,
                                     const at::Tensor& num_batches_tracked, const at::Tensor& save_mean,
                                     const at::Tensor& save_var, int64_t count) {
@@ -126,6 +132,29 @@ inline bool check_bce_args(const at::Tensor& input, const c10::optional<at::Tens
 inline at::Tensor as_stats(const c10::optional<at::Tensor>& t, const at::Tensor& input) {
   if (!t.has_value() || !t->defined()) return at::Tensor();
   return t->to(stats_dtype(input)).contiguous();
+}
+
+// The inputs of the backward ops, checked and put in the layout the kernels walk (the
+// input's), with per-channel vectors in the statistics dtype. Shared by CPU and CUDA.
+struct BackwardInputs {
+  at::Tensor grad_out, input, mean, var, weight, bias;
+  at::MemoryFormat fmt;
+};
+
+inline BackwardInputs backward_inputs(const at::Tensor& grad_out, const at::Tensor& input,
+                                      const c10::optional<at::Tensor>& weight, const c10::optional<at::Tensor>& bias,
+                                      const at::Tensor& mean, const at::Tensor& var) {
+  check_batch_norm_act_backward_args(grad_out, input, weight, bias, mean, var);
+  BackwardInputs b;
+  b.fmt = layout_of(input);
+  b.input = input.contiguous(b.fmt);
+  b.grad_out = grad_out.to(b.input.scalar_type()).contiguous(b.fmt);
+  const auto sdt = stats_dtype(b.input);
+  b.mean = mean.to(sdt).contiguous();
+  b.var = var.to(sdt).contiguous();
+  b.weight = as_stats(weight, b.input);
+  b.bias = as_stats(bias, b.input);
+  return b;
 }
 
 }  // namespace fastgan

@@ -29,6 +29,20 @@ TORCH_LIBRARY(fastgan, m) {
       "batch_norm_update_stats(Tensor(a!) running_mean, Tensor(b!) running_var, "
       "Tensor(c!) num_batches_tracked, Tensor save_mean, Tensor save_var, float? momentum, "
       "SymInt count) -> ()");
+  // Synchronised BatchNorm runs the fused op in three steps so the caller can all-reduce
+  // per-channel sums between them: batch_norm_stats (mean, biased var of this rank's
+  // input), then batch_norm_act with training=False and the global statistics as
+  // running_mean/running_var. The backward likewise: the reduction returns the two sums
+  // sum(g) and sum(g * (x - mean)), g = grad_out * act'; the elementwise op takes them
+  // divided by the global count.
+  m.def("batch_norm_stats(Tensor input) -> (Tensor, Tensor)");
+  m.def(
+      "batch_norm_act_backward_reduce(Tensor grad_out, Tensor input, Tensor? weight, Tensor? bias, "
+      "Tensor mean, Tensor var, float eps, str activation, float negative_slope) -> (Tensor, Tensor)");
+  m.def(
+      "batch_norm_act_backward_elemt(Tensor grad_out, Tensor input, Tensor? weight, Tensor? bias, "
+      "Tensor mean, Tensor var, Tensor mean_dy, Tensor mean_dy_xmu, float eps, str activation, "
+      "float negative_slope) -> Tensor");
   m.def("activation(Tensor input, str activation, float negative_slope) -> Tensor");
   m.def(
       "activation_backward(Tensor grad_out, Tensor output, str activation, "

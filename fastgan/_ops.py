@@ -44,6 +44,20 @@ def _register():
     def _(running_mean, running_var, num_batches_tracked, save_mean, save_var, momentum, count):
         return None
 
+    @torch.library.register_fake("fastgan::batch_norm_stats")
+    def _(input):
+        stats = input.new_empty((input.size(1),), dtype=_stats_dtype(input))
+        return stats, torch.empty_like(stats)
+
+    @torch.library.register_fake("fastgan::batch_norm_act_backward_reduce")
+    def _(grad_out, input, weight, bias, mean, var, eps, activation, negative_slope):
+        stats = input.new_empty((input.size(1),), dtype=_stats_dtype(input))
+        return stats, torch.empty_like(stats)
+
+    @torch.library.register_fake("fastgan::batch_norm_act_backward_elemt")
+    def _(grad_out, input, weight, bias, mean, var, mean_dy, mean_dy_xmu, eps, activation, negative_slope):
+        return _empty_like_layout(input)
+
     @torch.library.register_fake("fastgan::activation")
     def _(input, activation, negative_slope):
         return _empty_like_layout(input)

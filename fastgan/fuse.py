@@ -3,14 +3,20 @@
 FusedSequential is an nn.Sequential that keeps its children (so state_dict keys and values
 are exactly those of the stock model) and, at forward, runs each recognised run of children
 as one fused call:
-    Conv2d | ConvTranspose2d  ->  BatchNorm2d  ->  ReLU | LeakyReLU | Tanh
+    Conv2d | ConvTranspose2d  ->  BatchNorm2d | SyncBatchNorm  ->  ReLU | LeakyReLU | Tanh
     Conv2d | ConvTranspose2d  ->  ReLU | LeakyReLU (slope >= 0) | Tanh
+A SyncBatchNorm (fastgan.nn.convert_sync_batchnorm) synchronises its statistics over its
+process group through the fused kernels whenever torch's own would (training, more than
+one rank); otherwise it is an ordinary BatchNorm2d.
 Everything else runs as the stock module it is."""
 import copy
 
 from torch import nn
 
 from . import functional as FF
+from .sync_batch_norm import needs_sync
+
+_BATCH_NORMS = (nn.BatchNorm2d, nn.SyncBatchNorm)
 
 _CONVS = (nn.Conv2d, nn.ConvTranspose2d)
 
@@ -35,7 +41,7 @@ def plan(modules):
     segments, i = [], 0
     while i < len(modules):
         m = modules[i]
-        if _fusable_conv(m) and i + 2 < len(modules) and type(modules[i + 1]) is nn.BatchNorm2d \
+        if _fusable_conv(m) and i + 2 < len(modules) and type(modules[i + 1]) in _BATCH_NORMS \
                 and _activation_of(modules[i + 2]) is not None:
             name, slope = _activation_of(modules[i + 2])
             segments.append((3, "conv_bn_act", name, slope))
@@ -60,10 +66,13 @@ def _conv(conv, x, layer):
 
 
 def conv_bn_act(conv, bn, activation, slope, x):
-    y = _conv(conv, x, type(conv).__name__ + "+BatchNorm2d")
+    layer = f"{type(conv).__name__}+{type(bn).__name__}"
+    y = _conv(conv, x, layer)
+    if type(bn) is nn.SyncBatchNorm and needs_sync(bn):
+        return FF.sync_batch_norm_act(y, bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.momentum, bn.eps,
+                                      activation, slope, bn.num_batches_tracked, bn.process_group, layer)
     return FF.batch_norm_act(y, bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.training,
-                             bn.momentum, bn.eps, activation, slope, bn.num_batches_tracked,
-                             type(conv).__name__ + "+BatchNorm2d")
+                             bn.momentum, bn.eps, activation, slope, bn.num_batches_tracked, layer)
 
 
 def conv_act(conv, activation, slope, x):

@@ -5,7 +5,8 @@ import torch
 
 from . import _backend
 
-OPS = ("batch_norm_act", "batch_norm_act_backward", "batch_norm_update_stats", "activation",
+OPS = ("batch_norm_act", "batch_norm_act_backward", "batch_norm_update_stats", "batch_norm_stats",
+       "batch_norm_act_backward_reduce", "batch_norm_act_backward_elemt", "activation",
        "activation_backward", "bce_with_logits")
 DISPATCH_KEYS = ("CPU", "CUDA")
 

@@ -10,20 +10,32 @@ from . import functional as FF
 from .fuse import FusedSequential
 
 
+def _batch_norm(channels, eps, momentum, sync_bn, process_group, kw):
+    # SyncBatchNorm has BatchNorm2d's parameters and buffers, so the state_dict is the same.
+    if sync_bn or process_group is not None:
+        return nn.SyncBatchNorm(channels, eps=eps, momentum=momentum, process_group=process_group, **kw)
+    return nn.BatchNorm2d(channels, eps=eps, momentum=momentum, **kw)
+
+
 class ConvTranspose2dBNReLU(FusedSequential):
+    """sync_bn=True (or a process_group) synchronises the batch statistics over the ranks of
+    process_group (None: the default group) in training, as nn.SyncBatchNorm does."""
+
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, eps=1e-5, momentum=0.1,
-                 bias=False, device=None, dtype=None):
+                 bias=False, device=None, dtype=None, sync_bn=False, process_group=None):
         kw = {"device": device, "dtype": dtype}
         super().__init__(nn.ConvTranspose2d(in_channels, out_channels, kernel_size, stride, padding, bias=bias, **kw),
-                         nn.BatchNorm2d(out_channels, eps=eps, momentum=momentum, **kw), nn.ReLU(inplace=True))
+                         _batch_norm(out_channels, eps, momentum, sync_bn, process_group, kw), nn.ReLU(inplace=True))
 
 
 class Conv2dBNLeakyReLU(FusedSequential):
+    """sync_bn / process_group: as ConvTranspose2dBNReLU."""
+
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, negative_slope=0.2, eps=1e-5,
-                 momentum=0.1, bias=False, device=None, dtype=None):
+                 momentum=0.1, bias=False, device=None, dtype=None, sync_bn=False, process_group=None):
         kw = {"device": device, "dtype": dtype}
         super().__init__(nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=bias, **kw),
-                         nn.BatchNorm2d(out_channels, eps=eps, momentum=momentum, **kw),
+                         _batch_norm(out_channels, eps, momentum, sync_bn, process_group, kw),
                          nn.LeakyReLU(negative_slope, inplace=True))
 
 
@@ -54,5 +66,15 @@ class BCEWithLogitsLoss(nn.Module):
         return FF.bce_with_logits(input, target, self.reduction)
 
 
-__all__ = ["ConvTranspose2dBNReLU", "Conv2dBNLeakyReLU", "Conv2dLeakyReLU", "ConvTranspose2dTanh",
+def convert_sync_batchnorm(module: nn.Module, process_group=None) -> nn.Module:
+    """Every BatchNorm layer of module becomes an nn.SyncBatchNorm over process_group (None:
+    the default group), keeping its parameters, buffers and state_dict keys; returns the
+    module (a new one only when module itself is a BatchNorm). Inside fastgan's fused layers
+    and models, and in fastgan.fuse()d models, the synchronised statistics then run through
+    the fused kernels: one all_reduce of per-channel (sum, sum of squares, count) between the
+    statistics and the apply kernel, one of (sum g, sum g*(x-mean)) in the backward."""
+    return nn.SyncBatchNorm.convert_sync_batchnorm(module, process_group)
+
+
+__all__ = ["convert_sync_batchnorm", "ConvTranspose2dBNReLU", "Conv2dBNLeakyReLU", "Conv2dLeakyReLU", "ConvTranspose2dTanh",
            "BCEWithLogitsLoss", "FusedSequential"]

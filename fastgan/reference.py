@@ -48,3 +48,52 @@ def bce_with_logits(input, target, reduction):
     if not isinstance(target, torch.Tensor):
         target = torch.full_like(input, float(target))
     return F.binary_cross_entropy_with_logits(input, target.to(input.dtype), reduction=reduction)
+
+
+# --- The split BatchNorm ops synchronised BatchNorm runs between its all_reduces. --------------
+
+def _stats_dtype(input):
+    return torch.float64 if input.dtype == torch.float64 else torch.float32
+
+
+def batch_norm_stats(input):
+    """(mean, biased var) per channel, in the statistics dtype."""
+    var, mean = torch.var_mean(input.to(_stats_dtype(input)), dim=(0, 2, 3), correction=0)
+    return mean, var
+
+
+def _per_channel(t):
+    return t[None, :, None, None]
+
+
+def _grad_pre_activation(grad_out, input, weight, bias, mean, var, eps, activation, negative_slope):
+    """(g, x - mean, invstd): g = grad_out * act'(pre-activation), in the statistics dtype."""
+    dt = _stats_dtype(input)
+    x = input.to(dt)
+    invstd = torch.rsqrt(var.to(dt) + eps)
+    xmu = x - _per_channel(mean.to(dt))
+    pre = xmu * _per_channel(invstd)
+    if weight is not None:
+        pre = pre * _per_channel(weight.to(dt))
+    if bias is not None:
+        pre = pre + _per_channel(bias.to(dt))
+    with torch.enable_grad():  # the activation's own derivative, any slope
+        pre = pre.detach().requires_grad_()
+        (g,) = torch.autograd.grad(activate(pre, activation, negative_slope), pre, grad_out.to(dt))
+    return g, xmu, invstd
+
+
+def batch_norm_act_backward_reduce(grad_out, input, weight, bias, mean, var, eps, activation, negative_slope):
+    """(sum g, sum g * (x - mean)) per channel."""
+    g, xmu, _ = _grad_pre_activation(grad_out, input, weight, bias, mean, var, eps, activation, negative_slope)
+    return g.sum((0, 2, 3)), (g * xmu).sum((0, 2, 3))
+
+
+def batch_norm_act_backward_elemt(grad_out, input, weight, bias, mean, var, mean_dy, mean_dy_xmu, eps, activation,
+                                  negative_slope):
+    """grad_input from the global means of the two sums."""
+    g, xmu, invstd = _grad_pre_activation(grad_out, input, weight, bias, mean, var, eps, activation, negative_slope)
+    scale = invstd if weight is None else invstd * weight.to(invstd.dtype)
+    k_x = mean_dy_xmu.to(invstd.dtype) * invstd * invstd
+    grad = _per_channel(scale) * (g - _per_channel(mean_dy.to(g.dtype)) - xmu * _per_channel(k_x))
+    return grad.to(input.dtype)

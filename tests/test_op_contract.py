@@ -45,6 +45,11 @@ def test_opcheck(device):
         mean, var = x.mean((0, 2, 3)), x.var((0, 2, 3), unbiased=False)
         torch.library.opcheck(ops.batch_norm_act_backward, (torch.randn_like(x), x, w, b, mean, var, True, 1e-5,
                                                             "relu", 0.0))
+        torch.library.opcheck(ops.batch_norm_stats, (x,))
+        torch.library.opcheck(ops.batch_norm_act_backward_reduce, (torch.randn_like(x), x, w, b, mean, var, 1e-5,
+                                                                   "leaky_relu", 0.2))
+        torch.library.opcheck(ops.batch_norm_act_backward_elemt, (torch.randn_like(x), x, None, b, mean, var, w, b,
+                                                                  1e-5, "tanh", 0.0))
         torch.library.opcheck(ops.batch_norm_update_stats,
                               (rm.clone(), rv.clone(), torch.zeros((), dtype=torch.long, device=device), mean, var,
                                0.1, 72))

@@ -319,36 +319,45 @@ void backward_input(const scalar_t* dy, const scalar_t* x, scalar_t* dx, const G
   });
 }
 
+// The inputs of the backward kernels, made once per call: the tensors in the walked layout
+// and the per-channel coefficients in the accumulation type.
+template <typename scalar_t>
+struct BackwardPlan {
+  using acc_t = acc_type<scalar_t>;
+  std::vector<acc_t> scale, shift, invstd, mean;
+
+  BackwardPlan(const at::Tensor& mean_t, const at::Tensor& var_t, const at::Tensor& weight, const at::Tensor& bias,
+               double eps, int64_t C)
+      : scale(C), shift(C), invstd(C), mean(C) {
+    const acc_t* m = mean_t.const_data_ptr<acc_t>();
+    fold_affine(m, var_t.const_data_ptr<acc_t>(), weight.defined() ? weight.const_data_ptr<acc_t>() : nullptr,
+                bias.defined() ? bias.const_data_ptr<acc_t>() : nullptr, eps, C, scale.data(), shift.data(),
+                invstd.data());
+    for (int64_t c = 0; c < C; ++c) mean[c] = m[c];
+  }
+};
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_backward_cpu(
     const at::Tensor& grad_out_, const at::Tensor& input_, const c10::optional<at::Tensor>& weight_,
     const c10::optional<at::Tensor>& bias_, const at::Tensor& save_mean_, const at::Tensor& save_var_,
     bool training, double eps, c10::string_view activation, double negative_slope) {
-  check_batch_norm_act_backward_args(grad_out_, input_, weight_, bias_, save_mean_, save_var_);
   const Activation act = parse_activation(activation);
-  const auto fmt = layout_of(input_);
-  const at::Tensor input = input_.contiguous(fmt);
-  const at::Tensor grad_out = grad_out_.to(input.scalar_type()).contiguous(fmt);
-  const Geometry g = geometry_of(input);
-  const auto sdt = stats_dtype(input);
-  at::Tensor grad_input = at::empty_like(input, input.options(), fmt);
-  at::Tensor grad_weight = at::zeros({g.C}, input.options().dtype(sdt));
-  at::Tensor grad_bias = at::zeros({g.C}, input.options().dtype(sdt));
-  if (input.numel() == 0) return {grad_input, grad_weight, grad_bias};
-  const at::Tensor mean = save_mean_.to(sdt).contiguous(), var = save_var_.to(sdt).contiguous();
-  const at::Tensor weight = as_stats(weight_, input), bias = as_stats(bias_, input);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "batch_norm_act_backward_cpu", [&] {
+  const BackwardInputs b = backward_inputs(grad_out_, input_, weight_, bias_, save_mean_, save_var_);
+  const Geometry g = geometry_of(b.input);
+  const auto sdt = stats_dtype(b.input);
+  at::Tensor grad_input = at::empty_like(b.input, b.input.options(), b.fmt);
+  at::Tensor grad_weight = at::zeros({g.C}, b.input.options().dtype(sdt));
+  at::Tensor grad_bias = at::zeros({g.C}, b.input.options().dtype(sdt));
+  if (b.input.numel() == 0) return {grad_input, grad_weight, grad_bias};
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, b.input.scalar_type(), "batch_norm_act_backward_cpu", [&] {
     using acc_t = acc_type<scalar_t>;
     using stat_t = acc_t;
-    std::vector<acc_t> scale(g.C), shift(g.C), invstd(g.C), mean_acc(g.C), k_mean_g(g.C, 0), k_x(g.C, 0);
-    fold_affine(mean.const_data_ptr<stat_t>(), var.const_data_ptr<stat_t>(),
-                weight.defined() ? weight.const_data_ptr<stat_t>() : nullptr,
-                bias.defined() ? bias.const_data_ptr<stat_t>() : nullptr, eps, g.C, scale.data(),
-                shift.data(), invstd.data());
-    for (int64_t c = 0; c < g.C; ++c) mean_acc[c] = acc_t(mean.const_data_ptr<stat_t>()[c]);
+    const BackwardPlan<scalar_t> k(b.mean, b.var, b.weight, b.bias, eps, g.C);
+    std::vector<acc_t> k_mean_g(g.C, 0), k_x(g.C, 0);
     std::vector<double> sum_g(g.C), sum_gx(g.C);
     dispatch_activation(act, [&](auto tag) {
-      backward_sums<decltype(tag)::value>(grad_out.const_data_ptr<scalar_t>(), input.const_data_ptr<scalar_t>(), g,
-                                          scale.data(), shift.data(), mean_acc.data(), acc_t(negative_slope),
+      backward_sums<decltype(tag)::value>(b.grad_out.const_data_ptr<scalar_t>(), b.input.const_data_ptr<scalar_t>(),
+                                          g, k.scale.data(), k.shift.data(), k.mean.data(), acc_t(negative_slope),
                                           sum_g.data(), sum_gx.data());
     });
     const double n = double(g.count());
@@ -356,19 +365,96 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_backward_cpu(
     stat_t* gb = grad_bias.data_ptr<stat_t>();
     for (int64_t c = 0; c < g.C; ++c) {
       gb[c] = stat_t(sum_g[c]);
-      gw[c] = stat_t(sum_gx[c] * double(invstd[c]));
+      gw[c] = stat_t(sum_gx[c] * double(k.invstd[c]));
       if (training) {
         k_mean_g[c] = acc_t(sum_g[c] / n);
-        k_x[c] = acc_t(sum_gx[c] / n * double(invstd[c]) * double(invstd[c]));
+        k_x[c] = acc_t(sum_gx[c] / n * double(k.invstd[c]) * double(k.invstd[c]));
       }
     }
     dispatch_activation(act, [&](auto tag) {
-      backward_input<decltype(tag)::value>(grad_out.const_data_ptr<scalar_t>(), input.const_data_ptr<scalar_t>(),
-                                           grad_input.data_ptr<scalar_t>(), g, scale.data(), shift.data(),
-                                           mean_acc.data(), k_mean_g.data(), k_x.data(), acc_t(negative_slope));
+      backward_input<decltype(tag)::value>(b.grad_out.const_data_ptr<scalar_t>(), b.input.const_data_ptr<scalar_t>(),
+                                           grad_input.data_ptr<scalar_t>(), g, k.scale.data(), k.shift.data(),
+                                           k.mean.data(), k_mean_g.data(), k_x.data(), acc_t(negative_slope));
     });
   });
   return {grad_input, grad_weight, grad_bias};
+}
+
+// --- The backward split in two, for synchronised BatchNorm: the caller all-reduces the two
+// per-channel sums between the reduction and the elementwise pass. -------------------------
+
+std::tuple<at::Tensor, at::Tensor> batch_norm_stats_cpu(const at::Tensor& input_) {
+  check_bn_input(input_);
+  const at::Tensor input = input_.contiguous(layout_of(input_));
+  const Geometry g = geometry_of(input);
+  const auto sdt = stats_dtype(input);
+  at::Tensor mean = at::zeros({g.C}, input.options().dtype(sdt));
+  at::Tensor var = at::zeros({g.C}, input.options().dtype(sdt));
+  if (input.numel() == 0) return {mean, var};  // a rank with no samples adds count 0
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "batch_norm_stats_cpu", [&] {
+    using stat_t = acc_type<scalar_t>;
+    compute_stats(input.const_data_ptr<scalar_t>(), g, mean.data_ptr<stat_t>(), var.data_ptr<stat_t>());
+  });
+  return {mean, var};
+}
+
+std::tuple<at::Tensor, at::Tensor> batch_norm_act_backward_reduce_cpu(
+    const at::Tensor& grad_out_, const at::Tensor& input_, const c10::optional<at::Tensor>& weight_,
+    const c10::optional<at::Tensor>& bias_, const at::Tensor& mean_, const at::Tensor& var_, double eps,
+    c10::string_view activation, double negative_slope) {
+  const Activation act = parse_activation(activation);
+  const BackwardInputs b = backward_inputs(grad_out_, input_, weight_, bias_, mean_, var_);
+  const Geometry g = geometry_of(b.input);
+  const auto sdt = stats_dtype(b.input);
+  at::Tensor sum_dy = at::zeros({g.C}, b.input.options().dtype(sdt));
+  at::Tensor sum_dy_xmu = at::zeros({g.C}, b.input.options().dtype(sdt));
+  if (b.input.numel() == 0) return {sum_dy, sum_dy_xmu};
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, b.input.scalar_type(), "batch_norm_act_backward_reduce_cpu", [&] {
+    using acc_t = acc_type<scalar_t>;
+    const BackwardPlan<scalar_t> k(b.mean, b.var, b.weight, b.bias, eps, g.C);
+    std::vector<double> sum_g(g.C), sum_gx(g.C);
+    dispatch_activation(act, [&](auto tag) {
+      backward_sums<decltype(tag)::value>(b.grad_out.const_data_ptr<scalar_t>(), b.input.const_data_ptr<scalar_t>(),
+                                          g, k.scale.data(), k.shift.data(), k.mean.data(), acc_t(negative_slope),
+                                          sum_g.data(), sum_gx.data());
+    });
+    acc_t* sd = sum_dy.data_ptr<acc_t>();
+    acc_t* sdx = sum_dy_xmu.data_ptr<acc_t>();
+    for (int64_t c = 0; c < g.C; ++c) {
+      sd[c] = acc_t(sum_g[c]);
+      sdx[c] = acc_t(sum_gx[c]);
+    }
+  });
+  return {sum_dy, sum_dy_xmu};
+}
+
+at::Tensor batch_norm_act_backward_elemt_cpu(
+    const at::Tensor& grad_out_, const at::Tensor& input_, const c10::optional<at::Tensor>& weight_,
+    const c10::optional<at::Tensor>& bias_, const at::Tensor& mean_, const at::Tensor& var_,
+    const at::Tensor& mean_dy_, const at::Tensor& mean_dy_xmu_, double eps, c10::string_view activation,
+    double negative_slope) {
+  const Activation act = parse_activation(activation);
+  check_backward_elemt_sums(input_, mean_dy_, mean_dy_xmu_);
+  const BackwardInputs b = backward_inputs(grad_out_, input_, weight_, bias_, mean_, var_);
+  const Geometry g = geometry_of(b.input);
+  at::Tensor grad_input = at::empty_like(b.input, b.input.options(), b.fmt);
+  if (b.input.numel() == 0) return grad_input;
+  const at::Tensor mean_dy = as_stats(mean_dy_, b.input), mean_dy_xmu = as_stats(mean_dy_xmu_, b.input);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, b.input.scalar_type(), "batch_norm_act_backward_elemt_cpu", [&] {
+    using acc_t = acc_type<scalar_t>;
+    const BackwardPlan<scalar_t> k(b.mean, b.var, b.weight, b.bias, eps, g.C);
+    std::vector<acc_t> k_mean_g(g.C), k_x(g.C);
+    for (int64_t c = 0; c < g.C; ++c) {
+      k_mean_g[c] = mean_dy.const_data_ptr<acc_t>()[c];
+      k_x[c] = mean_dy_xmu.const_data_ptr<acc_t>()[c] * k.invstd[c] * k.invstd[c];
+    }
+    dispatch_activation(act, [&](auto tag) {
+      backward_input<decltype(tag)::value>(b.grad_out.const_data_ptr<scalar_t>(), b.input.const_data_ptr<scalar_t>(),
+                                           grad_input.data_ptr<scalar_t>(), g, k.scale.data(), k.shift.data(),
+                                           k.mean.data(), k_mean_g.data(), k_x.data(), acc_t(negative_slope));
+    });
+  });
+  return grad_input;
 }
 
 void batch_norm_update_stats_cpu(at::Tensor& running_mean, at::Tensor& running_var,
@@ -401,6 +487,9 @@ TORCH_LIBRARY_IMPL(fastgan, CPU, m) {
   m.impl("batch_norm_act", &batch_norm_act_cpu);
   m.impl("batch_norm_act_backward", &batch_norm_act_backward_cpu);
   m.impl("batch_norm_update_stats", &batch_norm_update_stats_cpu);
+  m.impl("batch_norm_stats", &batch_norm_stats_cpu);
+  m.impl("batch_norm_act_backward_reduce", &batch_norm_act_backward_reduce_cpu);
+  m.impl("batch_norm_act_backward_elemt", &batch_norm_act_backward_elemt_cpu);
 }
 
 }  // namespace fastgan

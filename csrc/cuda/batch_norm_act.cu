@@ -370,7 +370,7 @@ __device__ void channel_backward_coeffs(const BnParams<A>& p, const A* partial, 
     sg += partial[(c * splits + s) * 2];
     sgx += partial[(c * splits + s) * 2 + 1];
   }
-  if (write) {
+  if (write && grad_weight != nullptr) {
     grad_bias[c] = sg;
     grad_weight[c] = sgx * invstd;
   }
@@ -436,6 +436,29 @@ __global__ void __launch_bounds__(kThreads) bn_backward_input_kernel(
       }
       store_pack<scalar_t, VEC>(dx + m * C + c0, o);
     }
+  }
+}
+
+// Synchronised BatchNorm: the per-channel results of the split kernels, merged in a fixed order.
+template <typename A>
+__global__ void bn_merge_stats_kernel(BnParams<A> p, int64_t C) {
+  for (int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; c < C; c += int64_t(gridDim.x) * blockDim.x) {
+    A mean, invstd, scale, shift;
+    channel_coeffs(p, c, true, mean, invstd, scale, shift);
+  }
+}
+
+template <typename A>
+__global__ void bn_sum_backward_partials_kernel(const A* __restrict__ partial, int splits, int64_t C,
+                                                A* __restrict__ sum_dy, A* __restrict__ sum_dy_xmu) {
+  for (int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; c < C; c += int64_t(gridDim.x) * blockDim.x) {
+    A a = 0, b = 0;
+    for (int s = 0; s < splits; ++s) {
+      a += partial[(c * splits + s) * 2];
+      b += partial[(c * splits + s) * 2 + 1];
+    }
+    sum_dy[c] = a;
+    sum_dy_xmu[c] = b;
   }
 }
 
@@ -548,20 +571,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_backward_cuda(
     const at::Tensor& grad_out_, const at::Tensor& input_, const c10::optional<at::Tensor>& weight_,
     const c10::optional<at::Tensor>& bias_, const at::Tensor& save_mean_, const at::Tensor& save_var_,
     bool training, double eps, c10::string_view activation, double negative_slope) {
-  check_batch_norm_act_backward_args(grad_out_, input_, weight_, bias_, save_mean_, save_var_);
   const Activation act = parse_activation(activation);
   c10::cuda::CUDAGuard guard(input_.device());
-  const auto fmt = layout_of(input_);
-  const at::Tensor input = input_.contiguous(fmt);
-  const at::Tensor grad_out = grad_out_.to(input.scalar_type()).contiguous(fmt);
+  const BackwardInputs b = backward_inputs(grad_out_, input_, weight_, bias_, save_mean_, save_var_);
+  const at::Tensor &input = b.input, &grad_out = b.grad_out, &mean = b.mean, &var = b.var, &weight = b.weight,
+                   &bias = b.bias;
   const Geometry g = geometry_of(input);
   const auto sdt = stats_dtype(input);
-  at::Tensor grad_input = at::empty_like(input, input.options(), fmt);
+  at::Tensor grad_input = at::empty_like(input, input.options(), b.fmt);
   at::Tensor grad_weight = at::empty({g.C}, input.options().dtype(sdt));
   at::Tensor grad_bias = at::empty({g.C}, input.options().dtype(sdt));
   if (input.numel() == 0) return {grad_input, grad_weight.zero_(), grad_bias.zero_()};
-  const at::Tensor mean = save_mean_.to(sdt).contiguous(), var = save_var_.to(sdt).contiguous();
-  const at::Tensor weight = as_stats(weight_, input), bias = as_stats(bias_, input);
   auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "batch_norm_act_backward_cuda", [&] {
     using A = acc_t<scalar_t>;
@@ -612,6 +632,116 @@ void batch_norm_update_stats_cuda(at::Tensor& running_mean, at::Tensor& running_
   });
 }
 
+// --- Synchronised BatchNorm: the same kernels, split where the caller all-reduces. ---------
+
+unsigned per_channel_blocks(int64_t C) { return unsigned(std::min<int64_t>(ceil_div(C, 256), 65535)); }
+
+std::tuple<at::Tensor, at::Tensor> batch_norm_stats_cuda(const at::Tensor& input_) {
+  check_bn_input(input_);
+  c10::cuda::CUDAGuard guard(input_.device());
+  const at::Tensor input = input_.contiguous(layout_of(input_));
+  const Geometry g = geometry_of(input);
+  TORCH_CHECK(g.C < (int64_t(1) << 31), "fastgan: too many channels: ", g.C);
+  const auto sdt = stats_dtype(input);
+  at::Tensor mean = at::zeros({g.C}, input.options().dtype(sdt));
+  at::Tensor var = at::zeros({g.C}, input.options().dtype(sdt));
+  if (input.numel() == 0) return {mean, var};  // a rank with no samples adds count 0
+  auto stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "batch_norm_stats_cuda", [&] {
+    using A = acc_t<scalar_t>;
+    const scalar_t* x = input.const_data_ptr<scalar_t>();
+    dispatch_layout<scalar_t>(g, can_vectorize<scalar_t>(g, {x}), [&](auto vec_c, auto cl_c) {
+      constexpr int VEC = decltype(vec_c)::value;
+      constexpr bool CL = decltype(cl_c)::value;
+      const Plan plan = make_plan(g, VEC);
+      at::Tensor partial = at::empty({g.C * plan.splits * 3}, input.options().dtype(sdt));
+      const size_t smem = CL ? nhwc_smem<A>(plan, VEC, 3, 0) : 0;
+      bn_stats_kernel<scalar_t, VEC, CL><<<plan.grid, plan.block, smem, stream>>>(x, g.N, g.C, g.HW, plan.chunk,
+                                                                                 partial.data_ptr<A>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      BnParams<A> p{partial.const_data_ptr<A>(), plan.splits, A(g.N * g.HW), nullptr, nullptr, nullptr, nullptr,
+                    A(0), mean.data_ptr<A>(), var.data_ptr<A>()};
+      bn_merge_stats_kernel<A><<<per_channel_blocks(g.C), 256, 0, stream>>>(p, g.C);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  });
+  return {mean, var};
+}
+
+std::tuple<at::Tensor, at::Tensor> batch_norm_act_backward_reduce_cuda(
+    const at::Tensor& grad_out_, const at::Tensor& input_, const c10::optional<at::Tensor>& weight_,
+    const c10::optional<at::Tensor>& bias_, const at::Tensor& mean_, const at::Tensor& var_, double eps,
+    c10::string_view activation, double negative_slope) {
+  const Activation act = parse_activation(activation);
+  c10::cuda::CUDAGuard guard(input_.device());
+  const BackwardInputs b = backward_inputs(grad_out_, input_, weight_, bias_, mean_, var_);
+  const Geometry g = geometry_of(b.input);
+  const auto sdt = stats_dtype(b.input);
+  at::Tensor sum_dy = at::zeros({g.C}, b.input.options().dtype(sdt));
+  at::Tensor sum_dy_xmu = at::zeros({g.C}, b.input.options().dtype(sdt));
+  if (b.input.numel() == 0) return {sum_dy, sum_dy_xmu};
+  auto stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, b.input.scalar_type(), "batch_norm_act_backward_reduce_cuda", [&] {
+    using A = acc_t<scalar_t>;
+    const scalar_t* x = b.input.const_data_ptr<scalar_t>();
+    const scalar_t* dy = b.grad_out.const_data_ptr<scalar_t>();
+    dispatch_layout<scalar_t>(g, can_vectorize<scalar_t>(g, {x, dy}), [&](auto vec_c, auto cl_c) {
+      constexpr int VEC = decltype(vec_c)::value;
+      constexpr bool CL = decltype(cl_c)::value;
+      const Plan plan = make_plan(g, VEC);
+      at::Tensor partial = at::empty({g.C * plan.splits * 2}, b.input.options().dtype(sdt));
+      BnParams<A> p{nullptr, plan.splits, A(g.N * g.HW), b.mean.const_data_ptr<A>(), b.var.const_data_ptr<A>(),
+                    ptr_or_null<A>(b.weight), ptr_or_null<A>(b.bias), A(eps), nullptr, nullptr};
+      const size_t smem = CL ? nhwc_smem<A>(plan, VEC, 2, 3) : 0;
+      bn_backward_reduce_kernel<scalar_t, VEC, CL><<<plan.grid, plan.block, smem, stream>>>(
+          dy, x, g.N, g.C, g.HW, plan.chunk, p, act, A(negative_slope), partial.data_ptr<A>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      bn_sum_backward_partials_kernel<A><<<per_channel_blocks(g.C), 256, 0, stream>>>(
+          partial.const_data_ptr<A>(), plan.splits, g.C, sum_dy.data_ptr<A>(), sum_dy_xmu.data_ptr<A>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  });
+  return {sum_dy, sum_dy_xmu};
+}
+
+at::Tensor batch_norm_act_backward_elemt_cuda(
+    const at::Tensor& grad_out_, const at::Tensor& input_, const c10::optional<at::Tensor>& weight_,
+    const c10::optional<at::Tensor>& bias_, const at::Tensor& mean_, const at::Tensor& var_,
+    const at::Tensor& mean_dy_, const at::Tensor& mean_dy_xmu_, double eps, c10::string_view activation,
+    double negative_slope) {
+  const Activation act = parse_activation(activation);
+  check_backward_elemt_sums(input_, mean_dy_, mean_dy_xmu_);
+  c10::cuda::CUDAGuard guard(input_.device());
+  const BackwardInputs b = backward_inputs(grad_out_, input_, weight_, bias_, mean_, var_);
+  const Geometry g = geometry_of(b.input);
+  const auto sdt = stats_dtype(b.input);
+  at::Tensor grad_input = at::empty_like(b.input, b.input.options(), b.fmt);
+  if (b.input.numel() == 0) return grad_input;
+  // The global means as the [C][1 split][2] partials bn_backward_input_kernel merges; a count
+  // of 1 because they are already divided by the global count.
+  const at::Tensor sums = at::stack({mean_dy_.to(sdt), mean_dy_xmu_.to(sdt)}, 1).contiguous();
+  auto stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, b.input.scalar_type(), "batch_norm_act_backward_elemt_cuda", [&] {
+    using A = acc_t<scalar_t>;
+    const scalar_t* x = b.input.const_data_ptr<scalar_t>();
+    const scalar_t* dy = b.grad_out.const_data_ptr<scalar_t>();
+    scalar_t* dx = grad_input.data_ptr<scalar_t>();
+    dispatch_layout<scalar_t>(g, can_vectorize<scalar_t>(g, {x, dy, dx}), [&](auto vec_c, auto cl_c) {
+      constexpr int VEC = decltype(vec_c)::value;
+      constexpr bool CL = decltype(cl_c)::value;
+      const Plan plan = make_plan(g, VEC);
+      BnParams<A> p{nullptr, plan.splits, A(1), b.mean.const_data_ptr<A>(), b.var.const_data_ptr<A>(),
+                    ptr_or_null<A>(b.weight), ptr_or_null<A>(b.bias), A(eps), nullptr, nullptr};
+      const size_t smem = CL ? nhwc_smem<A>(plan, VEC, 0, 5) : 0;
+      bn_backward_input_kernel<scalar_t, VEC, CL><<<plan.grid, plan.block, smem, stream>>>(
+          dy, x, dx, g.N, g.C, g.HW, plan.chunk, p, sums.const_data_ptr<A>(), 1, true, act, A(negative_slope),
+          nullptr, nullptr);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  });
+  return grad_input;
+}
+
 }  // namespace
 }  // namespace cuda
 
@@ -619,6 +749,9 @@ TORCH_LIBRARY_IMPL(fastgan, CUDA, m) {
   m.impl("batch_norm_act", &cuda::batch_norm_act_cuda);
   m.impl("batch_norm_act_backward", &cuda::batch_norm_act_backward_cuda);
   m.impl("batch_norm_update_stats", &cuda::batch_norm_update_stats_cuda);
+  m.impl("batch_norm_stats", &cuda::batch_norm_stats_cuda);
+  m.impl("batch_norm_act_backward_reduce", &cuda::batch_norm_act_backward_reduce_cuda);
+  m.impl("batch_norm_act_backward_elemt", &cuda::batch_norm_act_backward_elemt_cuda);
 }
 
 }  // namespace fastgan

@@ -50,12 +50,19 @@ def _train_parser(sub):
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device)
     p.add_argument("--backend", choices=("fused", "reference"), default=d.backend)
     p.add_argument("--amp", choices=("none", "bf16", "fp16"), default=d.amp, help="mixed precision on GPU")
+    p.add_argument("--dtype", choices=("float32", "float64"), default=d.dtype,
+                   help="the models' and data's dtype (float64: for checking numbers, slow)")
     p.add_argument("--channels-last", action="store_true", default=d.channels_last)
     p.add_argument("--cuda-graphs", action="store_true", default=d.cuda_graphs, help="capture each step in a CUDA graph")
     p.add_argument("--ema", action="store_true", default=d.ema, help="keep an EMA of G for samples")
     p.add_argument("--ema-decay", type=float, default=d.ema_decay)
     p.add_argument("--conditional", action="store_true", default=d.conditional, help="class-conditional G and D")
-    p.add_argument("--resume", action="store_true", default=d.resume, help="continue from the run folder's checkpoint")
+    p.add_argument("--resume", action="store_true", default=d.resume,
+                   help="continue from the run folder's checkpoint (any number of processes)")
+    p.add_argument("--sync-bn", action="store_true", default=d.sync_bn,
+                   help="under torchrun: BatchNorm statistics over the whole global batch (fused SyncBatchNorm)")
+    p.add_argument("--dist-timeout", type=float, default=d.dist_timeout,
+                   help="under torchrun: seconds a rank waits for the others before stopping with an error")
     p.add_argument("--sample-every", type=int, default=d.sample_every)
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
     p.add_argument("--log-every", type=int, default=d.log_every)
@@ -94,8 +101,10 @@ def main(argv=None) -> int:
                 args = parser.parse_args(argv)
             from .train import Trainer
             cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
-            Trainer(cfg).run()
-            print(f"done: {cfg.out}")
+            trainer = Trainer(cfg)
+            trainer.run()
+            if trainer.world.is_main:
+                print(f"done: {cfg.out}")
         elif args.command == "sample":
             from .sample import sample
             sample(args.checkpoint, args.out, args.n, args.label, args.interpolate, args.seed)

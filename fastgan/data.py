@@ -1,6 +1,7 @@
 """Training data for `fastgan train`: the built-in digits, a folder of images (searched
 recursively; labels from sub-folder names), or a .zip of images. Everything is decoded once
 into a uint8 tensor (N, C, S, S) in memory, with labels when there are any."""
+import functools
 import io
 import os
 import zipfile
@@ -130,13 +131,25 @@ def _from_zip(path, image_size, channels):
         return _build(entries, image_size, channels, f"archive {path!r}")
 
 
-def batch_indices(n: int, batch_size: int, step: int, seed: int) -> torch.Tensor:
-    """The indices of batch `step`: a fresh permutation per epoch drawn from (seed, epoch),
-    so the data order depends on the step alone and a resumed run sees the same batches."""
-    per_epoch = max(1, n // batch_size)
+@functools.lru_cache(maxsize=2)  # one epoch's shard serves all of its steps
+def _epoch_shard(n: int, seed: int, rank: int, world_size: int, epoch: int) -> torch.Tensor:
+    from torch.utils.data import DistributedSampler
+
+    sampler = DistributedSampler(range(n), num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
+    sampler.set_epoch(epoch)
+    return torch.tensor(list(sampler), dtype=torch.long)
+
+
+def batch_indices(n: int, batch_size: int, step: int, seed: int, rank: int = 0, world_size: int = 1) -> torch.Tensor:
+    """This rank's indices for batch `step`. A DistributedSampler shards a fresh permutation
+    per epoch (drawn from seed and epoch) over the ranks, a different shard per rank and
+    epoch, so the data order depends on the step alone (a resumed run sees the same batches)
+    and the ranks' batches together are the batch one process with batch_size * world_size
+    would draw."""
+    shard = (n + world_size - 1) // world_size  # the sampler pads so every rank has as many
+    per_epoch = max(1, shard // batch_size)
     epoch, k = divmod(step, per_epoch)
-    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    perm = torch.randperm(n, generator=g)
-    if n < batch_size:
-        perm = perm.repeat((batch_size + n - 1) // n)
-    return perm[k * batch_size:(k + 1) * batch_size]
+    indices = _epoch_shard(n, seed, rank, world_size, epoch)
+    if shard < batch_size:
+        indices = indices.repeat((batch_size + shard - 1) // shard)
+    return indices[k * batch_size:(k + 1) * batch_size]

@@ -11,7 +11,7 @@ from . import _checks, reference
 from . import _ops  # noqa: F401  (registers fake kernels and autograd)
 from ._backend import fused_for
 from .activations import check_activation
-from .sync_batch_norm import sync_batch_norm_act as _sync_batch_norm_act
+from .sync_batch_norm import sync_batch_norm_act  # noqa: F401  (part of this module's API)
 
 Tensor = torch.Tensor
 
@@ -50,22 +50,6 @@ def batch_norm_act(input: Tensor, running_mean: Optional[Tensor], running_var: O
                      running_var if not use_batch_stats or update else None, weight, bias, use_batch_stats,
                      factor, eps)
     return reference.activation(y, activation, negative_slope)
-
-
-def sync_batch_norm_act(input: Tensor, running_mean: Optional[Tensor], running_var: Optional[Tensor],
-                        weight: Optional[Tensor] = None, bias: Optional[Tensor] = None,
-                        momentum: Optional[float] = 0.1, eps: float = 1e-5, activation: str = "relu",
-                        negative_slope: float = 0.0, num_batches_tracked: Optional[Tensor] = None,
-                        process_group=None, layer: str = "sync_batch_norm_act") -> Tensor:
-    """batch_norm_act in training mode with the statistics of every rank of process_group
-    (None: the default group), as nn.SyncBatchNorm computes them. Every rank must call it.
-    The running statistics are updated with the global statistics."""
-    check_activation(activation)
-    _checks.check_batch_norm(input, weight, bias, running_mean, running_var, layer)
-    if running_mean is not None and running_var is None:
-        raise ValueError(f"fastgan: {layer}: running_var is required with running_mean")
-    return _sync_batch_norm_act(input, running_mean, running_var, weight, bias, num_batches_tracked, momentum, eps,
-                                activation, negative_slope, process_group)
 
 
 def activation(input: Tensor, name: str, negative_slope: float = 0.0) -> Tensor:

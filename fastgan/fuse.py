@@ -5,18 +5,18 @@ are exactly those of the stock model) and, at forward, runs each recognised run 
 as one fused call:
     Conv2d | ConvTranspose2d  ->  BatchNorm2d | SyncBatchNorm  ->  ReLU | LeakyReLU | Tanh
     Conv2d | ConvTranspose2d  ->  ReLU | LeakyReLU (slope >= 0) | Tanh
-A SyncBatchNorm (fastgan.nn.convert_sync_batchnorm) synchronises its statistics over its
-process group through the fused kernels whenever torch's own would (training, more than
-one rank); otherwise it is an ordinary BatchNorm2d.
+A SyncBatchNorm2d (fastgan.nn.convert_sync_batchnorm) or torch's nn.SyncBatchNorm
+synchronises its statistics over its process group through the fused kernels whenever
+torch's own would (training, more than one rank); otherwise it is an ordinary BatchNorm2d.
 Everything else runs as the stock module it is."""
 import copy
 
 from torch import nn
 
 from . import functional as FF
-from .sync_batch_norm import needs_sync
+from .sync_batch_norm import SYNC_BATCH_NORMS, needs_sync, sync_batch_norm_act
 
-_BATCH_NORMS = (nn.BatchNorm2d, nn.SyncBatchNorm)
+_BATCH_NORMS = (nn.BatchNorm2d, *SYNC_BATCH_NORMS)
 
 _CONVS = (nn.Conv2d, nn.ConvTranspose2d)
 
@@ -68,9 +68,9 @@ def _conv(conv, x, layer):
 def conv_bn_act(conv, bn, activation, slope, x):
     layer = f"{type(conv).__name__}+{type(bn).__name__}"
     y = _conv(conv, x, layer)
-    if type(bn) is nn.SyncBatchNorm and needs_sync(bn):
-        return FF.sync_batch_norm_act(y, bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.momentum, bn.eps,
-                                      activation, slope, bn.num_batches_tracked, bn.process_group, layer)
+    if type(bn) in SYNC_BATCH_NORMS and needs_sync(bn):
+        return sync_batch_norm_act(y, bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.momentum, bn.eps,
+                                   activation, slope, bn.num_batches_tracked, bn.process_group, layer)
     return FF.batch_norm_act(y, bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.training,
                              bn.momentum, bn.eps, activation, slope, bn.num_batches_tracked, layer)
 

@@ -8,12 +8,13 @@ from torch import nn
 
 from . import functional as FF
 from .fuse import FusedSequential
+from .sync_batch_norm import SyncBatchNorm2d, convert_sync_batchnorm
 
 
 def _batch_norm(channels, eps, momentum, sync_bn, process_group, kw):
-    # SyncBatchNorm has BatchNorm2d's parameters and buffers, so the state_dict is the same.
+    # SyncBatchNorm2d has BatchNorm2d's parameters and buffers, so the state_dict is the same.
     if sync_bn or process_group is not None:
-        return nn.SyncBatchNorm(channels, eps=eps, momentum=momentum, process_group=process_group, **kw)
+        return SyncBatchNorm2d(channels, eps=eps, momentum=momentum, process_group=process_group, **kw)
     return nn.BatchNorm2d(channels, eps=eps, momentum=momentum, **kw)
 
 
@@ -66,15 +67,6 @@ class BCEWithLogitsLoss(nn.Module):
         return FF.bce_with_logits(input, target, self.reduction)
 
 
-def convert_sync_batchnorm(module: nn.Module, process_group=None) -> nn.Module:
-    """Every BatchNorm layer of module becomes an nn.SyncBatchNorm over process_group (None:
-    the default group), keeping its parameters, buffers and state_dict keys; returns the
-    module (a new one only when module itself is a BatchNorm). Inside fastgan's fused layers
-    and models, and in fastgan.fuse()d models, the synchronised statistics then run through
-    the fused kernels: one all_reduce of per-channel (sum, sum of squares, count) between the
-    statistics and the apply kernel, one of (sum g, sum g*(x-mean)) in the backward."""
-    return nn.SyncBatchNorm.convert_sync_batchnorm(module, process_group)
-
-
-__all__ = ["convert_sync_batchnorm", "ConvTranspose2dBNReLU", "Conv2dBNLeakyReLU", "Conv2dLeakyReLU", "ConvTranspose2dTanh",
+__all__ = ["convert_sync_batchnorm", "SyncBatchNorm2d", "ConvTranspose2dBNReLU", "Conv2dBNLeakyReLU", "Conv2dLeakyReLU",
+           "ConvTranspose2dTanh",
            "BCEWithLogitsLoss", "FusedSequential"]

@@ -9,7 +9,11 @@ elementwise grad_input (batch_norm_act_backward_elemt). grad_weight and grad_bia
 per rank, as nn.SyncBatchNorm leaves them: DistributedDataParallel averages them.
 
 The running statistics are updated with torch ops on the device so the global count never
-has to travel to the host (no synchronisation per layer)."""
+has to travel to the host (no synchronisation per layer).
+
+SyncBatchNorm2d is the module: a BatchNorm2d (same parameters, buffers and state_dict) that
+synchronises in training. fastgan has its own because DistributedDataParallel refuses
+torch's nn.SyncBatchNorm in a CPU module; fused layers accept either."""
 from typing import Optional
 
 import torch
@@ -17,14 +21,18 @@ import torch.distributed as dist
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from . import reference
+from . import _checks, reference
 from ._backend import fused_for
+from .activations import check_activation
 
 _REDUCE_DTYPE = torch.float64  # sums of squares over many ranks: cancellation stays below 1e-12
 
 
+SYNC_BATCH_NORMS = ()  # set below: (SyncBatchNorm2d, nn.SyncBatchNorm)
+
+
 def needs_sync(bn: nn.Module) -> bool:
-    """Whether this SyncBatchNorm synchronises now: training, with an initialised process
+    """Whether this synchronised BatchNorm synchronises now: training, with an initialised process
     group of more than one rank; otherwise it is an ordinary BatchNorm2d, as in torch."""
     if not (bn.training and dist.is_available() and dist.is_initialized()):
         return False
@@ -106,10 +114,60 @@ class _SyncBatchNormAct(torch.autograd.Function):
         return grad_input, grad_weight, grad_bias, None, None, None, None, None, None, None, None
 
 
-def sync_batch_norm_act(input, running_mean, running_var, weight, bias, num_batches_tracked, momentum: Optional[float],
-                        eps: float, activation: str, negative_slope: float, process_group=None):
-    """Training-mode BatchNorm over all ranks of process_group (None: the default group),
-    then the activation. Every rank must call it, with inputs of the same channel count."""
+def sync_batch_norm_act(input, running_mean, running_var, weight=None, bias=None, momentum: Optional[float] = 0.1,
+                        eps: float = 1e-5, activation: str = "relu", negative_slope: float = 0.0,
+                        num_batches_tracked=None, process_group=None, layer: str = "sync_batch_norm_act"):
+    """batch_norm_act in training mode with the statistics of every rank of process_group
+    (None: the default group), as nn.SyncBatchNorm computes them; the running statistics
+    are updated with the global ones. Every rank of the group must call it."""
+    check_activation(activation)
+    _checks.check_batch_norm(input, weight, bias, running_mean, running_var, layer)
+    if (running_mean is None) != (running_var is None):
+        raise ValueError(f"fastgan: {layer}: give both running_mean and running_var, or neither")
+    if not (dist.is_available() and dist.is_initialized()):
+        raise RuntimeError(f"fastgan: {layer}: synchronised BatchNorm needs torch.distributed.init_process_group() "
+                           "first (or launch with torchrun)")
     group = process_group or dist.group.WORLD
     return _SyncBatchNormAct.apply(input, weight, bias, running_mean, running_var, num_batches_tracked, momentum, eps,
                                    activation, negative_slope, group)
+
+
+class SyncBatchNorm2d(nn.BatchNorm2d):
+    """nn.BatchNorm2d whose training statistics span every rank of process_group (None: the
+    default group), on CPU (gloo) and GPU (NCCL) alike. Outside training, or with one rank,
+    it is an ordinary BatchNorm2d. Same parameters, buffers and state_dict keys."""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
+                 process_group=None, device=None, dtype=None):
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
+        self.process_group = process_group
+
+    def forward(self, input):
+        if not needs_sync(self):
+            return super().forward(input)
+        return sync_batch_norm_act(input, self.running_mean, self.running_var, self.weight, self.bias, self.momentum,
+                                   self.eps, "identity", 0.0, self.num_batches_tracked, self.process_group,
+                                   "SyncBatchNorm2d")
+
+
+SYNC_BATCH_NORMS = (SyncBatchNorm2d, nn.SyncBatchNorm)
+
+
+def convert_sync_batchnorm(module: nn.Module, process_group=None) -> nn.Module:
+    """Every BatchNorm2d in module becomes a SyncBatchNorm2d over process_group (None: the
+    default group) with the same parameters and buffers, so state_dict keys and values do
+    not change; returns the module (a new one when module itself is a BatchNorm2d). Inside
+    fastgan's fused layers and models, and fastgan.fuse()d models, the synchronised
+    statistics run through the fused kernels."""
+    if type(module) is nn.BatchNorm2d:
+        like = next(iter(module.state_dict().values()), None)  # weight or running_mean: device and dtype
+        kw = {"device": like.device, "dtype": like.dtype} if like is not None and like.is_floating_point() else {}
+        sync = SyncBatchNorm2d(module.num_features, module.eps, module.momentum, module.affine,
+                               module.track_running_stats, process_group, **kw)
+        sync.load_state_dict(module.state_dict())
+        for p, q in zip(sync.parameters(), module.parameters()):
+            p.requires_grad_(q.requires_grad)
+        return sync.train(module.training)
+    for name, child in module.named_children():
+        module.add_module(name, convert_sync_batchnorm(child, process_group))
+    return module

@@ -1,7 +1,13 @@
 """`fastgan train`: a DCGAN (optionally class-conditional) trained with the fused layers.
 
 The run folder holds samples/ (fixed-latent grids), real.png, metrics.jsonl, loss.png,
-config.json (the options used) and checkpoint.pt (atomic; everything needed to resume)."""
+config.json (the options used) and checkpoint.pt (atomic; everything needed to resume).
+
+Under torchrun every rank trains a shard of each batch in DistributedDataParallel (NCCL on
+GPUs, gloo on CPU); rank 0 alone writes the run folder. A run's batches and latents depend
+on the global batch (batch_size * ranks) and the step, not on how it is split, so 2 ranks x
+batch B train as 1 process x batch 2B does (exactly so with --sync-bn)."""
+import contextlib
 import copy
 import dataclasses
 import json
@@ -12,13 +18,16 @@ import time
 from dataclasses import dataclass
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 import fastgan
 from . import checkpoint as ckpt_io
 from . import data as data_io
+from . import distributed
 from .functional import bce_with_logits
 from .models import ConditionalDiscriminator, ConditionalGenerator, Discriminator, Generator, weights_init
 from .images import save_grid
+from .sync_batch_norm import convert_sync_batchnorm
 
 
 class TrainError(ValueError):
@@ -42,12 +51,15 @@ class TrainConfig:
     device: str = "auto"
     backend: str = "fused"
     amp: str = "none"
+    dtype: str = "float32"
     channels_last: bool = False
     cuda_graphs: bool = False
     ema: bool = False
     ema_decay: float = 0.999
     conditional: bool = False
     resume: bool = False
+    sync_bn: bool = False
+    dist_timeout: float = 600.0
     sample_every: int = 500
     checkpoint_every: int = 500
     log_every: int = 25
@@ -66,6 +78,9 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
 def build_models(cfg: TrainConfig, num_classes: int, device):
     if cfg.conditional:
         g = ConditionalGenerator(num_classes, cfg.nz, cfg.ngf, cfg.channels, cfg.image_size)
@@ -74,7 +89,9 @@ def build_models(cfg: TrainConfig, num_classes: int, device):
         g = Generator(cfg.nz, cfg.ngf, cfg.channels, cfg.image_size)
         d = Discriminator(cfg.ndf, cfg.channels, cfg.image_size)
     g.apply(weights_init), d.apply(weights_init)
-    g, d = g.to(device), d.to(device)
+    if cfg.sync_bn:
+        g, d = convert_sync_batchnorm(g), convert_sync_batchnorm(d)
+    g, d = g.to(device, DTYPES[cfg.dtype]), d.to(device, DTYPES[cfg.dtype])
     if cfg.channels_last:
         g, d = g.to(memory_format=torch.channels_last), d.to(memory_format=torch.channels_last)
     return g, d
@@ -99,7 +116,9 @@ def mean_pairwise_distance(x):
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, log=print):
-        self.cfg, self.log = cfg, log
+        self.cfg = cfg
+        self.world = distributed.world_from_environment()
+        self.log = log if self.world.is_main else (lambda *_: None)
         self.device = resolve_device(cfg.device)
         if cfg.amp not in ("none", "bf16", "fp16"):
             raise TrainError(f"--amp must be none, bf16 or fp16, got {cfg.amp!r}")
@@ -110,8 +129,22 @@ class Trainer:
         if cfg.cuda_graphs and cfg.amp == "fp16":
             raise TrainError("--cuda-graphs cannot capture fp16 loss scaling (it reads the scale on the host); "
                              "use --amp bf16")
+        if cfg.dtype not in DTYPES:
+            raise TrainError(f"--dtype must be one of {', '.join(DTYPES)}, got {cfg.dtype!r}")
+        if cfg.dtype == "float64" and cfg.amp != "none":
+            raise TrainError("--amp mixes float16/bfloat16 into a float32 model; it cannot be used with --dtype float64")
+        if cfg.cuda_graphs and self.world.active:
+            raise TrainError(f"--cuda-graphs cannot be used with {self.world.size} processes: the step would have to "
+                             "capture DistributedDataParallel's gradient all-reduce; leave it out under torchrun")
+        if cfg.dist_timeout <= 0:
+            raise TrainError(f"--dist-timeout must be a positive number of seconds, got {cfg.dist_timeout}")
         if cfg.backend not in ("fused", "reference"):
             raise TrainError(f"--backend must be fused or reference, got {cfg.backend!r}")
+        try:
+            self.device = distributed.device_for(self.world, self.device)
+        except ValueError as exc:
+            raise TrainError(str(exc)) from None
+        self.dtype = DTYPES[cfg.dtype]
         fastgan.set_backend(cfg.backend)
         self.data = data_io.load(cfg.data, cfg.image_size, cfg.channels)
         if self.data.skipped:
@@ -123,6 +156,14 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.g, self.d = build_models(cfg, self.num_classes, self.device)
         self.g_ema = copy.deepcopy(self.g).requires_grad_(False) if cfg.ema else None
+        distributed.join(self.world, self.device, cfg.dist_timeout)
+        # What the step calls: DDP wrappers under torchrun (self.g / self.d stay the modules,
+        # whose state_dicts the checkpoint holds). With --sync-bn the running statistics are
+        # the same on every rank, so DDP need not broadcast them at each forward.
+        self.g_train, self.d_train = self.g, self.d
+        if self.world.active:
+            self.g_train = distributed.wrap(self.g, self.device, sync_buffers_each_forward=not cfg.sync_bn)
+            self.d_train = distributed.wrap(self.d, self.device, sync_buffers_each_forward=not cfg.sync_bn)
         betas = (cfg.beta1, 0.999)
         self.opt_g = torch.optim.Adam(self.g.parameters(), lr=cfg.lr, betas=betas, capturable=cfg.cuda_graphs)
         self.opt_d = torch.optim.Adam(self.d.parameters(), lr=cfg.lr, betas=betas, capturable=cfg.cuda_graphs)
@@ -130,35 +171,44 @@ class Trainer:
         self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
         self.latent_gen = torch.Generator().manual_seed(cfg.seed + 1)
         fixed = torch.Generator().manual_seed(cfg.seed + 2)
-        self.fixed_z = torch.randn(64, cfg.nz, generator=fixed).to(self.device)
+        self.fixed_z = torch.randn(64, cfg.nz, generator=fixed).to(self.device, self.dtype)
         self.fixed_labels = (torch.arange(64) % max(self.num_classes, 1)).to(self.device) if cfg.conditional else None
         self.fixed_real = self.data.as_float(torch.randperm(len(self.data.images), generator=fixed)[:64])
+        self.last_checkpoint = None
         self.diversity_real = mean_pairwise_distance(self.fixed_real)  # fixed: computed once
         self.step = 0
         self.history = []
         self.graphed = None
-        os.makedirs(os.path.join(cfg.out, "samples"), exist_ok=True)
+        if self.world.is_main:
+            os.makedirs(os.path.join(cfg.out, "samples"), exist_ok=True)
 
     # --- one step ---------------------------------------------------------------------
     def _batch(self, step):
-        idx = data_io.batch_indices(len(self.data.images), self.cfg.batch_size, step, self.cfg.seed)
-        real = self.data.as_float(idx).to(self.device)
+        idx = data_io.batch_indices(len(self.data.images), self.cfg.batch_size, step, self.cfg.seed, self.world.rank,
+                                    self.world.size)
+        real = self.data.as_float(idx).to(self.device, self.dtype)
         if self.cfg.channels_last:
             real = real.contiguous(memory_format=torch.channels_last)
         labels = self.data.labels[idx].to(self.device) if self.cfg.conditional else None
         return real, labels
 
+    def _my_share(self, whole, n):
+        # Every rank draws the whole global batch from the same generator and keeps its own
+        # slice, so the latents depend on the global batch, not on the number of ranks.
+        return whole[self.world.rank * n:(self.world.rank + 1) * n].to(self.device)
+
     def _latents(self, n):
         if self.graphed is not None or self.cfg.cuda_graphs:
             return torch.randn(n, self.cfg.nz, device=self.device)  # graph-safe CUDA RNG
-        return torch.randn(n, self.cfg.nz, generator=self.latent_gen).to(self.device)
+        return self._my_share(torch.randn(n * self.world.size, self.cfg.nz, generator=self.latent_gen,
+                                          dtype=self.dtype), n)
 
     def _fake_labels(self, n):
         if not self.cfg.conditional:
             return None
         if self.cfg.cuda_graphs:
             return torch.randint(self.num_classes, (n,), device=self.device)
-        return torch.randint(self.num_classes, (n,), generator=self.latent_gen).to(self.device)
+        return self._my_share(torch.randint(self.num_classes, (n * self.world.size,), generator=self.latent_gen), n)
 
     def _step(self, real, labels):
         cond = self.cfg.conditional
@@ -167,13 +217,25 @@ class Trainer:
         autocast = torch.autocast(self.device.type, self.autocast_dtype or torch.float32,
                                   enabled=self.autocast_dtype is not None)
         with autocast:
-            fake = self.g(z, fake_labels) if cond else self.g(z)
-            out_real = self.d(real, labels) if cond else self.d(real)
-            out_fake = self.d(fake.detach(), fake_labels) if cond else self.d(fake.detach())
-            loss_d = bce_with_logits(out_real, 1.0) + bce_with_logits(out_fake, 0.0)
+            fake = self.g_train(z, fake_labels) if cond else self.g_train(z)
+        # D's real and fake passes each get their own backward (the gradients add up), so
+        # DDP never sees two forwards before one backward, and buffers it broadcasts at a
+        # forward are never ones a pending backward saved (the known in-place error).
+        # no_sync: the gradients are all-reduced once, after the second backward.
         self.opt_d.zero_grad(set_to_none=False)
-        self.scaler.scale(loss_d).backward()
+        with self._accumulate(self.d_train):
+            with autocast:
+                out_real = self.d_train(real, labels) if cond else self.d_train(real)
+                loss_real = bce_with_logits(out_real, 1.0)
+            self.scaler.scale(loss_real).backward()
+        with autocast:
+            out_fake = self.d_train(fake.detach(), fake_labels) if cond else self.d_train(fake.detach())
+            loss_fake = bce_with_logits(out_fake, 0.0)
+        self.scaler.scale(loss_fake).backward()
+        loss_d = loss_real.detach() + loss_fake.detach()
         self.scaler.step(self.opt_d)
+        # G's step runs D as the plain module: D's gradients from it are not used (opt_d
+        # zeroes them first), so there is nothing to all-reduce for D.
         with autocast:
             out_g = self.d(fake, fake_labels) if cond else self.d(fake)
             loss_g = bce_with_logits(out_g, 1.0)
@@ -187,18 +249,40 @@ class Trainer:
                     pe.lerp_(p, 1.0 - self.cfg.ema_decay)
                 for be, b in zip(self.g_ema.buffers(), self.g.buffers()):
                     be.copy_(b)
-        stats = torch.stack([loss_d.detach().float(), loss_g.detach().float(),
+        stats = torch.stack([loss_d.float(), loss_g.detach().float(),
                              torch.sigmoid(out_real.detach().float()).mean(),
                              torch.sigmoid(out_fake.detach().float()).mean()])
         return stats
 
+    @staticmethod
+    def _accumulate(module):
+        return module.no_sync() if isinstance(module, DistributedDataParallel) else contextlib.nullcontext()
+
     # --- run ----------------------------------------------------------------------------
     def run(self):
+        """Trains to cfg.steps. Under torchrun, a rank that exits or stops answering makes the
+        others stop within --dist-timeout seconds (at once when its process is gone) with
+        one line naming the step and the checkpoint to resume from."""
+        try:
+            return self._run()
+        except RuntimeError as exc:
+            if not (self.world.active and distributed.is_peer_failure(exc)):
+                raise
+            where = (f"The last checkpoint (step {self.last_checkpoint}) is in {self.cfg.out}"
+                     if self.last_checkpoint is not None else "No checkpoint was written yet")
+            raise TrainError(f"rank {self.world.rank} of {self.world.size}: lost contact with another rank during "
+                             f"step {self.step + 1} ({str(exc).splitlines()[0][:200]}); another rank probably "
+                             f"exited, see its log. {where}; restart with --resume") from None
+        finally:
+            distributed.leave(self.world)
+
+    def _run(self):
         cfg = self.cfg
         if cfg.resume:
             self.load_checkpoint(os.path.join(cfg.out, "checkpoint.pt"))
-        self._write_config()
-        save_grid(self.fixed_real, os.path.join(cfg.out, "real.png"))
+        if self.world.is_main:
+            self._write_config()
+            save_grid(self.fixed_real, os.path.join(cfg.out, "real.png"))
         if self.step >= cfg.steps:
             self.log(f"already at step {self.step} of {cfg.steps}; nothing to do")
             return self
@@ -219,13 +303,14 @@ class Trainer:
             self.step += 1
             check_now = self.device.type == "cpu" or self.step % cfg.log_every == 0 or self.step == cfg.steps
             if check_now:
+                stats = distributed.mean_over_ranks(stats, self.world)  # every rank sees, and stops on, the same
                 values = stats.tolist()
                 if not all(math.isfinite(v) for v in values[:2]):
                     raise TrainError(f"loss became {values[0]:.4g} (D) / {values[1]:.4g} (G) at step {self.step}; "
                                      f"stopping. The last good checkpoint is kept in {cfg.out}")
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                 now = time.perf_counter()
-                ips = (self.step - n_last) * cfg.batch_size / max(now - t_last, 1e-9)
+                ips = (self.step - n_last) * cfg.batch_size * self.world.size / max(now - t_last, 1e-9)
                 t_last, n_last = now, self.step
                 self._log_metrics(stats.tolist(), ips)
                 progress.update(self.step, self.history[-1])
@@ -239,18 +324,22 @@ class Trainer:
     def _sampler(self):
         return self.g_ema if self.g_ema is not None else self.g
 
+    # Every rank runs generate() (with --sync-bn its BatchNorm is a collective); rank 0 writes.
     def _log_metrics(self, values, ips):
         fake = generate(self._sampler(), self.fixed_z, self.fixed_labels)
         row = {"step": self.step, "time": round(time.time(), 3), "loss_d": values[0], "loss_g": values[1],
                "d_real": values[2], "d_fake": values[3], "images_per_s": round(ips, 1),
                "diversity_fake": mean_pairwise_distance(fake), "diversity_real": self.diversity_real}
         self.history.append(row)
+        if not self.world.is_main:
+            return
         with open(os.path.join(self.cfg.out, "metrics.jsonl"), "a") as f:
             f.write(json.dumps(row) + "\n")
 
     def save_samples(self):
         fake = generate(self._sampler(), self.fixed_z, self.fixed_labels)
-        save_grid(fake.cpu(), os.path.join(self.cfg.out, "samples", f"step_{self.step:07d}.png"))
+        if self.world.is_main:
+            save_grid(fake.cpu(), os.path.join(self.cfg.out, "samples", f"step_{self.step:07d}.png"))
 
     def _write_config(self):
         with open(os.path.join(self.cfg.out, "config.json"), "w") as f:
@@ -258,6 +347,9 @@ class Trainer:
 
     # --- checkpoints --------------------------------------------------------------------
     def save_checkpoint(self):
+        self.last_checkpoint = self.step
+        if not self.world.is_main:
+            return
         state = {
             "format": ckpt_io.FORMAT, "step": self.step, "config": dataclasses.asdict(self.cfg),
             "class_names": self.data.class_names if self.cfg.conditional else [],
@@ -271,10 +363,17 @@ class Trainer:
         plot_losses(self.cfg.out)
 
     def load_checkpoint(self, path):
-        try:
-            state = ckpt_io.load(path)
-        except ckpt_io.CheckpointError as exc:
-            raise TrainError(str(exc)) from None
+        """Rank 0 reads the checkpoint and sends it to the others (only rank 0 needs to see
+        the run folder). It holds no per-rank state, so any number of ranks can resume it."""
+        state = None
+        if self.world.is_main:
+            try:
+                state = ckpt_io.load(path)
+            except ckpt_io.CheckpointError as exc:
+                state = exc
+        state = distributed.broadcast_from_main(state, self.world)
+        if isinstance(state, Exception):
+            raise TrainError(str(state)) from None
         saved = state["config"]
         for key in TrainConfig.ARCHITECTURE:
             if saved.get(key) != getattr(self.cfg, key):
@@ -295,9 +394,9 @@ class Trainer:
         self.latent_gen.set_state(state["rng"]["latent"])
         if state["rng"]["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-        self.step = int(state["step"])
+        self.step = self.last_checkpoint = int(state["step"])
         metrics = os.path.join(self.cfg.out, "metrics.jsonl")
-        if os.path.exists(metrics):  # keep the rows up to the checkpoint; later ones were not kept
+        if self.world.is_main and os.path.exists(metrics):  # keep the rows up to the checkpoint; later ones were not kept
             with open(metrics) as f:
                 rows = [json.loads(line) for line in f if line.strip()]
             self.history = [r for r in rows if r["step"] <= self.step]

@@ -10,7 +10,7 @@ from torch import nn
 import fastgan
 from fastgan import reference
 from fastgan.fuse import plan
-from fastgan.nn import Conv2dBNLeakyReLU, ConvTranspose2dBNReLU, convert_sync_batchnorm
+from fastgan.nn import Conv2dBNLeakyReLU, ConvTranspose2dBNReLU, SyncBatchNorm2d, convert_sync_batchnorm
 
 from helpers import assert_close, stock_activation
 
@@ -51,9 +51,8 @@ def test_split_ops_compose_to_the_fused_backward(backend, dtype, fmt, activation
     assert gi.is_contiguous(memory_format=fmt)
 
 
-def test_split_ops_reject_wrong_channel_counts(backend):
-    if backend != "fused":
-        pytest.skip("argument checks of the compiled ops")
+@pytest.mark.skipif(not fastgan._backend.COMPILED, reason="argument checks of the compiled ops")
+def test_split_ops_reject_wrong_channel_counts():
     x = torch.randn(2, 3, 4, 4)
     m = torch.zeros(3)
     with pytest.raises(RuntimeError, match="mean_dy must be a 1-D tensor of 3 elements"):
@@ -67,7 +66,7 @@ def test_convert_sync_batchnorm_keeps_the_state_dict_and_fuses():
     model = fastgan.models.Discriminator(ndf=4, nc=1, image_size=32)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     model = convert_sync_batchnorm(model)
-    assert any(type(m) is nn.SyncBatchNorm for m in model.modules())
+    assert any(type(m) is SyncBatchNorm2d for m in model.modules())
     assert not any(type(m) is nn.BatchNorm2d for m in model.modules())
     after = model.state_dict()
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
@@ -112,6 +111,8 @@ def _worker(rank, init_file, backend_name):
                 for kind in ("conv", "deconv"):
                     _check_sync_matches_whole_batch(rank, kind, dtype, fmt)
                     _check_unsynced_matches_per_rank_stock(rank, kind, dtype, fmt)
+        _check_standalone_sync_batch_norm(rank)
+        _check_ddp_discriminator_two_forwards_one_backward(rank)
     finally:
         dist.destroy_process_group()
 
@@ -120,7 +121,7 @@ def _check_sync_matches_whole_batch(rank, kind, dtype, fmt):
     xs = _data(dtype, fmt)
     whole = fastgan.unfuse(_layer(kind, False, dtype))  # stock nn.Sequential on both ranks' samples
     mine = _layer(kind, True, dtype)
-    assert type(mine[1]) is nn.SyncBatchNorm
+    assert type(mine[1]) is SyncBatchNorm2d
     start = sum(BATCH[:rank])
     for step in range(3):  # running stats over several steps (momentum=None in "conv")
         x_all = torch.cat(xs).requires_grad_()
@@ -152,6 +153,34 @@ def _check_unsynced_matches_per_rank_stock(rank, kind, dtype, fmt):
     assert_close(y, y_stock, dtype, 10, msg=f"unsynchronised output, rank {rank}")
     for b, b_stock in zip(mine.buffers(), stock.buffers()):
         assert_close(b.to(dtype), b_stock.to(dtype), dtype, msg=f"unsynchronised running stats, rank {rank}")
+
+
+def _check_standalone_sync_batch_norm(rank):
+    """A SyncBatchNorm2d outside a fused layer (after unfuse, or in a user's own model)."""
+    xs = _data(torch.float64, torch.contiguous_format)
+    torch.manual_seed(3)
+    whole = nn.BatchNorm2d(3, dtype=torch.float64)
+    mine = convert_sync_batchnorm(nn.Sequential(nn.BatchNorm2d(3, dtype=torch.float64)))[0]
+    x_all, x = torch.cat(xs), xs[rank]
+    start = sum(BATCH[:rank])
+    assert_close(mine(x), whole(x_all)[start:start + BATCH[rank]], torch.float64, msg="stand-alone SyncBatchNorm2d")
+    assert_close(mine.running_var, whole.running_var, torch.float64, msg="stand-alone running_var")
+
+
+def _check_ddp_discriminator_two_forwards_one_backward(rank):
+    """The GAN pattern D(real), D(fake), one backward, under DDP with buffer broadcasting on,
+    synchronised and not: the fused layers never save a running statistic for backward, so
+    the broadcast cannot invalidate a pending backward."""
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    for sync in (False, True):
+        torch.manual_seed(0)
+        d = fastgan.models.Discriminator(ndf=4, nc=1, image_size=32).double()
+        d = DDP(convert_sync_batchnorm(d) if sync else d)  # rank 0's buffers broadcast at each forward
+        real, fake = torch.randn(4, 1, 32, 32, dtype=torch.float64), torch.randn(4, 1, 32, 32, dtype=torch.float64)
+        loss = fastgan.functional.bce_with_logits(d(real), 1.0) + fastgan.functional.bce_with_logits(d(fake), 0.0)
+        loss.backward()
+        assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in d.parameters())
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")

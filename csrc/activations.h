@@ -90,6 +90,22 @@ FASTGAN_INLINE T tanh_of(T v) {
 #endif
 }
 
+// BCE with logits at one point, numerically stable: loss = max(x,0) - x*t + log1p(exp(-|x|)),
+// d loss / dx = sigmoid(x) - t. One definition for the CPU and the CUDA kernel.
+template <typename T>
+FASTGAN_INLINE void bce_point(T x, T t, T& loss, T& grad) {
+#if defined(__CUDA_ARCH__)
+  const T e = ::exp(-::fabs(x));
+  const T softplus = ::log1p(e);
+#else
+  const T e = std::exp(-std::abs(x));
+  const T softplus = std::log1p(e);
+#endif
+  loss = (x > T(0) ? x : T(0)) - x * t + softplus;
+  const T sig = x >= T(0) ? T(1) / (T(1) + e) : e / (T(1) + e);
+  grad = sig - t;
+}
+
 // Comparisons are written so that NaN propagates the way torch.relu / leaky_relu do. The
 // masks are arithmetic on a 0/1 value rather than a branch: on random data a branch
 // mispredicts half the time and keeps the loop from vectorising.

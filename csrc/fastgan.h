@@ -157,4 +157,24 @@ inline BackwardInputs backward_inputs(const at::Tensor& grad_out, const at::Tens
   return b;
 }
 
+// The inputs and outputs of the BCE kernels in the input's layout. Shared by CPU and CUDA.
+struct BceTensors {
+  at::Tensor input, target, grad, loss;
+  bool has_target;
+  Reduction reduction;
+};
+
+inline BceTensors bce_tensors(const at::Tensor& input, const c10::optional<at::Tensor>& target, int64_t reduction) {
+  BceTensors b;
+  b.has_target = check_bce_args(input, target, reduction);
+  const auto fmt = layout_of(input);
+  b.input = input.contiguous(fmt);
+  b.target = b.has_target ? target->to(b.input.scalar_type()).contiguous(fmt) : at::Tensor();
+  b.reduction = static_cast<Reduction>(reduction);
+  b.grad = at::empty_like(b.input, b.input.options(), fmt);
+  b.loss = b.reduction == Reduction::None ? at::empty_like(b.input, b.input.options(), fmt)
+                                          : at::empty({}, b.input.options());
+  return b;
+}
+
 }  // namespace fastgan

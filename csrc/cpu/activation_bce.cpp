@@ -72,31 +72,18 @@ at::Tensor activation_backward_cpu(const at::Tensor& grad_out_, const at::Tensor
   return grad_in;
 }
 
-// Numerically stable pieces of BCE with logits: loss = max(x,0) - x*t + log1p(exp(-|x|)),
-// d loss / dx = sigmoid(x) - t.
-template <typename acc_t>
-inline void bce_point(acc_t x, acc_t t, acc_t& loss, acc_t& grad) {
-  const acc_t e = std::exp(-std::abs(x));
-  loss = std::max(x, acc_t(0)) - x * t + std::log1p(e);
-  const acc_t sig = x >= acc_t(0) ? acc_t(1) / (acc_t(1) + e) : e / (acc_t(1) + e);
-  grad = sig - t;
-}
-
 // Fixed-size blocks summed in order: the same bits for any thread count.
 constexpr int64_t kBceBlock = 4096;
 
 std::tuple<at::Tensor, at::Tensor> bce_with_logits_cpu(const at::Tensor& input_,
                                                        const c10::optional<at::Tensor>& target_,
                                                        double target_value, int64_t reduction) {
-  const bool has_target = check_bce_args(input_, target_, reduction);
-  const auto fmt = layout_of(input_);
-  const at::Tensor input = input_.contiguous(fmt);
-  const at::Tensor target = has_target ? target_->to(input.scalar_type()).contiguous(fmt) : at::Tensor();
-  const Reduction red = static_cast<Reduction>(reduction);
+  BceTensors b = bce_tensors(input_, target_, reduction);
+  const at::Tensor &input = b.input, &target = b.target;
+  at::Tensor &grad = b.grad, &loss = b.loss;
+  const bool has_target = b.has_target;
+  const Reduction red = b.reduction;
   const int64_t n = input.numel();
-  at::Tensor grad = at::empty_like(input, input.options(), fmt);
-  at::Tensor loss = red == Reduction::None ? at::empty_like(input, input.options(), fmt)
-                                           : at::empty({}, input.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "bce_with_logits_cpu", [&] {
     using acc_t = acc_type<scalar_t>;
     const scalar_t* x = input.const_data_ptr<scalar_t>();

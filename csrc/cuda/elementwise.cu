@@ -111,14 +111,6 @@ at::Tensor activation_backward_cuda(const at::Tensor& grad_out_, const at::Tenso
 // reduction='none') and one partial loss sum; the last block to finish (an integer ticket,
 // so the choice does not change the result) adds the partials in index order.
 template <typename A>
-__device__ __forceinline__ void bce_point(A x, A t, A& loss, A& grad) {
-  const A e = ::exp(-::fabs(x));
-  loss = (x > A(0) ? x : A(0)) - x * t + ::log1p(e);
-  const A sig = x >= A(0) ? A(1) / (A(1) + e) : e / (A(1) + e);
-  grad = sig - t;
-}
-
-template <typename A>
 __device__ A block_sum(A v, A* sh) {
   v = warp_sum(v);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -167,15 +159,13 @@ __global__ void __launch_bounds__(kThreads) bce_kernel(const scalar_t* __restric
 
 std::tuple<at::Tensor, at::Tensor> bce_with_logits_cuda(const at::Tensor& input_, const c10::optional<at::Tensor>& target_,
                                                         double target_value, int64_t reduction) {
-  const bool has_target = check_bce_args(input_, target_, reduction);
   c10::cuda::CUDAGuard guard(input_.device());
-  const auto fmt = layout_of(input_);
-  const at::Tensor input = input_.contiguous(fmt);
-  const at::Tensor target = has_target ? target_->to(input.scalar_type()).contiguous(fmt) : at::Tensor();
-  const Reduction red = static_cast<Reduction>(reduction);
+  BceTensors b = bce_tensors(input_, target_, reduction);
+  const at::Tensor &input = b.input, &target = b.target;
+  at::Tensor &grad = b.grad, &loss = b.loss;
+  const bool has_target = b.has_target;
+  const Reduction red = b.reduction;
   const int64_t n = input.numel();
-  at::Tensor grad = at::empty_like(input, input.options(), fmt);
-  at::Tensor loss = red == Reduction::None ? at::empty_like(input, input.options(), fmt) : at::empty({}, input.options());
   if (n == 0) {
     if (red != Reduction::None) loss.fill_(red == Reduction::Mean ? std::nan("") : 0.0);
     return {loss, grad};

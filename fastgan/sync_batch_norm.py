@@ -54,10 +54,8 @@ def _update_running_stats(running_mean, running_var, num_batches_tracked, mean, 
     # (momentum=None) divides by num_batches_tracked on the device.
     if num_batches_tracked is not None:
         num_batches_tracked.add_(1)
-    if momentum is None:
-        factor = 1.0 / num_batches_tracked.to(_REDUCE_DTYPE)
-    else:
-        factor = torch.tensor(momentum, dtype=_REDUCE_DTYPE, device=mean.device)
+    # A Python float for momentum: a tensor made from it would be a host-to-device copy per layer.
+    factor = 1.0 / num_batches_tracked.to(_REDUCE_DTYPE) if momentum is None else float(momentum)
     unbiased = var * total / (total - 1).clamp_min(1)
     running_mean.copy_(running_mean.to(_REDUCE_DTYPE).lerp(mean, factor))
     running_var.copy_(running_var.to(_REDUCE_DTYPE).lerp(unbiased, factor))

@@ -111,7 +111,7 @@ def extensions():
         fail("torch is not installed. Install torch first, then run `pip install --no-build-isolation .` "
              "(or set FASTGAN_NO_EXT=1 for the pure-Python package).")
 
-    sources = ["csrc/ops.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
+    sources = sorted(glob.glob("csrc/*.cpp")) + sorted(glob.glob("csrc/cpu/*.cpp"))
     # -fno-trapping-math lets GCC turn the activation selects into vector blends (it will not
     # otherwise evaluate both arms); no value changes, unlike -ffast-math.
     cxx = ["-O3", "-fopenmp-simd", "-fno-trapping-math", "-fno-math-errno"]

@@ -5,6 +5,7 @@
 // the CUDA kernels reach the same definitions through a warp-uniform switch.
 #pragma once
 
+#include <ATen/ATen.h>
 #include <c10/macros/Macros.h>
 #include <c10/util/Exception.h>
 #include <c10/util/string_view.h>
@@ -32,8 +33,9 @@ inline Activation parse_activation(c10::string_view name) {
   if (name == "relu") return Activation::ReLU;
   if (name == "leaky_relu") return Activation::LeakyReLU;
   if (name == "tanh") return Activation::Tanh;
-  TORCH_CHECK(false, "fastgan: unknown activation '", std::string(name),
-              "'; expected one of identity, relu, leaky_relu, tanh");
+  // Worded as fastgan/activations.py words it (a ValueError on both paths).
+  TORCH_CHECK_VALUE(false, "fastgan: unknown activation '", std::string(name),
+                    "'; expected one of ['identity', 'leaky_relu', 'relu', 'tanh']");
 }
 
 // x*s + b written once so that forward and backward compute the pre-activation with the
@@ -166,6 +168,26 @@ FASTGAN_INLINE T activation_grad_from_input(Activation a, T v, T slope) {
 template <typename T>
 FASTGAN_INLINE T activation_grad_from_output(Activation a, T y, T slope) {
   return dispatch_activation(a, [&](auto tag) { return activation_grad_from_output_t<decltype(tag)::value>(y, slope); });
+}
+
+// The same table as tensor functions made of differentiable ATen ops, for the double
+// backward (fastgan/activations.py holds it once more for the Python reference path).
+inline at::Tensor activate_tensor(Activation a, const at::Tensor& v, double slope) {
+  switch (a) {
+    case Activation::ReLU: return at::relu(v);
+    case Activation::LeakyReLU: return at::leaky_relu(v, slope);
+    case Activation::Tanh: return at::tanh(v);
+    default: return v;
+  }
+}
+
+inline at::Tensor activation_grad_from_output_tensor(Activation a, const at::Tensor& y, double slope) {
+  switch (a) {
+    case Activation::ReLU: return (y > 0).to(y.scalar_type());
+    case Activation::LeakyReLU: return at::where(y > 0, at::ones_like(y), at::full_like(y, slope));
+    case Activation::Tanh: return 1 - y * y;
+    default: return at::ones_like(y);
+  }
 }
 
 }  // namespace fastgan

@@ -1,6 +1,19 @@
-"""Argument checks shared by the fused and the reference path: both raise the same clear
-errors, so switching backends never changes what bad input does."""
+"""Argument checks of the reference path. The fused path runs the same checks in C++
+(csrc/checks.h) with the same exception types and the same words, so switching backends
+never changes what bad input does; tests/test_bad_input.py compares the two message for
+message. Keep the two in step."""
 import torch
+
+FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+_MODULE_NAMES = {"relu": "ReLU", "leaky_relu": "LeakyReLU", "tanh": "Tanh", "identity": ""}
+
+
+def layer_name(conv, transposed, batch_norm, activation):
+    """The stock modules a fused layer stands for: "ConvTranspose2d+BatchNorm2d+ReLU"."""
+    parts = ["ConvTranspose2d" if transposed else "Conv2d"] if conv else []
+    parts += ["BatchNorm2d"] if batch_norm else []
+    parts += [_MODULE_NAMES.get(activation, "")]
+    return "+".join(p for p in parts if p)
 
 
 def _shape(t):
@@ -10,9 +23,9 @@ def _shape(t):
 def check_float_tensor(t, name):
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"fastgan: {name} must be a torch.Tensor, got {type(t).__name__}")
-    if not t.is_floating_point():
-        raise TypeError(f"fastgan: {name} must be a floating-point tensor (float32, float64, float16 or "
-                        f"bfloat16), got {t.dtype}")
+    if t.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"fastgan: {name} must be a floating-point tensor (float32, float64, float16 or bfloat16), "
+                        f"got {t.dtype}")
 
 
 def check_4d(t, name, layer):
@@ -23,10 +36,10 @@ def check_4d(t, name, layer):
 
 
 def _pair(v):
-    return (v, v) if isinstance(v, int) else tuple(v)
+    return (v, v) if isinstance(v, int) else tuple(v) * (2 if len(tuple(v)) == 1 else 1)
 
 
-def check_conv(x, weight, *, transposed, stride, padding, dilation, groups, layer):
+def check_conv(x, weight, *, transposed, padding, dilation, groups, layer):
     check_4d(x, "input", layer)
     check_float_tensor(weight, "weight")
     if weight.dim() != 4:
@@ -37,6 +50,7 @@ def check_conv(x, weight, *, transposed, stride, padding, dilation, groups, laye
                          f"{_shape(weight)}), got {x.size(1)} channels in input of shape {_shape(x)}")
     if x.device != weight.device:
         raise ValueError(f"fastgan: {layer}: input is on {x.device} but weight is on {weight.device}")
+    # Under autocast the convolution casts both (the fused layer's autocast kernel does the same).
     if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
         raise TypeError(f"fastgan: {layer}: input dtype {x.dtype} does not match weight dtype {weight.dtype}; "
                         f"convert one of them (e.g. model.to({x.dtype}) or input.to({weight.dtype}))")
@@ -50,35 +64,55 @@ def check_conv(x, weight, *, transposed, stride, padding, dilation, groups, laye
 
 
 def check_batch_norm(x, weight, bias, running_mean, running_var, layer):
-    check_4d(x, "input", layer)
+    """BatchNorm's per-channel tensors: one value per channel, on the input's device, floating point."""
     c = x.size(1)
     for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean),
                     ("running_var", running_var)):
-        if t is not None and (t.dim() != 1 or t.numel() != c):
+        if t is None:
+            continue
+        if t.dim() != 1 or t.numel() != c:
             raise ValueError(f"fastgan: {layer}: BatchNorm {name} has shape {_shape(t)} but the input has {c} "
                              f"channels (input shape {_shape(x)})")
+        if t.device != x.device:
+            raise ValueError(f"fastgan: {layer}: BatchNorm {name} is on {t.device} but input is on {x.device}")
+        if t.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"fastgan: {layer}: BatchNorm {name} must be a floating-point tensor, got {t.dtype}")
+    if (running_mean is None) != (running_var is None):
+        raise ValueError(f"fastgan: {layer}: give both running_mean and running_var, or neither")
 
 
-def check_training_batch(x, layer):
+def check_num_batches_tracked(t, x, layer):
+    if t is not None and (t.numel() != 1 or t.dtype != torch.int64 or t.device != x.device):
+        raise ValueError(f"fastgan: {layer}: num_batches_tracked must be a one-element torch.int64 tensor on "
+                         f"{x.device}, got {t.dtype} of shape {_shape(t)} on {t.device}")
+
+
+def check_training_batch(x):
     # Same message as torch.nn.functional.batch_norm, so code that catches it keeps working.
-    size = x.size(0) * x.size(2) * x.size(3)
-    if size == 1:
+    if x.size(0) * x.size(2) * x.size(3) == 1:
         raise ValueError(f"Expected more than 1 value per channel when training, got input size {x.size()}")
 
 
-def check_negative_slope(negative_slope, layer):
-    if negative_slope < 0:
+def check_negative_slope(activation, negative_slope, layer):
+    if activation == "leaky_relu" and negative_slope < 0:
         raise ValueError(f"fastgan: {layer}: negative_slope must be >= 0 (the backward reads the sign from the "
-                         f"output), got {negative_slope}")
+                         f"output), got {float(negative_slope)!r}")
 
 
 REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
 
 
-def check_bce(input, target, reduction):
-    check_float_tensor(input, "input")
+def check_bce_target(input, target, reduction):
+    """What the fused op's schema cannot say: the reduction's name and a float target."""
     if reduction not in REDUCTIONS:
         raise ValueError(f"fastgan: reduction must be one of {sorted(REDUCTIONS)}, got {reduction!r}")
+    if not isinstance(target, torch.Tensor) and (not isinstance(target, (int, float)) or isinstance(target, bool)):
+        raise TypeError(f"fastgan: target must be a tensor or a Python float, got {type(target).__name__}")
+
+
+def check_bce(input, target, reduction):
+    check_float_tensor(input, "input")
+    check_bce_target(input, target, reduction)
     if isinstance(target, torch.Tensor):
         if target.shape != input.shape:
             raise ValueError(f"Target size ({target.size()}) must be the same as input size ({input.size()})")
@@ -86,5 +120,3 @@ def check_bce(input, target, reduction):
             raise TypeError(f"fastgan: target must be a floating-point tensor, got {target.dtype}")
         if target.device != input.device:
             raise ValueError(f"fastgan: target is on {target.device} but input is on {input.device}")
-    elif not isinstance(target, (int, float)) or isinstance(target, bool):
-        raise TypeError(f"fastgan: target must be a tensor or a Python float, got {type(target).__name__}")

@@ -11,8 +11,10 @@ torch's own would (training, more than one rank); otherwise it is an ordinary Ba
 Everything else runs as the stock module it is."""
 import copy
 
+import torch
 from torch import nn
 
+from . import _checks, reference
 from . import functional as FF
 from .sync_batch_norm import SYNC_BATCH_NORMS, needs_sync, sync_batch_norm_act
 
@@ -33,7 +35,10 @@ def _activation_of(module):
 
 
 def _fusable_conv(module):
-    return type(module) in _CONVS and module.padding_mode == "zeros" and not isinstance(module.padding, str)
+    # A hook (old-style spectral_norm, a user's pre-hook) must see the module called, so a
+    # conv with hooks runs as the stock module it is.
+    return (type(module) in _CONVS and module.padding_mode == "zeros" and not isinstance(module.padding, str)
+            and not module._forward_hooks and not module._forward_pre_hooks)
 
 
 def plan(modules):
@@ -58,42 +63,67 @@ def plan(modules):
     return segments
 
 
-def _conv(conv, x, layer):
+def _conv_args(conv):
     transposed = isinstance(conv, nn.ConvTranspose2d)
-    output_padding = conv.output_padding if transposed else 0
-    return FF._conv(x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups,
-                    output_padding, transposed, layer)
+    return (conv.stride, conv.padding, conv.dilation, transposed, conv.output_padding if transposed else (0, 0),
+            conv.groups)
 
 
 def conv_bn_act(conv, bn, activation, slope, x):
-    layer = f"{type(conv).__name__}+{type(bn).__name__}"
-    y = _conv(conv, x, layer)
     if type(bn) in SYNC_BATCH_NORMS and needs_sync(bn):
+        transposed = isinstance(conv, nn.ConvTranspose2d)
+        layer = _checks.layer_name(True, transposed, True, activation)
+        _checks.check_conv(x, conv.weight, transposed=transposed, padding=conv.padding, dilation=conv.dilation,
+                           groups=conv.groups, layer=layer)
+        y = reference.conv(x, conv.weight, conv.bias, *_conv_args(conv))
         return sync_batch_norm_act(y, bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.momentum, bn.eps,
                                    activation, slope, bn.num_batches_tracked, bn.process_group, layer)
-    return FF.batch_norm_act(y, bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.training,
-                             bn.momentum, bn.eps, activation, slope, bn.num_batches_tracked, layer)
+    return FF.conv_bn_act(x, conv.weight, conv.bias, *_conv_args(conv), bn.weight, bn.bias, bn.running_mean,
+                          bn.running_var, bn.num_batches_tracked, bn.training, bn.momentum, bn.eps, activation, slope)
 
 
 def conv_act(conv, activation, slope, x):
-    return FF.activation(_conv(conv, x, type(conv).__name__), activation, slope)
+    return FF.conv_act(x, conv.weight, conv.bias, *_conv_args(conv), activation, slope)
 
 
 class FusedSequential(nn.Sequential):
-    """nn.Sequential whose conv/BatchNorm/activation runs execute as fused ops."""
+    """nn.Sequential whose conv/BatchNorm/activation runs execute as fused ops.
+
+    The plan (which children fuse) is made on the first call and kept while the children
+    stay the same objects; attributes (training, momentum, a LeakyReLU's slope) are read
+    on every call."""
+
+    def _plan(self, modules):
+        if torch.compiler.is_compiling():
+            return plan(modules)  # traced once; no cache to guard on
+        cached = self.__dict__.get("_fastgan_plan")
+        if cached is None or cached[0] != modules:  # modules compare by identity
+            cached = (modules, plan(modules))
+            self.__dict__["_fastgan_plan"] = cached
+        return cached[1]
 
     def forward(self, input):
-        modules = list(self._modules.values())
+        modules = tuple(self._modules.values())
         i = 0
-        for length, kind, activation, slope in plan(modules):
+        for length, kind, activation, _ in self._plan(modules):
             if kind == "conv_bn_act":
-                input = conv_bn_act(modules[i], modules[i + 1], activation, slope, input)
+                act = modules[i + 2]
+                input = conv_bn_act(modules[i], modules[i + 1], activation, _slope(act), input)
             elif kind == "conv_act":
-                input = conv_act(modules[i], activation, slope, input)
+                input = conv_act(modules[i], activation, _slope(modules[i + 1]), input)
             else:
                 input = modules[i](input)
             i += length
         return input
+
+    def __getstate__(self):
+        state = super().__getstate__().copy()
+        state.pop("_fastgan_plan", None)  # made again on the next call
+        return state
+
+
+def _slope(activation_module):
+    return activation_module.negative_slope if type(activation_module) is nn.LeakyReLU else 0.0
 
 
 def fuse(module: nn.Module, inplace: bool = False) -> nn.Module:
@@ -115,4 +145,5 @@ def unfuse(module: nn.Module, inplace: bool = False) -> nn.Module:
     for m in [module, *module.modules()]:
         if isinstance(m, FusedSequential):
             m.__class__ = nn.Sequential
+            m.__dict__.pop("_fastgan_plan", None)
     return module

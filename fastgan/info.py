@@ -5,18 +5,28 @@ import torch
 
 from . import _backend
 
-OPS = ("batch_norm_act", "batch_norm_act_backward", "batch_norm_update_stats", "batch_norm_stats",
-       "batch_norm_act_backward_reduce", "batch_norm_act_backward_elemt", "activation",
-       "activation_backward", "bce_with_logits")
+# The device kernels (csrc/cpu, csrc/cuda) and the layer ops composed of them for every
+# device (csrc/layers.cpp).
+KERNEL_OPS = ("batch_norm_act", "batch_norm_act_backward", "batch_norm_update_stats", "batch_norm_stats",
+              "batch_norm_act_backward_reduce", "batch_norm_act_backward_elemt", "activation",
+              "activation_backward", "bce_with_logits")
+LAYER_OPS = ("conv_bn_act", "conv_bn_act_backward", "conv_act", "conv_act_backward")
+OPS = KERNEL_OPS + LAYER_OPS
 DISPATCH_KEYS = ("CPU", "CUDA")
 
 
 def op_kernels():
-    """{op: [dispatch keys with a kernel]} for every fastgan op (empty when _C did not load)."""
+    """{op: [dispatch keys with a kernel]} for every fastgan op (empty when _C did not load).
+    A layer op counts as having a device's kernel when it is composed for every device."""
     if not _backend.COMPILED:
         return {}
     has = torch._C._dispatch_has_kernel_for_dispatch_key
-    return {op: [key for key in DISPATCH_KEYS if has(f"fastgan::{op}", key)] for op in OPS}
+    kernels = {}
+    for op in OPS:
+        name = f"fastgan::{op}"
+        composite = has(name, "CompositeExplicitAutograd")
+        kernels[op] = [key for key in DISPATCH_KEYS if composite or has(name, key)]
+    return kernels
 
 
 def report() -> str:

@@ -17,6 +17,28 @@ def batch_norm_act(input, weight, bias, mean, var, use_batch_stats, eps, activat
     return activate(y, activation, negative_slope)
 
 
+def batch_norm_act_training(input, running_mean, running_var, weight, bias, training, momentum, eps, activation,
+                            negative_slope, num_batches_tracked):
+    """batch_norm_act as nn.BatchNorm2d.forward computes it, running-stat update included."""
+    use_batch_stats = training or running_mean is None
+    update = training and running_mean is not None
+    factor = 0.0 if momentum is None else momentum
+    if update and num_batches_tracked is not None:
+        num_batches_tracked.add_(1)
+        if momentum is None:
+            factor = 1.0 / float(num_batches_tracked)
+    y = F.batch_norm(input, running_mean if not use_batch_stats or update else None,
+                     running_var if not use_batch_stats or update else None, weight, bias, use_batch_stats,
+                     factor, eps)
+    return activate(y, activation, negative_slope)
+
+
+def conv(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups):
+    if transposed:
+        return F.conv_transpose2d(input, weight, bias, stride, padding, output_padding, groups, dilation)
+    return F.conv2d(input, weight, bias, stride, padding, dilation, groups)
+
+
 def batch_norm_act_grads(grad_out, input, weight, bias, mean, var, use_batch_stats, eps, activation,
                          negative_slope, create_graph):
     """(grad_input, grad_weight, grad_bias) by re-running the reference forward under autograd.

@@ -81,8 +81,8 @@ class _SyncBatchNormAct(torch.autograd.Function):
                                   momentum)
         mean, var = global_mean.to(mean.dtype), global_var.to(var.dtype)
         if fused:
-            out = torch.ops.fastgan.batch_norm_act(input, weight, bias, mean, var, False, eps, activation,
-                                                   negative_slope)[0]
+            out = torch.ops.fastgan.batch_norm_act(input, weight, bias, mean, var, None, False, None, eps,
+                                                   activation, negative_slope)[0]
         else:
             out = reference.batch_norm_act(input, weight, bias, mean, var, False, eps, activation, negative_slope)
         ctx.save_for_backward(input, weight, bias, mean, var, total)

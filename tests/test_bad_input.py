@@ -69,19 +69,90 @@ def test_bn_parameter_shape(backend):
 
 
 def test_compiled_ops_check_their_own_arguments():
-    """Called directly, the ops raise RuntimeError with a message, never crash."""
+    """Called directly, the ops raise an exception with a message, never crash."""
     if not fastgan._backend.COMPILED:
         pytest.skip("needs fastgan._C")
     ops = torch.ops.fastgan
-    with pytest.raises(RuntimeError, match="4-D input"):
-        ops.batch_norm_act(torch.randn(3, 4), None, None, None, None, True, 1e-5, "relu", 0.0)
-    with pytest.raises(RuntimeError, match="weight must be a 1-D tensor of 4"):
-        ops.batch_norm_act(torch.randn(2, 4, 3, 3), torch.ones(5), None, None, None, True, 1e-5, "relu", 0.0)
-    with pytest.raises(RuntimeError, match="unknown activation"):
+    bn = (None, None, None, None, None, True, 0.1, 1e-5, "relu", 0.0)
+    with pytest.raises(ValueError, match="4-D input"):
+        ops.batch_norm_act(torch.randn(3, 4), *bn)
+    with pytest.raises(ValueError, match=r"BatchNorm weight has shape \(5,\) but the input has 4 channels"):
+        ops.batch_norm_act(torch.randn(2, 4, 3, 3), torch.ones(5), *bn[1:])
+    with pytest.raises(ValueError, match="unknown activation"):
         ops.activation(torch.randn(3), "swish", 0.0)
     with pytest.raises(RuntimeError, match="must be float32"):
         ops.activation(torch.ones(3, dtype=torch.int32), "relu", 0.0)
-    with pytest.raises(RuntimeError, match="target size"):
+    with pytest.raises(ValueError, match="Target size"):
         ops.bce_with_logits(torch.randn(3), torch.randn(4), 0.0, 1)
-    with pytest.raises(RuntimeError, match="Expected more than 1 value per channel"):
-        ops.batch_norm_act(torch.randn(1, 4, 1, 1), None, None, None, None, True, 1e-5, "relu", 0.0)
+    with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
+        ops.batch_norm_act(torch.randn(1, 4, 1, 1), *bn)
+    with pytest.raises(ValueError, match="num_batches_tracked must be a one-element torch.int64 tensor"):
+        ops.batch_norm_act(torch.randn(2, 4, 3, 3), None, None, torch.zeros(4), torch.ones(4),
+                           torch.zeros(2, dtype=torch.long), True, None, 1e-5, "relu", 0.0)
+    x = torch.randn(2, 4, 3, 3)
+    with pytest.raises(RuntimeError, match="grad_out has shape"):
+        ops.batch_norm_act_backward(torch.randn(2, 4, 3, 2), x, None, None, torch.zeros(4), torch.ones(4), True,
+                                    1e-5, "relu", 0.0)
+    with pytest.raises(RuntimeError, match="grad_out has shape"):
+        ops.activation_backward(torch.randn(3), torch.randn(4), "tanh", 0.0)
+    with pytest.raises(RuntimeError, match="save_mean must be a 1-D tensor of 4"):
+        ops.batch_norm_act_backward(x, x, None, None, torch.zeros(5), torch.ones(4), True, 1e-5, "relu", 0.0)
+
+
+# Bad input for every fused entry point: (description, call). Each must raise the same
+# exception type with the same message on the fused path (C++ checks) as on the reference
+# path (fastgan/_checks.py).
+def _conv_bn(x, w, **kw):
+    bn = torch.nn.BatchNorm2d(w.size(0))
+    args = dict(bn_weight=bn.weight, bn_bias=bn.bias, running_mean=bn.running_mean, running_var=bn.running_var,
+                num_batches_tracked=bn.num_batches_tracked, training=True, momentum=0.1, eps=1e-5,
+                activation="leaky_relu", negative_slope=0.2)
+    args.update(kw)
+    return FF.conv_bn_act(x, w, None, (1, 1), (1, 1), (1, 1), False, (0, 0), 1, **args)
+
+
+def _conv_t(x, w, **kw):
+    return FF.conv_act(x, w, None, (2, 2), (1, 1), (1, 1), True, (0, 0), 1, kw.pop("activation", "tanh"),
+                       kw.pop("negative_slope", 0.0))
+
+
+W = torch.randn(4, 3, 3, 3)
+BAD_INPUTS = {
+    "rank": lambda: _conv_bn(torch.randn(3, 8, 8), W),
+    "channels": lambda: _conv_bn(torch.randn(2, 5, 8, 8), W),
+    "dtype mismatch": lambda: _conv_bn(torch.randn(2, 3, 8, 8, dtype=torch.float64), W),
+    "integer input": lambda: _conv_bn(torch.ones(2, 3, 8, 8, dtype=torch.int64), W),
+    "integer weight": lambda: _conv_bn(torch.randn(2, 3, 8, 8), W.long()),
+    "weight rank": lambda: _conv_bn(torch.randn(2, 3, 8, 8), W[0]),
+    "kernel extent": lambda: FF.conv_act(torch.randn(2, 3, 2, 2), torch.randn(4, 3, 5, 5), None, (1, 1), (0, 0),
+                                         (1, 1), False, (0, 0), 1, "leaky_relu", 0.2),
+    "kernel extent, dilated": lambda: FF.conv_act(torch.randn(2, 3, 6, 9), torch.randn(4, 3, 3, 3), None, (1, 1),
+                                                  (0, 1), (3, 2), False, (0, 0), 1, "relu", 0.0),
+    "bn weight shape": lambda: _conv_bn(torch.randn(2, 3, 8, 8), W, bn_weight=torch.ones(5)),
+    "running_var shape": lambda: _conv_bn(torch.randn(2, 3, 8, 8), W, running_var=torch.ones(4, 1)),
+    "running_mean without running_var": lambda: _conv_bn(torch.randn(2, 3, 8, 8), W, running_var=None),
+    "integer bn bias": lambda: _conv_bn(torch.randn(2, 3, 8, 8), W, bn_bias=torch.zeros(4, dtype=torch.long)),
+    "counter": lambda: _conv_bn(torch.randn(2, 3, 8, 8), W, num_batches_tracked=torch.zeros(2)),
+    "one value per channel": lambda: _conv_bn(torch.randn(1, 3, 1, 1), W),
+    "unknown activation": lambda: _conv_bn(torch.randn(2, 3, 8, 8), W, activation="gelu"),
+    "negative slope": lambda: _conv_t(torch.randn(2, 4, 4, 4), torch.randn(4, 3, 4, 4), activation="leaky_relu",
+                                      negative_slope=-1.0),
+    "transposed channels": lambda: _conv_t(torch.randn(2, 3, 4, 4), torch.randn(4, 3, 4, 4)),
+    "bn_act rank": lambda: FF.batch_norm_act(torch.randn(2, 3), None, None),
+    "bn_act weight": lambda: FF.batch_norm_act(torch.randn(2, 3, 4, 4), None, None, torch.ones(4), None, True),
+    "bce target size": lambda: FF.bce_with_logits(torch.randn(4), torch.rand(5)),
+    "bce integer input": lambda: FF.bce_with_logits(torch.ones(4, dtype=torch.int32), 1.0),
+    "bce integer target": lambda: FF.bce_with_logits(torch.randn(4), torch.ones(4, dtype=torch.long)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_fused_and_reference_reject_bad_input_with_the_same_words(case):
+    if not fastgan._backend.COMPILED:
+        pytest.skip("needs fastgan._C")
+    raised = {}
+    for name in ("fused", "reference"):
+        with fastgan.use_backend(name), pytest.raises((ValueError, TypeError)) as info:
+            BAD_INPUTS[case]()
+        raised[name] = (info.type, str(info.value))
+    assert raised["fused"] == raised["reference"]

@@ -39,9 +39,12 @@ def test_opcheck(device):
     for x, w, b, rm, rv in sample_inputs(device):
         xr = x.clone().requires_grad_()
         wr, br = w.clone().requires_grad_(), b.clone().requires_grad_()
-        torch.library.opcheck(ops.batch_norm_act, (xr, wr, br, None, None, True, 1e-5, "relu", 0.0))
-        torch.library.opcheck(ops.batch_norm_act, (xr, wr, br, rm, rv, False, 1e-5, "leaky_relu", 0.2))
-        torch.library.opcheck(ops.batch_norm_act, (xr, None, None, None, None, True, 1e-5, "tanh", 0.0))
+        counter = torch.zeros((), dtype=torch.long, device=device)
+        torch.library.opcheck(ops.batch_norm_act, (xr, wr, br, None, None, None, True, 0.1, 1e-5, "relu", 0.0))
+        torch.library.opcheck(ops.batch_norm_act, (xr, wr, br, rm, rv, None, False, 0.1, 1e-5, "leaky_relu", 0.2))
+        torch.library.opcheck(ops.batch_norm_act, (xr, wr, br, rm.clone(), rv.clone(), counter, True, None, 1e-5,
+                                                   "leaky_relu", 0.2))
+        torch.library.opcheck(ops.batch_norm_act, (xr, None, None, None, None, None, True, 0.1, 1e-5, "tanh", 0.0))
         mean, var = x.mean((0, 2, 3)), x.var((0, 2, 3), unbiased=False)
         torch.library.opcheck(ops.batch_norm_act_backward, (torch.randn_like(x), x, w, b, mean, var, True, 1e-5,
                                                             "relu", 0.0))
@@ -56,6 +59,8 @@ def test_opcheck(device):
         torch.library.opcheck(ops.batch_norm_update_stats,
                               (rm.clone(), rv.clone(), torch.ones((), dtype=torch.long, device=device), mean, var,
                                None, 72))
+        torch.library.opcheck(ops.batch_norm_update_stats, (rm.clone(), rv.clone(), None, mean, var, None, 72))
+        check_layer_ops(x, w, b, rm, rv)
         torch.library.opcheck(ops.activation, (xr, "leaky_relu", 0.2))
         torch.library.opcheck(ops.activation, (xr, "tanh", 0.0))
         torch.library.opcheck(ops.activation_backward, (torch.randn_like(x), torch.tanh(x), "tanh", 0.0))
@@ -63,6 +68,38 @@ def test_opcheck(device):
         for reduction in (0, 1, 2):
             torch.library.opcheck(ops.bce_with_logits, (flat, None, 0.9, reduction))
             torch.library.opcheck(ops.bce_with_logits, (flat, torch.rand_like(flat), 0.0, reduction))
+
+
+def check_layer_ops(x, w, b, rm, rv):
+    """The layer ops and their backward ops, conv and transposed conv, with and without
+    BatchNorm's running statistics, every gradient asked for or some."""
+    ops, c = torch.ops.fastgan, x.size(1)
+    g = torch.Generator().manual_seed(1)
+    for transposed in (False, True):
+        shape = (c, 4, 3, 3) if transposed else (4, c, 3, 3)
+        weight = (torch.randn(shape, generator=g, dtype=x.dtype) * 0.3).to(x.device).requires_grad_()
+        conv_args = ((1, 2), (1, 0), (1, 1), transposed, (0, 1) if transposed else (0, 0), 1)
+        xr = x.clone().requires_grad_()
+        bn_w, bn_b = torch.ones(4, dtype=x.dtype, device=x.device), torch.zeros(4, dtype=x.dtype, device=x.device)
+        counter = torch.zeros((), dtype=torch.long, device=x.device)
+        for running in (True, False):
+            stats = (rm[:4].clone(), rv[:4].clone(), counter) if running else (None, None, None)
+            for training in (True, False) if running else (True,):
+                torch.library.opcheck(ops.conv_bn_act, (xr, weight, None, *conv_args, bn_w.clone().requires_grad_(),
+                                                        bn_b.clone().requires_grad_(), *stats, training, 0.1, 1e-5,
+                                                        "leaky_relu", 0.2))
+        out, conv_out, mean, var = ops.conv_bn_act(x, weight.detach(), None, *conv_args, bn_w, bn_b, None, None, None,
+                                                   True, 0.1, 1e-5, "relu", 0.0)
+        for mask in ([True, True, False], [False, True, False], [False, False, False], [True, True, True]):
+            torch.library.opcheck(ops.conv_bn_act_backward, (torch.randn_like(out), x, weight.detach(), conv_out, bn_w,
+                                                             bn_b, mean, var, *conv_args, True, 1e-5, "relu", 0.0,
+                                                             mask))
+        bias = torch.randn(4, dtype=x.dtype, device=x.device, requires_grad=True)
+        torch.library.opcheck(ops.conv_act, (xr, weight, bias, *conv_args, "tanh", 0.0))
+        out = ops.conv_act(x, weight.detach(), bias.detach(), *conv_args, "leaky_relu", 0.2)
+        for mask in ([True, True, True], [False, True, False]):
+            torch.library.opcheck(ops.conv_act_backward, (torch.randn_like(out), x, weight.detach(), out, *conv_args,
+                                                          "leaky_relu", 0.2, mask))
 
 
 def gan_step(g, d, z, real):

@@ -167,13 +167,19 @@ void apply(const scalar_t* x, scalar_t* y, const Geometry& g, const acc_t* scale
   });
 }
 
+void update_running_stats(at::Tensor& running_mean, at::Tensor& running_var,
+                          const c10::optional<at::Tensor>& num_batches_tracked, const at::Tensor& save_mean,
+                          const at::Tensor& save_var, c10::optional<double> momentum, int64_t count);
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_cpu(
     const at::Tensor& input_, const c10::optional<at::Tensor>& weight_,
     const c10::optional<at::Tensor>& bias_, const c10::optional<at::Tensor>& running_mean_,
-    const c10::optional<at::Tensor>& running_var_, bool training, double eps,
-    c10::string_view activation, double negative_slope) {
-  const bool use_batch = check_batch_norm_act_args(input_, weight_, bias_, running_mean_, running_var_, training);
+    const c10::optional<at::Tensor>& running_var_, const c10::optional<at::Tensor>& num_batches_tracked,
+    bool training, c10::optional<double> momentum, double eps, c10::string_view activation, double negative_slope) {
   const Activation act = parse_activation(activation);
+  const bool use_batch =
+      check_batch_norm_act_args(input_, weight_, bias_, running_mean_, running_var_, num_batches_tracked,
+                                training, act);
   const at::Tensor input = input_.contiguous(layout_of(input_));
   const Geometry g = geometry_of(input);
   at::Tensor out = at::empty_like(input, input.options(), layout_of(input));
@@ -202,6 +208,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_cpu(
                                   shift.data(), acc_t(negative_slope));
     });
   });
+  if (training && running_mean_.has_value() && running_mean_->defined()) {
+    at::Tensor running_mean = *running_mean_, running_var = *running_var_;
+    update_running_stats(running_mean, running_var, num_batches_tracked, mean, var, momentum, g.count());
+  }
   return {out, mean, var};
 }
 
@@ -457,28 +467,43 @@ at::Tensor batch_norm_act_backward_elemt_cpu(
   return grad_input;
 }
 
-void batch_norm_update_stats_cpu(at::Tensor& running_mean, at::Tensor& running_var,
-                                 at::Tensor& num_batches_tracked, const at::Tensor& save_mean,
-                                 const at::Tensor& save_var, c10::optional<double> momentum, int64_t count) {
-  check_update_stats_args(running_mean, running_var, num_batches_tracked, save_mean, save_var, count);
-  num_batches_tracked.add_(1);
-  const double factor = momentum.has_value() ? *momentum : 1.0 / double(num_batches_tracked.item<int64_t>());
+// nn.BatchNorm2d's update: the factor is momentum, or the cumulative average 1 / count of
+// batches when momentum is None, or 0 when there is no counter either (what
+// nn.BatchNorm2d.forward does then). Blended in double from the float batch statistics,
+// as the CUDA kernel does, then rounded once to the buffers' dtype.
+void update_running_stats(at::Tensor& running_mean, at::Tensor& running_var,
+                          const c10::optional<at::Tensor>& num_batches_tracked, const at::Tensor& save_mean,
+                          const at::Tensor& save_var, c10::optional<double> momentum, int64_t count) {
+  const bool has_counter = num_batches_tracked.has_value() && num_batches_tracked->defined();
+  double factor = momentum.value_or(0.0);
+  if (has_counter) {
+    at::Tensor counter = *num_batches_tracked;
+    counter.add_(1);
+    if (!momentum.has_value()) factor = 1.0 / double(counter.item<int64_t>());
+  }
   const double unbias = double(count) / double(count - 1);
   at::Tensor rm = running_mean.contiguous(), rv = running_var.contiguous();
-  const at::Tensor bm = save_mean.to(rm.scalar_type()).contiguous();
-  const at::Tensor bv = save_var.to(rv.scalar_type()).contiguous();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, rm.scalar_type(), "batch_norm_update_stats_cpu", [&] {
+  const at::Tensor bm = save_mean.to(at::kDouble).contiguous();
+  const at::Tensor bv = save_var.to(at::kDouble).contiguous();
+  const double* qm = bm.const_data_ptr<double>();
+  const double* qv = bv.const_data_ptr<double>();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, rm.scalar_type(), "update_running_stats_cpu", [&] {
     scalar_t* pm = rm.data_ptr<scalar_t>();
     scalar_t* pv = rv.data_ptr<scalar_t>();
-    const scalar_t* qm = bm.const_data_ptr<scalar_t>();
-    const scalar_t* qv = bv.const_data_ptr<scalar_t>();
     for (int64_t c = 0; c < rm.numel(); ++c) {
-      pm[c] = scalar_t((1.0 - factor) * double(pm[c]) + factor * double(qm[c]));
-      pv[c] = scalar_t((1.0 - factor) * double(pv[c]) + factor * double(qv[c]) * unbias);
+      pm[c] = scalar_t((1.0 - factor) * double(pm[c]) + factor * qm[c]);
+      pv[c] = scalar_t((1.0 - factor) * double(pv[c]) + factor * qv[c] * unbias);
     }
   });
   if (!rm.is_same(running_mean)) running_mean.copy_(rm);
   if (!rv.is_same(running_var)) running_var.copy_(rv);
+}
+
+void batch_norm_update_stats_cpu(at::Tensor& running_mean, at::Tensor& running_var,
+                                 const c10::optional<at::Tensor>& num_batches_tracked, const at::Tensor& save_mean,
+                                 const at::Tensor& save_var, c10::optional<double> momentum, int64_t count) {
+  check_update_stats_args(running_mean, running_var, num_batches_tracked, save_mean, save_var, count);
+  update_running_stats(running_mean, running_var, num_batches_tracked, save_mean, save_var, momentum, count);
 }
 
 }  // namespace

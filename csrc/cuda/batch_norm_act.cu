@@ -468,14 +468,15 @@ __global__ void bn_update_stats_kernel(R* __restrict__ running_mean, R* __restri
                                        int64_t* __restrict__ num_batches_tracked, const A* __restrict__ mean,
                                        const A* __restrict__ var, int64_t C, double momentum, bool cumulative,
                                        double unbias) {
-  const int64_t tracked = *num_batches_tracked + 1;
-  const double f = cumulative ? 1.0 / double(tracked) : momentum;
+  // No counter: momentum, or 0 when momentum is None too (nn.BatchNorm2d's factor then).
+  const int64_t tracked = num_batches_tracked ? *num_batches_tracked + 1 : 0;
+  const double f = cumulative && num_batches_tracked ? 1.0 / double(tracked) : momentum;
   for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
     running_mean[c] = R((1.0 - f) * double(running_mean[c]) + f * double(mean[c]));
     running_var[c] = R((1.0 - f) * double(running_var[c]) + f * double(var[c]) * unbias);
   }
   __syncthreads();
-  if (threadIdx.x == 0) *num_batches_tracked = tracked;
+  if (threadIdx.x == 0 && num_batches_tracked) *num_batches_tracked = tracked;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -518,12 +519,19 @@ const A* ptr_or_null(const at::Tensor& t) {
   return t.defined() ? t.const_data_ptr<A>() : nullptr;
 }
 
+void update_running_stats(at::Tensor& running_mean, at::Tensor& running_var,
+                          const c10::optional<at::Tensor>& num_batches_tracked, const at::Tensor& save_mean,
+                          const at::Tensor& save_var, c10::optional<double> momentum, int64_t count);
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_cuda(
     const at::Tensor& input_, const c10::optional<at::Tensor>& weight_, const c10::optional<at::Tensor>& bias_,
-    const c10::optional<at::Tensor>& running_mean_, const c10::optional<at::Tensor>& running_var_, bool training,
-    double eps, c10::string_view activation, double negative_slope) {
-  const bool use_batch = check_batch_norm_act_args(input_, weight_, bias_, running_mean_, running_var_, training);
+    const c10::optional<at::Tensor>& running_mean_, const c10::optional<at::Tensor>& running_var_,
+    const c10::optional<at::Tensor>& num_batches_tracked, bool training, c10::optional<double> momentum, double eps,
+    c10::string_view activation, double negative_slope) {
   const Activation act = parse_activation(activation);
+  const bool use_batch =
+      check_batch_norm_act_args(input_, weight_, bias_, running_mean_, running_var_, num_batches_tracked,
+                                training, act);
   c10::cuda::CUDAGuard guard(input_.device());
   const auto fmt = layout_of(input_);
   const at::Tensor input = input_.contiguous(fmt);
@@ -533,7 +541,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_cuda(
   at::Tensor out = at::empty_like(input, input.options(), fmt);
   at::Tensor mean = at::empty({g.C}, input.options().dtype(sdt));
   at::Tensor var = at::empty({g.C}, input.options().dtype(sdt));
-  if (input.numel() == 0) return {out, mean, var};
+  if (input.numel() == 0) {  // eval returns the running statistics, as the CPU op does
+    if (!use_batch) mean.copy_(*running_mean_), var.copy_(*running_var_);
+    return {out, mean, var};
+  }
   const at::Tensor weight = as_stats(weight_, input), bias = as_stats(bias_, input);
   const at::Tensor rmean = use_batch ? at::Tensor() : as_stats(running_mean_, input);
   const at::Tensor rvar = use_batch ? at::Tensor() : as_stats(running_var_, input);
@@ -564,6 +575,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_cuda(
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   });
+  if (training && running_mean_.has_value() && running_mean_->defined()) {
+    at::Tensor running_mean = *running_mean_, running_var = *running_var_;
+    update_running_stats(running_mean, running_var, num_batches_tracked, mean, var, momentum, g.N * g.HW);
+  }
   return {out, mean, var};
 }
 
@@ -610,26 +625,35 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_backward_cuda(
   return {grad_input, grad_weight, grad_bias};
 }
 
-void batch_norm_update_stats_cuda(at::Tensor& running_mean, at::Tensor& running_var, at::Tensor& num_batches_tracked,
-                                  const at::Tensor& save_mean, const at::Tensor& save_var,
-                                  c10::optional<double> momentum, int64_t count) {
-  check_update_stats_args(running_mean, running_var, num_batches_tracked, save_mean, save_var, count);
+// One launch, no host synchronisation: the counter is read and bumped on the device.
+void update_running_stats(at::Tensor& running_mean, at::Tensor& running_var,
+                          const c10::optional<at::Tensor>& num_batches_tracked, const at::Tensor& save_mean,
+                          const at::Tensor& save_var, c10::optional<double> momentum, int64_t count) {
   // The kernel writes the buffers in place (the CPU kernel copies back instead).
   TORCH_CHECK(running_mean.is_contiguous() && running_var.is_contiguous(),
               "fastgan: running_mean and running_var must be contiguous");
   c10::cuda::CUDAGuard guard(running_mean.device());
+  const bool has_counter = num_batches_tracked.has_value() && num_batches_tracked->defined();
+  int64_t* counter = has_counter ? num_batches_tracked->data_ptr<int64_t>() : nullptr;
   const at::Tensor mean = save_mean.contiguous(), var = save_var.to(save_mean.scalar_type()).contiguous();
   auto stream = at::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, running_mean.scalar_type(), "bn_update_stats", [&] {
     using R = scalar_t;
     AT_DISPATCH_FLOATING_TYPES(mean.scalar_type(), "bn_update_stats_inner", [&] {
       bn_update_stats_kernel<R, scalar_t><<<1, 256, 0, stream>>>(
-          running_mean.data_ptr<R>(), running_var.data_ptr<R>(), num_batches_tracked.data_ptr<int64_t>(),
+          running_mean.data_ptr<R>(), running_var.data_ptr<R>(), counter,
           mean.const_data_ptr<scalar_t>(), var.const_data_ptr<scalar_t>(), running_mean.numel(),
           momentum.value_or(0.0), !momentum.has_value(), double(count) / double(count - 1));
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   });
+}
+
+void batch_norm_update_stats_cuda(at::Tensor& running_mean, at::Tensor& running_var,
+                                  const c10::optional<at::Tensor>& num_batches_tracked, const at::Tensor& save_mean,
+                                  const at::Tensor& save_var, c10::optional<double> momentum, int64_t count) {
+  check_update_stats_args(running_mean, running_var, num_batches_tracked, save_mean, save_var, count);
+  update_running_stats(running_mean, running_var, num_batches_tracked, save_mean, save_var, momentum, count);
 }
 
 // --- Synchronised BatchNorm: the same kernels, split where the caller all-reduces. ---------

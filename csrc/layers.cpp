@@ -1,0 +1,145 @@
+// The fused layers, composed once for every device: the convolution through ATen (oneDNN on
+// the CPU, cuDNN on the GPU), then one fastgan op for everything after it. Registered as
+// CompositeExplicitAutograd, so a layer is one dispatcher call and one autograd node (its
+// autograd kernel is in autograd.cpp), and its argument checks run in C++.
+//
+// Under autocast the layers cast input, weight and bias as torch casts a convolution's;
+// BatchNorm's parameters and running statistics stay in float, as in native batch_norm.
+#include <ATen/autocast_mode.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
+#include <torch/library.h>
+
+#include "fastgan.h"
+#include "op_handles.h"
+
+namespace fastgan {
+namespace {
+
+using op::Mask3;
+using op::OptTensor;
+using op::Tensor;
+
+std::tuple<Tensor, Tensor, Tensor, Tensor> conv_bn_act(
+    const Tensor& input, const Tensor& weight, const OptTensor& conv_bias, at::IntArrayRef stride,
+    at::IntArrayRef padding, at::IntArrayRef dilation, bool transposed, at::IntArrayRef output_padding,
+    int64_t groups, const OptTensor& bn_weight, const OptTensor& bn_bias, const OptTensor& running_mean,
+    const OptTensor& running_var, const OptTensor& num_batches_tracked, bool training,
+    c10::optional<double> momentum, double eps, c10::string_view activation, double negative_slope) {
+  const Activation act = parse_activation(activation);
+  const Layer layer{true, transposed, true, act};
+  check_conv(input, weight, padding, dilation, groups, transposed, layer);
+  Tensor y = at::convolution(input, weight, conv_bias, stride, padding, dilation, transposed, output_padding, groups);
+  check_bn_params(y, bn_weight, bn_bias, running_mean, running_var, layer);
+  check_num_batches_tracked(num_batches_tracked, y, layer);
+  if (training || !running_mean.has_value() || !running_mean->defined()) check_training_batch(y);
+  auto [out, mean, var] = op::batch_norm_act().call(y, bn_weight, bn_bias, running_mean, running_var,
+                                                    num_batches_tracked, training, momentum, eps, activation,
+                                                    negative_slope);
+  return {out, y, mean, var};
+}
+
+// The convolution's gradients where the mask asks for them (undefined elsewhere).
+std::tuple<Tensor, Tensor, Tensor> conv_grads(const Tensor& grad_conv_out, const Tensor& input, const Tensor& weight,
+                                              int64_t out_channels, at::IntArrayRef stride, at::IntArrayRef padding,
+                                              at::IntArrayRef dilation, bool transposed,
+                                              at::IntArrayRef output_padding, int64_t groups, Mask3 mask) {
+  if (!(mask[0] || mask[1] || mask[2])) return {};
+  const std::vector<int64_t> bias_sizes{out_channels};
+  return at::convolution_backward(grad_conv_out, input, weight,
+                                  mask[2] ? at::OptionalIntArrayRef(bias_sizes) : c10::nullopt, stride, padding,
+                                  dilation, transposed, output_padding, groups, mask);
+}
+
+Tensor param_grad(const Tensor& grad, const OptTensor& param) {
+  if (!param.has_value() || !param->defined()) return Tensor();
+  return grad.to(param->scalar_type());
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> conv_bn_act_backward(
+    const Tensor& grad_out, const Tensor& input, const Tensor& weight, const Tensor& conv_out,
+    const OptTensor& bn_weight, const OptTensor& bn_bias, const Tensor& save_mean, const Tensor& save_var,
+    at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, bool transposed,
+    at::IntArrayRef output_padding, int64_t groups, bool batch_stats, double eps, c10::string_view activation,
+    double negative_slope, Mask3 output_mask) {
+  auto [grad_y, grad_bn_weight, grad_bn_bias] = op::batch_norm_act_backward().call(
+      grad_out, conv_out, bn_weight, bn_bias, save_mean, save_var, batch_stats, eps, activation, negative_slope);
+  auto [grad_input, grad_weight, grad_bias] = conv_grads(grad_y, input, weight, conv_out.size(1), stride, padding,
+                                                         dilation, transposed, output_padding, groups, output_mask);
+  return {grad_input, grad_weight, grad_bias, param_grad(grad_bn_weight, bn_weight),
+          param_grad(grad_bn_bias, bn_bias)};
+}
+
+Tensor conv_act(const Tensor& input, const Tensor& weight, const OptTensor& bias, at::IntArrayRef stride,
+                at::IntArrayRef padding, at::IntArrayRef dilation, bool transposed, at::IntArrayRef output_padding,
+                int64_t groups, c10::string_view activation, double negative_slope) {
+  const Activation act = parse_activation(activation);
+  const Layer layer{true, transposed, false, act};
+  check_negative_slope(act, negative_slope, layer);
+  check_conv(input, weight, padding, dilation, groups, transposed, layer);
+  const Tensor y = at::convolution(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups);
+  return op::activation().call(y, activation, negative_slope);
+}
+
+std::tuple<Tensor, Tensor, Tensor> conv_act_backward(const Tensor& grad_out, const Tensor& input,
+                                                     const Tensor& weight, const Tensor& output,
+                                                     at::IntArrayRef stride, at::IntArrayRef padding,
+                                                     at::IntArrayRef dilation, bool transposed,
+                                                     at::IntArrayRef output_padding, int64_t groups,
+                                                     c10::string_view activation, double negative_slope,
+                                                     Mask3 output_mask) {
+  const Tensor grad_y = op::activation_backward().call(grad_out, output, activation, negative_slope);
+  return conv_grads(grad_y, input, weight, output.size(1), stride, padding, dilation, transposed, output_padding,
+                    groups, output_mask);
+}
+
+// --- Autocast: the convolution's operands in the autocast dtype, the rest as given. --------
+
+template <c10::DeviceType D>
+struct AutocastLayers {
+  static Tensor cast(const Tensor& t) { return at::autocast::cached_cast(at::autocast::get_autocast_dtype(D), t, D); }
+  static OptTensor cast(const OptTensor& t) {
+    return at::autocast::cached_cast(at::autocast::get_autocast_dtype(D), t, D);
+  }
+
+  static std::tuple<Tensor, Tensor, Tensor, Tensor> conv_bn_act(
+      const Tensor& input, const Tensor& weight, const OptTensor& conv_bias, at::IntArrayRef stride,
+      at::IntArrayRef padding, at::IntArrayRef dilation, bool transposed, at::IntArrayRef output_padding,
+      int64_t groups, const OptTensor& bn_weight, const OptTensor& bn_bias, const OptTensor& running_mean,
+      const OptTensor& running_var, const OptTensor& num_batches_tracked, bool training,
+      c10::optional<double> momentum, double eps, c10::string_view activation, double negative_slope) {
+    c10::impl::ExcludeDispatchKeyGuard no_autocast(at::autocast::get_autocast_dispatch_key_from_device_type(D));
+    return op::conv_bn_act().call(cast(input), cast(weight), cast(conv_bias), stride, padding, dilation, transposed,
+                                  output_padding, groups, bn_weight, bn_bias, running_mean, running_var,
+                                  num_batches_tracked, training, momentum, eps, activation, negative_slope);
+  }
+
+  static Tensor conv_act(const Tensor& input, const Tensor& weight, const OptTensor& bias, at::IntArrayRef stride,
+                         at::IntArrayRef padding, at::IntArrayRef dilation, bool transposed,
+                         at::IntArrayRef output_padding, int64_t groups, c10::string_view activation,
+                         double negative_slope) {
+    c10::impl::ExcludeDispatchKeyGuard no_autocast(at::autocast::get_autocast_dispatch_key_from_device_type(D));
+    return op::conv_act().call(cast(input), cast(weight), cast(bias), stride, padding, dilation, transposed,
+                               output_padding, groups, activation, negative_slope);
+  }
+};
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(fastgan, CompositeExplicitAutograd, m) {
+  m.impl("conv_bn_act", &conv_bn_act);
+  m.impl("conv_bn_act_backward", &conv_bn_act_backward);
+  m.impl("conv_act", &conv_act);
+  m.impl("conv_act_backward", &conv_act_backward);
+}
+
+TORCH_LIBRARY_IMPL(fastgan, AutocastCPU, m) {
+  m.impl("conv_bn_act", &AutocastLayers<c10::DeviceType::CPU>::conv_bn_act);
+  m.impl("conv_act", &AutocastLayers<c10::DeviceType::CPU>::conv_act);
+}
+
+TORCH_LIBRARY_IMPL(fastgan, AutocastCUDA, m) {
+  m.impl("conv_bn_act", &AutocastLayers<c10::DeviceType::CUDA>::conv_bn_act);
+  m.impl("conv_act", &AutocastLayers<c10::DeviceType::CUDA>::conv_act);
+}
+
+}  // namespace fastgan

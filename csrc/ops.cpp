@@ -4,6 +4,7 @@
 // (autograd.cpp), and the fake kernels in fastgan/_ops.py.
 #include <torch/extension.h>
 
+#include "cpu/kernel_table.h"
 #include "op_handles.h"
 
 #include <string>
@@ -149,5 +150,8 @@ void bind_eager_ops(pybind11::module& m) {
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "fastgan compiled kernels; the ops live in torch.ops.fastgan";
   m.def("build_info", &build_info, "How this module was built");
+  m.def("cpu_capability", &fastgan::cpu::capability, "The instruction set the CPU kernels run with");
+  m.def("set_cpu_capability", &fastgan::cpu::set_capability,
+        "Run the CPU kernels with 'default' (baseline) or 'avx2' instructions (for tests)");
   bind_eager_ops(m);
 }

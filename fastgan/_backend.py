@@ -82,6 +82,13 @@ def use_backend(name: str):
         _state["backend"] = previous
 
 
+def fast_path(tensor) -> bool:
+    """fused_for's answer where it is yes, cheaply: the fused backend and a device with
+    kernels. A no sends the caller through fastgan.functional, which says why once."""
+    return (_state["backend"] == "fused" and isinstance(tensor, torch.Tensor)
+            and ((tensor.is_cpu and KERNELS["cpu"]) or (tensor.is_cuda and KERNELS["cuda"])))
+
+
 def fused_for(tensor: torch.Tensor) -> bool:
     """Whether the fused kernels handle this tensor's device; says once when they can't."""
     if _state["backend"] != "fused" or not isinstance(tensor, torch.Tensor):

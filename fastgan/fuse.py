@@ -16,6 +16,7 @@ from torch import nn
 
 from . import _checks, reference
 from . import functional as FF
+from ._backend import _C, fast_path
 from .sync_batch_norm import SYNC_BATCH_NORMS, needs_sync, sync_batch_norm_act
 
 _BATCH_NORMS = (nn.BatchNorm2d, *SYNC_BATCH_NORMS)
@@ -86,29 +87,62 @@ def conv_act(conv, activation, slope, x):
     return FF.conv_act(x, conv.weight, conv.bias, *_conv_args(conv), activation, slope)
 
 
+def _runner(kind, modules, activation):
+    """One segment of a plan as a callable. The fused ones call _C's entry point straight
+    away when the fused kernels serve the input (the eager hot path: no Python between the
+    module call and the op) and go through fastgan.functional otherwise."""
+    if kind == "module":
+        return modules[0]
+    conv, last = modules[0], modules[-1]
+    stride, padding, dilation, transposed, output_padding, groups = _conv_args(conv)
+    if kind == "conv_act":
+        def run_conv_act(x):
+            if fast_path(x):
+                return _C.conv_act(x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, transposed,
+                                   output_padding, conv.groups, activation, _slope(last))
+            return conv_act(conv, activation, _slope(last), x)
+        return run_conv_act
+    bn = modules[1]
+    sync = type(bn) in SYNC_BATCH_NORMS
+
+    def run_conv_bn_act(x):
+        if fast_path(x) and not (sync and needs_sync(bn)):
+            return _C.conv_bn_act(x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, transposed,
+                                  output_padding, conv.groups, bn.weight, bn.bias, bn.running_mean, bn.running_var,
+                                  bn.num_batches_tracked, bn.training, bn.momentum, bn.eps, activation, _slope(last))
+        return conv_bn_act(conv, bn, activation, _slope(last), x)
+    return run_conv_bn_act
+
+
 class FusedSequential(nn.Sequential):
     """nn.Sequential whose conv/BatchNorm/activation runs execute as fused ops.
 
     The plan (which children fuse) is made on the first call and kept while the children
     stay the same objects; attributes (training, momentum, a LeakyReLU's slope) are read
-    on every call."""
+    on every call. Forward hooks registered on a child after the first call are not seen
+    by the fused segments: register them before, or call fastgan.unfuse()."""
 
-    def _plan(self, modules):
-        if torch.compiler.is_compiling():
-            return plan(modules)  # traced once; no cache to guard on
+    def _runners(self, modules):
         cached = self.__dict__.get("_fastgan_plan")
         if cached is None or cached[0] != modules:  # modules compare by identity
-            cached = (modules, plan(modules))
+            runners, i = [], 0
+            for length, kind, activation, _ in plan(modules):
+                runners.append(_runner(kind, modules[i:i + length], activation))
+                i += length
+            cached = (modules, runners)
             self.__dict__["_fastgan_plan"] = cached
         return cached[1]
 
     def forward(self, input):
         modules = tuple(self._modules.values())
-        i = 0
-        for length, kind, activation, _ in self._plan(modules):
+        if not torch.compiler.is_compiling():
+            for run in self._runners(modules):
+                input = run(input)
+            return input
+        i = 0  # traced by torch.compile: the plan is made at trace time, no cache to guard on
+        for length, kind, activation, _ in plan(modules):
             if kind == "conv_bn_act":
-                act = modules[i + 2]
-                input = conv_bn_act(modules[i], modules[i + 1], activation, _slope(act), input)
+                input = conv_bn_act(modules[i], modules[i + 1], activation, _slope(modules[i + 2]), input)
             elif kind == "conv_act":
                 input = conv_act(modules[i], activation, _slope(modules[i + 1]), input)
             else:

@@ -1,0 +1,58 @@
+// The CPU kernels' loops behind one table of entry points, compiled once per instruction
+// set (kernels_default.cpp: baseline x86-64; kernels_avx2.cpp: AVX2 + FMA) and chosen at
+// run time by what the processor has, as ATen's CPU_CAPABILITY does: a wheel built on one
+// machine runs on any x86-64 and uses the wider vectors where they exist.
+// FASTGAN_CPU_CAPABILITY=default|avx2 picks one by hand (tests compare the two).
+#pragma once
+
+#include <c10/core/ScalarType.h>
+
+#include <cstdint>
+#include <string>
+
+#include "../activations.h"
+
+namespace fastgan {
+namespace cpu {
+
+struct Geometry {
+  int64_t N, C, HW;
+  bool channels_last;
+  int64_t count() const { return N * HW; }
+};
+
+enum class BceReduction : int { None = 0, Mean = 1, Sum = 2 };
+
+// Pointers are to the tensor's dtype (x, y, dy, dx, grad, loss) or to the accumulation type,
+// float (double for double tensors): per-channel statistics and coefficients.
+struct KernelTable {
+  const char* name;
+  void (*stats)(c10::ScalarType, const void* x, const Geometry&, void* mean, void* var);
+  void (*apply)(c10::ScalarType, Activation, const void* x, void* y, const Geometry&, const void* scale,
+                const void* shift, double slope);
+  void (*backward_sums)(c10::ScalarType, Activation, const void* dy, const void* x, const Geometry&,
+                        const void* scale, const void* shift, const void* mean, double slope, double* sum_g,
+                        double* sum_gx);
+  void (*backward_input)(c10::ScalarType, Activation, const void* dy, const void* x, void* dx, const Geometry&,
+                         const void* scale, const void* shift, const void* mean, const void* k_mean_g,
+                         const void* k_x, double slope);
+  void (*activation)(c10::ScalarType, Activation, const void* x, void* y, int64_t n, double slope);
+  void (*activation_backward)(c10::ScalarType, Activation, const void* dy, const void* y, void* dx, int64_t n,
+                              double slope);
+  // Writes the gradient (scaled for the mean) and, for reduction None, the loss per element;
+  // returns the reduced loss otherwise.
+  double (*bce)(c10::ScalarType, const void* x, const void* target, double target_value, void* grad, void* loss,
+                int64_t n, BceReduction);
+};
+
+namespace default_ { const KernelTable& table(); }
+namespace avx2 { const KernelTable& table(); }
+
+// The table for this processor (or FASTGAN_CPU_CAPABILITY), chosen on first use.
+const KernelTable& kernels();
+// For tests and `python -m fastgan info`: the table in use, and switching it.
+std::string capability();
+void set_capability(const std::string& name);
+
+}  // namespace cpu
+}  // namespace fastgan

@@ -1,0 +1,409 @@
+// The loops of every CPU kernel, compiled once per instruction set: a kernels_<isa>.cpp
+// file includes this header inside namespace fastgan::cpu::<isa> (see kernel_table.h), with
+// the compiler told which instructions it may use. Everything defined here is per-ISA; the
+// helpers it calls from other headers are inlined into it. Loops are plain C++ the compiler
+// vectorises (-fopenmp-simd); channels are spread over threads with at::parallel_for. Every
+// per-channel result is computed by one thread in a fixed order, so results do not depend
+// on the thread count.
+//
+// No #pragma once: included once per ISA translation unit, by design.
+
+namespace {
+
+// Runs short enough to stay in L1/L2, so the two-pass statistics inside one run cost one
+// read from memory. Fixed, so chunking never depends on the thread count.
+constexpr int64_t kRun = 4096;
+
+// Below this many elements per task, waking another thread costs more than it saves.
+constexpr int64_t kMinTask = 32768;
+
+inline int64_t grain(int64_t elements_per_item) {
+  return std::max<int64_t>(1, kMinTask / std::max<int64_t>(1, elements_per_item));
+}
+
+template <typename scalar_t>
+using acc_type = std::conditional_t<std::is_same<scalar_t, double>::value, double, float>;
+
+// Chan et al.'s merge of (count, mean, M2) partials, in double.
+struct Moments {
+  double n = 0, mean = 0, m2 = 0;
+  void merge(double nb, double mb, double m2b) {
+    if (nb == 0) return;
+    double nn = n + nb, d = mb - mean;
+    mean += d * (nb / nn);
+    m2 += m2b + d * d * (n * nb / nn);
+    n = nn;
+  }
+};
+
+// Two-pass mean and M2 of one strided run: accurate for large means (1e3 +- 1) because
+// the second pass subtracts the run's own mean before squaring.
+template <typename scalar_t>
+void run_moments(const scalar_t* p, int64_t len, int64_t stride, Moments& into) {
+  using acc_t = acc_type<scalar_t>;
+  acc_t s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t i = 0; i < len; ++i) s += acc_t(p[i * stride]);
+  acc_t mean = s / acc_t(len);
+  acc_t q = 0;
+#pragma omp simd reduction(+ : q)
+  for (int64_t i = 0; i < len; ++i) {
+    acc_t d = acc_t(p[i * stride]) - mean;
+    q += d * d;
+  }
+  into.merge(double(len), double(mean), double(q));
+}
+
+// Per-channel (mean, biased var) into mean_out/var_out (stats dtype).
+template <typename scalar_t, typename stat_t>
+void compute_stats(const scalar_t* x, const Geometry& g, stat_t* mean_out, stat_t* var_out) {
+  if (!g.channels_last) {
+    at::parallel_for(0, g.C, grain(g.count()), [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) {
+        Moments m;
+        for (int64_t n = 0; n < g.N; ++n) {
+          const scalar_t* plane = x + (n * g.C + c) * g.HW;
+          for (int64_t s = 0; s < g.HW; s += kRun) run_moments(plane + s, std::min(kRun, g.HW - s), 1, m);
+        }
+        mean_out[c] = stat_t(m.mean);
+        var_out[c] = stat_t(m.m2 / m.n);
+      }
+    });
+    return;
+  }
+  // NHWC: rows of C contiguous channels. Each thread owns a channel range and walks all
+  // rows in fixed blocks, accumulating across channels so the inner loop is contiguous.
+  using acc_t = acc_type<scalar_t>;
+  const int64_t rows = g.count();
+  const int64_t block = std::max<int64_t>(1, kRun * 4 / std::max<int64_t>(g.C, 1));
+  at::parallel_for(0, g.C, std::max<int64_t>(16, grain(rows)), [&](int64_t c0, int64_t c1) {
+    const int64_t width = c1 - c0;
+    std::vector<Moments> m(width);
+    std::vector<acc_t> s(width), q(width);
+    for (int64_t r0 = 0; r0 < rows; r0 += block) {
+      const int64_t len = std::min(block, rows - r0);
+      std::fill(s.begin(), s.end(), acc_t(0));
+      std::fill(q.begin(), q.end(), acc_t(0));
+      for (int64_t r = r0; r < r0 + len; ++r) {
+        const scalar_t* row = x + r * g.C + c0;
+        acc_t* sp = s.data();
+#pragma omp simd
+        for (int64_t c = 0; c < width; ++c) sp[c] += acc_t(row[c]);
+      }
+      for (int64_t c = 0; c < width; ++c) s[c] /= acc_t(len);
+      for (int64_t r = r0; r < r0 + len; ++r) {
+        const scalar_t* row = x + r * g.C + c0;
+        acc_t* sp = s.data();
+        acc_t* qp = q.data();
+#pragma omp simd
+        for (int64_t c = 0; c < width; ++c) {
+          acc_t d = acc_t(row[c]) - sp[c];
+          qp[c] += d * d;
+        }
+      }
+      for (int64_t c = 0; c < width; ++c) m[c].merge(double(len), double(s[c]), double(q[c]));
+    }
+    for (int64_t c = 0; c < width; ++c) {
+      mean_out[c0 + c] = stat_t(m[c].mean);
+      var_out[c0 + c] = stat_t(m[c].m2 / m[c].n);
+    }
+  });
+}
+
+template <Activation ACT, typename scalar_t, typename acc_t>
+void apply(const scalar_t* x, scalar_t* y, const Geometry& g, const acc_t* scale,
+           const acc_t* shift, acc_t slope) {
+  if (!g.channels_last) {
+    at::parallel_for(0, g.N * g.C, grain(g.HW), [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p) {
+        const int64_t c = p % g.C;
+        const acc_t s = scale[c], b = shift[c];
+        const scalar_t* xp = x + p * g.HW;
+        scalar_t* yp = y + p * g.HW;
+#pragma omp simd
+        for (int64_t i = 0; i < g.HW; ++i) yp[i] = scalar_t(activate_t<ACT>(affine(acc_t(xp[i]), s, b), slope));
+      }
+    });
+    return;
+  }
+  at::parallel_for(0, g.count(), grain(g.C), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const scalar_t* xp = x + r * g.C;
+      scalar_t* yp = y + r * g.C;
+#pragma omp simd
+      for (int64_t c = 0; c < g.C; ++c) yp[c] = scalar_t(activate_t<ACT>(affine(acc_t(xp[c]), scale[c], shift[c]), slope));
+    }
+  });
+}
+
+// Backward. g = grad_out * act'(pre-activation), with the pre-activation recomputed from
+// the input. Per channel: sum_g = sum(g), sum_gx = sum(g * (x - mean)).
+//   grad_bias = sum_g, grad_weight = invstd * sum_gx
+//   training: dx = scale * (g - sum_g / n - (x - mean) * invstd^2 * sum_gx / n)
+//   eval:     dx = scale * g
+template <Activation ACT, typename scalar_t, typename acc_t>
+void backward_sums(const scalar_t* dy, const scalar_t* x, const Geometry& g, const acc_t* scale,
+                   const acc_t* shift, const acc_t* mean, acc_t slope,
+                   double* sum_g, double* sum_gx) {
+  if (!g.channels_last) {
+    at::parallel_for(0, g.C, grain(g.count()), [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) {
+        const acc_t s = scale[c], b = shift[c], m = mean[c];
+        double tg = 0, tgx = 0;
+        for (int64_t n = 0; n < g.N; ++n) {
+          const int64_t off = (n * g.C + c) * g.HW;
+          const scalar_t* xp = x + off;
+          const scalar_t* dp = dy + off;
+          for (int64_t s0 = 0; s0 < g.HW; s0 += kRun) {
+            const int64_t s1 = std::min(g.HW, s0 + kRun);
+            acc_t ag = 0, agx = 0;
+#pragma omp simd reduction(+ : ag, agx)
+            for (int64_t i = s0; i < s1; ++i) {
+              const acc_t xv = acc_t(xp[i]);
+              const acc_t gv = acc_t(dp[i]) * activation_grad_from_input_t<ACT>(affine(xv, s, b), slope);
+              ag += gv;
+              agx += gv * (xv - m);
+            }
+            tg += ag;
+            tgx += agx;
+          }
+        }
+        sum_g[c] = tg;
+        sum_gx[c] = tgx;
+      }
+    });
+    return;
+  }
+  const int64_t rows = g.count();
+  const int64_t block = std::max<int64_t>(1, kRun * 4 / std::max<int64_t>(g.C, 1));
+  at::parallel_for(0, g.C, std::max<int64_t>(16, grain(rows)), [&](int64_t c0, int64_t c1) {
+    const int64_t width = c1 - c0;
+    std::vector<acc_t> ag(width), agx(width);
+    std::vector<double> tg(width, 0.0), tgx(width, 0.0);
+    for (int64_t r0 = 0; r0 < rows; r0 += block) {
+      const int64_t r1 = std::min(rows, r0 + block);
+      std::fill(ag.begin(), ag.end(), acc_t(0));
+      std::fill(agx.begin(), agx.end(), acc_t(0));
+      for (int64_t r = r0; r < r1; ++r) {
+        const scalar_t* xp = x + r * g.C + c0;
+        const scalar_t* dp = dy + r * g.C + c0;
+        const acc_t* sp = scale + c0;
+        const acc_t* bp = shift + c0;
+        const acc_t* mp = mean + c0;
+        acc_t* agp = ag.data();
+        acc_t* agxp = agx.data();
+#pragma omp simd
+        for (int64_t c = 0; c < width; ++c) {
+          const acc_t xv = acc_t(xp[c]);
+          const acc_t gv = acc_t(dp[c]) * activation_grad_from_input_t<ACT>(affine(xv, sp[c], bp[c]), slope);
+          agp[c] += gv;
+          agxp[c] += gv * (xv - mp[c]);
+        }
+      }
+      for (int64_t c = 0; c < width; ++c) {
+        tg[c] += ag[c];
+        tgx[c] += agx[c];
+      }
+    }
+    for (int64_t c = 0; c < width; ++c) {
+      sum_g[c0 + c] = tg[c];
+      sum_gx[c0 + c] = tgx[c];
+    }
+  });
+}
+
+template <Activation ACT, typename scalar_t, typename acc_t>
+void backward_input(const scalar_t* dy, const scalar_t* x, scalar_t* dx, const Geometry& g,
+                    const acc_t* scale, const acc_t* shift, const acc_t* mean, const acc_t* k_mean_g,
+                    const acc_t* k_x, acc_t slope) {
+  // dx = scale * (g - k_mean_g - (x - mean) * k_x); eval passes k_mean_g = k_x = 0.
+  if (!g.channels_last) {
+    at::parallel_for(0, g.N * g.C, grain(g.HW), [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p) {
+        const int64_t c = p % g.C;
+        const acc_t s = scale[c], b = shift[c], m = mean[c], km = k_mean_g[c], kx = k_x[c];
+        const scalar_t* xp = x + p * g.HW;
+        const scalar_t* dp = dy + p * g.HW;
+        scalar_t* op = dx + p * g.HW;
+#pragma omp simd
+        for (int64_t i = 0; i < g.HW; ++i) {
+          const acc_t xv = acc_t(xp[i]);
+          const acc_t gv = acc_t(dp[i]) * activation_grad_from_input_t<ACT>(affine(xv, s, b), slope);
+          op[i] = scalar_t(s * (gv - km - (xv - m) * kx));
+        }
+      }
+    });
+    return;
+  }
+  at::parallel_for(0, g.count(), grain(g.C), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const scalar_t* xp = x + r * g.C;
+      const scalar_t* dp = dy + r * g.C;
+      scalar_t* op = dx + r * g.C;
+#pragma omp simd
+      for (int64_t c = 0; c < g.C; ++c) {
+        const acc_t xv = acc_t(xp[c]);
+        const acc_t gv = acc_t(dp[c]) * activation_grad_from_input_t<ACT>(affine(xv, scale[c], shift[c]), slope);
+        op[c] = scalar_t(scale[c] * (gv - k_mean_g[c] - (xv - mean[c]) * k_x[c]));
+      }
+    }
+  });
+}
+
+constexpr int64_t kGrain = 32768;
+
+// Loops live outside the AT_DISPATCH lambdas: a #pragma cannot sit inside a macro argument.
+template <Activation ACT, typename scalar_t>
+void activation_loop(const scalar_t* x, scalar_t* y, int64_t n, double negative_slope) {
+  using acc_t = acc_type<scalar_t>;
+  const acc_t slope = acc_t(negative_slope);
+  at::parallel_for(0, n, kGrain, [&](int64_t i0, int64_t i1) {
+#pragma omp simd
+    for (int64_t i = i0; i < i1; ++i) y[i] = scalar_t(activate_t<ACT>(acc_t(x[i]), slope));
+  });
+}
+
+template <Activation ACT, typename scalar_t>
+void activation_backward_loop(const scalar_t* dy, const scalar_t* y, scalar_t* dx, int64_t n,
+                              double negative_slope) {
+  using acc_t = acc_type<scalar_t>;
+  const acc_t slope = acc_t(negative_slope);
+  at::parallel_for(0, n, kGrain, [&](int64_t i0, int64_t i1) {
+#pragma omp simd
+    for (int64_t i = i0; i < i1; ++i)
+      dx[i] = scalar_t(acc_t(dy[i]) * activation_grad_from_output_t<ACT>(acc_t(y[i]), slope));
+  });
+}
+
+// Fixed-size blocks summed in order: the same bits for any thread count.
+constexpr int64_t kBceBlock = 4096;
+
+
+// Reduction None: loss and gradient per element. Sum/Mean: blocks of fixed size summed in
+// order (the same bits for any thread count), the gradient scaled by 1/n for the mean.
+template <typename scalar_t>
+double bce_loop(const scalar_t* x, const scalar_t* t, double target_value, scalar_t* gp, scalar_t* lp, int64_t n,
+                BceReduction red) {
+  using acc_t = acc_type<scalar_t>;
+  const acc_t tv = acc_t(target_value);
+  const acc_t gscale = red == BceReduction::Mean ? acc_t(1) / acc_t(std::max<int64_t>(n, 1)) : acc_t(1);
+  if (red == BceReduction::None) {
+    at::parallel_for(0, n, kGrain, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        acc_t l, gr;
+        bce_point(acc_t(x[i]), t ? acc_t(t[i]) : tv, l, gr);
+        lp[i] = scalar_t(l);
+        gp[i] = scalar_t(gr);
+      }
+    });
+    return 0.0;
+  }
+  const int64_t blocks = (n + kBceBlock - 1) / kBceBlock;
+  std::vector<double> partial(blocks, 0.0);
+  at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t i1 = std::min(n, (b + 1) * kBceBlock);
+      acc_t s = 0;
+      for (int64_t i = b * kBceBlock; i < i1; ++i) {
+        acc_t l, gr;
+        bce_point(acc_t(x[i]), t ? acc_t(t[i]) : tv, l, gr);
+        s += l;
+        gp[i] = scalar_t(gr * gscale);
+      }
+      partial[b] = double(s);
+    }
+  });
+  double total = 0;
+  for (double p : partial) total += p;
+  return total;
+}
+
+
+// --- Type-erased entry points: the dtype and activation switches, once per call. ---------
+
+#define FASTGAN_CPU_DISPATCH(dtype, name, ...) \
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, name, __VA_ARGS__)
+
+void stats_entry(c10::ScalarType dt, const void* x, const Geometry& g, void* mean, void* var) {
+  FASTGAN_CPU_DISPATCH(dt, "fastgan_stats", [&] {
+    using stat_t = acc_type<scalar_t>;
+    compute_stats(static_cast<const scalar_t*>(x), g, static_cast<stat_t*>(mean), static_cast<stat_t*>(var));
+  });
+}
+
+void apply_entry(c10::ScalarType dt, Activation act, const void* x, void* y, const Geometry& g, const void* scale,
+                 const void* shift, double slope) {
+  FASTGAN_CPU_DISPATCH(dt, "fastgan_apply", [&] {
+    using acc_t = acc_type<scalar_t>;
+    dispatch_activation(act, [&](auto tag) {
+      apply<decltype(tag)::value>(static_cast<const scalar_t*>(x), static_cast<scalar_t*>(y), g,
+                                  static_cast<const acc_t*>(scale), static_cast<const acc_t*>(shift), acc_t(slope));
+    });
+  });
+}
+
+void backward_sums_entry(c10::ScalarType dt, Activation act, const void* dy, const void* x, const Geometry& g,
+                         const void* scale, const void* shift, const void* mean, double slope, double* sum_g,
+                         double* sum_gx) {
+  FASTGAN_CPU_DISPATCH(dt, "fastgan_backward_sums", [&] {
+    using acc_t = acc_type<scalar_t>;
+    dispatch_activation(act, [&](auto tag) {
+      backward_sums<decltype(tag)::value>(static_cast<const scalar_t*>(dy), static_cast<const scalar_t*>(x), g,
+                                          static_cast<const acc_t*>(scale), static_cast<const acc_t*>(shift),
+                                          static_cast<const acc_t*>(mean), acc_t(slope), sum_g, sum_gx);
+    });
+  });
+}
+
+void backward_input_entry(c10::ScalarType dt, Activation act, const void* dy, const void* x, void* dx,
+                          const Geometry& g, const void* scale, const void* shift, const void* mean,
+                          const void* k_mean_g, const void* k_x, double slope) {
+  FASTGAN_CPU_DISPATCH(dt, "fastgan_backward_input", [&] {
+    using acc_t = acc_type<scalar_t>;
+    dispatch_activation(act, [&](auto tag) {
+      backward_input<decltype(tag)::value>(
+          static_cast<const scalar_t*>(dy), static_cast<const scalar_t*>(x), static_cast<scalar_t*>(dx), g,
+          static_cast<const acc_t*>(scale), static_cast<const acc_t*>(shift), static_cast<const acc_t*>(mean),
+          static_cast<const acc_t*>(k_mean_g), static_cast<const acc_t*>(k_x), acc_t(slope));
+    });
+  });
+}
+
+void activation_entry(c10::ScalarType dt, Activation act, const void* x, void* y, int64_t n, double slope) {
+  FASTGAN_CPU_DISPATCH(dt, "fastgan_activation", [&] {
+    dispatch_activation(act, [&](auto tag) {
+      activation_loop<decltype(tag)::value>(static_cast<const scalar_t*>(x), static_cast<scalar_t*>(y), n, slope);
+    });
+  });
+}
+
+void activation_backward_entry(c10::ScalarType dt, Activation act, const void* dy, const void* y, void* dx,
+                               int64_t n, double slope) {
+  FASTGAN_CPU_DISPATCH(dt, "fastgan_activation_backward", [&] {
+    dispatch_activation(act, [&](auto tag) {
+      activation_backward_loop<decltype(tag)::value>(static_cast<const scalar_t*>(dy),
+                                                     static_cast<const scalar_t*>(y), static_cast<scalar_t*>(dx),
+                                                     n, slope);
+    });
+  });
+}
+
+double bce_entry(c10::ScalarType dt, const void* x_, const void* t_, double target_value, void* grad, void* loss,
+                 int64_t n, BceReduction red) {
+  double total = 0;
+  FASTGAN_CPU_DISPATCH(dt, "fastgan_bce", [&] {
+    total = bce_loop(static_cast<const scalar_t*>(x_), static_cast<const scalar_t*>(t_), target_value,
+                     static_cast<scalar_t*>(grad), static_cast<scalar_t*>(loss), n, red);
+  });
+  return total;
+}
+
+#undef FASTGAN_CPU_DISPATCH
+
+}  // namespace
+
+const KernelTable& table() {
+  static const KernelTable t{FASTGAN_CPU_ISA_NAME, &stats_entry, &apply_entry, &backward_sums_entry,
+                             &backward_input_entry, &activation_entry, &activation_backward_entry, &bce_entry};
+  return t;
+}

@@ -1,0 +1,81 @@
+"""The CPU kernels are compiled once per instruction set and chosen at run time
+(csrc/cpu/kernel_table.h). Whichever table this processor picks, the other must be right
+too: a wheel built here runs elsewhere. Each table against the stock reference."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import fastgan
+from helpers import assert_close
+
+pytestmark = pytest.mark.skipif(not fastgan._backend.COMPILED, reason="needs fastgan._C")
+
+
+def capabilities():
+    if not fastgan._backend.COMPILED:
+        return []
+    caps = ["default"]
+    try:
+        fastgan._backend._C.set_cpu_capability("avx2")
+        caps.append("avx2")
+    except ValueError:  # this processor has no AVX2: only the baseline table can run here
+        pass
+    finally:
+        fastgan._backend._C.set_cpu_capability(_chosen)
+    return caps
+
+
+_chosen = fastgan._backend._C.cpu_capability() if fastgan._backend.COMPILED else None
+
+
+@pytest.fixture(params=capabilities())
+def capability(request):
+    fastgan._backend._C.set_cpu_capability(request.param)
+    yield request.param
+    fastgan._backend._C.set_cpu_capability(_chosen)
+
+
+def test_the_widest_table_is_chosen():
+    has_avx2 = "avx2" in capabilities()
+    assert _chosen == ("avx2" if has_avx2 else "default") or fastgan._backend.os.environ.get("FASTGAN_CPU_CAPABILITY")
+
+
+def test_unknown_capability_is_refused():
+    with pytest.raises(ValueError, match="unknown CPU capability 'sse9'"):
+        fastgan._backend._C.set_cpu_capability("sse9")
+
+
+# C = 13 and HW = 7*5 are not multiples of any vector width: the remainder loops run too.
+@pytest.mark.parametrize("shape", [(4, 13, 7, 5), (2, 64, 8, 8)])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("act,slope", [("relu", 0.0), ("leaky_relu", 0.2), ("tanh", 0.0)])
+def test_batch_norm_act_each_table(capability, shape, dtype, layout, act, slope):
+    g = torch.Generator().manual_seed(7)
+    x = (torch.randn(shape, generator=g) * 3 + 1).to(dtype)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    w, b = torch.rand(shape[1], generator=g) + 0.5, torch.randn(shape[1], generator=g)
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    with fastgan.use_backend("fused"):
+        actual = fastgan.functional.batch_norm_act(x1, None, None, w, b, True, activation=act, negative_slope=slope)
+    expected = fastgan.activations.activate(F.batch_norm(x2.double(), None, None, w.double(), b.double(), True),
+                                            act, slope)
+    assert_close(actual, expected, dtype, msg=f"{capability} forward")
+    grad = torch.randn(shape, generator=g).to(dtype)
+    assert_close(torch.autograd.grad(actual, x1, grad)[0], torch.autograd.grad(expected, x2, grad.double())[0], dtype,
+                 scale=4, msg=f"{capability} backward")
+
+
+@pytest.mark.parametrize("act,slope", [("leaky_relu", 0.2), ("tanh", 0.0)])
+def test_activation_and_bce_each_table(capability, act, slope):
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(3, 5, 7, 9, generator=g, requires_grad=True)
+    with fastgan.use_backend("fused"):
+        y = fastgan.functional.activation(x, act, slope)
+        loss = fastgan.functional.bce_with_logits(y.flatten(), 0.9)
+    expected_y = fastgan.activations.activate(x.double(), act, slope)
+    assert_close(y, expected_y, torch.float32)
+    expected = F.binary_cross_entropy_with_logits(expected_y.flatten(), torch.full((945,), 0.9, dtype=torch.float64))
+    assert_close(loss, expected, torch.float32)
+    assert_close(torch.autograd.grad(loss, x)[0], torch.autograd.grad(expected, x)[0], torch.float32)

@@ -78,6 +78,7 @@ struct BatchNormActFunction : torch::autograd::Function<BatchNormActFunction> {
     ctx->saved_data["activation"] = std::string(activation);
     ctx->saved_data["slope"] = negative_slope;
     ctx->mark_non_differentiable({mean, var});
+    ctx->set_materialize_grads(false);  // no zeros made for the outputs nobody differentiates
     return {out, mean, var};
   }
 
@@ -130,6 +131,7 @@ struct ConvBnActFunction : torch::autograd::Function<ConvBnActFunction> {
     d["eps"] = eps, d["activation"] = std::string(activation), d["slope"] = negative_slope;
     d["mask"] = std::vector<bool>{input.requires_grad(), weight.requires_grad(), requires_grad(conv_bias)};
     ctx->mark_non_differentiable({conv_out, mean, var});
+    ctx->set_materialize_grads(false);  // no zeros made for the outputs nobody differentiates
     return {out, conv_out, mean, var};
   }
 
@@ -253,6 +255,7 @@ struct BceWithLogitsFunction : torch::autograd::Function<BceWithLogitsFunction> 
     ctx->saved_data["target_value"] = target_value;
     ctx->saved_data["reduction"] = reduction;
     ctx->mark_non_differentiable({grad});
+    ctx->set_materialize_grads(false);  // no zeros made for the outputs nobody differentiates
     return {loss, grad};
   }
 

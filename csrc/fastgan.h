@@ -28,6 +28,8 @@ inline at::ScalarType stats_dtype(const at::Tensor& input) {
 // A per-channel vector as a contiguous tensor of the statistics dtype (undefined stays undefined).
 inline at::Tensor as_stats(const c10::optional<at::Tensor>& t, const at::Tensor& input) {
   if (!t.has_value() || !t->defined()) return at::Tensor();
+  // Usually already so: then no dispatched op at all (they cost more than small layers' math).
+  if (t->scalar_type() == stats_dtype(input) && t->is_contiguous()) return *t;
   return t->to(stats_dtype(input)).contiguous();
 }
 
@@ -45,10 +47,11 @@ inline BackwardInputs backward_inputs(const at::Tensor& grad_out, const at::Tens
   BackwardInputs b;
   b.fmt = layout_of(input);
   b.input = input.contiguous(b.fmt);
-  b.grad_out = grad_out.to(b.input.scalar_type()).contiguous(b.fmt);
+  b.grad_out = grad_out.scalar_type() == b.input.scalar_type() ? grad_out.contiguous(b.fmt)
+                                                                : grad_out.to(b.input.scalar_type()).contiguous(b.fmt);
   const auto sdt = stats_dtype(b.input);
-  b.mean = mean.to(sdt).contiguous();
-  b.var = var.to(sdt).contiguous();
+  b.mean = as_stats(mean, b.input);
+  b.var = as_stats(var, b.input);
   b.weight = as_stats(weight, b.input);
   b.bias = as_stats(bias, b.input);
   return b;

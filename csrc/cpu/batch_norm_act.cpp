@@ -217,33 +217,37 @@ at::Tensor batch_norm_act_backward_elemt_cpu(
 // nn.BatchNorm2d's update: the factor is momentum, or the cumulative average 1 / count of
 // batches when momentum is None, or 0 when there is no counter either (what
 // nn.BatchNorm2d.forward does then). Blended in double from the float batch statistics,
-// as the CUDA kernel does, then rounded once to the buffers' dtype.
+// as the CUDA kernel does, then rounded once to the buffers' dtype. Raw pointers and strides
+// throughout: on small layers a dispatched op here (add_, item, to, copy_) costs more than
+// the arithmetic.
 void update_running_stats(at::Tensor& running_mean, at::Tensor& running_var,
                           const c10::optional<at::Tensor>& num_batches_tracked, const at::Tensor& save_mean,
                           const at::Tensor& save_var, c10::optional<double> momentum, int64_t count) {
-  const bool has_counter = num_batches_tracked.has_value() && num_batches_tracked->defined();
   double factor = momentum.value_or(0.0);
-  if (has_counter) {
-    at::Tensor counter = *num_batches_tracked;
-    counter.add_(1);
-    if (!momentum.has_value()) factor = 1.0 / double(counter.item<int64_t>());
+  if (num_batches_tracked.has_value() && num_batches_tracked->defined()) {
+    int64_t* counter = num_batches_tracked->data_ptr<int64_t>();
+    *counter += 1;
+    if (!momentum.has_value()) factor = 1.0 / double(*counter);
   }
   const double unbias = double(count) / double(count - 1);
-  at::Tensor rm = running_mean.contiguous(), rv = running_var.contiguous();
-  const at::Tensor bm = save_mean.to(at::kDouble).contiguous();
-  const at::Tensor bv = save_var.to(at::kDouble).contiguous();
-  const double* qm = bm.const_data_ptr<double>();
-  const double* qv = bv.const_data_ptr<double>();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, rm.scalar_type(), "update_running_stats_cpu", [&] {
-    scalar_t* pm = rm.data_ptr<scalar_t>();
-    scalar_t* pv = rv.data_ptr<scalar_t>();
-    for (int64_t c = 0; c < rm.numel(); ++c) {
-      pm[c] = scalar_t((1.0 - factor) * double(pm[c]) + factor * qm[c]);
-      pv[c] = scalar_t((1.0 - factor) * double(pv[c]) + factor * qv[c] * unbias);
-    }
+  const int64_t C = running_mean.numel();
+  const int64_t sm = running_mean.stride(0), sv = running_var.stride(0);
+  const at::Tensor batch_var =
+      save_var.scalar_type() == save_mean.scalar_type() ? save_var : save_var.to(save_mean.scalar_type());
+  const int64_t qsm = save_mean.stride(0), qsv = batch_var.stride(0);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, running_mean.scalar_type(), "update_running_stats", [&] {
+    using running_t = scalar_t;
+    running_t* pm = running_mean.data_ptr<running_t>();
+    running_t* pv = running_var.data_ptr<running_t>();
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, save_mean.scalar_type(), "update_running_stats_batch", [&] {
+      const scalar_t* qm = save_mean.const_data_ptr<scalar_t>();
+      const scalar_t* qv = batch_var.const_data_ptr<scalar_t>();
+      for (int64_t c = 0; c < C; ++c) {
+        pm[c * sm] = running_t((1.0 - factor) * double(pm[c * sm]) + factor * double(qm[c * qsm]));
+        pv[c * sv] = running_t((1.0 - factor) * double(pv[c * sv]) + factor * double(qv[c * qsv]) * unbias);
+      }
+    });
   });
-  if (!rm.is_same(running_mean)) running_mean.copy_(rm);
-  if (!rv.is_same(running_var)) running_var.copy_(rv);
 }
 
 void batch_norm_update_stats_cpu(at::Tensor& running_mean, at::Tensor& running_var,

@@ -123,7 +123,8 @@ FASTGAN_INLINE T activate_t(T v, T slope) {
 template <Activation A, typename T>
 FASTGAN_INLINE T activation_grad_from_input_t(T v, T slope) {
   if constexpr (A == Activation::ReLU) return T(!(v <= T(0)));
-  else if constexpr (A == Activation::LeakyReLU) { const T m = T(v > T(0)); return m + (T(1) - m) * slope; }
+  // A select, not bool-to-float arithmetic: GCC's AVX2 code for the latter ran branchy, 5x slower.
+  else if constexpr (A == Activation::LeakyReLU) return v > T(0) ? T(1) : slope;
   else if constexpr (A == Activation::Tanh) { const T t = tanh_of(v); return T(1) - t * t; }
   else return T(1);
 }
@@ -133,7 +134,7 @@ FASTGAN_INLINE T activation_grad_from_input_t(T v, T slope) {
 template <Activation A, typename T>
 FASTGAN_INLINE T activation_grad_from_output_t(T y, T slope) {
   if constexpr (A == Activation::ReLU) return T(!(y <= T(0)));
-  else if constexpr (A == Activation::LeakyReLU) { const T m = T(y > T(0)); return m + (T(1) - m) * slope; }
+  else if constexpr (A == Activation::LeakyReLU) return y > T(0) ? T(1) : slope;
   else if constexpr (A == Activation::Tanh) return T(1) - y * y;
   else return T(1);
 }

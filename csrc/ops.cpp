@@ -1,4 +1,5 @@
-// The op schemas: the single source of truth for every fastgan op. CPU and CUDA kernels
+// The op schemas: the single source of truth for every fastgan op (the kernel ops' are in
+// schemas.h, shared with the test-only emulated CUDA library). CPU and CUDA kernels
 // register implementations under the same names in cpu/ and cuda/; the layer ops are
 // composed once for every device in layers.cpp; autograd is registered once, in C++
 // (autograd.cpp), and the fake kernels in fastgan/_ops.py.
@@ -6,6 +7,7 @@
 
 #include "cpu/kernel_table.h"
 #include "op_handles.h"
+#include "schemas.h"
 
 #include <string>
 
@@ -14,26 +16,7 @@
 #endif
 
 TORCH_LIBRARY(fastgan, m) {
-  // Training: normalise with batch statistics and return them (mean, biased variance),
-  // and update the running statistics as nn.BatchNorm2d does (num_batches_tracked += 1;
-  // running = (1 - f) * running + f * batch, unbiased variance; f = momentum, or
-  // 1 / num_batches_tracked when momentum is None, or 0 when both are None).
-  // Eval: normalise with running_mean/running_var and return those.
-  m.def(
-      "batch_norm_act(Tensor input, Tensor? weight, Tensor? bias, Tensor(a!)? running_mean, "
-      "Tensor(b!)? running_var, Tensor(c!)? num_batches_tracked, bool training, float? momentum, float eps, "
-      "str activation, float negative_slope) -> (Tensor, Tensor, Tensor)");
-  // Returns (grad_input, grad_weight, grad_bias); the activation's mask is recomputed
-  // from input and the saved statistics.
-  m.def(
-      "batch_norm_act_backward(Tensor grad_out, Tensor input, Tensor? weight, Tensor? bias, "
-      "Tensor save_mean, Tensor save_var, bool training, float eps, str activation, "
-      "float negative_slope) -> (Tensor, Tensor, Tensor)");
-  // The running-stat update on its own (batch_norm_act does it inside).
-  m.def(
-      "batch_norm_update_stats(Tensor(a!) running_mean, Tensor(b!) running_var, "
-      "Tensor(c!)? num_batches_tracked, Tensor save_mean, Tensor save_var, float? momentum, "
-      "SymInt count) -> ()");
+  fastgan::define_kernel_ops(m);
   // The fused layers, one dispatcher call each: convolution (ATen: oneDNN / cuDNN) then
   // BatchNorm + activation, or the activation alone. conv_bn_act returns (output,
   // convolution output, saved mean, saved biased variance); the last three are what its
@@ -56,29 +39,6 @@ TORCH_LIBRARY(fastgan, m) {
       "conv_act_backward(Tensor grad_out, Tensor input, Tensor weight, Tensor output, int[] stride, "
       "int[] padding, int[] dilation, bool transposed, int[] output_padding, int groups, str activation, "
       "float negative_slope, bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
-  // Synchronised BatchNorm runs the fused op in three steps so the caller can all-reduce
-  // per-channel sums between them: batch_norm_stats (mean, biased var of this rank's
-  // input), then batch_norm_act with training=False and the global statistics as
-  // running_mean/running_var. The backward likewise: the reduction returns the two sums
-  // sum(g) and sum(g * (x - mean)), g = grad_out * act'; the elementwise op takes them
-  // divided by the global count.
-  m.def("batch_norm_stats(Tensor input) -> (Tensor, Tensor)");
-  m.def(
-      "batch_norm_act_backward_reduce(Tensor grad_out, Tensor input, Tensor? weight, Tensor? bias, "
-      "Tensor mean, Tensor var, float eps, str activation, float negative_slope) -> (Tensor, Tensor)");
-  m.def(
-      "batch_norm_act_backward_elemt(Tensor grad_out, Tensor input, Tensor? weight, Tensor? bias, "
-      "Tensor mean, Tensor var, Tensor mean_dy, Tensor mean_dy_xmu, float eps, str activation, "
-      "float negative_slope) -> Tensor");
-  m.def("activation(Tensor input, str activation, float negative_slope) -> Tensor");
-  m.def(
-      "activation_backward(Tensor grad_out, Tensor output, str activation, "
-      "float negative_slope) -> Tensor");
-  // Returns (loss, d loss / d input). target=None uses target_value for every element.
-  // reduction: 0 none, 1 mean, 2 sum.
-  m.def(
-      "bce_with_logits(Tensor input, Tensor? target, float target_value, int reduction) "
-      "-> (Tensor, Tensor)");
 }
 
 static pybind11::dict build_info() {

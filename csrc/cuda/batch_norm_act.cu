@@ -38,7 +38,7 @@ struct Plan {
 };
 
 Plan make_plan(const Geometry& g, int vec) {
-  const auto* prop = at::cuda::getCurrentDeviceProperties();
+  const auto* prop = device_props();
   const int64_t target = int64_t(prop->multiProcessorCount) * std::max(1, prop->maxThreadsPerMultiProcessor / kThreads);
   Plan p;
   if (!g.cl) {
@@ -51,7 +51,7 @@ Plan make_plan(const Geometry& g, int vec) {
     p.grid = dim3(unsigned(g.C), unsigned(p.splits));
   } else {
     const int64_t cvecs = ceil_div(g.C, vec);
-    const int tx = std::min(32, next_pow2(cvecs));
+    const int tx = int(std::min<int64_t>(32, next_pow2(cvecs)));
     const int ty = kThreads / tx;
     const int64_t cblocks = ceil_div(cvecs, tx);
     const int64_t rows = g.N * g.HW;
@@ -173,7 +173,7 @@ __global__ void __launch_bounds__(kThreads) bn_stats_kernel(const scalar_t* __re
         for (int k = 0; k < VEC; ++k) w[k].push(A(v.v[k]));
       }
     }
-    extern __shared__ unsigned char smem_raw[];
+    FASTGAN_DYNAMIC_SHARED(unsigned char, smem_raw);
     A* sh = reinterpret_cast<A*>(smem_raw);
     const int width = blockDim.x * VEC;
 #pragma unroll
@@ -231,7 +231,7 @@ __global__ void __launch_bounds__(kThreads) bn_apply_kernel(const scalar_t* __re
       store_pack<scalar_t, VEC>(y + off, o);
     }
   } else {
-    extern __shared__ unsigned char smem_raw[];
+    FASTGAN_DYNAMIC_SHARED(unsigned char, smem_raw);
     const int64_t c0 = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * VEC;
     A cf[2][VEC];  // scale, shift
     stage_channel_values<2, VEC>(reinterpret_cast<A*>(smem_raw), c0, C, [&](int64_t c, A* v) {
@@ -307,7 +307,7 @@ __global__ void __launch_bounds__(kThreads) bn_backward_reduce_kernel(
       partial[(c * splits + s) * 2 + 1] = b;
     }
   } else {
-    extern __shared__ unsigned char smem_raw[];
+    FASTGAN_DYNAMIC_SHARED(unsigned char, smem_raw);
     A* sh = reinterpret_cast<A*>(smem_raw);  // coefficients [3][width], then sums [blockDim.y][width][2]
     const int width = blockDim.x * VEC;
     const int64_t c0 = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * VEC;
@@ -411,7 +411,7 @@ __global__ void __launch_bounds__(kThreads) bn_backward_input_kernel(
       store_pack<scalar_t, VEC>(dx + off, o);
     }
   } else {
-    extern __shared__ unsigned char smem_raw[];
+    FASTGAN_DYNAMIC_SHARED(unsigned char, smem_raw);
     const int64_t c0 = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * VEC;
     A cf[5][VEC];  // scale, shift, mean, k_mean_g, k_x
     stage_channel_values<5, VEC>(reinterpret_cast<A*>(smem_raw), c0, C, [&](int64_t c, A* v) {
@@ -462,18 +462,22 @@ __global__ void bn_sum_backward_partials_kernel(const A* __restrict__ partial, i
   }
 }
 
-// Running statistics: one block, so num_batches_tracked is read before it is bumped.
+// Running statistics: one block, so num_batches_tracked is read before it is bumped. Blended
+// in double and rounded once to the buffers' dtype, as the CPU op does; strided buffers are
+// updated in place (a BatchNorm's buffers may be views).
 template <typename R, typename A>
-__global__ void bn_update_stats_kernel(R* __restrict__ running_mean, R* __restrict__ running_var,
-                                       int64_t* __restrict__ num_batches_tracked, const A* __restrict__ mean,
-                                       const A* __restrict__ var, int64_t C, double momentum, bool cumulative,
-                                       double unbias) {
+__global__ void bn_update_stats_kernel(R* __restrict__ running_mean, int64_t mean_stride, R* __restrict__ running_var,
+                                       int64_t var_stride, int64_t* __restrict__ num_batches_tracked,
+                                       const A* __restrict__ mean, const A* __restrict__ var, int64_t C,
+                                       double momentum, bool cumulative, double unbias) {
   // No counter: momentum, or 0 when momentum is None too (nn.BatchNorm2d's factor then).
   const int64_t tracked = num_batches_tracked ? *num_batches_tracked + 1 : 0;
   const double f = cumulative && num_batches_tracked ? 1.0 / double(tracked) : momentum;
   for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
-    running_mean[c] = R((1.0 - f) * double(running_mean[c]) + f * double(mean[c]));
-    running_var[c] = R((1.0 - f) * double(running_var[c]) + f * double(var[c]) * unbias);
+    R& rm = running_mean[c * mean_stride];
+    R& rv = running_var[c * var_stride];
+    rm = R((1.0 - f) * double(rm) + f * double(mean[c]));
+    rv = R((1.0 - f) * double(rv) + f * double(var[c]) * unbias);
   }
   __syncthreads();
   if (threadIdx.x == 0 && num_batches_tracked) *num_batches_tracked = tracked;
@@ -532,7 +536,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_cuda(
   const bool use_batch =
       check_batch_norm_act_args(input_, weight_, bias_, running_mean_, running_var_, num_batches_tracked,
                                 training, act);
-  c10::cuda::CUDAGuard guard(input_.device());
+  DeviceGuard guard(input_.device());
   const auto fmt = layout_of(input_);
   const at::Tensor input = input_.contiguous(fmt);
   const Geometry g = geometry_of(input);
@@ -548,7 +552,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_cuda(
   const at::Tensor weight = as_stats(weight_, input), bias = as_stats(bias_, input);
   const at::Tensor rmean = use_batch ? at::Tensor() : as_stats(running_mean_, input);
   const at::Tensor rvar = use_batch ? at::Tensor() : as_stats(running_var_, input);
-  auto stream = at::cuda::getCurrentCUDAStream();
+  auto stream = current_stream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "batch_norm_act_cuda", [&] {
     using A = acc_t<scalar_t>;
     const scalar_t* x = input.const_data_ptr<scalar_t>();
@@ -562,17 +566,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_cuda(
       if (use_batch) {
         partial = at::empty({g.C * plan.splits * 3}, input.options().dtype(sdt));
         const size_t smem = CL ? nhwc_smem<A>(plan, VEC, 3, 0) : 0;
-        bn_stats_kernel<scalar_t, VEC, CL><<<plan.grid, plan.block, smem, stream>>>(x, g.N, g.C, g.HW, plan.chunk,
-                                                                                   partial.data_ptr<A>());
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
+        launch(bn_stats_kernel<scalar_t, VEC, CL>, plan.grid, plan.block, smem, stream, x, g.N, g.C, g.HW,
+             plan.chunk, partial.data_ptr<A>());
       }
       BnParams<A> p{use_batch ? partial.const_data_ptr<A>() : nullptr, plan.splits, A(g.N * g.HW),
                     ptr_or_null<A>(rmean), ptr_or_null<A>(rvar), ptr_or_null<A>(weight), ptr_or_null<A>(bias),
                     A(eps), mean.data_ptr<A>(), var.data_ptr<A>()};
       const size_t smem = CL ? nhwc_smem<A>(plan, VEC, 0, 2) : 0;
-      bn_apply_kernel<scalar_t, VEC, CL><<<plan.grid, plan.block, smem, stream>>>(x, y, g.N, g.C, g.HW, plan.chunk, p,
-                                                                                 act, A(negative_slope));
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      launch(bn_apply_kernel<scalar_t, VEC, CL>, plan.grid, plan.block, smem, stream, x, y, g.N, g.C, g.HW,
+             plan.chunk, p, act, A(negative_slope));
     });
   });
   if (training && running_mean_.has_value() && running_mean_->defined()) {
@@ -587,7 +589,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_backward_cuda(
     const c10::optional<at::Tensor>& bias_, const at::Tensor& save_mean_, const at::Tensor& save_var_,
     bool training, double eps, c10::string_view activation, double negative_slope) {
   const Activation act = parse_activation(activation);
-  c10::cuda::CUDAGuard guard(input_.device());
+  DeviceGuard guard(input_.device());
   const BackwardInputs b = backward_inputs(grad_out_, input_, weight_, bias_, save_mean_, save_var_);
   const at::Tensor &input = b.input, &grad_out = b.grad_out, &mean = b.mean, &var = b.var, &weight = b.weight,
                    &bias = b.bias;
@@ -597,7 +599,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_backward_cuda(
   at::Tensor grad_weight = at::empty({g.C}, input.options().dtype(sdt));
   at::Tensor grad_bias = at::empty({g.C}, input.options().dtype(sdt));
   if (input.numel() == 0) return {grad_input, grad_weight.zero_(), grad_bias.zero_()};
-  auto stream = at::cuda::getCurrentCUDAStream();
+  auto stream = current_stream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "batch_norm_act_backward_cuda", [&] {
     using A = acc_t<scalar_t>;
     const scalar_t* x = input.const_data_ptr<scalar_t>();
@@ -612,14 +614,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_backward_cuda(
       BnParams<A> p{nullptr, plan.splits, A(g.N * g.HW), mean.const_data_ptr<A>(), var.const_data_ptr<A>(),
                     ptr_or_null<A>(weight), ptr_or_null<A>(bias), A(eps), nullptr, nullptr};
       size_t smem = CL ? nhwc_smem<A>(plan, VEC, 2, 3) : 0;
-      bn_backward_reduce_kernel<scalar_t, VEC, CL><<<plan.grid, plan.block, smem, stream>>>(
+      launch(bn_backward_reduce_kernel<scalar_t, VEC, CL>, plan.grid, plan.block, smem, stream,
           dy, x, g.N, g.C, g.HW, plan.chunk, p, act, A(negative_slope), partial.data_ptr<A>());
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
       smem = CL ? nhwc_smem<A>(plan, VEC, 0, 5) : 0;
-      bn_backward_input_kernel<scalar_t, VEC, CL><<<plan.grid, plan.block, smem, stream>>>(
+      launch(bn_backward_input_kernel<scalar_t, VEC, CL>, plan.grid, plan.block, smem, stream,
           dy, x, dx, g.N, g.C, g.HW, plan.chunk, p, partial.const_data_ptr<A>(), plan.splits, training, act,
           A(negative_slope), grad_weight.data_ptr<A>(), grad_bias.data_ptr<A>());
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   });
   return {grad_input, grad_weight, grad_bias};
@@ -629,22 +629,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_backward_cuda(
 void update_running_stats(at::Tensor& running_mean, at::Tensor& running_var,
                           const c10::optional<at::Tensor>& num_batches_tracked, const at::Tensor& save_mean,
                           const at::Tensor& save_var, c10::optional<double> momentum, int64_t count) {
-  // The kernel writes the buffers in place (the CPU kernel copies back instead).
-  TORCH_CHECK(running_mean.is_contiguous() && running_var.is_contiguous(),
-              "fastgan: running_mean and running_var must be contiguous");
-  c10::cuda::CUDAGuard guard(running_mean.device());
+  DeviceGuard guard(running_mean.device());
   const bool has_counter = num_batches_tracked.has_value() && num_batches_tracked->defined();
   int64_t* counter = has_counter ? num_batches_tracked->data_ptr<int64_t>() : nullptr;
   const at::Tensor mean = save_mean.contiguous(), var = save_var.to(save_mean.scalar_type()).contiguous();
-  auto stream = at::cuda::getCurrentCUDAStream();
+  auto stream = current_stream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, running_mean.scalar_type(), "bn_update_stats", [&] {
     using R = scalar_t;
-    AT_DISPATCH_FLOATING_TYPES(mean.scalar_type(), "bn_update_stats_inner", [&] {
-      bn_update_stats_kernel<R, scalar_t><<<1, 256, 0, stream>>>(
-          running_mean.data_ptr<R>(), running_var.data_ptr<R>(), counter,
-          mean.const_data_ptr<scalar_t>(), var.const_data_ptr<scalar_t>(), running_mean.numel(),
-          momentum.value_or(0.0), !momentum.has_value(), double(count) / double(count - 1));
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, mean.scalar_type(), "bn_update_stats_batch", [&] {
+      launch(bn_update_stats_kernel<R, scalar_t>, 1, 256, 0, stream, running_mean.data_ptr<R>(),
+             running_mean.stride(0), running_var.data_ptr<R>(), running_var.stride(0), counter,
+             mean.const_data_ptr<scalar_t>(), var.const_data_ptr<scalar_t>(), running_mean.numel(),
+             momentum.value_or(0.0), !momentum.has_value(), double(count) / double(count - 1));
     });
   });
 }
@@ -662,7 +658,7 @@ unsigned per_channel_blocks(int64_t C) { return unsigned(std::min<int64_t>(ceil_
 
 std::tuple<at::Tensor, at::Tensor> batch_norm_stats_cuda(const at::Tensor& input_) {
   check_bn_input(input_);
-  c10::cuda::CUDAGuard guard(input_.device());
+  DeviceGuard guard(input_.device());
   const at::Tensor input = input_.contiguous(layout_of(input_));
   const Geometry g = geometry_of(input);
   TORCH_CHECK(g.C < (int64_t(1) << 31), "fastgan: too many channels: ", g.C);
@@ -670,7 +666,7 @@ std::tuple<at::Tensor, at::Tensor> batch_norm_stats_cuda(const at::Tensor& input
   at::Tensor mean = at::zeros({g.C}, input.options().dtype(sdt));
   at::Tensor var = at::zeros({g.C}, input.options().dtype(sdt));
   if (input.numel() == 0) return {mean, var};  // a rank with no samples adds count 0
-  auto stream = at::cuda::getCurrentCUDAStream();
+  auto stream = current_stream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "batch_norm_stats_cuda", [&] {
     using A = acc_t<scalar_t>;
     const scalar_t* x = input.const_data_ptr<scalar_t>();
@@ -680,13 +676,11 @@ std::tuple<at::Tensor, at::Tensor> batch_norm_stats_cuda(const at::Tensor& input
       const Plan plan = make_plan(g, VEC);
       at::Tensor partial = at::empty({g.C * plan.splits * 3}, input.options().dtype(sdt));
       const size_t smem = CL ? nhwc_smem<A>(plan, VEC, 3, 0) : 0;
-      bn_stats_kernel<scalar_t, VEC, CL><<<plan.grid, plan.block, smem, stream>>>(x, g.N, g.C, g.HW, plan.chunk,
-                                                                                 partial.data_ptr<A>());
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      launch(bn_stats_kernel<scalar_t, VEC, CL>, plan.grid, plan.block, smem, stream, x, g.N, g.C, g.HW,
+             plan.chunk, partial.data_ptr<A>());
       BnParams<A> p{partial.const_data_ptr<A>(), plan.splits, A(g.N * g.HW), nullptr, nullptr, nullptr, nullptr,
                     A(0), mean.data_ptr<A>(), var.data_ptr<A>()};
-      bn_merge_stats_kernel<A><<<per_channel_blocks(g.C), 256, 0, stream>>>(p, g.C);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      launch(bn_merge_stats_kernel<A>, per_channel_blocks(g.C), 256, 0, stream, p, g.C);
     });
   });
   return {mean, var};
@@ -697,14 +691,14 @@ std::tuple<at::Tensor, at::Tensor> batch_norm_act_backward_reduce_cuda(
     const c10::optional<at::Tensor>& bias_, const at::Tensor& mean_, const at::Tensor& var_, double eps,
     c10::string_view activation, double negative_slope) {
   const Activation act = parse_activation(activation);
-  c10::cuda::CUDAGuard guard(input_.device());
+  DeviceGuard guard(input_.device());
   const BackwardInputs b = backward_inputs(grad_out_, input_, weight_, bias_, mean_, var_);
   const Geometry g = geometry_of(b.input);
   const auto sdt = stats_dtype(b.input);
   at::Tensor sum_dy = at::zeros({g.C}, b.input.options().dtype(sdt));
   at::Tensor sum_dy_xmu = at::zeros({g.C}, b.input.options().dtype(sdt));
   if (b.input.numel() == 0) return {sum_dy, sum_dy_xmu};
-  auto stream = at::cuda::getCurrentCUDAStream();
+  auto stream = current_stream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, b.input.scalar_type(), "batch_norm_act_backward_reduce_cuda", [&] {
     using A = acc_t<scalar_t>;
     const scalar_t* x = b.input.const_data_ptr<scalar_t>();
@@ -717,12 +711,10 @@ std::tuple<at::Tensor, at::Tensor> batch_norm_act_backward_reduce_cuda(
       BnParams<A> p{nullptr, plan.splits, A(g.N * g.HW), b.mean.const_data_ptr<A>(), b.var.const_data_ptr<A>(),
                     ptr_or_null<A>(b.weight), ptr_or_null<A>(b.bias), A(eps), nullptr, nullptr};
       const size_t smem = CL ? nhwc_smem<A>(plan, VEC, 2, 3) : 0;
-      bn_backward_reduce_kernel<scalar_t, VEC, CL><<<plan.grid, plan.block, smem, stream>>>(
+      launch(bn_backward_reduce_kernel<scalar_t, VEC, CL>, plan.grid, plan.block, smem, stream,
           dy, x, g.N, g.C, g.HW, plan.chunk, p, act, A(negative_slope), partial.data_ptr<A>());
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-      bn_sum_backward_partials_kernel<A><<<per_channel_blocks(g.C), 256, 0, stream>>>(
+      launch(bn_sum_backward_partials_kernel<A>, per_channel_blocks(g.C), 256, 0, stream,
           partial.const_data_ptr<A>(), plan.splits, g.C, sum_dy.data_ptr<A>(), sum_dy_xmu.data_ptr<A>());
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   });
   return {sum_dy, sum_dy_xmu};
@@ -735,7 +727,7 @@ at::Tensor batch_norm_act_backward_elemt_cuda(
     double negative_slope) {
   const Activation act = parse_activation(activation);
   check_backward_elemt_sums(input_, mean_dy_, mean_dy_xmu_);
-  c10::cuda::CUDAGuard guard(input_.device());
+  DeviceGuard guard(input_.device());
   const BackwardInputs b = backward_inputs(grad_out_, input_, weight_, bias_, mean_, var_);
   const Geometry g = geometry_of(b.input);
   const auto sdt = stats_dtype(b.input);
@@ -744,7 +736,7 @@ at::Tensor batch_norm_act_backward_elemt_cuda(
   // The global means as the [C][1 split][2] partials bn_backward_input_kernel merges; a count
   // of 1 because they are already divided by the global count.
   const at::Tensor sums = at::stack({mean_dy_.to(sdt), mean_dy_xmu_.to(sdt)}, 1).contiguous();
-  auto stream = at::cuda::getCurrentCUDAStream();
+  auto stream = current_stream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, b.input.scalar_type(), "batch_norm_act_backward_elemt_cuda", [&] {
     using A = acc_t<scalar_t>;
     const scalar_t* x = b.input.const_data_ptr<scalar_t>();
@@ -757,10 +749,9 @@ at::Tensor batch_norm_act_backward_elemt_cuda(
       BnParams<A> p{nullptr, plan.splits, A(1), b.mean.const_data_ptr<A>(), b.var.const_data_ptr<A>(),
                     ptr_or_null<A>(b.weight), ptr_or_null<A>(b.bias), A(eps), nullptr, nullptr};
       const size_t smem = CL ? nhwc_smem<A>(plan, VEC, 0, 5) : 0;
-      bn_backward_input_kernel<scalar_t, VEC, CL><<<plan.grid, plan.block, smem, stream>>>(
+      launch(bn_backward_input_kernel<scalar_t, VEC, CL>, plan.grid, plan.block, smem, stream,
           dy, x, dx, g.N, g.C, g.HW, plan.chunk, p, sums.const_data_ptr<A>(), 1, true, act, A(negative_slope),
           nullptr, nullptr);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   });
   return grad_input;
@@ -769,7 +760,7 @@ at::Tensor batch_norm_act_backward_elemt_cuda(
 }  // namespace
 }  // namespace cuda
 
-TORCH_LIBRARY_IMPL(fastgan, CUDA, m) {
+TORCH_LIBRARY_IMPL(FASTGAN_DEVICE_LIBRARY, FASTGAN_DEVICE_KEY, m) {
   m.impl("batch_norm_act", &cuda::batch_norm_act_cuda);
   m.impl("batch_norm_act_backward", &cuda::batch_norm_act_backward_cuda);
   m.impl("batch_norm_update_stats", &cuda::batch_norm_update_stats_cuda);

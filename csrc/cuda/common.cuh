@@ -1,13 +1,10 @@
 // Helpers shared by the CUDA kernels: accumulation types, 16-byte packs, Welford merges.
 #pragma once
 
-#include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
-
 #include <cstdint>
 
 #include "../fastgan.h"
+#include "runtime.cuh"
 
 namespace fastgan {
 namespace cuda {
@@ -50,6 +47,12 @@ struct Welford {
   }
   __device__ __forceinline__ void merge(A nb, A mb, A m2b) {
     if (nb == A(0)) return;
+    if (n == A(0)) {  // the general formula would compute d * d * 0, NaN once d * d overflows
+      n = nb;
+      mean = mb;
+      m2 = m2b;
+      return;
+    }
     const A nn = n + nb, d = mb - mean, f = nb / nn;
     mean += d * f;
     m2 += m2b + d * d * n * f;
@@ -80,8 +83,9 @@ __device__ __forceinline__ int64_t min64(int64_t a, int64_t b) { return a < b ? 
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-inline int next_pow2(int64_t v) {
-  int p = 1;
+// The smallest power of two >= v (1 for v <= 1), in 64 bits so that no v up to 2^62 overflows.
+inline int64_t next_pow2(int64_t v) {
+  int64_t p = 1;
   while (p < v) p <<= 1;
   return p;
 }

@@ -15,7 +15,7 @@ namespace {
 constexpr int kThreads = 256;
 
 int grid_for(int64_t items) {
-  const auto* prop = at::cuda::getCurrentDeviceProperties();
+  const auto* prop = device_props();
   const int64_t cap = int64_t(prop->multiProcessorCount) * std::max(1, prop->maxThreadsPerMultiProcessor / kThreads);
   return int(std::max<int64_t>(1, std::min<int64_t>(ceil_div(items, kThreads), cap)));
 }
@@ -54,24 +54,23 @@ __global__ void __launch_bounds__(kThreads) activation_backward_kernel(const sca
 at::Tensor activation_cuda(const at::Tensor& input_, c10::string_view activation, double negative_slope) {
   check_float_input(input_, "input");
   const Activation act = parse_activation(activation);
-  c10::cuda::CUDAGuard guard(input_.device());
+  DeviceGuard guard(input_.device());
   const auto fmt = layout_of(input_);
   const at::Tensor input = input_.contiguous(fmt);
   at::Tensor out = at::empty_like(input, input.options(), fmt);
   const int64_t n = input.numel();
   if (n == 0) return out;
-  auto stream = at::cuda::getCurrentCUDAStream();
+  auto stream = current_stream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "activation_cuda", [&] {
     using A = acc_t<scalar_t>;
     constexpr int V = vec_width<scalar_t>();
     const scalar_t* x = input.const_data_ptr<scalar_t>();
     scalar_t* y = out.data_ptr<scalar_t>();
     if (n % V == 0 && aligned16(x) && aligned16(y)) {
-      activation_kernel<scalar_t, V><<<grid_for(n / V), kThreads, 0, stream>>>(x, y, n / V, act, A(negative_slope));
+      launch(activation_kernel<scalar_t, V>, grid_for(n / V), kThreads, 0, stream, x, y, n / V, act, A(negative_slope));
     } else {
-      activation_kernel<scalar_t, 1><<<grid_for(n), kThreads, 0, stream>>>(x, y, n, act, A(negative_slope));
+      launch(activation_kernel<scalar_t, 1>, grid_for(n), kThreads, 0, stream, x, y, n, act, A(negative_slope));
     }
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return out;
 }
@@ -80,14 +79,14 @@ at::Tensor activation_backward_cuda(const at::Tensor& grad_out_, const at::Tenso
                                     c10::string_view activation, double negative_slope) {
   check_activation_backward_args(grad_out_, output_);
   const Activation act = parse_activation(activation);
-  c10::cuda::CUDAGuard guard(output_.device());
+  DeviceGuard guard(output_.device());
   const auto fmt = layout_of(output_);
   const at::Tensor output = output_.contiguous(fmt);
   const at::Tensor grad_out = grad_out_.to(output.scalar_type()).contiguous(fmt);
   at::Tensor grad_in = at::empty_like(output, output.options(), fmt);
   const int64_t n = output.numel();
   if (n == 0) return grad_in;
-  auto stream = at::cuda::getCurrentCUDAStream();
+  auto stream = current_stream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, output.scalar_type(), "activation_backward_cuda", [&] {
     using A = acc_t<scalar_t>;
     constexpr int V = vec_width<scalar_t>();
@@ -95,13 +94,12 @@ at::Tensor activation_backward_cuda(const at::Tensor& grad_out_, const at::Tenso
     const scalar_t* dy = grad_out.const_data_ptr<scalar_t>();
     scalar_t* dx = grad_in.data_ptr<scalar_t>();
     if (n % V == 0 && aligned16(y) && aligned16(dy) && aligned16(dx)) {
-      activation_backward_kernel<scalar_t, V><<<grid_for(n / V), kThreads, 0, stream>>>(dy, y, dx, n / V, act,
+      launch(activation_backward_kernel<scalar_t, V>, grid_for(n / V), kThreads, 0, stream, dy, y, dx, n / V, act,
                                                                                         A(negative_slope));
     } else {
-      activation_backward_kernel<scalar_t, 1><<<grid_for(n), kThreads, 0, stream>>>(dy, y, dx, n, act,
+      launch(activation_backward_kernel<scalar_t, 1>, grid_for(n), kThreads, 0, stream, dy, y, dx, n, act,
                                                                                     A(negative_slope));
     }
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return grad_in;
 }
@@ -159,7 +157,7 @@ __global__ void __launch_bounds__(kThreads) bce_kernel(const scalar_t* __restric
 
 std::tuple<at::Tensor, at::Tensor> bce_with_logits_cuda(const at::Tensor& input_, const c10::optional<at::Tensor>& target_,
                                                         double target_value, int64_t reduction) {
-  c10::cuda::CUDAGuard guard(input_.device());
+  DeviceGuard guard(input_.device());
   BceTensors b = bce_tensors(input_, target_, reduction);
   const at::Tensor &input = b.input, &target = b.target;
   at::Tensor &grad = b.grad, &loss = b.loss;
@@ -170,7 +168,7 @@ std::tuple<at::Tensor, at::Tensor> bce_with_logits_cuda(const at::Tensor& input_
     if (red != Reduction::None) loss.fill_(red == Reduction::Mean ? std::nan("") : 0.0);
     return {loss, grad};
   }
-  auto stream = at::cuda::getCurrentCUDAStream();
+  auto stream = current_stream();
   const int blocks = std::min(grid_for(n), 1024);
   const auto sdt = stats_dtype(input);
   at::Tensor partial, ticket;
@@ -181,13 +179,12 @@ std::tuple<at::Tensor, at::Tensor> bce_with_logits_cuda(const at::Tensor& input_
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "bce_with_logits_cuda", [&] {
     using A = acc_t<scalar_t>;
     const A inv_n = A(1) / A(n);
-    bce_kernel<scalar_t><<<blocks, kThreads, 0, stream>>>(
+    launch(bce_kernel<scalar_t>, blocks, kThreads, 0, stream,
         input.const_data_ptr<scalar_t>(), has_target ? target.const_data_ptr<scalar_t>() : nullptr, A(target_value),
         n, red == Reduction::None ? loss.data_ptr<scalar_t>() : nullptr, grad.data_ptr<scalar_t>(),
         red == Reduction::Mean ? inv_n : A(1), red == Reduction::None ? nullptr : partial.data_ptr<A>(),
         red == Reduction::None ? nullptr : reinterpret_cast<unsigned int*>(ticket.data_ptr<int>()),
         red == Reduction::None ? nullptr : loss.data_ptr<scalar_t>(), red == Reduction::Mean ? inv_n : A(1));
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return {loss, grad};
 }
@@ -195,7 +192,7 @@ std::tuple<at::Tensor, at::Tensor> bce_with_logits_cuda(const at::Tensor& input_
 }  // namespace
 }  // namespace cuda
 
-TORCH_LIBRARY_IMPL(fastgan, CUDA, m) {
+TORCH_LIBRARY_IMPL(FASTGAN_DEVICE_LIBRARY, FASTGAN_DEVICE_KEY, m) {
   m.impl("activation", &cuda::activation_cuda);
   m.impl("activation_backward", &cuda::activation_backward_cuda);
   m.impl("bce_with_logits", &cuda::bce_with_logits_cuda);

@@ -1,0 +1,39 @@
+// What the CUDA kernels' host code needs from the CUDA runtime: a stream, a device guard,
+// the device's properties and a kernel launch. The emulation build (FASTGAN_CUDA_EMU, tests
+// only) takes all of it, and the device built-ins, from csrc/emu/cuda_emu.h instead, so the
+// kernel files themselves are the same in both builds.
+#pragma once
+
+#ifdef FASTGAN_CUDA_EMU
+#include "../emu/cuda_emu.h"
+#else
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+
+#include <utility>
+
+// Where the kernels are registered: the fastgan library's CUDA key (the emulation
+// registers them as fastgan_emu's CPU kernels).
+#define FASTGAN_DEVICE_LIBRARY fastgan
+#define FASTGAN_DEVICE_KEY CUDA
+#define FASTGAN_DYNAMIC_SHARED(T, name) extern __shared__ __align__(16) T name[]
+
+namespace fastgan {
+namespace cuda {
+
+using Stream = cudaStream_t;
+using DeviceGuard = c10::cuda::CUDAGuard;
+inline Stream current_stream() { return at::cuda::getCurrentCUDAStream(); }
+inline const cudaDeviceProp* device_props() { return at::cuda::getCurrentDeviceProperties(); }
+
+// kernel<<<grid, block, smem, stream>>>(args...), with the launch error checked.
+template <typename... Params, typename... Args>
+void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, Stream stream, Args&&... args) {
+  kernel<<<grid, block, smem, stream>>>(std::forward<Args>(args)...);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+}  // namespace cuda
+}  // namespace fastgan
+#endif

@@ -1,0 +1,157 @@
+// CUDA emulation: the built-ins the kernels of csrc/cuda use, supplied on the CPU so that the
+// same .cu sources, compiled by the host compiler with FASTGAN_CUDA_EMU defined, run in CI
+// where there is no GPU (csrc/cuda/runtime.cuh picks this header instead of CUDA's).
+//
+// A launch runs the blocks of the grid one after another; the threads of a block are fibers
+// (csrc/emu/cuda_emu.cpp) that run until they reach a barrier (__syncthreads, __syncwarp, a
+// warp shuffle), in an order that changes from launch to launch, so a missing barrier shows
+// up as a wrong or non-repeatable result. __shared__ variables are shared by the fibers of a
+// block and by nothing else that runs at the same time. What this cannot show: speed, the
+// memory model of a real GPU, and what nvcc does differently from the host compiler.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <c10/core/Device.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+struct dim3 {
+  unsigned x, y, z;
+  constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+
+namespace fastgan {
+namespace emu {
+
+// The emulated device: what the grid planners read (they size grids from it).
+struct DeviceProps {
+  int multiProcessorCount = 132;  // an H100 SXM
+  int maxThreadsPerMultiProcessor = 2048;
+  size_t sharedMemPerBlock = 48 * 1024;  // without an opt-in attribute, which fastgan never sets
+};
+DeviceProps& device_props();
+
+// Scheduling and counters, for tests.
+void set_seed(uint64_t seed);
+struct Stats {
+  uint64_t launches, blocks, threads;
+};
+Stats stats();
+
+// Per-fiber and per-block coordinates, valid inside a running kernel only.
+const dim3& thread_idx();
+const dim3& block_idx();
+const dim3& block_dim();
+const dim3& grid_dim();
+unsigned char* dynamic_shared_memory();
+
+void syncthreads();
+// Warp collectives: every lane of `mask` must reach the same call (checked).
+void syncwarp(unsigned mask);
+// Exchanges `size` bytes among the lanes of the calling warp: `out` receives what the lane
+// `src_lane` passed as `in` (a lane outside the warp, or an absent one, reads its own).
+void warp_exchange(unsigned mask, const void* in, void* out, size_t size, int src_lane);
+int lane_id();
+
+// Runs body() as every thread of every block of the grid.
+void run_grid(dim3 grid, dim3 block, size_t dynamic_smem, const std::function<void()>& body, const char* name);
+
+}  // namespace emu
+}  // namespace fastgan
+
+// --- Qualifiers and built-ins under their CUDA names ----------------------------------------
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+// One copy per block: the fibers of a block share their OS thread, and blocks run one at a time per OS thread.
+#define __shared__ static thread_local
+#define threadIdx (::fastgan::emu::thread_idx())
+#define blockIdx (::fastgan::emu::block_idx())
+#define blockDim (::fastgan::emu::block_dim())
+#define gridDim (::fastgan::emu::grid_dim())
+
+inline void __syncthreads() { ::fastgan::emu::syncthreads(); }
+inline void __syncwarp(unsigned mask = 0xffffffffu) { ::fastgan::emu::syncwarp(mask); }
+inline void __threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+
+template <typename T>
+inline T __ldcg(const T* p) {
+  return *p;
+}
+
+template <typename T>
+inline T atomicAdd(T* address, T value) {
+  static_assert(std::is_integral<T>::value, "emulated atomicAdd: integers only (fastgan reductions avoid float atomics)");
+  return __atomic_fetch_add(address, value, __ATOMIC_SEQ_CST);
+}
+
+namespace fastgan {
+namespace emu {
+template <typename T>
+inline T shuffle_from(unsigned mask, T v, int src_lane) {
+  static_assert(std::is_trivially_copyable<T>::value && sizeof(T) <= 16, "emulated shuffle: small trivial types");
+  T out;
+  warp_exchange(mask, &v, &out, sizeof(T), src_lane);
+  return out;
+}
+// The first lane of the `width`-lane segment the calling lane is in.
+inline int segment_start(int width) { return lane_id() & ~(width - 1); }
+}  // namespace emu
+}  // namespace fastgan
+
+template <typename T>
+inline T __shfl_sync(unsigned mask, T v, int src_lane, int width = 32) {
+  return ::fastgan::emu::shuffle_from(mask, v, ::fastgan::emu::segment_start(width) + (src_lane & (width - 1)));
+}
+template <typename T>
+inline T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = 32) {
+  const int lane = ::fastgan::emu::lane_id(), end = ::fastgan::emu::segment_start(width) + width;
+  return ::fastgan::emu::shuffle_from(mask, v, lane + int(delta) < end ? lane + int(delta) : lane);
+}
+template <typename T>
+inline T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = 32) {
+  const int lane = ::fastgan::emu::lane_id(), start = ::fastgan::emu::segment_start(width);
+  return ::fastgan::emu::shuffle_from(mask, v, lane - int(delta) >= start ? lane - int(delta) : lane);
+}
+template <typename T>
+inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
+  const int lane = ::fastgan::emu::lane_id(), start = ::fastgan::emu::segment_start(width);
+  const int src = lane ^ lane_mask;
+  return ::fastgan::emu::shuffle_from(mask, v, src >= start && src < start + width ? src : lane);
+}
+
+// --- Host side: what csrc/cuda/runtime.cuh supplies from CUDA in the real build -------------
+#define FASTGAN_DEVICE_LIBRARY fastgan_emu
+#define FASTGAN_DEVICE_KEY CPU
+#define FASTGAN_DYNAMIC_SHARED(T, name) T* name = reinterpret_cast<T*>(::fastgan::emu::dynamic_shared_memory())
+
+namespace fastgan {
+namespace cuda {
+
+struct Stream {};
+inline Stream current_stream() { return {}; }
+inline const emu::DeviceProps* device_props() { return &emu::device_props(); }
+
+// The emulated kernels run on CPU tensors; there is no device to select.
+struct DeviceGuard {
+  explicit DeviceGuard(c10::Device) {}
+};
+
+// kernel<<<grid, block, smem, stream>>>(args...). Each thread gets its own copy of the
+// arguments, as kernel parameters are on a GPU.
+template <typename... Params, typename... Args>
+void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, Stream, Args&&... args) {
+  const std::tuple<std::decay_t<Params>...> params(std::forward<Args>(args)...);
+  emu::run_grid(grid, block, smem, [&] { std::apply(kernel, params); }, __PRETTY_FUNCTION__);
+}
+
+}  // namespace cuda
+}  // namespace fastgan

@@ -1,0 +1,41 @@
+// The test-only library of emulated CUDA kernels: torch.ops.fastgan_emu.* has the schemas of
+// the kernel ops of torch.ops.fastgan and runs csrc/cuda's kernels on CPU tensors, so it
+// never shadows the real CPU kernels. Built by tests/emu.py.
+#include <torch/extension.h>
+
+#include "../schemas.h"
+#include "cuda_emu.h"
+
+namespace fastgan {
+namespace emu {
+at::Tensor selftest_block_sum(int64_t blocks, bool with_barrier);  // selftest.cpp
+void selftest_deadlock();
+int64_t selftest_next_pow2(int64_t v);
+}  // namespace emu
+}  // namespace fastgan
+
+TORCH_LIBRARY(fastgan_emu, m) { fastgan::define_kernel_ops(m); }
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  using namespace fastgan::emu;
+  m.doc() = "fastgan's CUDA kernels run on the CPU by an emulation of the CUDA built-ins (tests only)";
+  m.def("set_seed", &set_seed, "Seed of the thread and block orders (each launch derives its own from it)");
+  m.def("stats", [] {
+    const Stats s = stats();
+    pybind11::dict d;
+    d["launches"] = s.launches;
+    d["blocks"] = s.blocks;
+    d["threads"] = s.threads;
+    return d;
+  }, "Kernel launches, blocks and threads run since the module was loaded");
+  m.def("set_device", [](int sm_count, int max_threads_per_sm) {
+    TORCH_CHECK(sm_count > 0 && max_threads_per_sm >= 32, "fastgan emu: invalid device");
+    device_props().multiProcessorCount = sm_count;
+    device_props().maxThreadsPerMultiProcessor = max_threads_per_sm;
+  }, "The multiprocessor count and threads per multiprocessor the grid planners see",
+        pybind11::arg("sm_count"), pybind11::arg("max_threads_per_sm") = 2048);
+  m.def("selftest_block_sum", &selftest_block_sum, "Per-block sums of 1000 * block + thread (deliberately racy "
+        "when with_barrier is False)");
+  m.def("next_pow2", &selftest_next_pow2, "The grid planner's next_pow2 (csrc/cuda/common.cuh)");
+  m.def("selftest_deadlock", &selftest_deadlock, "A kernel whose threads wait at different barriers");
+}

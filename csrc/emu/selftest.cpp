@@ -1,0 +1,46 @@
+// Kernels with deliberate bugs, to show the emulation catches what it claims to: a shared-
+// memory reduction without its barrier gives wrong, seed-dependent sums, and threads that
+// wait at different barriers are reported as a deadlock. Test-only, like the whole module.
+#include <torch/extension.h>
+
+#include "../cuda/common.cuh"
+
+namespace fastgan {
+namespace emu {
+namespace {
+
+constexpr int kThreads = 128;
+
+// Thread 0 sums what the block's threads wrote to shared memory (1000 * block + thread);
+// with_barrier=false omits the barrier between the writes and the read.
+__global__ void block_sum_kernel(int64_t* out, bool with_barrier) {
+  __shared__ int64_t values[kThreads];
+  values[threadIdx.x] = 1000 * int64_t(blockIdx.x) + threadIdx.x;
+  if (with_barrier) __syncthreads();
+  if (threadIdx.x == 0) {
+    int64_t total = 0;
+    for (int i = 0; i < kThreads; ++i) total += values[i];
+    out[blockIdx.x] = total;
+  }
+}
+
+__global__ void mismatched_barriers_kernel() {
+  if (threadIdx.x == 0) __syncwarp();
+  else __syncthreads();
+}
+
+}  // namespace
+
+at::Tensor selftest_block_sum(int64_t blocks, bool with_barrier) {
+  at::Tensor out = at::full({blocks}, -1, at::kLong);
+  cuda::launch(block_sum_kernel, dim3(unsigned(blocks)), dim3(kThreads), 0, cuda::Stream{}, out.data_ptr<int64_t>(),
+               with_barrier);
+  return out;
+}
+
+int64_t selftest_next_pow2(int64_t v) { return cuda::next_pow2(v); }
+
+void selftest_deadlock() { cuda::launch(mismatched_barriers_kernel, dim3(1), dim3(64), 0, cuda::Stream{}); }
+
+}  // namespace emu
+}  // namespace fastgan

@@ -1,0 +1,385 @@
+"""Every CUDA kernel, run on the CPU by the emulation build (tests/emu.py), against the
+stock-PyTorch reference computed in float64: every op; fp32/fp16/bf16/fp64; NCHW and
+channels_last; the 16-byte vector path and the scalar one (shapes that are and are not a
+multiple of the vector width, a misaligned storage offset); one block and many blocks per
+channel; C = 1, 3, 64, 1000; empty batches; eval; momentum=None. Multi-block cases run under
+several thread and block orders and must give the same bits each time."""
+import os
+import zlib
+
+import pytest
+import torch
+
+from fastgan import reference
+from helpers import TOL, assert_close
+
+pytestmark = pytest.mark.cuda_emu
+
+ACTS = [("relu", 0.0), ("leaky_relu", 0.2), ("tanh", 0.0), ("identity", 0.0)]
+DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
+EPS = 1e-5
+# (shape, what it exercises). With fp32, the vector width is 4 elements (8 for fp16/bf16).
+SHAPES = [
+    ((2, 3, 5, 7), "scalar path: neither H*W nor C a multiple of the vector width"),
+    ((2, 64, 4, 4), "vector path in both layouts"),
+    ((2, 1, 6, 8), "one channel"),
+    ((2, 1000, 2, 2), "1000 channels: many channel blocks"),
+    ((4, 2, 64, 64), "many blocks per channel: split statistics"),
+]
+
+
+@pytest.fixture(scope="module")
+def emu():
+    if os.environ.get("FASTGAN_NO_EXT") == "1":
+        pytest.skip("FASTGAN_NO_EXT=1: no C++ toolchain expected")
+    from emu import load
+
+    return load()
+
+
+@pytest.fixture
+def ops(emu):
+    return torch.ops.fastgan_emu
+
+
+def stats_dtype(dtype):
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def make(shape, dtype, layout, generator, offset=False, scale=1.5, shift=0.5):
+    x = (torch.randn(shape, dtype=torch.float64, generator=generator) * scale + shift).to(dtype)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    if offset:  # the same strides over storage that starts one element past a 16-byte boundary
+        base = torch.empty(x.numel() + 1, dtype=dtype)
+        x = base[1:].as_strided(x.shape, x.stride()).copy_(x)
+    return x
+
+
+def bn_params(C, g, dtype=torch.float32):
+    weight = (torch.randn(C, generator=g) * 0.5 + 1).to(dtype)
+    bias = (torch.randn(C, generator=g) * 0.5).to(dtype)
+    running_mean = torch.randn(C, generator=g).to(dtype)
+    running_var = (torch.rand(C, generator=g) + 0.5).to(dtype)
+    return weight, bias, running_mean, running_var
+
+
+def repeat_identical(emu, fn, runs=3):
+    """fn() under several thread/block orders; every run must give the same bits."""
+    results = []
+    for seed in range(runs):
+        emu.set_seed(1000 + seed)
+        results.append(fn())
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert torch.equal(a, b), "results differ between thread/block orders: a missing barrier or a race"
+    return results[0]
+
+
+def check_layout(out, like):
+    assert out.shape == like.shape and out.dtype == like.dtype
+    if like.dim() == 4 and like.is_contiguous(memory_format=torch.channels_last) and not like.is_contiguous():
+        assert out.is_contiguous(memory_format=torch.channels_last)
+
+
+def reference_forward(x, weight, bias, running_mean, running_var, nbt, training, momentum, act, slope):
+    """(y, save_mean, save_var) and the updated running stats, all float64, as nn.BatchNorm2d does it."""
+    x64 = x.double()
+    rm = running_mean.double().clone() if running_mean is not None else None
+    rv = running_var.double().clone() if running_var is not None else None
+    counter = nbt.clone() if nbt is not None else None
+    use_batch = training or running_mean is None
+    if use_batch:
+        save_mean, save_var = reference.batch_norm_stats(x64)
+    else:
+        save_mean, save_var = rm.clone(), rv.clone()
+    y = reference.batch_norm_act_training(x64, rm, rv, weight.double() if weight is not None else None,
+                                          bias.double() if bias is not None else None, training, momentum, EPS,
+                                          act, slope, counter)
+    return y, save_mean, save_var, rm, rv, counter
+
+
+def reference_backward(grad_out, x, weight, bias, save_mean, save_var, training, act, slope):
+    x64 = x.double().requires_grad_()
+    w64 = weight.double().requires_grad_()
+    b64 = bias.double().requires_grad_()
+    if training:
+        y = reference.batch_norm_act(x64, w64, b64, None, None, True, EPS, act, slope)
+    else:
+        y = reference.batch_norm_act(x64, w64, b64, save_mean.double(), save_var.double(), False, EPS, act, slope)
+    return torch.autograd.grad(y, [x64, w64, b64], grad_out.double())
+
+
+# --- BatchNorm + activation: forward, running stats, backward ------------------------------
+
+@pytest.mark.parametrize("shape,_why", SHAPES, ids=[str(s) for s, _ in SHAPES])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_batch_norm_act_training(emu, ops, shape, _why, layout, dtype):
+    g = torch.Generator().manual_seed(zlib.crc32(repr((shape, layout, dtype)).encode()))
+    act, slope = ACTS[sum(shape) % len(ACTS)]
+    x = make(shape, dtype, layout, g)
+    weight, bias, rm0, rv0 = bn_params(shape[1], g, stats_dtype(dtype))
+    nbt0 = torch.tensor(3, dtype=torch.long)
+
+    def run():
+        rm, rv, nbt = rm0.clone(), rv0.clone(), nbt0.clone()
+        y, mean, var = ops.batch_norm_act(x, weight, bias, rm, rv, nbt, True, 0.1, EPS, act, slope)
+        return y, mean, var, rm, rv, nbt
+
+    y, mean, var, rm, rv, nbt = repeat_identical(emu, run)
+    ry, rmean, rvar, rrm, rrv, rnbt = reference_forward(x, weight, bias, rm0, rv0, nbt0, True, 0.1, act, slope)
+    check_layout(y, x)
+    sdt = stats_dtype(dtype)
+    assert_close(y, ry, dtype, msg="output")
+    assert_close(mean, rmean, sdt, scale=4, msg="saved mean")
+    assert_close(var, rvar, sdt, scale=4, msg="saved variance")
+    assert_close(rm, rrm, sdt, scale=4, msg="running_mean")
+    assert_close(rv, rrv, sdt, scale=4, msg="running_var")
+    assert int(nbt) == int(rnbt) == 4
+
+    grad_out = make(shape, dtype, layout, g, shift=0.0)
+    gx, gw, gb = repeat_identical(
+        emu, lambda: ops.batch_norm_act_backward(grad_out, x, weight, bias, mean, var, True, EPS, act, slope))
+    rgx, rgw, rgb = reference_backward(grad_out, x, weight, bias, mean, var, True, act, slope)
+    check_layout(gx, x)
+    assert_close(gx, rgx, dtype, scale=2, msg="grad_input")
+    assert_close(gw, rgw, sdt, scale=4, msg="grad_weight")
+    assert_close(gb, rgb, sdt, scale=4, msg="grad_bias")
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+@pytest.mark.parametrize("act,slope", ACTS)
+def test_batch_norm_act_eval(emu, ops, layout, dtype, act, slope):
+    g = torch.Generator().manual_seed(7)
+    shape = (3, 16, 5, 4)
+    x = make(shape, dtype, layout, g)
+    weight, bias, rm, rv = bn_params(shape[1], g)
+    rm_before, rv_before = rm.clone(), rv.clone()
+    y, mean, var = ops.batch_norm_act(x, weight, bias, rm, rv, None, False, 0.1, EPS, act, slope)
+    ry, *_ = reference_forward(x, weight, bias, rm, rv, None, False, 0.1, act, slope)
+    assert_close(y, ry, dtype, msg="output")
+    assert torch.equal(mean, rm) and torch.equal(var, rv), "eval returns the running statistics"
+    assert torch.equal(rm, rm_before) and torch.equal(rv, rv_before), "eval leaves the running statistics alone"
+    grad_out = make(shape, dtype, layout, g, shift=0.0)
+    gx, gw, gb = ops.batch_norm_act_backward(grad_out, x, weight, bias, mean, var, False, EPS, act, slope)
+    rgx, rgw, rgb = reference_backward(grad_out, x, weight, bias, mean, var, False, act, slope)
+    assert_close(gx, rgx, dtype, scale=2, msg="grad_input")
+    assert_close(gw, rgw, torch.float32, scale=4, msg="grad_weight")
+    assert_close(gb, rgb, torch.float32, scale=4, msg="grad_bias")
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_misaligned_storage_takes_the_scalar_path(ops, layout):
+    g = torch.Generator().manual_seed(3)
+    shape = (2, 8, 4, 4)  # a multiple of the vector width in both layouts; only the offset forbids it
+    x = make(shape, torch.float32, layout, g, offset=True)
+    assert x.data_ptr() % 16 != 0
+    weight, bias, rm, rv = bn_params(8, g)
+    y, mean, var = ops.batch_norm_act(x, weight, bias, rm.clone(), rv.clone(), None, True, 0.1, EPS, "relu", 0.0)
+    ry, rmean, rvar, *_ = reference_forward(x, weight, bias, rm, rv, None, True, 0.1, "relu", 0.0)
+    assert_close(y, ry, torch.float32)
+    grad_out = make(shape, torch.float32, layout, g, offset=True)
+    gx, gw, gb = ops.batch_norm_act_backward(grad_out, x, weight, bias, mean, var, True, EPS, "relu", 0.0)
+    rgx, rgw, rgb = reference_backward(grad_out, x, weight, bias, mean, var, True, "relu", 0.0)
+    assert_close(gx, rgx, torch.float32, scale=2)
+    assert_close(gw, rgw, torch.float32, scale=4)
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+@pytest.mark.parametrize("counter", [True, False])
+def test_running_stats_like_batchnorm2d(ops, momentum, counter):
+    """momentum=None averages over num_batches_tracked; with no counter either, nn.BatchNorm2d
+    uses factor 0 and leaves the running statistics as they are."""
+    g = torch.Generator().manual_seed(11)
+    shape = (4, 6, 3, 3)
+    weight, bias, rm, rv = bn_params(6, g)
+    nbt = torch.tensor(2, dtype=torch.long) if counter else None
+    ref_rm, ref_rv, ref_nbt = rm.double().clone(), rv.double().clone(), nbt.clone() if counter else None
+    for _ in range(3):
+        x = make(shape, torch.float32, "contiguous", g)
+        ops.batch_norm_act(x, weight, bias, rm, rv, nbt, True, momentum, EPS, "relu", 0.0)
+        reference.batch_norm_act_training(x.double(), ref_rm, ref_rv, weight.double(), bias.double(), True,
+                                          momentum, EPS, "relu", 0.0, ref_nbt)
+    assert_close(rm, ref_rm, torch.float32, msg="running_mean")
+    assert_close(rv, ref_rv, torch.float32, msg="running_var")
+    if counter:
+        assert int(nbt) == int(ref_nbt) == 5
+
+
+def test_batch_norm_update_stats_matches_cpu_op(ops):
+    """Strided buffers are updated in place, and fp16 buffers are blended from the float batch
+    statistics and rounded once, as the CPU op does (the CUDA op used to refuse the first and
+    round differently in the second)."""
+    g = torch.Generator().manual_seed(5)
+    C = 10
+    mean, var = torch.randn(C, generator=g), torch.rand(C, generator=g) + 0.5
+    for dtype, strided in [(torch.float32, True), (torch.float16, False), (torch.bfloat16, True)]:
+        results = []
+        for op in (ops.batch_norm_update_stats, torch.ops.fastgan.batch_norm_update_stats):
+            base_m = torch.linspace(-1, 1, 2 * C).to(dtype)
+            base_v = torch.linspace(0.5, 2, 2 * C).to(dtype)
+            rm, rv = (base_m[::2], base_v[::2]) if strided else (base_m[:C], base_v[:C])
+            nbt = torch.tensor(0, dtype=torch.long)
+            op(rm, rv, nbt, mean, var, 0.3, 7)
+            results.append((base_m, base_v, nbt))
+        (em, ev, en), (cm, cv, cn) = results
+        assert torch.equal(em, cm) and torch.equal(ev, cv), f"{dtype}, strided={strided}"
+        assert int(en) == int(cn) == 1
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_empty_batch(ops, layout):
+    g = torch.Generator().manual_seed(1)
+    weight, bias, rm, rv = bn_params(3, g)
+    x = torch.empty(0, 3, 4, 4)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    # Eval: the saved statistics are the running ones (the CUDA op used to return uninitialised memory).
+    for _ in range(3):
+        torch.empty(1 << 16).fill_(float("nan"))  # leave NaN in freed memory an empty() may reuse
+        y, mean, var = ops.batch_norm_act(x, weight, bias, rm, rv, None, False, 0.1, EPS, "relu", 0.0)
+        assert y.shape == x.shape
+        assert torch.equal(mean, rm) and torch.equal(var, rv)
+    gx, gw, gb = ops.batch_norm_act_backward(x, x, weight, bias, rm, rv, False, EPS, "relu", 0.0)
+    assert gx.shape == x.shape and torch.equal(gw, torch.zeros(3)) and torch.equal(gb, torch.zeros(3))
+    mean, var = ops.batch_norm_stats(x)
+    assert torch.equal(mean, torch.zeros(3)) and torch.equal(var, torch.zeros(3))
+    assert ops.activation(x, "tanh", 0.0).shape == x.shape
+
+
+def test_launches_per_op(emu, ops):
+    """The launch counts a GPU run should see (benchmarks/results/NOTES.md)."""
+    g = torch.Generator().manual_seed(2)
+    x = make((2, 8, 4, 4), torch.float32, "contiguous", g)
+    weight, bias, rm, rv = bn_params(8, g)
+    nbt = torch.tensor(0, dtype=torch.long)
+
+    def launches(fn):
+        before = emu.stats()["launches"]
+        fn()
+        return emu.stats()["launches"] - before
+
+    assert launches(lambda: ops.batch_norm_act(x, weight, bias, rm, rv, nbt, True, 0.1, EPS, "relu", 0.0)) == 3
+    assert launches(lambda: ops.batch_norm_act(x, weight, bias, None, None, None, True, 0.1, EPS, "relu", 0.0)) == 2
+    assert launches(lambda: ops.batch_norm_act(x, weight, bias, rm, rv, nbt, False, 0.1, EPS, "relu", 0.0)) == 1
+    assert launches(lambda: ops.batch_norm_act_backward(x, x, weight, bias, rm, rv, True, EPS, "relu", 0.0)) == 2
+    assert launches(lambda: ops.activation(x, "tanh", 0.0)) == 1
+    assert launches(lambda: ops.bce_with_logits(x, None, 1.0, 1)) == 1
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_statistics_of_huge_values(ops, layout):
+    """Means near 1e20 in fp32: merging a partial into an empty Welford accumulator used to
+    compute d*d*0 = inf*0 = NaN. Fewer elements per channel than threads leaves some empty."""
+    g = torch.Generator().manual_seed(8)
+    x = (1e20 * (1 + 0.01 * torch.randn(2, 4, 3, 3, generator=g, dtype=torch.float64))).float()
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    mean, var = ops.batch_norm_stats(x)
+    rmean, rvar = reference.batch_norm_stats(x.double())
+    assert torch.isfinite(mean).all() and torch.isfinite(var).all(), (mean, var)
+    torch.testing.assert_close(mean.double(), rmean, rtol=1e-5, atol=0)
+    torch.testing.assert_close(var.double(), rvar, rtol=1e-3, atol=0)
+
+
+def test_next_pow2_does_not_overflow(emu):
+    assert [emu.next_pow2(v) for v in (0, 1, 3, 32, 33)] == [1, 1, 4, 32, 64]
+    assert emu.next_pow2((1 << 31) + 1) == 1 << 32  # an int used to overflow here and loop forever
+    assert emu.next_pow2((1 << 40) - 5) == 1 << 40
+
+
+# --- Synchronised BatchNorm's split ops --------------------------------------------------
+
+@pytest.mark.parametrize("shape", [(2, 3, 5, 7), (2, 64, 4, 4), (4, 2, 64, 64)], ids=str)
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64], ids=str)
+def test_sync_batch_norm_ops(emu, ops, shape, layout, dtype):
+    g = torch.Generator().manual_seed(9)
+    x = make(shape, dtype, layout, g)
+    grad_out = make(shape, dtype, layout, g, shift=0.0)
+    weight, bias, *_ = bn_params(shape[1], g, stats_dtype(dtype))
+    sdt = stats_dtype(dtype)
+    mean, var = repeat_identical(emu, lambda: ops.batch_norm_stats(x))
+    rmean, rvar = reference.batch_norm_stats(x.double())
+    assert_close(mean, rmean, sdt, scale=4)
+    assert_close(var, rvar, sdt, scale=4)
+    sum_dy, sum_dy_xmu = repeat_identical(emu, lambda: ops.batch_norm_act_backward_reduce(
+        grad_out, x, weight, bias, mean, var, EPS, "leaky_relu", 0.2))
+    r_dy, r_dy_xmu = reference.batch_norm_act_backward_reduce(grad_out.double(), x.double(), weight.double(),
+                                                              bias.double(), mean.double(), var.double(), EPS,
+                                                              "leaky_relu", 0.2)
+    assert_close(sum_dy, r_dy, sdt, scale=4)
+    assert_close(sum_dy_xmu, r_dy_xmu, sdt, scale=4)
+    count = shape[0] * shape[2] * shape[3]
+    gx = ops.batch_norm_act_backward_elemt(grad_out, x, weight, bias, mean, var, sum_dy / count,
+                                           sum_dy_xmu / count, EPS, "leaky_relu", 0.2)
+    rgx = reference.batch_norm_act_backward_elemt(grad_out.double(), x.double(), weight.double(), bias.double(),
+                                                  mean.double(), var.double(), r_dy / count, r_dy_xmu / count, EPS,
+                                                  "leaky_relu", 0.2)
+    check_layout(gx, x)
+    assert_close(gx, rgx, dtype, scale=2)
+
+
+# --- Activation and BCE -------------------------------------------------------------------
+
+@pytest.mark.parametrize("act,slope", ACTS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("shape,offset", [((2, 8, 4, 4), False), ((3, 5, 7, 1), False), ((2, 8, 4, 4), True),
+                                          ((64, 16, 32, 32), False)], ids=["vector", "odd", "misaligned", "large"])
+def test_activation(ops, act, slope, dtype, shape, offset):
+    g = torch.Generator().manual_seed(4)
+    x = make(shape, dtype, "contiguous", g, offset=offset, shift=0.0)
+    y = ops.activation(x, act, slope)
+    assert_close(y, reference.activation(x.double(), act, slope), dtype)
+    grad_out = make(shape, dtype, "contiguous", g, offset=offset, shift=0.0)
+    dx = ops.activation_backward(grad_out, y, act, slope)
+    assert_close(dx, reference.activation_backward(grad_out.double(), y.double(), act, slope), dtype)
+
+
+@pytest.mark.parametrize("reduction", [0, 1, 2], ids=["none", "mean", "sum"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("n", [1, 37, 300_000], ids=["one", "one-block", "many-blocks"])
+@pytest.mark.parametrize("with_target", [True, False])
+def test_bce_with_logits(emu, ops, reduction, dtype, n, with_target):
+    g = torch.Generator().manual_seed(6)
+    x = (torch.randn(n, generator=g, dtype=torch.float64) * 3).to(dtype)
+    target = torch.rand(n, generator=g, dtype=torch.float64).to(dtype) if with_target else None
+    loss, grad = repeat_identical(emu, lambda: ops.bce_with_logits(x, target, 0.9, reduction), runs=2)
+    x64 = x.double().requires_grad_()
+    t64 = target.double() if with_target else torch.full((n,), 0.9, dtype=torch.float64)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(
+        x64, t64, reduction=["none", "mean", "sum"][reduction])
+    (expected_grad,) = torch.autograd.grad(expected.sum(), x64)
+    scale = 1.0 if reduction == 0 else 4.0
+    # Rounded to the output dtype first: an fp16 sum of 300,000 losses is inf on every path.
+    assert_close(loss, expected.detach().to(dtype), dtype, scale=scale, msg="loss")
+    assert_close(grad, expected_grad, dtype, msg="grad")
+
+
+def test_bce_reused_ticket_counter(ops):
+    """Back-to-back reductions each see a fresh last-block ticket."""
+    x = torch.linspace(-4, 4, 100_000)
+    first = ops.bce_with_logits(x, None, 0.0, 2)[0]
+    for _ in range(3):
+        assert torch.equal(ops.bce_with_logits(x, None, 0.0, 2)[0], first)
+
+
+# --- The emulation itself -----------------------------------------------------------------
+
+def test_emulation_catches_a_missing_barrier(emu):
+    expected = torch.tensor([128 * 1000 * b + 127 * 128 // 2 for b in range(8)])
+    for seed in range(5):
+        emu.set_seed(seed)
+        assert torch.equal(emu.selftest_block_sum(8, True), expected)
+    wrong = 0
+    for seed in range(5):
+        emu.set_seed(seed)
+        wrong += int(not torch.equal(emu.selftest_block_sum(8, False), expected))
+    assert wrong >= 4, "the racy kernel should give wrong sums under nearly every thread order"
+
+
+def test_emulation_reports_a_deadlock(emu):
+    with pytest.raises(RuntimeError, match="deadlock"):
+        emu.selftest_deadlock()

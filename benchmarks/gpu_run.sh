@@ -30,14 +30,14 @@ fi
 if [[ $stages == *sanitize* ]]; then
   stage sanitize
   : > "$OUT/sanitizer.log"
-  for tool in memcheck racecheck; do
+  for tool in memcheck racecheck synccheck; do
     echo "--- compute-sanitizer --tool $tool" >> "$OUT/sanitizer.log"
     compute-sanitizer --tool $tool --error-exitcode 9 $PY tests/sanitize_kernels.py >> "$OUT/sanitizer.log" 2>&1
     rc=$?
     echo "--- $tool exit code $rc" >> "$OUT/sanitizer.log"
     [[ $rc == 0 ]] || status=1
   done
-  grep -E "^---|ERROR SUMMARY|RACECHECK SUMMARY|sanitize_kernels" "$OUT/sanitizer.log"
+  grep -E "^---|ERROR SUMMARY|RACECHECK SUMMARY|SYNCCHECK SUMMARY|sanitize_kernels" "$OUT/sanitizer.log"
 fi
 
 if [[ $stages == *bench* ]]; then

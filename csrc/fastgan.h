@@ -49,7 +49,6 @@ inline BackwardInputs backward_inputs(const at::Tensor& grad_out, const at::Tens
   b.input = input.contiguous(b.fmt);
   b.grad_out = grad_out.scalar_type() == b.input.scalar_type() ? grad_out.contiguous(b.fmt)
                                                                 : grad_out.to(b.input.scalar_type()).contiguous(b.fmt);
-  const auto sdt = stats_dtype(b.input);
   b.mean = as_stats(mean, b.input);
   b.var = as_stats(var, b.input);
   b.weight = as_stats(weight, b.input);

@@ -261,10 +261,15 @@ def test_launches_per_op(emu, ops):
         fn()
         return emu.stats()["launches"] - before
 
+    # Training: statistics, finalise (with the running-stat update), apply. Eval: apply.
     assert launches(lambda: ops.batch_norm_act(x, weight, bias, rm, rv, nbt, True, 0.1, EPS, "relu", 0.0)) == 3
-    assert launches(lambda: ops.batch_norm_act(x, weight, bias, None, None, None, True, 0.1, EPS, "relu", 0.0)) == 2
+    assert launches(lambda: ops.batch_norm_act(x, weight, bias, None, None, None, True, 0.1, EPS, "relu", 0.0)) == 3
     assert launches(lambda: ops.batch_norm_act(x, weight, bias, rm, rv, nbt, False, 0.1, EPS, "relu", 0.0)) == 1
-    assert launches(lambda: ops.batch_norm_act_backward(x, x, weight, bias, rm, rv, True, EPS, "relu", 0.0)) == 2
+    # Backward: reduce, per-channel sums (grad_weight, grad_bias), grad_input.
+    assert launches(lambda: ops.batch_norm_act_backward(x, x, weight, bias, rm, rv, True, EPS, "relu", 0.0)) == 3
+    assert launches(lambda: ops.batch_norm_stats(x)) == 2
+    assert launches(lambda: ops.batch_norm_act_backward_elemt(x, x, weight, bias, rm, rv, rm, rv, EPS, "relu",
+                                                              0.0)) == 1
     assert launches(lambda: ops.activation(x, "tanh", 0.0)) == 1
     assert launches(lambda: ops.bce_with_logits(x, None, 1.0, 1)) == 1
 
@@ -364,6 +369,14 @@ def test_bce_reused_ticket_counter(ops):
     first = ops.bce_with_logits(x, None, 0.0, 2)[0]
     for _ in range(3):
         assert torch.equal(ops.bce_with_logits(x, None, 0.0, 2)[0], first)
+
+
+def test_sanitizer_script_calls_every_op_correctly(emu):
+    """tests/sanitize_kernels.py, which the GPU run puts under compute-sanitizer, on the emulated
+    kernels: it must not wait for a GPU to find out that an op's arguments changed."""
+    import sanitize_kernels
+
+    assert sanitize_kernels.main(["--emu"]) == 0
 
 
 # --- The emulation itself -----------------------------------------------------------------

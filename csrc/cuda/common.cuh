@@ -81,6 +81,16 @@ __device__ __forceinline__ A warp_sum(A v) {
 
 __device__ __forceinline__ int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
+// Calls f(ActivationTag<ACT>()) on the host: one kernel per activation, so element loops carry
+// no switch.
+template <typename F>
+void dispatch_act(Activation act, F&& f) {
+  dispatch_activation(act, [&](auto tag) {
+    f(tag);
+    return 0;
+  });
+}
+
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // The smallest power of two >= v (1 for v <= 1), in 64 bits so that no v up to 2^62 overflows.

@@ -5,6 +5,9 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <map>
+#include <mutex>
+#include <utility>
 
 #include "common.cuh"
 
@@ -22,31 +25,31 @@ int grid_for(int64_t items) {
 
 // Layout does not matter elementwise: input and output share strides (both dense in the
 // same memory format), so the kernels walk storage order.
-template <typename scalar_t, int VEC>
+template <typename scalar_t, int VEC, Activation ACT>
 __global__ void __launch_bounds__(kThreads) activation_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ y,
-                                                              int64_t packs, Activation act, acc_t<scalar_t> slope) {
+                                                              int64_t packs, acc_t<scalar_t> slope) {
   using A = acc_t<scalar_t>;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < packs; i += int64_t(gridDim.x) * blockDim.x) {
     const auto v = load_pack<scalar_t, VEC>(x + i * VEC);
     Pack<scalar_t, VEC> o;
 #pragma unroll
-    for (int k = 0; k < VEC; ++k) o.v[k] = scalar_t(activate(act, A(v.v[k]), slope));
+    for (int k = 0; k < VEC; ++k) o.v[k] = scalar_t(activate_t<ACT>(A(v.v[k]), slope));
     store_pack<scalar_t, VEC>(y + i * VEC, o);
   }
 }
 
-template <typename scalar_t, int VEC>
+template <typename scalar_t, int VEC, Activation ACT>
 __global__ void __launch_bounds__(kThreads) activation_backward_kernel(const scalar_t* __restrict__ dy,
                                                                        const scalar_t* __restrict__ y,
                                                                        scalar_t* __restrict__ dx, int64_t packs,
-                                                                       Activation act, acc_t<scalar_t> slope) {
+                                                                       acc_t<scalar_t> slope) {
   using A = acc_t<scalar_t>;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < packs; i += int64_t(gridDim.x) * blockDim.x) {
     const auto yv = load_pack<scalar_t, VEC>(y + i * VEC);
     const auto dv = load_pack<scalar_t, VEC>(dy + i * VEC);
     Pack<scalar_t, VEC> o;
 #pragma unroll
-    for (int k = 0; k < VEC; ++k) o.v[k] = scalar_t(A(dv.v[k]) * activation_grad_from_output(act, A(yv.v[k]), slope));
+    for (int k = 0; k < VEC; ++k) o.v[k] = scalar_t(A(dv.v[k]) * activation_grad_from_output_t<ACT>(A(yv.v[k]), slope));
     store_pack<scalar_t, VEC>(dx + i * VEC, o);
   }
 }
@@ -66,11 +69,14 @@ at::Tensor activation_cuda(const at::Tensor& input_, c10::string_view activation
     constexpr int V = vec_width<scalar_t>();
     const scalar_t* x = input.const_data_ptr<scalar_t>();
     scalar_t* y = out.data_ptr<scalar_t>();
-    if (n % V == 0 && aligned16(x) && aligned16(y)) {
-      launch(activation_kernel<scalar_t, V>, grid_for(n / V), kThreads, 0, stream, x, y, n / V, act, A(negative_slope));
-    } else {
-      launch(activation_kernel<scalar_t, 1>, grid_for(n), kThreads, 0, stream, x, y, n, act, A(negative_slope));
-    }
+    const bool vectorize = n % V == 0 && aligned16(x) && aligned16(y);
+    dispatch_act(act, [&](auto tag) {
+      constexpr Activation ACT = decltype(tag)::value;
+      if (vectorize)
+        launch(activation_kernel<scalar_t, V, ACT>, grid_for(n / V), kThreads, 0, stream, x, y, n / V, A(negative_slope));
+      else
+        launch(activation_kernel<scalar_t, 1, ACT>, grid_for(n), kThreads, 0, stream, x, y, n, A(negative_slope));
+    });
   });
   return out;
 }
@@ -93,13 +99,16 @@ at::Tensor activation_backward_cuda(const at::Tensor& grad_out_, const at::Tenso
     const scalar_t* y = output.const_data_ptr<scalar_t>();
     const scalar_t* dy = grad_out.const_data_ptr<scalar_t>();
     scalar_t* dx = grad_in.data_ptr<scalar_t>();
-    if (n % V == 0 && aligned16(y) && aligned16(dy) && aligned16(dx)) {
-      launch(activation_backward_kernel<scalar_t, V>, grid_for(n / V), kThreads, 0, stream, dy, y, dx, n / V, act,
-                                                                                        A(negative_slope));
-    } else {
-      launch(activation_backward_kernel<scalar_t, 1>, grid_for(n), kThreads, 0, stream, dy, y, dx, n, act,
-                                                                                    A(negative_slope));
-    }
+    const bool vectorize = n % V == 0 && aligned16(y) && aligned16(dy) && aligned16(dx);
+    dispatch_act(act, [&](auto tag) {
+      constexpr Activation ACT = decltype(tag)::value;
+      if (vectorize)
+        launch(activation_backward_kernel<scalar_t, V, ACT>, grid_for(n / V), kThreads, 0, stream, dy, y, dx, n / V,
+               A(negative_slope));
+      else
+        launch(activation_backward_kernel<scalar_t, 1, ACT>, grid_for(n), kThreads, 0, stream, dy, y, dx, n,
+               A(negative_slope));
+    });
   });
   return grad_in;
 }
@@ -107,7 +116,8 @@ at::Tensor activation_backward_cuda(const at::Tensor& grad_out_, const at::Tenso
 // ---------------------------------------------------------------------------------------
 // BCE with logits: each block writes its elements' gradient (and per-element loss for
 // reduction='none') and one partial loss sum; the last block to finish (an integer ticket,
-// so the choice does not change the result) adds the partials in index order.
+// so the choice does not change the result) adds the partials in index order and sets the
+// ticket back to zero for the next call, so no call needs a memset.
 template <typename A>
 __device__ A block_sum(A v, A* sh) {
   v = warp_sum(v);
@@ -152,7 +162,25 @@ __global__ void __launch_bounds__(kThreads) bce_kernel(const scalar_t* __restric
   for (int i = threadIdx.x; i < int(gridDim.x); i += blockDim.x) s += __ldcg(partial + i);
   __syncthreads();
   const A total = block_sum(s, sh);
-  if (threadIdx.x == 0) *loss_out = scalar_t(total * loss_scale);
+  if (threadIdx.x == 0) {
+    *loss_out = scalar_t(total * loss_scale);
+    *ticket = 0;  // every other block has taken its ticket already
+  }
+}
+
+// The ticket counter of the current stream: zeroed once, then left at zero by every reduction.
+// Launches on one stream run one after another, so they never share it at the same time. A
+// graph being captured gets a counter of its own, zeroed inside the graph: a persistent one
+// would be shared with whatever stream the graph is later replayed on.
+at::Tensor bce_ticket(const at::Tensor& like) {
+  const auto options = like.options().dtype(at::kInt);
+  if (stream_is_capturing()) return at::zeros({1}, options);
+  static std::mutex mutex;
+  static auto* tickets = new std::map<std::pair<int64_t, uint64_t>, at::Tensor>();  // never freed: see above
+  const std::lock_guard<std::mutex> lock(mutex);
+  at::Tensor& ticket = (*tickets)[{like.device().index(), stream_key(current_stream())}];
+  if (!ticket.defined()) ticket = at::zeros({1}, options);
+  return ticket;
 }
 
 std::tuple<at::Tensor, at::Tensor> bce_with_logits_cuda(const at::Tensor& input_, const c10::optional<at::Tensor>& target_,
@@ -174,7 +202,7 @@ std::tuple<at::Tensor, at::Tensor> bce_with_logits_cuda(const at::Tensor& input_
   at::Tensor partial, ticket;
   if (red != Reduction::None) {
     partial = at::empty({blocks}, input.options().dtype(sdt));
-    ticket = at::zeros({1}, input.options().dtype(at::kInt));
+    ticket = bce_ticket(input);
   }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "bce_with_logits_cuda", [&] {
     using A = acc_t<scalar_t>;

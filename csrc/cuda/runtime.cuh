@@ -11,6 +11,7 @@
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 
+#include <cstdint>
 #include <utility>
 
 // Where the kernels are registered: the fastgan library's CUDA key (the emulation
@@ -26,6 +27,12 @@ using Stream = cudaStream_t;
 using DeviceGuard = c10::cuda::CUDAGuard;
 inline Stream current_stream() { return at::cuda::getCurrentCUDAStream(); }
 inline const cudaDeviceProp* device_props() { return at::cuda::getCurrentDeviceProperties(); }
+inline uint64_t stream_key(Stream s) { return reinterpret_cast<uintptr_t>(s); }
+inline bool stream_is_capturing() {
+  cudaStreamCaptureStatus status;
+  C10_CUDA_CHECK(cudaStreamIsCapturing(current_stream(), &status));
+  return status != cudaStreamCaptureStatusNone;
+}
 
 // kernel<<<grid, block, smem, stream>>>(args...), with the launch error checked.
 template <typename... Params, typename... Args>

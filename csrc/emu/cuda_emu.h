@@ -139,6 +139,8 @@ namespace cuda {
 struct Stream {};
 inline Stream current_stream() { return {}; }
 inline const emu::DeviceProps* device_props() { return &emu::device_props(); }
+inline uint64_t stream_key(Stream) { return 0; }
+inline bool stream_is_capturing() { return false; }
 
 // The emulated kernels run on CPU tensors; there is no device to select.
 struct DeviceGuard {

@@ -256,7 +256,9 @@ inline void check_update_stats_args(const at::Tensor& running_mean, const at::Te
   if (num_batches_tracked.has_value() && num_batches_tracked->defined())
     TORCH_CHECK(num_batches_tracked->numel() == 1 && num_batches_tracked->scalar_type() == at::kLong &&
                     num_batches_tracked->device() == running_mean.device(),
-                "fastgan: num_batches_tracked must be a one-element int64 tensor on ", running_mean.device());
+                "fastgan: num_batches_tracked must be a one-element int64 tensor on ", running_mean.device(), ", got ",
+                num_batches_tracked->scalar_type(), " of shape ", num_batches_tracked->sizes(), " on ",
+                num_batches_tracked->device());
 }
 
 inline void check_activation_backward_args(const at::Tensor& grad_out, const at::Tensor& output) {

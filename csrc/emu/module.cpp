@@ -3,6 +3,7 @@
 // never shadows the real CPU kernels. Built by tests/emu.py.
 #include <torch/extension.h>
 
+#include "../checks.h"
 #include "../schemas.h"
 #include "cuda_emu.h"
 
@@ -37,5 +38,18 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("selftest_block_sum", &selftest_block_sum, "Per-block sums of 1000 * block + thread (deliberately racy "
         "when with_barrier is False)");
   m.def("next_pow2", &selftest_next_pow2, "The grid planner's next_pow2 (csrc/cuda/common.cuh)");
+  // The shared argument checks, callable with tensors on different devices (a CPU and a meta
+  // tensor), which no single-device machine can pass through the dispatcher to a kernel.
+  using OptT = c10::optional<at::Tensor>;
+  m.def("check_batch_norm_act_args", [](const at::Tensor& input, const OptT& weight, const OptT& bias,
+                                        const OptT& running_mean, const OptT& running_var, const OptT& counter) {
+    fastgan::check_batch_norm_act_args(input, weight, bias, running_mean, running_var, counter, true,
+                                       fastgan::Activation::ReLU);
+  });
+  m.def("check_batch_norm_act_backward_args", &fastgan::check_batch_norm_act_backward_args);
+  m.def("check_backward_elemt_sums", &fastgan::check_backward_elemt_sums);
+  m.def("check_update_stats_args", &fastgan::check_update_stats_args);
+  m.def("check_activation_backward_args", &fastgan::check_activation_backward_args);
+  m.def("check_bce_args", &fastgan::check_bce_args);
   m.def("selftest_deadlock", &selftest_deadlock, "A kernel whose threads wait at different barriers");
 }

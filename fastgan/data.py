@@ -42,6 +42,9 @@ def load(source: str, image_size: int, channels: int) -> ImageData:
         if not os.path.isfile(source):
             raise DataError(f"data file {source!r} does not exist")
         return _from_zip(source, image_size, channels)
+    if os.path.isfile(source):
+        raise DataError(f"--data {source!r} is a file; expected a folder of images, a .zip of them, or one of "
+                        f"{', '.join(BUILTIN)}")
     if not os.path.isdir(source):
         raise DataError(f"data folder {source!r} does not exist (expected a folder of images, a .zip, or one of "
                         f"{', '.join(BUILTIN)})")

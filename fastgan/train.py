@@ -7,6 +7,7 @@ Under torchrun every rank trains a shard of each batch in DistributedDataParalle
 GPUs, gloo on CPU); rank 0 alone writes the run folder. A run's batches and latents depend
 on the global batch (batch_size * ranks) and the step, not on how it is split, so 2 ranks x
 batch B train as 1 process x batch 2B does (exactly so with --sync-bn)."""
+import collections
 import contextlib
 import copy
 import dataclasses
@@ -64,7 +65,50 @@ class TrainConfig:
     checkpoint_every: int = 500
     log_every: int = 25
 
+    overwrite: bool = False
+
     ARCHITECTURE = ("image_size", "channels", "nz", "ngf", "ndf", "conditional")
+    CHOICES = {"image_size": (32, 64, 128), "channels": (1, 3), "device": ("auto", "cpu", "cuda"),
+               "backend": ("fused", "reference"), "amp": ("none", "bf16", "fp16"), "dtype": ("float32", "float64")}
+    # (lowest, highest) accepted; the upper bounds keep a typo from asking for terabytes.
+    RANGES = {"batch_size": (1, 1 << 16), "steps": (1, 10**12), "nz": (1, 8192), "ngf": (1, 2048), "ndf": (1, 2048),
+              "seed": (0, 2**63 - 1), "sample_every": (1, None), "checkpoint_every": (1, None), "log_every": (1, None),
+              "lr": (0.0, None), "beta1": (0.0, 1.0), "ema_decay": (0.0, 1.0), "dist_timeout": (0.0, None)}
+    EXCLUSIVE_LOW = {"lr", "dist_timeout"}  # must be > the lowest, not >=
+    EXCLUSIVE_HIGH = {"beta1"}
+
+    def validate(self) -> None:
+        """Every option's type and range, worded as argparse words its errors ("argument --x: ...")
+        so that a config file and the command line fail the same way."""
+        for field in dataclasses.fields(self):
+            name, value = field.name, getattr(self, field.name)
+            flag = "--" + name.replace("_", "-")
+            kind = field.type
+            ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                ok, value = True, float(value)
+                setattr(self, name, value)
+            if not ok:
+                raise TrainError(f"argument {flag}: expected {kind.__name__}, got {value!r}")
+            if kind is float and not math.isfinite(value):
+                raise TrainError(f"argument {flag}: must be a finite number, got {value!r}")
+            if name in self.CHOICES and value not in self.CHOICES[name]:
+                choices = ", ".join(repr(c) for c in self.CHOICES[name])
+                raise TrainError(f"argument {flag}: invalid choice: {value!r} (choose from {choices})")
+            if name in self.RANGES:
+                low, high = self.RANGES[name]
+                too_low = value <= low if name in self.EXCLUSIVE_LOW else value < low
+                too_high = high is not None and (value >= high if name in self.EXCLUSIVE_HIGH else value > high)
+                if too_low or too_high:
+                    lo = f"> {low}" if name in self.EXCLUSIVE_LOW else f">= {low}"
+                    hi = "" if high is None else (f" and < {high}" if name in self.EXCLUSIVE_HIGH else f" and <= {high}")
+                    raise TrainError(f"argument {flag}: must be {lo}{hi}, got {value}")
+        if not self.data:
+            raise TrainError("argument --data: must not be empty ('digits', a folder or a .zip)")
+        if not self.out:
+            raise TrainError("argument --out: must not be empty")
+        if self.resume and self.overwrite:
+            raise TrainError("--resume continues the run in --out and --overwrite deletes it; give one of them")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -116,6 +160,7 @@ def mean_pairwise_distance(x):
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, log=print):
+        cfg.validate()
         self.cfg = cfg
         self.world = distributed.world_from_environment()
         self.log = log if self.world.is_main else (lambda *_: None)
@@ -179,8 +224,7 @@ class Trainer:
         self.step = 0
         self.history = []
         self.graphed = None
-        if self.world.is_main:
-            os.makedirs(os.path.join(cfg.out, "samples"), exist_ok=True)
+        self.folder_ready = False
 
     # --- one step ---------------------------------------------------------------------
     def _batch(self, step):
@@ -278,14 +322,20 @@ class Trainer:
 
     def _run(self):
         cfg = self.cfg
+        if not self.folder_ready:  # a second run() of this trainer continues its own run
+            problem = self._prepare_run_folder() if self.world.is_main else None
+            problem = distributed.broadcast_from_main(problem, self.world)
+            if problem:
+                raise TrainError(problem)
+            self.folder_ready = True
         if cfg.resume:
             self.load_checkpoint(os.path.join(cfg.out, "checkpoint.pt"))
+        if self.step >= cfg.steps:  # before anything is written: the run stays as it is
+            self.log(f"already at step {self.step} of {cfg.steps}; nothing to do")
+            return self
         if self.world.is_main:
             self._write_config()
             save_grid(self.fixed_real, os.path.join(cfg.out, "real.png"))
-        if self.step >= cfg.steps:
-            self.log(f"already at step {self.step} of {cfg.steps}; nothing to do")
-            return self
         if cfg.cuda_graphs:
             real, labels = self._batch(self.step)
             args = (real,) if labels is None else (real, labels)
@@ -293,7 +343,7 @@ class Trainer:
             self.graphed = fastgan.graph.GraphedStep(step_fn, *args, optimizers=[self.opt_g, self.opt_d], warmup=1)
             self.step += 1  # the warm-up was a real step
         progress = _Progress(self.step, cfg.steps, self.log)
-        t_last, n_last = time.perf_counter(), self.step
+        speed = _Throughput(cfg.batch_size * self.world.size, self.step)
         while self.step < cfg.steps:
             real, labels = self._batch(self.step)
             if self.graphed is not None:
@@ -309,17 +359,45 @@ class Trainer:
                     raise TrainError(f"loss became {values[0]:.4g} (D) / {values[1]:.4g} (G) at step {self.step}; "
                                      f"stopping. The last good checkpoint is kept in {cfg.out}")
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                now = time.perf_counter()
-                ips = (self.step - n_last) * cfg.batch_size * self.world.size / max(now - t_last, 1e-9)
-                t_last, n_last = now, self.step
-                self._log_metrics(stats.tolist(), ips)
+                self._log_metrics(stats.tolist(), speed.update(self.step))
                 progress.update(self.step, self.history[-1])
             if self.step % cfg.sample_every == 0 or self.step == cfg.steps:
                 self.save_samples()
             if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
                 self.save_checkpoint()
         progress.close()
+        self.log(f"{speed.mean():.0f} images/s on average over steps {speed.first_step + 1}-{self.step}")
         return self
+
+    # The files a run writes into its folder; nothing else there is touched.
+    RUN_FILES = ("checkpoint.pt", "metrics.jsonl", "config.json", "real.png", "loss.png")
+
+    def _prepare_run_folder(self):
+        """Rank 0: make the run folder, or say why not (returned, so every rank can raise it).
+        A folder holding another run is only written into with --resume, or cleared first with
+        --overwrite: two runs' metrics and samples must never mix."""
+        out = self.cfg.out
+        if os.path.exists(out) and not os.path.isdir(out):
+            return f"--out {out!r} is a file; the run folder must be a folder (it is created if missing)"
+        held = [f for f in ("checkpoint.pt", "metrics.jsonl", "config.json") if os.path.exists(os.path.join(out, f))]
+        if held and not self.cfg.resume:
+            if not self.cfg.overwrite:
+                return (f"--out {out!r} already holds a run ({', '.join(held)}); pass --resume to continue it, "
+                        "--overwrite to delete it and start over, or another --out")
+            for name in self.RUN_FILES:
+                path = os.path.join(out, name)
+                if os.path.isfile(path):
+                    os.unlink(path)
+            samples = os.path.join(out, "samples")
+            if os.path.isdir(samples):
+                for name in os.listdir(samples):
+                    if name.startswith("step_") and name.endswith(".png"):
+                        os.unlink(os.path.join(samples, name))
+        try:
+            os.makedirs(os.path.join(out, "samples"), exist_ok=True)
+        except OSError as exc:
+            return f"cannot create the run folder {out!r}: {exc.strerror or exc}"
+        return None
 
     def _sampler(self):
         return self.g_ema if self.g_ema is not None else self.g
@@ -400,8 +478,9 @@ class Trainer:
             with open(metrics) as f:
                 rows = [json.loads(line) for line in f if line.strip()]
             self.history = [r for r in rows if r["step"] <= self.step]
-            with open(metrics, "w") as f:
-                f.writelines(json.dumps(r) + "\n" for r in self.history)
+            if len(self.history) < len(rows):
+                with open(metrics, "w") as f:
+                    f.writelines(json.dumps(r) + "\n" for r in self.history)
         self.log(f"resumed from {path} at step {self.step}")
 
 
@@ -431,6 +510,25 @@ def plot_losses(out):
     fig.savefig(tmp, dpi=100)
     plt.close(fig)
     os.replace(tmp, os.path.join(out, "loss.png"))
+
+
+class _Throughput:
+    """Images per second over the last `window` log intervals (one interval swings with
+    whatever else the machine does), and over the whole run."""
+
+    def __init__(self, images_per_step: int, step: int, window: int = 10):
+        self.images_per_step, self.first_step = images_per_step, step
+        self.start = time.perf_counter()
+        self.points = collections.deque([(self.start, step)], maxlen=window + 1)
+
+    def update(self, step: int) -> float:
+        self.points.append((time.perf_counter(), step))
+        (t0, s0), (t1, s1) = self.points[0], self.points[-1]
+        return (s1 - s0) * self.images_per_step / max(t1 - t0, 1e-9)
+
+    def mean(self) -> float:
+        t1, s1 = self.points[-1]
+        return (s1 - self.first_step) * self.images_per_step / max(t1 - self.start, 1e-9)
 
 
 class _Progress:

@@ -94,7 +94,7 @@ def test_bad_input_errors(tmp_path, capsys):
     assert "could be read" in cli_error(capsys, "train", "--data", str(bad), "--out", out)
     (tmp_path / "ckpt").mkdir()
     (tmp_path / "ckpt" / "checkpoint.pt").write_bytes(b"garbage")
-    assert "corrupt" in cli_error(capsys, "train", "--resume", "--out", str(tmp_path / "ckpt"), "--steps", "1")
+    assert "not a file written by torch.save" in cli_error(capsys, "train", "--resume", "--out", str(tmp_path / "ckpt"), "--steps", "1")
     if not torch.cuda.is_available():
         assert "CUDA is not available" in cli_error(capsys, "train", "--device", "cuda", "--out", out)
     folder = tmp_path / "flat"

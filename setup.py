@@ -1,6 +1,8 @@
-"""Build fastgan and its compiled module fastgan._C.
+"""Build fastgan and its compiled module fastgan._C, against the torch already installed.
 
-  pip install --no-build-isolation .        CPU kernels (CPU torch) or CPU+CUDA (CUDA torch + nvcc)
+  pip install .                             CPU kernels (CPU torch) or CPU+CUDA (CUDA torch + nvcc);
+                                            _build/fastgan_build.py finds the installed torch
+  pip install --no-build-isolation .        the same, without the isolated build environment
 
 Variables:
   FASTGAN_NO_EXT=1       pure-Python package, reference path only
@@ -11,6 +13,7 @@ Variables:
   MAX_JOBS               parallel compile jobs (ninja)
 """
 import glob
+import json
 import os
 import re
 import shutil
@@ -99,17 +102,34 @@ def check_cuda_versions(torch, cuda_home):
              f"at a CUDA {torch_major} toolkit.")
 
 
+BUILD_INFO = os.path.join(HERE, "fastgan", "_build_info.json")
+
+
+def record_build(torch, with_cuda, arch_list):
+    """What fastgan/_backend.py compares with the running torch before it loads the module: a
+    module built against another torch must not load silently (no C++ ABI is promised)."""
+    info = {"torch": torch.__version__, "cuda": torch.version.cuda, "cxx11_abi": bool(torch.compiled_with_cxx11_abi()),
+            "cuda_kernels": with_cuda, "cuda_arch_list": arch_list}
+    with open(BUILD_INFO, "w") as f:
+        json.dump(info, f, indent=2)
+
+
 def extensions():
+    if flag("FASTGAN_SDIST"):  # set by the build backend: an sdist carries sources only
+        return [], {}
     if flag("FASTGAN_NO_EXT"):
         print("fastgan: FASTGAN_NO_EXT=1, installing the pure-Python package (reference path only)")
+        if os.path.exists(BUILD_INFO):
+            os.unlink(BUILD_INFO)
         return [], {}
     cuda_home = configure_cuda_home()
     try:
         import torch
         from torch.utils import cpp_extension
     except ImportError:
-        fail("torch is not installed. Install torch first, then run `pip install --no-build-isolation .` "
-             "(or set FASTGAN_NO_EXT=1 for the pure-Python package).")
+        fail("torch is not installed. fastgan's kernels are compiled against the torch you will run them with, so "
+             "install torch first, then run `pip install .` again (or set FASTGAN_NO_EXT=1 for the pure-Python "
+             "package).")
 
     sources = sorted(glob.glob("csrc/*.cpp")) + sorted(glob.glob("csrc/cpu/*.cpp"))
     # -fno-trapping-math lets GCC turn the activation selects into vector blends (it will not
@@ -130,6 +150,7 @@ def extensions():
         sources += sorted(glob.glob("csrc/cuda/*.cu"))
         define_macros += [("FASTGAN_WITH_CUDA", None), ("FASTGAN_CUDA_ARCH_LIST", f'"{arch_list}"')]
         print(f"fastgan: building CPU + CUDA kernels for {arch_list} with the toolkit at {cuda_home}")
+        record_build(torch, True, arch_list)
         ext = cpp_extension.CUDAExtension(
             "fastgan._C", sources, define_macros=define_macros,
             include_dirs=[os.path.join(HERE, "csrc")] + wheel_cuda_include_dirs(),
@@ -138,7 +159,8 @@ def extensions():
         why = ("FASTGAN_NO_CUDA=1" if flag("FASTGAN_NO_CUDA") else
                "torch is a CPU build" if torch.version.cuda is None else
                "no GPU is visible (FASTGAN_FORCE_CUDA=1 builds the CUDA kernels anyway)")
-        print(f"fastgan: building CPU kernels only ({why})")
+        print(f"fastgan: building CPU kernels only ({why}) against torch {torch.__version__}")
+        record_build(torch, False, "")
         ext = cpp_extension.CppExtension("fastgan._C", sources, define_macros=define_macros,
                                          include_dirs=[os.path.join(HERE, "csrc")],
                                          extra_compile_args={"cxx": cxx})
@@ -146,4 +168,5 @@ def extensions():
 
 
 ext_modules, cmdclass = extensions()
-setup(packages=find_packages(include=["fastgan", "fastgan.*"]), ext_modules=ext_modules, cmdclass=cmdclass)
+setup(packages=find_packages(include=["fastgan", "fastgan.*"]), package_data={"fastgan": ["_build_info.json"]},
+      ext_modules=ext_modules, cmdclass=cmdclass)

@@ -38,6 +38,10 @@ def report() -> str:
         for i in range(torch.cuda.device_count()):
             major, minor = torch.cuda.get_device_capability(i)
             lines.append(f"  GPU {i}: {torch.cuda.get_device_name(i)} (sm_{major}{minor})")
+    built = _backend.BUILT_WITH
+    if built:
+        lines.append(f"fastgan._C built against: torch {built['torch']} (CUDA {built.get('cuda') or 'none'}, C++11 ABI "
+                     f"{'on' if built.get('cxx11_abi') else 'off'}); CUDA kernels: {built.get('cuda_kernels')}")
     if _backend.COMPILED:
         info = _backend._C.build_info()
         lines.append(f"fastgan._C: loaded from {_backend._C.__file__}")
@@ -49,5 +53,7 @@ def report() -> str:
     else:
         lines.append(f"fastgan._C: NOT loaded: {_backend.LOAD_ERROR}")
         lines.append(f"  to fix: {_backend.BUILD_HINT}")
-    lines.append(f"backend in use: {_backend.backend()}")
+    in_use = ("none: every fastgan op raises until the module is rebuilt (or FASTGAN_BACKEND=reference is set)"
+              if _backend.MISMATCH else _backend.backend())
+    lines.append(f"backend in use: {in_use}")
     return "\n".join(lines)

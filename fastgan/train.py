@@ -190,7 +190,12 @@ class Trainer:
         except ValueError as exc:
             raise TrainError(str(exc)) from None
         self.dtype = DTYPES[cfg.dtype]
-        fastgan.set_backend(cfg.backend)
+        try:
+            fastgan.set_backend(cfg.backend)
+            fastgan.backend()  # raises for a module built against another torch
+        except RuntimeError as exc:
+            hint = " (or pass --backend reference)" if cfg.backend == "fused" else ""
+            raise TrainError(f"{str(exc).removeprefix('fastgan: ')}{hint}") from None
         self.data = data_io.load(cfg.data, cfg.image_size, cfg.channels)
         if self.data.skipped:
             log(f"skipped {self.data.skipped} unreadable image(s); training on {len(self.data.images)}")

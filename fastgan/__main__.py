@@ -109,7 +109,7 @@ def main(argv=None) -> int:
         return 0
     from .checkpoint import CheckpointError
     from .data import DataError
-    from .train import TrainConfig, TrainError
+    from .train import PeerLostError, TrainConfig, TrainError
     try:
         if args.command == "train":
             if args.config:  # the file sets defaults; flags given on the command line win
@@ -132,6 +132,12 @@ def main(argv=None) -> int:
             print(f"wrote {args.out}")
     except (TrainError, DataError, CheckpointError) as exc:
         print(f"fastgan: error: {exc}", file=sys.stderr)
+        if isinstance(exc, PeerLostError):
+            # A normal exit would run the process group's destructors, which abort the process
+            # ("terminate called without an active exception") while gloo still waits on the peer.
+            sys.stderr.flush()
+            sys.stdout.flush()
+            os._exit(2)
         return 2
     return 0
 

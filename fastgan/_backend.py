@@ -13,6 +13,7 @@ import warnings
 import torch
 
 BUILD_HINT = "build it with `pip install .` in the fastgan source folder (see `python -m fastgan info`)"
+FIX = BUILD_HINT  # what to do about the module not loading
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -65,12 +66,18 @@ if _requested not in (None, "fused", "reference"):
 BUILT_WITH = _read_build_info()
 _C = None
 MISMATCH = None  # set when a module built against another torch must not be used: every use raises it
-if importlib.util.find_spec("fastgan._C") is None:
-    elsewhere = _installed_build_elsewhere()
-    LOAD_ERROR = (f"fastgan is being imported from the source folder {os.path.dirname(_PACKAGE_DIR)}, which has no "
-                  f"compiled module; the installed build is at {elsewhere}. Run from another folder, or install "
-                  "with `pip install -e .`" if elsewhere else
+_spec = importlib.util.find_spec("fastgan._C")
+# A module found outside this package (an editable install's finder can supply another copy's)
+# is not this package's: loading it would mix two builds.
+if _spec is None or os.path.dirname(os.path.abspath(_spec.origin or "")) != _PACKAGE_DIR:
+    elsewhere = os.path.dirname(_spec.origin) if _spec is not None and _spec.origin else _installed_build_elsewhere()
+    _root = os.path.dirname(_PACKAGE_DIR)
+    _where = (f"the source folder {_root}" if os.path.exists(os.path.join(_root, "setup.py")) else _PACKAGE_DIR)
+    LOAD_ERROR = (f"fastgan is being imported from {_where}, which has no compiled module; the installed build is "
+                  f"at {elsewhere}" if elsewhere else
                   "it is not built (the package was installed without it, e.g. with FASTGAN_NO_EXT=1)")
+    if elsewhere:  # nothing to build: the build exists, this copy shadows it
+        FIX = "run from another folder, or install with `pip install -e .` to use the source folder itself"
 elif _torch_mismatch(BUILT_WITH) is not None:  # not loaded at all: no C++ ABI is promised across torch versions
     LOAD_ERROR = _torch_mismatch(BUILT_WITH)
     MISMATCH = None if _requested == "reference" else LOAD_ERROR
@@ -110,7 +117,7 @@ if _requested == "reference":
                       "instead of the fused kernels; unset it to use them.")
 elif not COMPILED and MISMATCH is None:
     _warn_once("build", f"fastgan: the compiled module fastgan._C did not load ({LOAD_ERROR}); the slower "
-                        f"stock-PyTorch reference path runs instead. To use the fused kernels, {BUILD_HINT}.")
+                        f"stock-PyTorch reference path runs instead. To use the fused kernels, {FIX}.")
 
 
 def _refuse_mismatch() -> None:
@@ -131,7 +138,7 @@ def set_backend(name: str) -> None:
         raise ValueError(f"backend must be 'fused' or 'reference', got {name!r}")
     if name == "fused" and not COMPILED:
         raise RuntimeError(f"fastgan: the fused backend needs fastgan._C, which did not load ({LOAD_ERROR}); "
-                           f"{BUILD_HINT}")
+                           f"{FIX}")
     _state["backend"] = name
 
 

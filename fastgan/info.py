@@ -52,7 +52,7 @@ def report() -> str:
             lines.append(f"    fastgan::{op}: {', '.join(keys) or 'none'}")
     else:
         lines.append(f"fastgan._C: NOT loaded: {_backend.LOAD_ERROR}")
-        lines.append(f"  to fix: {_backend.BUILD_HINT}")
+        lines.append(f"  to fix: {_backend.FIX}")
     in_use = ("none: every fastgan op raises until the module is rebuilt (or FASTGAN_BACKEND=reference is set)"
               if _backend.MISMATCH else _backend.backend())
     lines.append(f"backend in use: {in_use}")

@@ -35,6 +35,11 @@ class TrainError(ValueError):
     """A problem with the options or the run folder: one line for the user, exit code 2."""
 
 
+class PeerLostError(TrainError):
+    """Another rank died or stopped answering. The process group cannot be torn down cleanly
+    then (gloo's threads still wait on the lost peer), so the CLI exits at once after saying so."""
+
+
 @dataclass
 class TrainConfig:
     data: str = "digits"
@@ -319,7 +324,7 @@ class Trainer:
                 raise
             where = (f"The last checkpoint (step {self.last_checkpoint}) is in {self.cfg.out}"
                      if self.last_checkpoint is not None else "No checkpoint was written yet")
-            raise TrainError(f"rank {self.world.rank} of {self.world.size}: lost contact with another rank during "
+            raise PeerLostError(f"rank {self.world.rank} of {self.world.size}: lost contact with another rank during "
                              f"step {self.step + 1} ({str(exc).splitlines()[0][:200]}); another rank probably "
                              f"exited, see its log. {where}; restart with --resume") from None
         finally:

@@ -1,8 +1,8 @@
 // The one table of activations the compiled kernels use. Its names are the keys of
 // fastgan/activations.py, which holds the same table for the reference path, so a name
 // means the same function on both paths. Each activation's forward and derivatives are
-// written once below (activate_t & co.); the CPU loops instantiate them per activation,
-// the CUDA kernels reach the same definitions through a warp-uniform switch.
+// written once below (activate_t & co.), and the CPU loops and the CUDA kernels both
+// instantiate them per activation.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -139,10 +139,9 @@ FASTGAN_INLINE T activation_grad_from_output_t(T y, T slope) {
   else return T(1);
 }
 
-// The one switch from a runtime activation to its compile-time tag. The CPU loops call it
-// once per loop, so each loop is instantiated per activation and vectorises; the CUDA
-// kernels call it per element through the wrappers below, where every thread of a launch
-// takes the same case, so it costs a few instructions and no divergence.
+// The one switch from a runtime activation to its compile-time tag. The CPU loops and the
+// CUDA kernel launches call it once, outside their element loops, so each loop is
+// instantiated per activation: no switch per element, and the CPU loops vectorise.
 template <Activation A>
 using ActivationTag = std::integral_constant<Activation, A>;
 
@@ -154,21 +153,6 @@ FASTGAN_INLINE decltype(auto) dispatch_activation(Activation a, F&& f) {
     case Activation::Tanh: return f(ActivationTag<Activation::Tanh>());
     default: return f(ActivationTag<Activation::Identity>());
   }
-}
-
-template <typename T>
-FASTGAN_INLINE T activate(Activation a, T v, T slope) {
-  return dispatch_activation(a, [&](auto tag) { return activate_t<decltype(tag)::value>(v, slope); });
-}
-
-template <typename T>
-FASTGAN_INLINE T activation_grad_from_input(Activation a, T v, T slope) {
-  return dispatch_activation(a, [&](auto tag) { return activation_grad_from_input_t<decltype(tag)::value>(v, slope); });
-}
-
-template <typename T>
-FASTGAN_INLINE T activation_grad_from_output(Activation a, T y, T slope) {
-  return dispatch_activation(a, [&](auto tag) { return activation_grad_from_output_t<decltype(tag)::value>(y, slope); });
 }
 
 // The same table as tensor functions made of differentiable ATen ops, for the double

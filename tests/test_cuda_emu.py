@@ -420,6 +420,11 @@ def test_emulation_catches_a_missing_barrier(emu):
     assert wrong >= 4, "the racy kernel should give wrong sums under nearly every thread order"
 
 
+def test_emulation_refuses_a_misaligned_vector_access(emu):
+    with pytest.raises(RuntimeError, match="misaligned address: a 16-byte vector access"):
+        emu.selftest_misaligned_load()
+
+
 def test_emulation_reports_a_deadlock(emu):
     with pytest.raises(RuntimeError, match="deadlock"):
         emu.selftest_deadlock()

@@ -22,11 +22,13 @@ struct alignas(sizeof(T) * VEC) Pack {
 
 template <typename T, int VEC>
 __device__ __forceinline__ Pack<T, VEC> load_pack(const T* p) {
+  FASTGAN_CHECK_ALIGNED(p, sizeof(Pack<T, VEC>));
   return *reinterpret_cast<const Pack<T, VEC>*>(p);
 }
 
 template <typename T, int VEC>
 __device__ __forceinline__ void store_pack(T* p, const Pack<T, VEC>& v) {
+  FASTGAN_CHECK_ALIGNED(p, sizeof(Pack<T, VEC>));
   *reinterpret_cast<Pack<T, VEC>*>(p) = v;
 }
 

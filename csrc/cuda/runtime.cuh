@@ -19,6 +19,8 @@
 #define FASTGAN_DEVICE_LIBRARY fastgan
 #define FASTGAN_DEVICE_KEY CUDA
 #define FASTGAN_DYNAMIC_SHARED(T, name) extern __shared__ __align__(16) T name[]
+// A vector access must be aligned to its size; the GPU faults if not (the emulation checks it).
+#define FASTGAN_CHECK_ALIGNED(ptr, bytes)
 
 namespace fastgan {
 namespace cuda {

@@ -299,6 +299,14 @@ const dim3& grid_dim() { return block().grid; }
 unsigned char* dynamic_shared_memory() { return block().smem.data(); }
 int lane_id() { return block().current->lane; }
 
+void check_aligned(const void* p, size_t bytes) {
+  if (reinterpret_cast<uintptr_t>(p) % bytes == 0) return;
+  std::ostringstream s;
+  s << "misaligned address: a " << bytes << "-byte vector access at " << p << " in thread "
+    << coords(block().current->idx);
+  block().fail(s.str());
+}
+
 void syncthreads() {
   Block& b = block();
   arrive_and_wait(b, b.barrier);

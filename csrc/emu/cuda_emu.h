@@ -58,6 +58,8 @@ void syncwarp(unsigned mask);
 // `src_lane` passed as `in` (a lane outside the warp, or an absent one, reads its own).
 void warp_exchange(unsigned mask, const void* in, void* out, size_t size, int src_lane);
 int lane_id();
+// Fails the launch when p is not a multiple of `bytes` (a vector access the GPU would fault on).
+void check_aligned(const void* p, size_t bytes);
 
 // Runs body() as every thread of every block of the grid.
 void run_grid(dim3 grid, dim3 block, size_t dynamic_smem, const std::function<void()>& body, const char* name);
@@ -132,6 +134,8 @@ inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
 #define FASTGAN_DEVICE_LIBRARY fastgan_emu
 #define FASTGAN_DEVICE_KEY CPU
 #define FASTGAN_DYNAMIC_SHARED(T, name) T* name = reinterpret_cast<T*>(::fastgan::emu::dynamic_shared_memory())
+// x86 forgives a misaligned 16-byte access; a GPU does not ("misaligned address"), so say so.
+#define FASTGAN_CHECK_ALIGNED(ptr, bytes) ::fastgan::emu::check_aligned(ptr, bytes)
 
 namespace fastgan {
 namespace cuda {

@@ -11,6 +11,7 @@ namespace fastgan {
 namespace emu {
 at::Tensor selftest_block_sum(int64_t blocks, bool with_barrier);  // selftest.cpp
 void selftest_deadlock();
+void selftest_misaligned_load();
 int64_t selftest_next_pow2(int64_t v);
 }  // namespace emu
 }  // namespace fastgan
@@ -51,5 +52,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("check_update_stats_args", &fastgan::check_update_stats_args);
   m.def("check_activation_backward_args", &fastgan::check_activation_backward_args);
   m.def("check_bce_args", &fastgan::check_bce_args);
+  m.def("selftest_misaligned_load", &selftest_misaligned_load, "A kernel loading 16 bytes from a misaligned address");
   m.def("selftest_deadlock", &selftest_deadlock, "A kernel whose threads wait at different barriers");
 }

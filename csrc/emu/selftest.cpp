@@ -29,6 +29,12 @@ __global__ void mismatched_barriers_kernel() {
   else __syncthreads();
 }
 
+// A 16-byte load from an address 4 bytes past a 16-byte boundary.
+__global__ void misaligned_load_kernel(const float* data, float* out) {
+  const auto v = cuda::load_pack<float, 4>(data + 1);
+  out[threadIdx.x] = v.v[0];
+}
+
 }  // namespace
 
 at::Tensor selftest_block_sum(int64_t blocks, bool with_barrier) {
@@ -39,6 +45,12 @@ at::Tensor selftest_block_sum(int64_t blocks, bool with_barrier) {
 }
 
 int64_t selftest_next_pow2(int64_t v) { return cuda::next_pow2(v); }
+
+void selftest_misaligned_load() {
+  at::Tensor data = at::zeros({64}, at::kFloat), out = at::empty({32}, at::kFloat);
+  cuda::launch(misaligned_load_kernel, dim3(1), dim3(32), 0, cuda::Stream{}, data.const_data_ptr<float>(),
+               out.data_ptr<float>());
+}
 
 void selftest_deadlock() { cuda::launch(mismatched_barriers_kernel, dim3(1), dim3(64), 0, cuda::Stream{}); }
 

@@ -32,7 +32,8 @@ def _config_file(path):
         raise
     except Exception as exc:  # a syntax error, an unreadable file, bytes that are not text
         detail = str(exc).strip().splitlines()
-        raise TrainError(f"config file {path!r} cannot be read: {detail[0] if detail else type(exc).__name__}") from None
+        reason = detail[0] if detail else type(exc).__name__
+        raise TrainError(f"config file {path!r} cannot be read: {reason}") from None
     if not isinstance(values, dict):
         raise TrainError(f"config file {path!r} must hold option = value pairs, not a {type(values).__name__}")
     return {str(k).replace("-", "_"): v for k, v in values.items()}

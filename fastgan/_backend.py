@@ -31,9 +31,11 @@ def _torch_mismatch(built):
     """Why the module must not load into this torch (None when it may)."""
     if built is None:
         return None
-    running = {"torch": torch.__version__, "cuda": torch.version.cuda, "cxx11_abi": bool(torch.compiled_with_cxx11_abi())}
+    running = {"torch": torch.__version__, "cuda": torch.version.cuda,
+               "cxx11_abi": bool(torch.compiled_with_cxx11_abi())}
     if all(built.get(k) == v for k, v in running.items()):
         return None
+
     def describe(info):
         return (f"torch {info.get('torch')} (CUDA {info.get('cuda') or 'none'}, "
                 f"C++11 ABI {'on' if info.get('cxx11_abi') else 'off'})")

@@ -106,7 +106,8 @@ class TrainConfig:
                 too_high = high is not None and (value >= high if name in self.EXCLUSIVE_HIGH else value > high)
                 if too_low or too_high:
                     lo = f"> {low}" if name in self.EXCLUSIVE_LOW else f">= {low}"
-                    hi = "" if high is None else (f" and < {high}" if name in self.EXCLUSIVE_HIGH else f" and <= {high}")
+                    below = "<" if name in self.EXCLUSIVE_HIGH else "<="
+                    hi = "" if high is None else f" and {below} {high}"
                     raise TrainError(f"argument {flag}: must be {lo}{hi}, got {value}")
         if not self.data:
             raise TrainError("argument --data: must not be empty ('digits', a folder or a .zip)")

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from fastgan import reference
-from helpers import TOL, assert_close
+from helpers import assert_close
 
 pytestmark = pytest.mark.cuda_emu
 

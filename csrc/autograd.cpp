@@ -1,11 +1,21 @@
-// Autograd for every differentiable fastgan op, in C++: each op's Autograd kernel is a
-// torch::autograd::Function, so an eager call never enters Python and records one graph node.
+// Autograd for every differentiable fastgan op, in C++: each op's Autograd kernel records one
+// hand-written graph node, as torch's generated autograd kernels do (VariableType), so an
+// eager call never enters Python. A node holds exactly what its backward reads: saved tensors
+// (torch::autograd::SavedVariable, so in-place changes are caught and saved-tensor hooks
+// apply) and plain C++ fields for the rest. torch::autograd::Function would do the same
+// job, but it keeps the non-tensor arguments in a string-keyed map of IValues, records
+// metadata for every input and output, and its backward calls the inner ops above the
+// autograd key; on tiny layers that cost more host time than the stock layers it replaces.
 //
-// The backward runs the op's registered backward op. When a second derivative is asked for
-// (backward with create_graph=True: gradient penalties), it differentiates the same function
-// written with stock, differentiable ATen ops instead, so double backward is exact.
+// The backward runs the op's registered backward op below the autograd key. When a second
+// derivative is asked for (backward with create_graph=True: gradient penalties), it
+// differentiates the same function written with stock, differentiable ATen ops instead, so
+// double backward is exact.
 #include <c10/core/TensorImpl.h>
+#include <c10/util/SmallVector.h>
 #include <torch/autograd.h>
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/functions/utils.h>
 #include <torch/library.h>
 
 #include "fastgan.h"
@@ -17,12 +27,11 @@ namespace {
 using op::Mask3;
 using op::OptTensor;
 using op::Tensor;
-using torch::autograd::AutogradContext;
+using torch::autograd::Node;
+using torch::autograd::SavedVariable;
 using torch::autograd::variable_list;
 
 Tensor value_or_undefined(const OptTensor& t) { return t.has_value() ? *t : Tensor(); }
-
-bool requires_grad(const OptTensor& t) { return t.has_value() && t->defined() && t->requires_grad(); }
 
 // The running statistics are written in place below the autograd key; bump their versions
 // as an in-place op would, so autograd can tell if a saved copy of them went stale.
@@ -30,6 +39,28 @@ void bump_versions(std::initializer_list<const OptTensor*> tensors) {
   for (const OptTensor* t : tensors)
     if (t->has_value() && (*t)->defined()) (*t)->unsafeGetTensorImpl()->bump_version();
 }
+
+// Forward-mode AD (torch.func.jvp, dual tensors) has no formula here: refuse it by name
+// rather than return a primal with its tangent silently dropped.
+template <class... Ts>
+void refuse_forward_ad(const char* op, const Ts&... tensors) {
+  const bool any = ((tensors.defined() && tensors._fw_grad(/*level=*/0).defined()) || ...);
+  TORCH_CHECK_NOT_IMPLEMENTED(!any, "fastgan.", op, ": forward-mode AD (dual tensors, torch.func.jvp) is not "
+                              "supported; use reverse mode (backward, torch.autograd.grad)");
+}
+
+// The node for an op call whose inputs (in the node's gradient order) need a gradient, or
+// null when none does or grad mode is off: then no graph is recorded at all.
+template <class NodeT, class... Ts>
+c10::intrusive_ptr<NodeT> make_node(const Ts&... differentiable_inputs) {
+  if (!torch::autograd::compute_requires_grad(differentiable_inputs...)) return {};
+  auto node = c10::make_intrusive<NodeT>();
+  node->set_next_edges(torch::autograd::collect_next_edges(differentiable_inputs...));
+  return node;
+}
+
+SavedVariable save(const Tensor& t) { return SavedVariable(t, /*is_output=*/false); }
+SavedVariable save(const OptTensor& t) { return SavedVariable(value_or_undefined(t), /*is_output=*/false); }
 
 // Gradients of out with respect to those inputs that require grad (undefined for the
 // others), differentiable themselves.
@@ -57,259 +88,137 @@ Tensor batch_norm_act_stock(const Tensor& x, const Tensor& weight, const Tensor&
   return activate_tensor(act, y, slope);
 }
 
-std::vector<int64_t> ints(const c10::IValue& v) { return v.toIntVector(); }
+// A parameter's gradient in the parameter's dtype (Tensor::to dispatches even as a no-op).
+Tensor cast_like(const Tensor& grad, const Tensor& param) {
+  if (!param.defined() || !grad.defined()) return Tensor();
+  return grad.scalar_type() == param.scalar_type() ? grad : grad.to(param.scalar_type());
+}
+
+// A convolution's non-tensor arguments, kept inline (no allocation for 2-d convolutions).
+struct ConvArgs {
+  using Ints = c10::SmallVector<int64_t, 2>;
+  Ints stride, padding, dilation, output_padding;
+  bool transposed = false;
+  int64_t groups = 1;
+
+  ConvArgs() = default;
+  ConvArgs(at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, bool transposed,
+           at::IntArrayRef output_padding, int64_t groups)
+      : stride(stride.begin(), stride.end()),
+        padding(padding.begin(), padding.end()),
+        dilation(dilation.begin(), dilation.end()),
+        output_padding(output_padding.begin(), output_padding.end()),
+        transposed(transposed),
+        groups(groups) {}
+
+  Tensor convolution(const Tensor& input, const Tensor& weight, const Tensor& bias) const {
+    return at::convolution(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups);
+  }
+};
+
+// The activation as the backward ops take it (their schema has a str; names are short
+// enough for std::string's inline buffer, so keeping one allocates nothing).
+struct ActArgs {
+  std::string name;
+  double slope = 0;
+  Activation act() const { return parse_activation(name); }
+};
 
 // --- batch_norm_act -------------------------------------------------------------------------
 
-struct BatchNormActFunction : torch::autograd::Function<BatchNormActFunction> {
-  static variable_list forward(AutogradContext* ctx, const Tensor& input, const OptTensor& weight,
-                               const OptTensor& bias, const OptTensor& running_mean, const OptTensor& running_var,
-                               const OptTensor& num_batches_tracked, bool training, c10::optional<double> momentum,
-                               double eps, c10::string_view activation, double negative_slope) {
-    at::AutoDispatchBelowADInplaceOrView guard;
-    auto [out, mean, var] = op::batch_norm_act().call(input, weight, bias, running_mean, running_var,
-                                                      num_batches_tracked, training, momentum, eps, activation,
-                                                      negative_slope);
-    const bool batch_stats = training || !running_mean.has_value() || !running_mean->defined();
-    if (training) bump_versions({&running_mean, &running_var, &num_batches_tracked});
-    ctx->save_for_backward({input, value_or_undefined(weight), value_or_undefined(bias), mean, var});
-    ctx->saved_data["batch_stats"] = batch_stats;
-    ctx->saved_data["eps"] = eps;
-    ctx->saved_data["activation"] = std::string(activation);
-    ctx->saved_data["slope"] = negative_slope;
-    ctx->mark_non_differentiable({mean, var});
-    ctx->set_materialize_grads(false);  // no zeros made for the outputs nobody differentiates
-    return {out, mean, var};
+struct BatchNormActBackward final : Node {
+  SavedVariable input, weight, bias, mean, var;
+  bool batch_stats = true;
+  double eps = 0;
+  ActArgs act{};
+
+  std::string name() const override { return "fastgan::BatchNormActBackward"; }
+
+  void release_variables() override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (SavedVariable* v : {&input, &weight, &bias, &mean, &var}) v->reset_data();
   }
 
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    variable_list result(11);
+  variable_list apply(variable_list&& grads) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    variable_list result(3);
     const Tensor& grad_out = grads[0];
     if (!grad_out.defined()) return result;
-    const auto saved = ctx->get_saved_variables();
-    const Tensor &input = saved[0], &weight = saved[1], &bias = saved[2], &mean = saved[3], &var = saved[4];
-    const bool batch_stats = ctx->saved_data["batch_stats"].toBool();
-    const double eps = ctx->saved_data["eps"].toDouble(), slope = ctx->saved_data["slope"].toDouble();
-    const std::string activation = ctx->saved_data["activation"].toStringRef();
+    const Tensor x = input.unpack(), w = weight.unpack(), b = bias.unpack(), m = mean.unpack(), v = var.unpack();
     if (at::GradMode::is_enabled()) {
-      const Tensor out = batch_norm_act_stock(input, weight, bias, mean, var, batch_stats, eps,
-                                              parse_activation(activation), slope);
-      const variable_list g = differentiable_grads(out, {input, weight, bias}, grad_out);
-      result[0] = g[0], result[1] = g[1], result[2] = g[2];
-      return result;
+      const Tensor out = batch_norm_act_stock(x, w, b, m, v, batch_stats, eps, act.act(), act.slope);
+      return differentiable_grads(out, {x, w, b}, grad_out);
     }
-    auto [gi, gw, gb] = op::batch_norm_act_backward().call(grad_out, input, weight, bias, mean, var, batch_stats,
-                                                           eps, activation, slope);
-    result[0] = gi;
-    if (weight.defined()) result[1] = gw.to(weight.scalar_type());
-    if (bias.defined()) result[2] = gb.to(bias.scalar_type());
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    auto [gi, gw, gb] =
+        op::batch_norm_act_backward().call(grad_out, x, w, b, m, v, batch_stats, eps, act.name, act.slope);
+    if (task_should_compute_output(0)) result[0] = gi;
+    if (task_should_compute_output(1)) result[1] = cast_like(gw, w);
+    if (task_should_compute_output(2)) result[2] = cast_like(gb, b);
     return result;
   }
 };
-
-// --- conv_bn_act ----------------------------------------------------------------------------
-
-struct ConvBnActFunction : torch::autograd::Function<ConvBnActFunction> {
-  static variable_list forward(AutogradContext* ctx, const Tensor& input, const Tensor& weight,
-                               const OptTensor& conv_bias, at::IntArrayRef stride, at::IntArrayRef padding,
-                               at::IntArrayRef dilation, bool transposed, at::IntArrayRef output_padding,
-                               int64_t groups, const OptTensor& bn_weight, const OptTensor& bn_bias,
-                               const OptTensor& running_mean, const OptTensor& running_var,
-                               const OptTensor& num_batches_tracked, bool training, c10::optional<double> momentum,
-                               double eps, c10::string_view activation, double negative_slope) {
-    at::AutoDispatchBelowADInplaceOrView guard;
-    auto [out, conv_out, mean, var] = op::conv_bn_act().call(
-        input, weight, conv_bias, stride, padding, dilation, transposed, output_padding, groups, bn_weight, bn_bias,
-        running_mean, running_var, num_batches_tracked, training, momentum, eps, activation, negative_slope);
-    if (training) bump_versions({&running_mean, &running_var, &num_batches_tracked});
-    ctx->save_for_backward({input, weight, value_or_undefined(conv_bias), conv_out, value_or_undefined(bn_weight),
-                            value_or_undefined(bn_bias), mean, var});
-    auto& d = ctx->saved_data;
-    d["stride"] = stride.vec(), d["padding"] = padding.vec(), d["dilation"] = dilation.vec();
-    d["transposed"] = transposed, d["output_padding"] = output_padding.vec(), d["groups"] = groups;
-    d["batch_stats"] = training || !running_mean.has_value() || !running_mean->defined();
-    d["eps"] = eps, d["activation"] = std::string(activation), d["slope"] = negative_slope;
-    d["mask"] = std::vector<bool>{input.requires_grad(), weight.requires_grad(), requires_grad(conv_bias)};
-    ctx->mark_non_differentiable({conv_out, mean, var});
-    ctx->set_materialize_grads(false);  // no zeros made for the outputs nobody differentiates
-    return {out, conv_out, mean, var};
-  }
-
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    variable_list result(19);
-    const Tensor& grad_out = grads[0];
-    if (!grad_out.defined()) return result;
-    const auto s = ctx->get_saved_variables();
-    const Tensor &input = s[0], &weight = s[1], &conv_bias = s[2], &conv_out = s[3], &bn_weight = s[4],
-                 &bn_bias = s[5], &mean = s[6], &var = s[7];
-    auto& d = ctx->saved_data;
-    const auto stride = ints(d["stride"]), padding = ints(d["padding"]), dilation = ints(d["dilation"]);
-    const auto output_padding = ints(d["output_padding"]);
-    const bool transposed = d["transposed"].toBool(), batch_stats = d["batch_stats"].toBool();
-    const int64_t groups = d["groups"].toInt();
-    const double eps = d["eps"].toDouble(), slope = d["slope"].toDouble();
-    const std::string activation = d["activation"].toStringRef();
-    if (at::GradMode::is_enabled()) {
-      const Tensor y = at::convolution(input, weight, conv_bias, stride, padding, dilation, transposed,
-                                       output_padding, groups);
-      const Tensor out = batch_norm_act_stock(y, bn_weight, bn_bias, mean, var, batch_stats, eps,
-                                              parse_activation(activation), slope);
-      const variable_list g = differentiable_grads(out, {input, weight, conv_bias, bn_weight, bn_bias}, grad_out);
-      result[0] = g[0], result[1] = g[1], result[2] = g[2], result[9] = g[3], result[10] = g[4];
-      return result;
-    }
-    const auto mask = d["mask"].toBoolList();
-    auto [gi, gw, gb, gbw, gbb] = op::conv_bn_act_backward().call(
-        grad_out, input, weight, conv_out, bn_weight, bn_bias, mean, var, stride, padding, dilation, transposed,
-        output_padding, groups, batch_stats, eps, activation, slope, Mask3{mask[0], mask[1], mask[2]});
-    result[0] = gi, result[1] = gw, result[2] = gb, result[9] = gbw, result[10] = gbb;
-    return result;
-  }
-};
-
-// --- conv_act -------------------------------------------------------------------------------
-
-struct ConvActFunction : torch::autograd::Function<ConvActFunction> {
-  static variable_list forward(AutogradContext* ctx, const Tensor& input, const Tensor& weight, const OptTensor& bias,
-                               at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
-                               bool transposed, at::IntArrayRef output_padding, int64_t groups,
-                               c10::string_view activation, double negative_slope) {
-    at::AutoDispatchBelowADInplaceOrView guard;
-    Tensor out = op::conv_act().call(input, weight, bias, stride, padding, dilation, transposed, output_padding,
-                                     groups, activation, negative_slope);
-    ctx->save_for_backward({input, weight, value_or_undefined(bias), out});
-    auto& d = ctx->saved_data;
-    d["stride"] = stride.vec(), d["padding"] = padding.vec(), d["dilation"] = dilation.vec();
-    d["transposed"] = transposed, d["output_padding"] = output_padding.vec(), d["groups"] = groups;
-    d["activation"] = std::string(activation), d["slope"] = negative_slope;
-    d["mask"] = std::vector<bool>{input.requires_grad(), weight.requires_grad(), requires_grad(bias)};
-    return {out};
-  }
-
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    variable_list result(11);
-    const Tensor& grad_out = grads[0];
-    if (!grad_out.defined()) return result;
-    const auto s = ctx->get_saved_variables();
-    const Tensor &input = s[0], &weight = s[1], &bias = s[2], &out = s[3];
-    auto& d = ctx->saved_data;
-    const auto stride = ints(d["stride"]), padding = ints(d["padding"]), dilation = ints(d["dilation"]);
-    const auto output_padding = ints(d["output_padding"]);
-    const bool transposed = d["transposed"].toBool();
-    const int64_t groups = d["groups"].toInt();
-    const double slope = d["slope"].toDouble();
-    const std::string activation = d["activation"].toStringRef();
-    if (at::GradMode::is_enabled()) {
-      const Tensor y = at::convolution(input, weight, bias, stride, padding, dilation, transposed, output_padding,
-                                       groups);
-      const Tensor again = activate_tensor(parse_activation(activation), y, slope);
-      const variable_list g = differentiable_grads(again, {input, weight, bias}, grad_out);
-      result[0] = g[0], result[1] = g[1], result[2] = g[2];
-      return result;
-    }
-    const auto mask = d["mask"].toBoolList();
-    auto [gi, gw, gb] = op::conv_act_backward().call(grad_out, input, weight, out, stride, padding, dilation,
-                                                     transposed, output_padding, groups, activation, slope,
-                                                     Mask3{mask[0], mask[1], mask[2]});
-    result[0] = gi, result[1] = gw, result[2] = gb;
-    return result;
-  }
-};
-
-// --- activation -----------------------------------------------------------------------------
-
-struct ActivationFunction : torch::autograd::Function<ActivationFunction> {
-  static variable_list forward(AutogradContext* ctx, const Tensor& input, c10::string_view activation,
-                               double negative_slope) {
-    at::AutoDispatchBelowADInplaceOrView guard;
-    Tensor out = op::activation().call(input, activation, negative_slope);
-    ctx->save_for_backward({out});
-    ctx->saved_data["activation"] = std::string(activation);
-    ctx->saved_data["slope"] = negative_slope;
-    return {out};
-  }
-
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const Tensor& grad_out = grads[0];
-    if (!grad_out.defined()) return {Tensor(), Tensor(), Tensor()};
-    const Tensor out = ctx->get_saved_variables()[0];
-    const std::string activation = ctx->saved_data["activation"].toStringRef();
-    const double slope = ctx->saved_data["slope"].toDouble();
-    // With create_graph the derivative is written in stock ops of the output, which is
-    // itself differentiable (through this node again).
-    const Tensor grad_in = at::GradMode::is_enabled()
-                               ? grad_out * activation_grad_from_output_tensor(parse_activation(activation), out, slope)
-                               : op::activation_backward().call(grad_out, out, activation, slope);
-    return {grad_in, Tensor(), Tensor()};
-  }
-};
-
-// --- bce_with_logits ------------------------------------------------------------------------
-
-struct BceWithLogitsFunction : torch::autograd::Function<BceWithLogitsFunction> {
-  static variable_list forward(AutogradContext* ctx, const Tensor& input, const OptTensor& target,
-                               double target_value, int64_t reduction) {
-    at::AutoDispatchBelowADInplaceOrView guard;
-    auto [loss, grad] = op::bce_with_logits().call(input, target, target_value, reduction);
-    ctx->save_for_backward({input, value_or_undefined(target), grad});
-    ctx->saved_data["target_value"] = target_value;
-    ctx->saved_data["reduction"] = reduction;
-    ctx->mark_non_differentiable({grad});
-    ctx->set_materialize_grads(false);  // no zeros made for the outputs nobody differentiates
-    return {loss, grad};
-  }
-
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    variable_list result(4);
-    const Tensor& grad_loss = grads[0];
-    if (!grad_loss.defined()) return result;
-    const auto s = ctx->get_saved_variables();
-    const Tensor &input = s[0], &target = s[1], &grad = s[2];
-    // The mean's 1/n, with n symbolic when torch.compile traces dynamic shapes.
-    const bool mean = ctx->saved_data["reduction"].toInt() == int64_t(Reduction::Mean);
-    const auto per_element = [&] { return mean ? grad_loss / c10::Scalar(input.sym_numel()) : grad_loss; };
-    if (input.requires_grad()) {
-      if (at::GradMode::is_enabled()) {
-        const Tensor sig = at::sigmoid(input);
-        const Tensor diff = target.defined() ? sig - target : sig - ctx->saved_data["target_value"].toDouble();
-        result[0] = diff * per_element();
-      } else {
-        result[0] = grad * grad_loss;  // the stored gradient, scaled: one elementwise op
-      }
-    }
-    if (target.defined() && target.requires_grad()) result[1] = -input * per_element();
-    return result;
-  }
-};
-
-// --- The Autograd kernels -------------------------------------------------------------------
-// With nothing to differentiate (no_grad, inference, frozen inputs) they call the op below the
-// autograd key straight away, as torch's generated autograd kernels do: no node, no context.
-
-bool any_requires_grad(std::initializer_list<const Tensor*> tensors, std::initializer_list<const OptTensor*> optional) {
-  if (!at::GradMode::is_enabled()) return false;
-  for (const Tensor* t : tensors)
-    if (t->requires_grad()) return true;
-  for (const OptTensor* t : optional)
-    if (requires_grad(*t)) return true;
-  return false;
-}
 
 std::tuple<Tensor, Tensor, Tensor> batch_norm_act_autograd(
     const Tensor& input, const OptTensor& weight, const OptTensor& bias, const OptTensor& running_mean,
     const OptTensor& running_var, const OptTensor& num_batches_tracked, bool training,
     c10::optional<double> momentum, double eps, c10::string_view activation, double negative_slope) {
-  if (!any_requires_grad({&input}, {&weight, &bias})) {
-    at::AutoDispatchBelowADInplaceOrView guard;
-    auto r = op::batch_norm_act().call(input, weight, bias, running_mean, running_var, num_batches_tracked, training,
-                                       momentum, eps, activation, negative_slope);
-    if (training) bump_versions({&running_mean, &running_var, &num_batches_tracked});
-    return r;
+  refuse_forward_ad("batch_norm_act", input, value_or_undefined(weight), value_or_undefined(bias));
+  auto node = make_node<BatchNormActBackward>(input, weight, bias);
+  auto result = [&] {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    return op::batch_norm_act().call(input, weight, bias, running_mean, running_var, num_batches_tracked, training,
+                                     momentum, eps, activation, negative_slope);
+  }();
+  if (training) bump_versions({&running_mean, &running_var, &num_batches_tracked});
+  if (node) {
+    const auto& [out, mean, var] = result;
+    torch::autograd::set_history(out, node);
+    node->input = save(input), node->weight = save(weight), node->bias = save(bias);
+    node->mean = save(mean), node->var = save(var);
+    node->batch_stats = training || !running_mean.has_value() || !running_mean->defined();
+    node->eps = eps;
+    node->act = {std::string(activation), negative_slope};
   }
-  auto r = BatchNormActFunction::apply(input, weight, bias, running_mean, running_var, num_batches_tracked, training,
-                                       momentum, eps, activation, negative_slope);
-  return {r[0], r[1], r[2]};
+  return result;
 }
+
+// --- conv_bn_act ----------------------------------------------------------------------------
+
+struct ConvBnActBackward final : Node {
+  SavedVariable input, weight, conv_bias, conv_out, bn_weight, bn_bias, mean, var;
+  ConvArgs conv;
+  bool batch_stats = true;
+  double eps = 0;
+  ActArgs act{};
+
+  std::string name() const override { return "fastgan::ConvBnActBackward"; }
+
+  void release_variables() override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (SavedVariable* v : {&input, &weight, &conv_bias, &conv_out, &bn_weight, &bn_bias, &mean, &var})
+      v->reset_data();
+  }
+
+  variable_list apply(variable_list&& grads) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const Tensor& grad_out = grads[0];
+    if (!grad_out.defined()) return variable_list(5);
+    const Tensor x = input.unpack(), w = weight.unpack(), cb = conv_bias.unpack(), bw = bn_weight.unpack(),
+                 bb = bn_bias.unpack(), m = mean.unpack(), v = var.unpack();
+    if (at::GradMode::is_enabled()) {
+      const Tensor out =
+          batch_norm_act_stock(conv.convolution(x, w, cb), bw, bb, m, v, batch_stats, eps, act.act(), act.slope);
+      return differentiable_grads(out, {x, w, cb, bw, bb}, grad_out);
+    }
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    const Mask3 mask{task_should_compute_output(0), task_should_compute_output(1), task_should_compute_output(2)};
+    auto [gi, gw, gb, gbw, gbb] = op::conv_bn_act_backward().call(
+        grad_out, x, w, conv_out.unpack(), bw, bb, m, v, conv.stride, conv.padding, conv.dilation, conv.transposed,
+        conv.output_padding, conv.groups, batch_stats, eps, act.name, act.slope, mask);
+    return {gi, gw, gb, task_should_compute_output(3) ? gbw : Tensor(), task_should_compute_output(4) ? gbb : Tensor()};
+  }
+};
 
 std::tuple<Tensor, Tensor, Tensor, Tensor> conv_bn_act_autograd(
     const Tensor& input, const Tensor& weight, const OptTensor& conv_bias, at::IntArrayRef stride,
@@ -317,49 +226,175 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> conv_bn_act_autograd(
     int64_t groups, const OptTensor& bn_weight, const OptTensor& bn_bias, const OptTensor& running_mean,
     const OptTensor& running_var, const OptTensor& num_batches_tracked, bool training,
     c10::optional<double> momentum, double eps, c10::string_view activation, double negative_slope) {
-  if (!any_requires_grad({&input, &weight}, {&conv_bias, &bn_weight, &bn_bias})) {
-    at::AutoDispatchBelowADInplaceOrView guard;
-    auto r = op::conv_bn_act().call(input, weight, conv_bias, stride, padding, dilation, transposed, output_padding,
-                                    groups, bn_weight, bn_bias, running_mean, running_var, num_batches_tracked,
-                                    training, momentum, eps, activation, negative_slope);
-    if (training) bump_versions({&running_mean, &running_var, &num_batches_tracked});
-    return r;
+  refuse_forward_ad("conv_bn_act", input, weight, value_or_undefined(conv_bias), value_or_undefined(bn_weight),
+                    value_or_undefined(bn_bias));
+  auto node = make_node<ConvBnActBackward>(input, weight, conv_bias, bn_weight, bn_bias);
+  auto result = [&] {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    return op::conv_bn_act().call(input, weight, conv_bias, stride, padding, dilation, transposed, output_padding,
+                                  groups, bn_weight, bn_bias, running_mean, running_var, num_batches_tracked,
+                                  training, momentum, eps, activation, negative_slope);
+  }();
+  if (training) bump_versions({&running_mean, &running_var, &num_batches_tracked});
+  if (node) {
+    const auto& [out, conv_out, mean, var] = result;
+    torch::autograd::set_history(out, node);
+    node->input = save(input), node->weight = save(weight), node->conv_bias = save(conv_bias);
+    node->conv_out = save(conv_out), node->bn_weight = save(bn_weight), node->bn_bias = save(bn_bias);
+    node->mean = save(mean), node->var = save(var);
+    node->conv = ConvArgs(stride, padding, dilation, transposed, output_padding, groups);
+    node->batch_stats = training || !running_mean.has_value() || !running_mean->defined();
+    node->eps = eps;
+    node->act = {std::string(activation), negative_slope};
   }
-  auto r = ConvBnActFunction::apply(input, weight, conv_bias, stride, padding, dilation, transposed, output_padding,
-                                    groups, bn_weight, bn_bias, running_mean, running_var, num_batches_tracked,
-                                    training, momentum, eps, activation, negative_slope);
-  return {r[0], r[1], r[2], r[3]};
+  return result;
 }
+
+// --- conv_act -------------------------------------------------------------------------------
+
+struct ConvActBackward final : Node {
+  SavedVariable input, weight, bias, output;
+  ConvArgs conv;
+  ActArgs act{};
+
+  std::string name() const override { return "fastgan::ConvActBackward"; }
+
+  void release_variables() override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (SavedVariable* v : {&input, &weight, &bias, &output}) v->reset_data();
+  }
+
+  variable_list apply(variable_list&& grads) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const Tensor& grad_out = grads[0];
+    if (!grad_out.defined()) return variable_list(3);
+    const Tensor x = input.unpack(), w = weight.unpack(), b = bias.unpack();
+    if (at::GradMode::is_enabled()) {
+      const Tensor again = activate_tensor(act.act(), conv.convolution(x, w, b), act.slope);
+      return differentiable_grads(again, {x, w, b}, grad_out);
+    }
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    const Mask3 mask{task_should_compute_output(0), task_should_compute_output(1), task_should_compute_output(2)};
+    auto [gi, gw, gb] = op::conv_act_backward().call(grad_out, x, w, output.unpack(getptr()), conv.stride,
+                                                     conv.padding, conv.dilation, conv.transposed,
+                                                     conv.output_padding, conv.groups, act.name, act.slope, mask);
+    return {gi, gw, gb};
+  }
+};
 
 Tensor conv_act_autograd(const Tensor& input, const Tensor& weight, const OptTensor& bias, at::IntArrayRef stride,
                          at::IntArrayRef padding, at::IntArrayRef dilation, bool transposed,
                          at::IntArrayRef output_padding, int64_t groups, c10::string_view activation,
                          double negative_slope) {
-  if (!any_requires_grad({&input, &weight}, {&bias})) {
-    at::AutoDispatchBelowADInplaceOrView guard;
+  refuse_forward_ad("conv_act", input, weight, value_or_undefined(bias));
+  auto node = make_node<ConvActBackward>(input, weight, bias);
+  Tensor out = [&] {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
     return op::conv_act().call(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups,
                                activation, negative_slope);
+  }();
+  if (node) {
+    torch::autograd::set_history(out, node);
+    node->input = save(input), node->weight = save(weight), node->bias = save(bias);
+    node->output = SavedVariable(out, /*is_output=*/true);
+    node->conv = ConvArgs(stride, padding, dilation, transposed, output_padding, groups);
+    node->act = {std::string(activation), negative_slope};
   }
-  return ConvActFunction::apply(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups,
-                                activation, negative_slope)[0];
+  return out;
 }
 
-Tensor activation_autograd(const Tensor& input, c10::string_view activation, double negative_slope) {
-  if (!any_requires_grad({&input}, {})) {
-    at::AutoDispatchBelowADInplaceOrView guard;
-    return op::activation().call(input, activation, negative_slope);
+// --- activation -----------------------------------------------------------------------------
+
+struct ActivationBackward final : Node {
+  SavedVariable output;
+  ActArgs act{};
+
+  std::string name() const override { return "fastgan::ActivationBackward"; }
+
+  void release_variables() override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    output.reset_data();
   }
-  return ActivationFunction::apply(input, activation, negative_slope)[0];
+
+  variable_list apply(variable_list&& grads) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const Tensor& grad_out = grads[0];
+    if (!grad_out.defined()) return variable_list(1);
+    const Tensor out = output.unpack(getptr());
+    // With create_graph the derivative is written in stock ops of the output, which is
+    // itself differentiable (through this node again).
+    if (at::GradMode::is_enabled()) return {grad_out * activation_grad_from_output_tensor(act.act(), out, act.slope)};
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    return {op::activation_backward().call(grad_out, out, act.name, act.slope)};
+  }
+};
+
+Tensor activation_autograd(const Tensor& input, c10::string_view activation, double negative_slope) {
+  refuse_forward_ad("activation", input);
+  auto node = make_node<ActivationBackward>(input);
+  Tensor out = [&] {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    return op::activation().call(input, activation, negative_slope);
+  }();
+  if (node) {
+    torch::autograd::set_history(out, node);
+    node->output = SavedVariable(out, /*is_output=*/true);
+    node->act = {std::string(activation), negative_slope};
+  }
+  return out;
 }
+
+// --- bce_with_logits ------------------------------------------------------------------------
+
+struct BceWithLogitsBackward final : Node {
+  SavedVariable input, target, grad;
+  double target_value = 0;
+  bool mean = true;
+
+  std::string name() const override { return "fastgan::BceWithLogitsBackward"; }
+
+  void release_variables() override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (SavedVariable* v : {&input, &target, &grad}) v->reset_data();
+  }
+
+  variable_list apply(variable_list&& grads) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    variable_list result(2);
+    const Tensor& grad_loss = grads[0];
+    if (!grad_loss.defined()) return result;
+    const Tensor x = input.unpack(), t = target.unpack();
+    // The mean's 1/n, with n symbolic when torch.compile traces dynamic shapes.
+    const auto per_element = [&] { return mean ? grad_loss / c10::Scalar(x.sym_numel()) : grad_loss; };
+    if (task_should_compute_output(0)) {
+      if (at::GradMode::is_enabled()) {
+        const Tensor sig = at::sigmoid(x);
+        result[0] = (t.defined() ? sig - t : sig - target_value) * per_element();
+      } else {
+        result[0] = grad.unpack() * grad_loss;  // the stored gradient, scaled: one elementwise op
+      }
+    }
+    if (task_should_compute_output(1)) result[1] = -x * per_element();
+    return result;
+  }
+};
 
 std::tuple<Tensor, Tensor> bce_with_logits_autograd(const Tensor& input, const OptTensor& target,
                                                     double target_value, int64_t reduction) {
-  if (!any_requires_grad({&input}, {&target})) {
-    at::AutoDispatchBelowADInplaceOrView guard;
+  refuse_forward_ad("bce_with_logits", input, value_or_undefined(target));
+  auto node = make_node<BceWithLogitsBackward>(input, target);
+  auto result = [&] {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
     return op::bce_with_logits().call(input, target, target_value, reduction);
+  }();
+  if (node) {
+    const auto& [loss, grad] = result;
+    torch::autograd::set_history(loss, node);
+    node->input = save(input), node->target = save(target), node->grad = save(grad);
+    node->target_value = target_value;
+    node->mean = reduction == int64_t(Reduction::Mean);
   }
-  auto r = BceWithLogitsFunction::apply(input, target, target_value, reduction);
-  return {r[0], r[1]};
+  return result;
 }
 
 }  // namespace

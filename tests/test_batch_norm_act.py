@@ -7,7 +7,10 @@ from torch import nn
 import fastgan.functional as FF
 from helpers import assert_close, randomise_bn, stock_activation, twin
 
-SHAPES = [(2, 3, 5, 7), (4, 8, 4, 4), (3, 5, 1, 1), (2, 16, 9, 3), (1, 7, 3, 3), (5, 1, 6, 2)]
+SHAPES = [(2, 3, 5, 7), (4, 8, 4, 4), (3, 5, 1, 1), (2, 16, 9, 3), (1, 7, 3, 3), (5, 1, 6, 2),
+          # The CPU reductions' run boundaries: two runs of 4x4 planes, planes wider than the
+          # 64 lane accumulators, planes longer than one run.
+          (300, 2, 4, 4), (3, 2, 9, 9), (2, 2, 70, 70)]
 ACTS = [("relu", 0.0), ("leaky_relu", 0.2), ("identity", 0.0), ("tanh", 0.0), ("leaky_relu", -0.5)]
 
 
@@ -99,10 +102,13 @@ def test_no_running_stats(backend, device, training):
             track=False)
 
 
-def test_large_mean_statistics_stay_accurate(backend, device):
+# Planes smaller than a reduction run (several planes per run), one run each, and larger
+# (a run is a slice of a plane).
+@pytest.mark.parametrize("shape", [(64, 4, 4, 4), (8, 4, 16, 16), (2, 4, 80, 80)])
+def test_large_mean_statistics_stay_accurate(backend, device, shape):
     """Inputs of 1e3 +- 1 in fp32: a naive E[x^2] - E[x]^2 loses every digit of the variance."""
     g = torch.Generator().manual_seed(1)
-    x64 = torch.randn(8, 4, 16, 16, dtype=torch.float64, generator=g) + 1e3
+    x64 = torch.randn(*shape, dtype=torch.float64, generator=g) + 1e3
     bn = nn.BatchNorm2d(4).to(device)
     out = run_fused(x64.float().to(device), bn, "identity", 0.0)
     ref = nn.BatchNorm2d(4).double()(x64)

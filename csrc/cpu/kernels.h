@@ -14,6 +14,10 @@ namespace {
 // read from memory. Fixed, so chunking never depends on the thread count.
 constexpr int64_t kRun = 4096;
 
+// The loop lambdas capture the activation's slope by value: captured by reference, GCC's
+// vectoriser gave up on the LeakyReLU loops (it cannot give a vector type to a float&) and
+// ran them as scalar code with a branch per element, 5x slower on random data.
+
 // Below this many elements per task, waking another thread costs more than it saves.
 constexpr int64_t kMinTask = 32768;
 
@@ -36,22 +40,65 @@ struct Moments {
   }
 };
 
-// Two-pass mean and M2 of one strided run: accurate for large means (1e3 +- 1) because
-// the second pass subtracts the run's own mean before squaring.
+// NCHW reductions walk a channel in runs of at most kRun elements: a group of whole planes
+// when planes are small (a DCGAN's 4x4 and 8x8 layers), a slice of one plane when they are
+// large. Inside a run, partial sums go to kLanes accumulators (one per position modulo
+// kLanes) rather than one register reduced at the end of every plane: on 4x4 planes that
+// horizontal reduction per plane cost more than the arithmetic.
+constexpr int64_t kLanes = 64;
+
+struct PlaneRun {
+  int64_t n0, n1, start, len;  // planes [n0, n1) of the channel, elements [start, start + len) of each
+  int64_t count() const { return (n1 - n0) * len; }
+};
+
+// Calls visit(run) for every run of an NCHW channel, in a fixed order.
+template <typename Visit>
+C10_ALWAYS_INLINE void for_each_run(const Geometry& g, Visit&& visit) {
+  const int64_t run_len = std::min(g.HW, kRun);
+  const int64_t planes = g.HW >= kRun ? 1 : kRun / g.HW;
+  for (int64_t n0 = 0; n0 < g.N; n0 += planes)
+    for (int64_t s0 = 0; s0 < g.HW; s0 += run_len)
+      visit(PlaneRun{n0, std::min(g.N, n0 + planes), s0, std::min(run_len, g.HW - s0)});
+}
+
+template <typename acc_t>
+C10_ALWAYS_INLINE acc_t sum_lanes(const acc_t* lanes) {
+  acc_t total = 0;
+  for (int64_t j = 0; j < kLanes; ++j) total += lanes[j];
+  return total;
+}
+
+// Two-pass mean and M2 of one run of channel c: accurate for large means (1e3 +- 1)
+// because the second pass subtracts the run's own mean before squaring; the run is small
+// enough to be read again from L1.
 template <typename scalar_t>
-void run_moments(const scalar_t* p, int64_t len, int64_t stride, Moments& into) {
+void run_moments(const scalar_t* x, const Geometry& g, int64_t c, const PlaneRun& r, Moments& into) {
   using acc_t = acc_type<scalar_t>;
-  acc_t s = 0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t i = 0; i < len; ++i) s += acc_t(p[i * stride]);
-  acc_t mean = s / acc_t(len);
-  acc_t q = 0;
-#pragma omp simd reduction(+ : q)
-  for (int64_t i = 0; i < len; ++i) {
-    acc_t d = acc_t(p[i * stride]) - mean;
-    q += d * d;
+  alignas(64) acc_t lanes[kLanes];
+  std::fill(lanes, lanes + kLanes, acc_t(0));
+  for (int64_t n = r.n0; n < r.n1; ++n) {
+    const scalar_t* p = x + (n * g.C + c) * g.HW + r.start;
+    for (int64_t j0 = 0; j0 < r.len; j0 += kLanes) {
+      const int64_t w = std::min(kLanes, r.len - j0);
+#pragma omp simd
+      for (int64_t j = 0; j < w; ++j) lanes[j] += acc_t(p[j0 + j]);
+    }
   }
-  into.merge(double(len), double(mean), double(q));
+  const acc_t mean = sum_lanes(lanes) / acc_t(r.count());
+  std::fill(lanes, lanes + kLanes, acc_t(0));
+  for (int64_t n = r.n0; n < r.n1; ++n) {
+    const scalar_t* p = x + (n * g.C + c) * g.HW + r.start;
+    for (int64_t j0 = 0; j0 < r.len; j0 += kLanes) {
+      const int64_t w = std::min(kLanes, r.len - j0);
+#pragma omp simd
+      for (int64_t j = 0; j < w; ++j) {
+        const acc_t d = acc_t(p[j0 + j]) - mean;
+        lanes[j] += d * d;
+      }
+    }
+  }
+  into.merge(double(r.count()), double(mean), double(sum_lanes(lanes)));
 }
 
 // Per-channel (mean, biased var) into mean_out/var_out (stats dtype).
@@ -61,10 +108,7 @@ void compute_stats(const scalar_t* x, const Geometry& g, stat_t* mean_out, stat_
     at::parallel_for(0, g.C, grain(g.count()), [&](int64_t c0, int64_t c1) {
       for (int64_t c = c0; c < c1; ++c) {
         Moments m;
-        for (int64_t n = 0; n < g.N; ++n) {
-          const scalar_t* plane = x + (n * g.C + c) * g.HW;
-          for (int64_t s = 0; s < g.HW; s += kRun) run_moments(plane + s, std::min(kRun, g.HW - s), 1, m);
-        }
+        for_each_run(g, [&](const PlaneRun& r) { run_moments(x, g, c, r, m); });
         mean_out[c] = stat_t(m.mean);
         var_out[c] = stat_t(m.m2 / m.n);
       }
@@ -114,9 +158,8 @@ template <Activation ACT, typename scalar_t, typename acc_t>
 void apply(const scalar_t* x, scalar_t* y, const Geometry& g, const acc_t* scale,
            const acc_t* shift, acc_t slope) {
   if (!g.channels_last) {
-    at::parallel_for(0, g.N * g.C, grain(g.HW), [&](int64_t p0, int64_t p1) {
-      for (int64_t p = p0; p < p1; ++p) {
-        const int64_t c = p % g.C;
+    at::parallel_for(0, g.N * g.C, grain(g.HW), [&, slope](int64_t p0, int64_t p1) {
+      for (int64_t p = p0, c = p0 % g.C; p < p1; ++p, c = c + 1 == g.C ? 0 : c + 1) {
         const acc_t s = scale[c], b = shift[c];
         const scalar_t* xp = x + p * g.HW;
         scalar_t* yp = y + p * g.HW;
@@ -126,7 +169,7 @@ void apply(const scalar_t* x, scalar_t* y, const Geometry& g, const acc_t* scale
     });
     return;
   }
-  at::parallel_for(0, g.count(), grain(g.C), [&](int64_t r0, int64_t r1) {
+  at::parallel_for(0, g.count(), grain(g.C), [&, slope](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const scalar_t* xp = x + r * g.C;
       scalar_t* yp = y + r * g.C;
@@ -146,28 +189,32 @@ void backward_sums(const scalar_t* dy, const scalar_t* x, const Geometry& g, con
                    const acc_t* shift, const acc_t* mean, acc_t slope,
                    double* sum_g, double* sum_gx) {
   if (!g.channels_last) {
-    at::parallel_for(0, g.C, grain(g.count()), [&](int64_t c0, int64_t c1) {
+    at::parallel_for(0, g.C, grain(g.count()), [&, slope](int64_t c0, int64_t c1) {
+      alignas(64) acc_t ag[kLanes], agx[kLanes];
       for (int64_t c = c0; c < c1; ++c) {
         const acc_t s = scale[c], b = shift[c], m = mean[c];
         double tg = 0, tgx = 0;
-        for (int64_t n = 0; n < g.N; ++n) {
-          const int64_t off = (n * g.C + c) * g.HW;
-          const scalar_t* xp = x + off;
-          const scalar_t* dp = dy + off;
-          for (int64_t s0 = 0; s0 < g.HW; s0 += kRun) {
-            const int64_t s1 = std::min(g.HW, s0 + kRun);
-            acc_t ag = 0, agx = 0;
-#pragma omp simd reduction(+ : ag, agx)
-            for (int64_t i = s0; i < s1; ++i) {
-              const acc_t xv = acc_t(xp[i]);
-              const acc_t gv = acc_t(dp[i]) * activation_grad_from_input_t<ACT>(affine(xv, s, b), slope);
-              ag += gv;
-              agx += gv * (xv - m);
+        for_each_run(g, [&, slope, s, b, m](const PlaneRun& r) {
+          std::fill(ag, ag + kLanes, acc_t(0));
+          std::fill(agx, agx + kLanes, acc_t(0));
+          for (int64_t n = r.n0; n < r.n1; ++n) {
+            const int64_t off = (n * g.C + c) * g.HW + r.start;
+            const scalar_t* xp = x + off;
+            const scalar_t* dp = dy + off;
+            for (int64_t j0 = 0; j0 < r.len; j0 += kLanes) {
+              const int64_t w = std::min(kLanes, r.len - j0);
+#pragma omp simd
+              for (int64_t j = 0; j < w; ++j) {
+                const acc_t xv = acc_t(xp[j0 + j]);
+                const acc_t gv = acc_t(dp[j0 + j]) * activation_grad_from_input_t<ACT>(affine(xv, s, b), slope);
+                ag[j] += gv;
+                agx[j] += gv * (xv - m);
+              }
             }
-            tg += ag;
-            tgx += agx;
           }
-        }
+          tg += sum_lanes(ag);
+          tgx += sum_lanes(agx);
+        });
         sum_g[c] = tg;
         sum_gx[c] = tgx;
       }
@@ -176,7 +223,7 @@ void backward_sums(const scalar_t* dy, const scalar_t* x, const Geometry& g, con
   }
   const int64_t rows = g.count();
   const int64_t block = std::max<int64_t>(1, kRun * 4 / std::max<int64_t>(g.C, 1));
-  at::parallel_for(0, g.C, std::max<int64_t>(16, grain(rows)), [&](int64_t c0, int64_t c1) {
+  at::parallel_for(0, g.C, std::max<int64_t>(16, grain(rows)), [&, slope](int64_t c0, int64_t c1) {
     const int64_t width = c1 - c0;
     std::vector<acc_t> ag(width), agx(width);
     std::vector<double> tg(width, 0.0), tgx(width, 0.0);
@@ -218,9 +265,8 @@ void backward_input(const scalar_t* dy, const scalar_t* x, scalar_t* dx, const G
                     const acc_t* k_x, acc_t slope) {
   // dx = scale * (g - k_mean_g - (x - mean) * k_x); eval passes k_mean_g = k_x = 0.
   if (!g.channels_last) {
-    at::parallel_for(0, g.N * g.C, grain(g.HW), [&](int64_t p0, int64_t p1) {
-      for (int64_t p = p0; p < p1; ++p) {
-        const int64_t c = p % g.C;
+    at::parallel_for(0, g.N * g.C, grain(g.HW), [&, slope](int64_t p0, int64_t p1) {
+      for (int64_t p = p0, c = p0 % g.C; p < p1; ++p, c = c + 1 == g.C ? 0 : c + 1) {
         const acc_t s = scale[c], b = shift[c], m = mean[c], km = k_mean_g[c], kx = k_x[c];
         const scalar_t* xp = x + p * g.HW;
         const scalar_t* dp = dy + p * g.HW;
@@ -235,7 +281,7 @@ void backward_input(const scalar_t* dy, const scalar_t* x, scalar_t* dx, const G
     });
     return;
   }
-  at::parallel_for(0, g.count(), grain(g.C), [&](int64_t r0, int64_t r1) {
+  at::parallel_for(0, g.count(), grain(g.C), [&, slope](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const scalar_t* xp = x + r * g.C;
       const scalar_t* dp = dy + r * g.C;
@@ -257,7 +303,7 @@ template <Activation ACT, typename scalar_t>
 void activation_loop(const scalar_t* x, scalar_t* y, int64_t n, double negative_slope) {
   using acc_t = acc_type<scalar_t>;
   const acc_t slope = acc_t(negative_slope);
-  at::parallel_for(0, n, kGrain, [&](int64_t i0, int64_t i1) {
+  at::parallel_for(0, n, kGrain, [&, slope](int64_t i0, int64_t i1) {
 #pragma omp simd
     for (int64_t i = i0; i < i1; ++i) y[i] = scalar_t(activate_t<ACT>(acc_t(x[i]), slope));
   });
@@ -268,7 +314,7 @@ void activation_backward_loop(const scalar_t* dy, const scalar_t* y, scalar_t* d
                               double negative_slope) {
   using acc_t = acc_type<scalar_t>;
   const acc_t slope = acc_t(negative_slope);
-  at::parallel_for(0, n, kGrain, [&](int64_t i0, int64_t i1) {
+  at::parallel_for(0, n, kGrain, [&, slope](int64_t i0, int64_t i1) {
 #pragma omp simd
     for (int64_t i = i0; i < i1; ++i)
       dx[i] = scalar_t(acc_t(dy[i]) * activation_grad_from_output_t<ACT>(acc_t(y[i]), slope));

@@ -69,18 +69,34 @@ C10_ALWAYS_INLINE acc_t sum_lanes(const acc_t* lanes) {
   return total;
 }
 
+// f(width) with the plane width as a compile-time constant for the DCGAN sizes (1x1, 2x2,
+// 4x4, 8x8 planes), 0 for any other: a plane's loop is then unrolled into a few vector
+// instructions instead of a loop with a runtime trip count and its remainder handling.
+template <typename F>
+C10_ALWAYS_INLINE void with_plane_width(int64_t hw, F&& f) {
+  switch (hw) {
+    case 1: return f(std::integral_constant<int64_t, 1>());
+    case 4: return f(std::integral_constant<int64_t, 4>());
+    case 16: return f(std::integral_constant<int64_t, 16>());
+    case 64: return f(std::integral_constant<int64_t, 64>());
+    default: return f(std::integral_constant<int64_t, 0>());
+  }
+}
+
 // Two-pass mean and M2 of one run of channel c: accurate for large means (1e3 +- 1)
 // because the second pass subtracts the run's own mean before squaring; the run is small
-// enough to be read again from L1.
-template <typename scalar_t>
+// enough to be read again from L1. W: the plane width if known at compile time (then a
+// run is whole planes of W elements), else 0.
+template <int64_t W, typename scalar_t>
 void run_moments(const scalar_t* x, const Geometry& g, int64_t c, const PlaneRun& r, Moments& into) {
   using acc_t = acc_type<scalar_t>;
+  const int64_t len = W > 0 ? W : r.len;
   alignas(64) acc_t lanes[kLanes];
   std::fill(lanes, lanes + kLanes, acc_t(0));
   for (int64_t n = r.n0; n < r.n1; ++n) {
     const scalar_t* p = x + (n * g.C + c) * g.HW + r.start;
-    for (int64_t j0 = 0; j0 < r.len; j0 += kLanes) {
-      const int64_t w = std::min(kLanes, r.len - j0);
+    for (int64_t j0 = 0; j0 < len; j0 += kLanes) {
+      const int64_t w = std::min(kLanes, len - j0);
 #pragma omp simd
       for (int64_t j = 0; j < w; ++j) lanes[j] += acc_t(p[j0 + j]);
     }
@@ -89,8 +105,8 @@ void run_moments(const scalar_t* x, const Geometry& g, int64_t c, const PlaneRun
   std::fill(lanes, lanes + kLanes, acc_t(0));
   for (int64_t n = r.n0; n < r.n1; ++n) {
     const scalar_t* p = x + (n * g.C + c) * g.HW + r.start;
-    for (int64_t j0 = 0; j0 < r.len; j0 += kLanes) {
-      const int64_t w = std::min(kLanes, r.len - j0);
+    for (int64_t j0 = 0; j0 < len; j0 += kLanes) {
+      const int64_t w = std::min(kLanes, len - j0);
 #pragma omp simd
       for (int64_t j = 0; j < w; ++j) {
         const acc_t d = acc_t(p[j0 + j]) - mean;
@@ -108,7 +124,9 @@ void compute_stats(const scalar_t* x, const Geometry& g, stat_t* mean_out, stat_
     at::parallel_for(0, g.C, grain(g.count()), [&](int64_t c0, int64_t c1) {
       for (int64_t c = c0; c < c1; ++c) {
         Moments m;
-        for_each_run(g, [&](const PlaneRun& r) { run_moments(x, g, c, r, m); });
+        with_plane_width(g.HW, [&](auto width) {
+          for_each_run(g, [&](const PlaneRun& r) { run_moments<decltype(width)::value>(x, g, c, r, m); });
+        });
         mean_out[c] = stat_t(m.mean);
         var_out[c] = stat_t(m.m2 / m.n);
       }
@@ -158,14 +176,17 @@ template <Activation ACT, typename scalar_t, typename acc_t>
 void apply(const scalar_t* x, scalar_t* y, const Geometry& g, const acc_t* scale,
            const acc_t* shift, acc_t slope) {
   if (!g.channels_last) {
-    at::parallel_for(0, g.N * g.C, grain(g.HW), [&, slope](int64_t p0, int64_t p1) {
-      for (int64_t p = p0, c = p0 % g.C; p < p1; ++p, c = c + 1 == g.C ? 0 : c + 1) {
-        const acc_t s = scale[c], b = shift[c];
-        const scalar_t* xp = x + p * g.HW;
-        scalar_t* yp = y + p * g.HW;
+    with_plane_width(g.HW, [&, slope](auto width) {
+      const int64_t hw = decltype(width)::value > 0 ? decltype(width)::value : g.HW;
+      at::parallel_for(0, g.N * g.C, grain(g.HW), [&, slope, hw](int64_t p0, int64_t p1) {
+        for (int64_t p = p0, c = p0 % g.C; p < p1; ++p, c = c + 1 == g.C ? 0 : c + 1) {
+          const acc_t s = scale[c], b = shift[c];
+          const scalar_t* xp = x + p * hw;
+          scalar_t* yp = y + p * hw;
 #pragma omp simd
-        for (int64_t i = 0; i < g.HW; ++i) yp[i] = scalar_t(activate_t<ACT>(affine(acc_t(xp[i]), s, b), slope));
-      }
+          for (int64_t i = 0; i < hw; ++i) yp[i] = scalar_t(activate_t<ACT>(affine(acc_t(xp[i]), s, b), slope));
+        }
+      });
     });
     return;
   }
@@ -184,36 +205,46 @@ void apply(const scalar_t* x, scalar_t* y, const Geometry& g, const acc_t* scale
 //   grad_bias = sum_g, grad_weight = invstd * sum_gx
 //   training: dx = scale * (g - sum_g / n - (x - mean) * invstd^2 * sum_gx / n)
 //   eval:     dx = scale * g
+// sum(g) and sum(g * (x - mean)) over one run of channel c, added to tg and tgx (W as in
+// run_moments).
+template <Activation ACT, int64_t W, typename scalar_t, typename acc_t>
+void run_grad_sums(const scalar_t* dy, const scalar_t* x, const Geometry& g, int64_t c, const PlaneRun& r, acc_t s,
+                   acc_t b, acc_t m, acc_t slope, double& tg, double& tgx) {
+  const int64_t len = W > 0 ? W : r.len;
+  alignas(64) acc_t ag[kLanes], agx[kLanes];
+  std::fill(ag, ag + kLanes, acc_t(0));
+  std::fill(agx, agx + kLanes, acc_t(0));
+  for (int64_t n = r.n0; n < r.n1; ++n) {
+    const int64_t off = (n * g.C + c) * g.HW + r.start;
+    const scalar_t* xp = x + off;
+    const scalar_t* dp = dy + off;
+    for (int64_t j0 = 0; j0 < len; j0 += kLanes) {
+      const int64_t w = std::min(kLanes, len - j0);
+#pragma omp simd
+      for (int64_t j = 0; j < w; ++j) {
+        const acc_t xv = acc_t(xp[j0 + j]);
+        const acc_t gv = acc_t(dp[j0 + j]) * activation_grad_from_input_t<ACT>(affine(xv, s, b), slope);
+        ag[j] += gv;
+        agx[j] += gv * (xv - m);
+      }
+    }
+  }
+  tg += sum_lanes(ag);
+  tgx += sum_lanes(agx);
+}
+
 template <Activation ACT, typename scalar_t, typename acc_t>
 void backward_sums(const scalar_t* dy, const scalar_t* x, const Geometry& g, const acc_t* scale,
                    const acc_t* shift, const acc_t* mean, acc_t slope,
                    double* sum_g, double* sum_gx) {
   if (!g.channels_last) {
     at::parallel_for(0, g.C, grain(g.count()), [&, slope](int64_t c0, int64_t c1) {
-      alignas(64) acc_t ag[kLanes], agx[kLanes];
       for (int64_t c = c0; c < c1; ++c) {
-        const acc_t s = scale[c], b = shift[c], m = mean[c];
         double tg = 0, tgx = 0;
-        for_each_run(g, [&, slope, s, b, m](const PlaneRun& r) {
-          std::fill(ag, ag + kLanes, acc_t(0));
-          std::fill(agx, agx + kLanes, acc_t(0));
-          for (int64_t n = r.n0; n < r.n1; ++n) {
-            const int64_t off = (n * g.C + c) * g.HW + r.start;
-            const scalar_t* xp = x + off;
-            const scalar_t* dp = dy + off;
-            for (int64_t j0 = 0; j0 < r.len; j0 += kLanes) {
-              const int64_t w = std::min(kLanes, r.len - j0);
-#pragma omp simd
-              for (int64_t j = 0; j < w; ++j) {
-                const acc_t xv = acc_t(xp[j0 + j]);
-                const acc_t gv = acc_t(dp[j0 + j]) * activation_grad_from_input_t<ACT>(affine(xv, s, b), slope);
-                ag[j] += gv;
-                agx[j] += gv * (xv - m);
-              }
-            }
-          }
-          tg += sum_lanes(ag);
-          tgx += sum_lanes(agx);
+        with_plane_width(g.HW, [&](auto width) {
+          for_each_run(g, [&](const PlaneRun& r) {
+            run_grad_sums<ACT, decltype(width)::value>(dy, x, g, c, r, scale[c], shift[c], mean[c], slope, tg, tgx);
+          });
         });
         sum_g[c] = tg;
         sum_gx[c] = tgx;
@@ -265,19 +296,22 @@ void backward_input(const scalar_t* dy, const scalar_t* x, scalar_t* dx, const G
                     const acc_t* k_x, acc_t slope) {
   // dx = scale * (g - k_mean_g - (x - mean) * k_x); eval passes k_mean_g = k_x = 0.
   if (!g.channels_last) {
-    at::parallel_for(0, g.N * g.C, grain(g.HW), [&, slope](int64_t p0, int64_t p1) {
-      for (int64_t p = p0, c = p0 % g.C; p < p1; ++p, c = c + 1 == g.C ? 0 : c + 1) {
-        const acc_t s = scale[c], b = shift[c], m = mean[c], km = k_mean_g[c], kx = k_x[c];
-        const scalar_t* xp = x + p * g.HW;
-        const scalar_t* dp = dy + p * g.HW;
-        scalar_t* op = dx + p * g.HW;
+    with_plane_width(g.HW, [&, slope](auto width) {
+      const int64_t hw = decltype(width)::value > 0 ? decltype(width)::value : g.HW;
+      at::parallel_for(0, g.N * g.C, grain(g.HW), [&, slope, hw](int64_t p0, int64_t p1) {
+        for (int64_t p = p0, c = p0 % g.C; p < p1; ++p, c = c + 1 == g.C ? 0 : c + 1) {
+          const acc_t s = scale[c], b = shift[c], m = mean[c], km = k_mean_g[c], kx = k_x[c];
+          const scalar_t* xp = x + p * hw;
+          const scalar_t* dp = dy + p * hw;
+          scalar_t* op = dx + p * hw;
 #pragma omp simd
-        for (int64_t i = 0; i < g.HW; ++i) {
-          const acc_t xv = acc_t(xp[i]);
-          const acc_t gv = acc_t(dp[i]) * activation_grad_from_input_t<ACT>(affine(xv, s, b), slope);
-          op[i] = scalar_t(s * (gv - km - (xv - m) * kx));
+          for (int64_t i = 0; i < hw; ++i) {
+            const acc_t xv = acc_t(xp[i]);
+            const acc_t gv = acc_t(dp[i]) * activation_grad_from_input_t<ACT>(affine(xv, s, b), slope);
+            op[i] = scalar_t(s * (gv - km - (xv - m) * kx));
+          }
         }
-      }
+      });
     });
     return;
   }

@@ -2,8 +2,13 @@
 images/s, ratio to stock eager, peak memory), a PNG bar chart, the roofline on GPU, and
 the issue targets with pass/miss and by how much.
 
-    python benchmarks/report.py bench.json [--out benchmarks/results]
-writes <out>/<device>-<date>.{json,md,png}."""
+    python benchmarks/report.py bench.json [more.json ...] [--out benchmarks/results]
+writes <out>/<device>-<date>.{json,md,png}.
+
+Given several runs of the suite, each case's time is the median of the runs' medians. On a
+shared 2-core machine a slow spell can last for a whole case (tens of milliseconds), which
+the rounds inside one run cannot outvote; separate runs can. The saved JSON holds every
+run's benchmarks (tagged extra_info.run), so the report can be made again from it alone."""
 import argparse
 import datetime
 import json
@@ -14,25 +19,41 @@ import statistics
 from collections import defaultdict
 
 
-def load(path):
-    with open(path) as f:
-        data = json.load(f)
-    rows = []
-    for b in data["benchmarks"]:
-        info = b.get("extra_info", {})
-        if "variant" not in info or not b.get("stats"):
-            continue
-        inner = info.get("inner", 1)
-        rows.append({"group": b["group"], "variant": info["variant"], "median": b["stats"]["median"] / inner,
-                     "info": info})
-    return data, rows
+def load(paths):
+    """(merged pytest-benchmark data, rows): one row per benchmark per run."""
+    merged, rows = None, []
+    for run, path in enumerate(paths):
+        with open(path) as f:
+            data = json.load(f)
+        for b in data["benchmarks"]:
+            info = b.setdefault("extra_info", {})
+            info.setdefault("run", f"{run}")  # a merged file keeps its own tags
+            if "variant" not in info or not b.get("stats"):
+                continue
+            rows.append({"group": b["group"], "variant": info["variant"],
+                         "median": b["stats"]["median"] / info.get("inner", 1), "info": info})
+        if merged is None:
+            merged = data
+        else:
+            merged["benchmarks"] += data["benchmarks"]
+    return merged, rows
 
 
 def by_group(rows):
+    """groups[group][variant]: the first run's row, its median replaced by the median over runs."""
+    times = defaultdict(list)
     groups = defaultdict(dict)
     for r in rows:
-        groups[r["group"]][r["variant"]] = r
+        times[r["group"], r["variant"]].append(r["median"])
+        groups[r["group"]].setdefault(r["variant"], dict(r))
+    for (group, variant), ts in times.items():
+        groups[group][variant]["median"] = statistics.median(ts)
+        groups[group][variant]["runs"] = len(ts)
     return groups
+
+
+def runs_of(rows):
+    return len({r["info"]["run"] for r in rows})
 
 
 def ceilings(groups):
@@ -193,7 +214,7 @@ def chart(groups, path):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("json")
+    parser.add_argument("json", nargs="+", help="pytest-benchmark JSON of one or more runs of the suite")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     args = parser.parse_args(argv)
     data, rows = load(args.json)
@@ -206,7 +227,8 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     md = [f"# fastgan benchmarks: {device}", "",
           f"{date}; torch {data.get('machine_info', {}).get('python_implementation', '')} "
-          f"{_torch_version()}; medians after warm-up, variants side by side in one process.", ""]
+          f"{_torch_version()}; medians after warm-up, variants side by side in one process"
+          + (f"; each time the median of {runs_of(rows)} runs of the suite." if runs_of(rows) > 1 else "."), ""]
     if ceil:
         md.append("Measured ceilings: " + ", ".join(
             f"copy {v / 1e12:.2f} TB/s" if k == "bandwidth" else f"{k} {v / 1e12:.0f} TFLOP/s" for k, v in ceil.items()))
@@ -228,8 +250,12 @@ def main(argv=None):
     text = "\n".join(md) + "\n"
     with open(os.path.join(args.out, stem + ".md"), "w") as f:
         f.write(text)
-    if os.path.abspath(args.json) != os.path.abspath(os.path.join(args.out, stem + ".json")):
-        shutil.copyfile(args.json, os.path.join(args.out, stem + ".json"))
+    saved = os.path.join(args.out, stem + ".json")
+    if len(args.json) > 1:
+        with open(saved, "w") as f:
+            json.dump(data, f)
+    elif os.path.abspath(args.json[0]) != os.path.abspath(saved):
+        shutil.copyfile(args.json[0], saved)
     chart(groups, os.path.join(args.out, stem + ".png"))
     print(text)
     print(f"wrote {os.path.join(args.out, stem)}.{{md,json,png}}")

@@ -89,36 +89,37 @@ struct ShiftedSums {
   }
 };
 
-// Merges the Welford triples of rows [0, blockDim.y) of an NHWC block into row 0, as a tree.
-// sh holds [blockDim.y][width][3]; every thread of the block must call it.
-template <typename A>
-__device__ __forceinline__ void tree_merge_rows(A* sh, int width, int col, bool active) {
+// Folds rows [0, blockDim.y) of an NHWC block's shared array into row 0, as a tree: sh holds
+// [blockDim.y][width][K] and combine(mine, other) folds other's K values into mine. Every
+// thread of the block must call it (it holds the barriers).
+template <int K, typename A, typename Combine>
+__device__ __forceinline__ void tree_fold_rows(A* sh, int width, int col, bool active, Combine combine) {
   for (int stride = int(blockDim.y) / 2; stride > 0; stride /= 2) {
     __syncthreads();
-    if (active && int(threadIdx.y) < stride) {
-      A* mine = sh + (threadIdx.y * width + col) * 3;
-      const A* other = sh + ((threadIdx.y + stride) * width + col) * 3;
-      Welford<A> w{mine[0], mine[1], mine[2]};
-      w.merge(other[0], other[1], other[2]);
-      mine[0] = w.n;
-      mine[1] = w.mean;
-      mine[2] = w.m2;
-    }
+    if (active && int(threadIdx.y) < stride)
+      combine(sh + (threadIdx.y * width + col) * K, sh + ((threadIdx.y + stride) * width + col) * K);
   }
 }
 
-// The same for pairs of sums, [blockDim.y][width][2].
+// Welford triples (count, mean, M2).
+template <typename A>
+__device__ __forceinline__ void tree_merge_rows(A* sh, int width, int col, bool active) {
+  tree_fold_rows<3>(sh, width, col, active, [](A* mine, const A* other) {
+    Welford<A> w{mine[0], mine[1], mine[2]};
+    w.merge(other[0], other[1], other[2]);
+    mine[0] = w.n;
+    mine[1] = w.mean;
+    mine[2] = w.m2;
+  });
+}
+
+// Pairs of sums.
 template <typename A>
 __device__ __forceinline__ void tree_sum_rows(A* sh, int width, int col, bool active) {
-  for (int stride = int(blockDim.y) / 2; stride > 0; stride /= 2) {
-    __syncthreads();
-    if (active && int(threadIdx.y) < stride) {
-      A* mine = sh + (threadIdx.y * width + col) * 2;
-      const A* other = sh + ((threadIdx.y + stride) * width + col) * 2;
-      mine[0] += other[0];
-      mine[1] += other[1];
-    }
-  }
+  tree_fold_rows<2>(sh, width, col, active, [](A* mine, const A* other) {
+    mine[0] += other[0];
+    mine[1] += other[1];
+  });
 }
 
 // ---------------------------------------------------------------------------------------

@@ -9,8 +9,8 @@ import pytest
 pytest.importorskip("sklearn")
 pytest.importorskip("PIL")
 
-from fastgan import checkpoint as ckpt_io  # noqa: E402
-from fastgan.__main__ import main  # noqa: E402
+from fastgan.app import checkpoint as ckpt_io  # noqa: E402
+from fastgan.app.cli import main  # noqa: E402
 
 TINY = ["--nz", "8", "--ngf", "4", "--ndf", "4", "--batch-size", "8", "--device", "cpu"]
 
@@ -175,7 +175,7 @@ def test_runs_folder_is_ignored_by_git():
 
 
 def test_images_per_second_is_a_moving_average(monkeypatch):
-    import fastgan.train as train_module
+    import fastgan.app.train as train_module
 
     clock = iter([0.0, 1.0, 2.0, 12.0, 13.0])  # one slow interval among fast ones
     monkeypatch.setattr(train_module.time, "perf_counter", lambda: next(clock))

@@ -12,9 +12,9 @@ import torch
 pytest.importorskip("sklearn")
 pytest.importorskip("PIL")
 
-from fastgan import checkpoint as ckpt_io  # noqa: E402
-from fastgan.__main__ import main  # noqa: E402
-from fastgan.train import TrainConfig, TrainError, Trainer  # noqa: E402
+from fastgan.app import checkpoint as ckpt_io  # noqa: E402
+from fastgan.app.cli import main  # noqa: E402
+from fastgan.app.train import TrainConfig, TrainError, Trainer  # noqa: E402
 
 TINY = dict(nz=8, ngf=4, ndf=4, batch_size=8, log_every=1, sample_every=1000, checkpoint_every=1000, device="cpu")
 

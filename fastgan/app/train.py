@@ -25,10 +25,10 @@ import fastgan
 from . import checkpoint as ckpt_io
 from . import data as data_io
 from . import distributed
-from .functional import bce_with_logits
-from .models import ConditionalDiscriminator, ConditionalGenerator, Discriminator, Generator, weights_init
+from ..functional import bce_with_logits
+from ..models import ConditionalDiscriminator, ConditionalGenerator, Discriminator, Generator, weights_init
 from .images import save_grid
-from .sync_batch_norm import convert_sync_batchnorm
+from ..sync_batch_norm import convert_sync_batchnorm
 
 
 class TrainError(ValueError):

@@ -1,4 +1,4 @@
-"""Command line: `fastgan info | train | sample` (also `python -m fastgan ...`)."""
+"""Command line: `fastgan info | train | sample | fid` (also `python -m fastgan ...`)."""
 import argparse
 import dataclasses
 import os
@@ -82,6 +82,11 @@ def _train_parser(sub):
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints")
     p.add_argument("--log-every", type=int, default=d.log_every,
                    help="steps between metrics rows (images/s: moving average over the last 10 rows)")
+    p.add_argument("--fid-every", type=int, default=d.fid_every,
+                   help="steps between FID/KID evaluations against the training data (0: never); needs --inception")
+    p.add_argument("--inception", default=d.inception,
+                   help="the Inception network as TorchScript (inception-2015-12-05.pt), for --fid-every")
+    p.add_argument("--fid-n", type=int, default=d.fid_n, help="generated (and at most real) images per evaluation")
     return p
 
 
@@ -102,6 +107,22 @@ def main(argv=None) -> int:
                    help="normalise with BatchNorm's running statistics (G in eval mode), so that each image is "
                         "independent of the others; by default G uses the statistics of the n images, as the "
                         "grids written during training do")
+    f = sub.add_parser("fid", help="FID and KID of a checkpoint's G (or of a set of images) against real images",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    f.add_argument("--inception", required=True,
+                   help="the Inception network as TorchScript (inception-2015-12-05.pt); never downloaded")
+    f.add_argument("--real", required=True, help="real images: 'digits', a folder or a .zip")
+    f.add_argument("--fake", required=True, help="a checkpoint.pt whose G generates the images, or a folder/.zip")
+    f.add_argument("--n", type=int, default=10000, help="generated images (and at most this many real ones)")
+    f.add_argument("--batch-size", type=int, default=64, help="images per forward of G and of the network")
+    f.add_argument("--image-size", type=int, choices=(32, 64, 128), default=64,
+                   help="side the image sets are read at when --fake is not a checkpoint")
+    f.add_argument("--channels", type=int, choices=(1, 3), default=3,
+                   help="channels the image sets are read with when --fake is not a checkpoint")
+    f.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where G and the network run")
+    f.add_argument("--kid-subsets", type=int, default=100, help="random subsets KID averages over")
+    f.add_argument("--kid-subset-size", type=int, default=1000, help="images per KID subset (at most --n)")
+    f.add_argument("--seed", type=int, default=0, help="seed of the latents and of the subsets")
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     if args.command == "info":
@@ -110,6 +131,7 @@ def main(argv=None) -> int:
         return 0
     from .checkpoint import CheckpointError
     from .data import DataError
+    from .metrics import MetricsError
     from .train import PeerLostError, TrainConfig, TrainError
     try:
         if args.command == "train":
@@ -131,7 +153,11 @@ def main(argv=None) -> int:
             sample(args.checkpoint, args.out, args.n, args.label, args.interpolate, args.seed,
                    running_stats=args.running_stats)
             print(f"wrote {args.out}")
-    except (TrainError, DataError, CheckpointError) as exc:
+        elif args.command == "fid":
+            from .evaluate import evaluate
+            print(evaluate(args.inception, args.real, args.fake, args.n, args.batch_size, args.device,
+                           args.image_size, args.channels, args.kid_subsets, args.kid_subset_size, args.seed))
+    except (TrainError, DataError, CheckpointError, MetricsError) as exc:
         print(f"fastgan: error: {exc}", file=sys.stderr)
         if isinstance(exc, PeerLostError):
             # A normal exit would run the process group's destructors, which abort the process

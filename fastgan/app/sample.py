@@ -33,24 +33,11 @@ def sample(checkpoint: str, out: str, n: int = 64, label=None, interpolate: bool
     if not 0 <= seed < 2**63:
         raise TrainError(f"argument --seed: must be >= 0 and < 2**63, got {seed}")
     check_image_path(out)
-    try:
-        state = ckpt_io.load(checkpoint)
-    except ckpt_io.CheckpointError as exc:
-        raise TrainError(str(exc)) from None
-    known = {f for f in TrainConfig.__dataclass_fields__}
-    cfg = TrainConfig(**{k: v for k, v in state["config"].items() if k in known})
-    cfg.channels_last = False
-    classes = state.get("class_names") or []
+    g, cfg, classes = load_generator(checkpoint, device)
     if label is not None and not cfg.conditional:
         raise TrainError("--class needs a checkpoint of a --conditional run")
     if label is not None and not 0 <= label < len(classes):
         raise TrainError(f"--class must lie in [0, {len(classes)}), got {label}")
-    g, _ = build_models(cfg, len(classes), torch.device(device))
-    weights = state["G_ema"] if state.get("G_ema") else state["G"]
-    try:
-        g.load_state_dict(weights)
-    except RuntimeError as exc:
-        raise TrainError(f"checkpoint {checkpoint!r} does not fit its own config: {str(exc).splitlines()[0]}") from None
     gen = torch.Generator().manual_seed(seed)
     if interpolate:
         ends = torch.randn(2, cfg.nz, generator=gen)
@@ -68,3 +55,22 @@ def sample(checkpoint: str, out: str, n: int = 64, label=None, interpolate: bool
     else:
         images = generate(g, z.to(device), None if labels is None else labels.to(device))
     save_grid(images, out, nrow=n if interpolate else 8)
+
+
+def load_generator(checkpoint: str, device: str = "cpu"):
+    """(G, its TrainConfig, class names) from a checkpoint: the EMA weights when the run kept them."""
+    try:
+        state = ckpt_io.load(checkpoint)
+    except ckpt_io.CheckpointError as exc:
+        raise TrainError(str(exc)) from None
+    known = {f for f in TrainConfig.__dataclass_fields__}
+    cfg = TrainConfig(**{k: v for k, v in state["config"].items() if k in known})
+    cfg.channels_last = False
+    classes = state.get("class_names") or []
+    g, _ = build_models(cfg, len(classes), torch.device(device))
+    weights = state["G_ema"] if state.get("G_ema") else state["G"]
+    try:
+        g.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise TrainError(f"checkpoint {checkpoint!r} does not fit its own config: {str(exc).splitlines()[0]}") from None
+    return g, cfg, classes

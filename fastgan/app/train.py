@@ -1,7 +1,8 @@
 """`fastgan train`: a DCGAN (optionally class-conditional) trained with the fused layers.
 
 The run folder holds samples/ (fixed-latent grids), real.png, metrics.jsonl, loss.png,
-config.json (the options used) and checkpoint.pt (atomic; everything needed to resume).
+config.json (the options used) and checkpoint.pt (atomic; everything needed to resume); with
+--fid-every, FID/KID rows in metrics.jsonl and fid.png.
 
 Under torchrun every rank trains a shard of each batch in DistributedDataParallel (NCCL on
 GPUs, gloo on CPU); rank 0 alone writes the run folder. A run's batches and latents depend
@@ -27,7 +28,8 @@ from . import data as data_io
 from . import distributed
 from ..functional import bce_with_logits
 from ..models import ConditionalDiscriminator, ConditionalGenerator, Discriminator, Generator, weights_init
-from .images import save_grid
+from . import metrics
+from .images import save_grid, to_uint8
 from ..sync_batch_norm import convert_sync_batchnorm
 
 
@@ -69,6 +71,9 @@ class TrainConfig:
     sample_every: int = 500
     checkpoint_every: int = 500
     log_every: int = 25
+    fid_every: int = 0
+    inception: str = ""
+    fid_n: int = 2000
 
     overwrite: bool = False
 
@@ -78,7 +83,8 @@ class TrainConfig:
     # (lowest, highest) accepted; the upper bounds keep a typo from asking for terabytes.
     RANGES = {"batch_size": (1, 1 << 16), "steps": (1, 10**12), "nz": (1, 8192), "ngf": (1, 2048), "ndf": (1, 2048),
               "seed": (0, 2**63 - 1), "sample_every": (1, None), "checkpoint_every": (1, None), "log_every": (1, None),
-              "lr": (0.0, None), "beta1": (0.0, 1.0), "ema_decay": (0.0, 1.0), "dist_timeout": (0.0, None)}
+              "lr": (0.0, None), "beta1": (0.0, 1.0), "ema_decay": (0.0, 1.0), "dist_timeout": (0.0, None),
+              "fid_every": (0, None), "fid_n": (2, 1 << 20)}
     EXCLUSIVE_LOW = {"lr", "dist_timeout"}  # must be > the lowest, not >=
     EXCLUSIVE_HIGH = {"beta1"}
 
@@ -113,6 +119,8 @@ class TrainConfig:
             raise TrainError("argument --data: must not be empty ('digits', a folder or a .zip)")
         if not self.out:
             raise TrainError("argument --out: must not be empty")
+        if self.fid_every and not self.inception:
+            raise TrainError(f"argument --fid-every: {metrics.INCEPTION_HINT}")
         if self.resume and self.overwrite:
             raise TrainError("--resume continues the run in --out and --overwrite deletes it; give one of them")
 
@@ -158,6 +166,20 @@ def generate(g, z, labels=None):
         b.copy_(saved)
     g.train(training)
     return out.float()
+
+
+@torch.no_grad()
+def generated_images(g, nz: int, n: int, batch_size: int, device, num_classes: int = 0, seed: int = 0) -> torch.Tensor:
+    """n uint8 images from G in batches (generate's batch statistics), from seeded latents."""
+    gen = torch.Generator().manual_seed(seed)
+    dtype = next(g.parameters()).dtype
+    out = []
+    for i in range(0, n, batch_size):
+        m = min(batch_size, n - i)
+        z = torch.randn(m, nz, generator=gen).to(device, dtype)
+        labels = (torch.arange(i, i + m) % num_classes).to(device) if num_classes else None
+        out.append(to_uint8(generate(g, z, labels)))
+    return torch.cat(out)
 
 
 def mean_pairwise_distance(x):
@@ -209,6 +231,12 @@ class Trainer:
             raise TrainError(f"--conditional needs labelled data, and {cfg.data!r} has none (a folder needs one "
                              "sub-folder per class)")
         self.num_classes = self.data.num_classes if cfg.conditional else 0
+        self.fid_net = self.fid_real = None
+        if cfg.fid_every and self.world.is_main:  # before anything is written: a bad path costs nothing
+            try:
+                self.fid_net = metrics.load_feature_network(cfg.inception, self.device)
+            except metrics.MetricsError as exc:
+                raise TrainError(str(exc)) from None
         torch.manual_seed(cfg.seed)
         self.g, self.d = build_models(cfg, self.num_classes, self.device)
         self.g_ema = copy.deepcopy(self.g).requires_grad_(False) if cfg.ema else None
@@ -371,7 +399,9 @@ class Trainer:
                                      f"stopping. The last good checkpoint is kept in {cfg.out}")
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                 self._log_metrics(stats.tolist(), speed.update(self.step))
-                progress.update(self.step, self.history[-1])
+                progress.update(self.step, self._last_losses())
+            if cfg.fid_every and (self.step % cfg.fid_every == 0 or self.step == cfg.steps):
+                self._log_fid()
             if self.step % cfg.sample_every == 0 or self.step == cfg.steps:
                 self.save_samples()
             if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
@@ -381,7 +411,7 @@ class Trainer:
         return self
 
     # The files a run writes into its folder; nothing else there is touched.
-    RUN_FILES = ("checkpoint.pt", "metrics.jsonl", "config.json", "real.png", "loss.png")
+    RUN_FILES = ("checkpoint.pt", "metrics.jsonl", "config.json", "real.png", "loss.png", "fid.png")
 
     def _prepare_run_folder(self):
         """Rank 0: make the run folder, or say why not (returned, so every rank can raise it).
@@ -410,6 +440,9 @@ class Trainer:
             return f"cannot create the run folder {out!r}: {exc.strerror or exc}"
         return None
 
+    def _last_losses(self):
+        return next(r for r in reversed(self.history) if "loss_d" in r)
+
     def _sampler(self):
         return self.g_ema if self.g_ema is not None else self.g
 
@@ -424,6 +457,29 @@ class Trainer:
             return
         with open(os.path.join(self.cfg.out, "metrics.jsonl"), "a") as f:
             f.write(json.dumps(row) + "\n")
+
+    # Every rank generates (with --sync-bn G's BatchNorm is a collective); rank 0 scores.
+    def _log_fid(self):
+        """FID/KID of G (its EMA when kept) against up to --fid-n training images, as a
+        metrics.jsonl row of its own and fid.png."""
+        fake = generated_images(self._sampler(), self.cfg.nz, self.cfg.fid_n, self.cfg.batch_size, self.device,
+                                self.num_classes, seed=self.cfg.seed + 3)
+        if not self.world.is_main:
+            return
+        if self.fid_real is None:  # the real side is the same at every evaluation
+            images = self.data.images
+            if len(images) > self.cfg.fid_n:
+                pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.cfg.seed + 4))
+                images = images[pick[:self.cfg.fid_n]]
+            self.fid_real = metrics.features(self.fid_net, images, self.cfg.batch_size, self.device)
+        scores = metrics.scores(self.fid_real, metrics.features(self.fid_net, fake, self.cfg.batch_size, self.device))
+        row = {"step": self.step, "time": round(time.time(), 3), "fid": scores.fid, "kid": scores.kid,
+               "kid_std": scores.kid_std}
+        self.history.append(row)
+        with open(os.path.join(self.cfg.out, "metrics.jsonl"), "a") as f:
+            f.write(json.dumps(row) + "\n")
+        self.log(f"step {self.step}: {scores}")
+        plot_fid(self.cfg.out)
 
     def save_samples(self):
         fake = generate(self._sampler(), self.fixed_z, self.fixed_labels)
@@ -507,7 +563,7 @@ def plot_losses(out):
     if not os.path.exists(path):
         return
     with open(path) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
+        rows = [r for r in (json.loads(line) for line in f if line.strip()) if "loss_d" in r]
     if not rows:
         return
     fig, ax = plt.subplots(figsize=(7, 3.5))
@@ -521,6 +577,33 @@ def plot_losses(out):
     fig.savefig(tmp, dpi=100)
     plt.close(fig)
     os.replace(tmp, os.path.join(out, "loss.png"))
+
+
+def plot_fid(out):
+    """fid.png from metrics.jsonl's FID/KID rows (needs matplotlib; skipped quietly without it)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        rows = [r for r in (json.loads(line) for line in f if line.strip()) if "fid" in r]
+    if not rows:
+        return
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
+    steps = [r["step"] for r in rows]
+    left.plot(steps, [r["fid"] for r in rows], marker="o")
+    left.set_title("FID")
+    right.errorbar(steps, [r["kid"] for r in rows], yerr=[r["kid_std"] for r in rows], marker="o", capsize=3)
+    right.set_title("KID")
+    for ax in (left, right):
+        ax.set_xlabel("step")
+    fig.tight_layout()
+    tmp = os.path.join(out, ".fid.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, os.path.join(out, "fid.png"))
 
 
 class _Throughput:

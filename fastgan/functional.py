@@ -163,3 +163,8 @@ def bce_with_logits(input: Tensor, target: Union[Tensor, float], reduction: str 
     if _compiling():
         return _BCE_WITH_LOGITS(*args)[0]
     return _eager.bce_with_logits(*args)
+
+
+# The GAN losses and penalties live in losses.py (which uses bce_with_logits above) and are part
+# of this module's API; imported last because of that.
+from .losses import GAN_LOSSES, gan_loss, gradient_penalty, r1_penalty  # noqa: E402,F401

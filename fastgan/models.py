@@ -40,16 +40,28 @@ class Generator(nn.Module):
         return self.main(z)
 
 
+NORMS = ("batch", "none")
+
+
 class Discriminator(nn.Module):
-    def __init__(self, ndf=64, nc=3, image_size=64):
+    """norm="none" drops BatchNorm (each stage is a biased conv + LeakyReLU, the fused
+    conv_act layer): a WGAN-GP critic must not use it, since its gradient penalty is taken per
+    sample and BatchNorm mixes the samples of a batch."""
+
+    def __init__(self, ndf=64, nc=3, image_size=64, norm="batch"):
         super().__init__()
+        if norm not in NORMS:
+            raise ValueError(f"fastgan: norm must be one of {NORMS}, got {norm!r}")
         self.nc, self.image_size = nc, image_size
         stages = _stages(image_size)
         layers = [nn.Conv2d(nc, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True)]
         mult = 1
         for _ in range(stages - 1):
-            layers += [nn.Conv2d(ndf * mult, ndf * mult * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * mult * 2),
-                       nn.LeakyReLU(0.2, inplace=True)]
+            if norm == "batch":
+                layers += [nn.Conv2d(ndf * mult, ndf * mult * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * mult * 2),
+                           nn.LeakyReLU(0.2, inplace=True)]
+            else:
+                layers += [nn.Conv2d(ndf * mult, ndf * mult * 2, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
             mult *= 2
         layers += [nn.Conv2d(ndf * mult, 1, 4, 1, 0, bias=False)]
         self.main = FusedSequential(*layers)
@@ -91,10 +103,10 @@ class ConditionalGenerator(nn.Module):
 class ConditionalDiscriminator(nn.Module):
     """Class-conditional DCGAN discriminator: one-hot label maps join the image channels."""
 
-    def __init__(self, num_classes, ndf=64, nc=3, image_size=64):
+    def __init__(self, num_classes, ndf=64, nc=3, image_size=64, norm="batch"):
         super().__init__()
         self.num_classes, self.image_size = num_classes, image_size
-        self.net = Discriminator(ndf, nc + num_classes, image_size)
+        self.net = Discriminator(ndf, nc + num_classes, image_size, norm)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         maps = _one_hot(labels, self.num_classes, x)[:, :, None, None].expand(-1, -1, x.size(2), x.size(3))

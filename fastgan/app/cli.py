@@ -82,6 +82,10 @@ def _train_parser(sub):
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints")
     p.add_argument("--log-every", type=int, default=d.log_every,
                    help="steps between metrics rows (images/s: moving average over the last 10 rows)")
+    p.add_argument("--loss", choices=TrainConfig.CHOICES["loss"], default=d.loss,
+                   help="GAN loss; wgan-gp also drops BatchNorm from D and adds the gradient penalty")
+    p.add_argument("--gp-weight", type=float, default=d.gp_weight, help="weight of WGAN-GP's gradient penalty")
+    p.add_argument("--r1", type=float, default=d.r1, help="gamma of the R1 penalty on real images (0: none)")
     p.add_argument("--fid-every", type=int, default=d.fid_every,
                    help="steps between FID/KID evaluations against the training data (0: never); needs --inception")
     p.add_argument("--inception", default=d.inception,

@@ -26,7 +26,7 @@ import fastgan
 from . import checkpoint as ckpt_io
 from . import data as data_io
 from . import distributed
-from ..functional import bce_with_logits
+from ..losses import GAN_LOSSES, d_fake_loss, d_real_loss, g_loss, gradient_penalty, r1_penalty
 from ..models import ConditionalDiscriminator, ConditionalGenerator, Discriminator, Generator, weights_init
 from . import metrics
 from .images import save_grid, to_uint8
@@ -74,18 +74,23 @@ class TrainConfig:
     fid_every: int = 0
     inception: str = ""
     fid_n: int = 2000
+    loss: str = "bce"
+    r1: float = 0.0
+    gp_weight: float = 10.0
 
     overwrite: bool = False
 
-    ARCHITECTURE = ("image_size", "channels", "nz", "ngf", "ndf", "conditional")
+    # loss: wgan-gp's critic has no BatchNorm, and a run keeps its loss.
+    ARCHITECTURE = ("image_size", "channels", "nz", "ngf", "ndf", "conditional", "loss")
     CHOICES = {"image_size": (32, 64, 128), "channels": (1, 3), "device": ("auto", "cpu", "cuda"),
-               "backend": ("fused", "reference"), "amp": ("none", "bf16", "fp16"), "dtype": ("float32", "float64")}
+               "backend": ("fused", "reference"), "amp": ("none", "bf16", "fp16"), "dtype": ("float32", "float64"),
+               "loss": GAN_LOSSES}
     # (lowest, highest) accepted; the upper bounds keep a typo from asking for terabytes.
     RANGES = {"batch_size": (1, 1 << 16), "steps": (1, 10**12), "nz": (1, 8192), "ngf": (1, 2048), "ndf": (1, 2048),
               "seed": (0, 2**63 - 1), "sample_every": (1, None), "checkpoint_every": (1, None), "log_every": (1, None),
               "lr": (0.0, None), "beta1": (0.0, 1.0), "ema_decay": (0.0, 1.0), "dist_timeout": (0.0, None),
-              "fid_every": (0, None), "fid_n": (2, 1 << 20)}
-    EXCLUSIVE_LOW = {"lr", "dist_timeout"}  # must be > the lowest, not >=
+              "fid_every": (0, None), "fid_n": (2, 1 << 20), "r1": (0.0, None), "gp_weight": (0.0, None)}
+    EXCLUSIVE_LOW = {"lr", "dist_timeout", "gp_weight"}  # must be > the lowest, not >=
     EXCLUSIVE_HIGH = {"beta1"}
 
     def validate(self) -> None:
@@ -139,13 +144,18 @@ def resolve_device(name: str) -> torch.device:
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
+def d_norm(cfg: TrainConfig) -> str:
+    """A WGAN-GP critic has no BatchNorm: its penalty is per sample, BatchNorm mixes samples."""
+    return "none" if cfg.loss == "wgan-gp" else "batch"
+
+
 def build_models(cfg: TrainConfig, num_classes: int, device):
     if cfg.conditional:
         g = ConditionalGenerator(num_classes, cfg.nz, cfg.ngf, cfg.channels, cfg.image_size)
-        d = ConditionalDiscriminator(num_classes, cfg.ndf, cfg.channels, cfg.image_size)
+        d = ConditionalDiscriminator(num_classes, cfg.ndf, cfg.channels, cfg.image_size, d_norm(cfg))
     else:
         g = Generator(cfg.nz, cfg.ngf, cfg.channels, cfg.image_size)
-        d = Discriminator(cfg.ndf, cfg.channels, cfg.image_size)
+        d = Discriminator(cfg.ndf, cfg.channels, cfg.image_size, d_norm(cfg))
     g.apply(weights_init), d.apply(weights_init)
     if cfg.sync_bn:
         g, d = convert_sync_batchnorm(g), convert_sync_batchnorm(d)
@@ -211,6 +221,13 @@ class Trainer:
                              "capture DistributedDataParallel's gradient all-reduce; leave it out under torchrun")
         if cfg.dist_timeout <= 0:
             raise TrainError(f"--dist-timeout must be a positive number of seconds, got {cfg.dist_timeout}")
+        penalties = [flag for flag, on in (("--r1", cfg.r1 > 0), ("--loss wgan-gp", cfg.loss == "wgan-gp")) if on]
+        if penalties and self.world.active:
+            raise TrainError(f"{penalties[0]} differentiates D's input gradient (double backward), which "
+                             "DistributedDataParallel does not support; run it in one process")
+        if penalties and cfg.cuda_graphs:
+            raise TrainError(f"{penalties[0]} cannot be used with --cuda-graphs yet (the gradient penalty's double "
+                             "backward has not been captured and checked on a GPU)")
         if cfg.backend not in ("fused", "reference"):
             raise TrainError(f"--backend must be fused or reference, got {cfg.backend!r}")
         try:
@@ -305,15 +322,24 @@ class Trainer:
         # DDP never sees two forwards before one backward, and buffers it broadcasts at a
         # forward are never ones a pending backward saved (the known in-place error).
         # no_sync: the gradients are all-reduced once, after the second backward.
+        kind = self.cfg.loss
         self.opt_d.zero_grad(set_to_none=False)
         with self._accumulate(self.d_train):
+            if self.cfg.r1 > 0:
+                real = real.detach().requires_grad_(True)
             with autocast:
                 out_real = self.d_train(real, labels) if cond else self.d_train(real)
-                loss_real = bce_with_logits(out_real, 1.0)
+                loss_real = d_real_loss(out_real, kind)
+            if self.cfg.r1 > 0:
+                loss_real = loss_real + r1_penalty(out_real.float(), real, self.cfg.r1)
             self.scaler.scale(loss_real).backward()
         with autocast:
             out_fake = self.d_train(fake.detach(), fake_labels) if cond else self.d_train(fake.detach())
-            loss_fake = bce_with_logits(out_fake, 0.0)
+            loss_fake = d_fake_loss(out_fake, kind)
+        if kind == "wgan-gp":
+            with autocast:
+                loss_fake = loss_fake + gradient_penalty(self.d_train, real, fake, self.cfg.gp_weight,
+                                                         (labels,) if cond else ())
         self.scaler.scale(loss_fake).backward()
         loss_d = loss_real.detach() + loss_fake.detach()
         self.scaler.step(self.opt_d)
@@ -321,7 +347,7 @@ class Trainer:
         # zeroes them first), so there is nothing to all-reduce for D.
         with autocast:
             out_g = self.d(fake, fake_labels) if cond else self.d(fake)
-            loss_g = bce_with_logits(out_g, 1.0)
+            loss_g = g_loss(out_g, kind)
         self.opt_g.zero_grad(set_to_none=False)
         self.scaler.scale(loss_g).backward()
         self.scaler.step(self.opt_g)
@@ -332,9 +358,10 @@ class Trainer:
                     pe.lerp_(p, 1.0 - self.cfg.ema_decay)
                 for be, b in zip(self.g_ema.buffers(), self.g.buffers()):
                     be.copy_(b)
+        # D(x) and D(G(z)): probabilities for BCE, D's raw outputs for the other losses.
+        squash = torch.sigmoid if kind == "bce" else (lambda t: t)
         stats = torch.stack([loss_d.float(), loss_g.detach().float(),
-                             torch.sigmoid(out_real.detach().float()).mean(),
-                             torch.sigmoid(out_fake.detach().float()).mean()])
+                             squash(out_real.detach().float()).mean(), squash(out_fake.detach().float()).mean()])
         return stats
 
     @staticmethod
@@ -520,8 +547,9 @@ class Trainer:
         if isinstance(state, Exception):
             raise TrainError(str(state)) from None
         saved = state["config"]
+        defaults = TrainConfig()  # a checkpoint from before an option existed holds its default
         for key in TrainConfig.ARCHITECTURE:
-            if saved.get(key) != getattr(self.cfg, key):
+            if saved.get(key, getattr(defaults, key)) != getattr(self.cfg, key):
                 raise TrainError(f"checkpoint {path!r} was made with --{key.replace('_', '-')} {saved.get(key)} but "
                                  f"this run has {getattr(self.cfg, key)}; pass the same architecture to resume")
         try:

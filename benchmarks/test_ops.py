@@ -88,6 +88,22 @@ def test_conv_act(measure, variant, which, mode, dtype, layout):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("mode", ["fwd", "fwd+bwd"])
+@pytest.mark.parametrize("which", ["G-out 1024x784 tanh", "D-in 784x512 leaky_relu"])
+@pytest.mark.parametrize("variant", ["stock", "fastgan"])
+def test_linear_act(measure, variant, which, mode, dtype):
+    """The MLP GAN's layers: Linear + Tanh (G's last), Linear + LeakyReLU (D's first)."""
+    if which.startswith("G"):
+        stock = nn.Sequential(nn.Linear(1024, 784), nn.Tanh())
+    else:
+        stock = nn.Sequential(nn.Linear(784, 512), nn.LeakyReLU(0.2))
+    stock = stock.to(DEVICE).to(DT[dtype])
+    model = stock if variant == "stock" else fastgan.fuse(stock)
+    x = torch.randn(SIZES["batch"], stock[0].in_features, device=DEVICE, dtype=DT[dtype], requires_grad=mode != "fwd")
+    run_case(measure, f"linear+act {which}", model, x, mode, dtype, "rows", variant, {"fwd": 2, "fwd+bwd": 5})
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mode", ["fwd", "fwd+bwd"])
 @pytest.mark.parametrize("variant", ["stock", "fastgan"])
 def test_bce(measure, variant, mode, dtype):
     """The GAN loss on a batch of logits, target 1.0."""

@@ -9,7 +9,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import fastgan
 from conftest import CUDA, DEVICE, QUICK, SIZES
-from fastgan.models import Discriminator, Generator, weights_init
+from fastgan.models import Discriminator, Generator, MLPDiscriminator, MLPGenerator, weights_init
 
 B, S, W, NZ = SIZES["batch"], SIZES["image"], SIZES["width"], 100
 
@@ -82,6 +82,38 @@ def test_train_step(measure, variant, precision):
         extra.update(step_floor_inputs(precision))
     measure(run, group=f"step DCGAN-{S} batch {B} {precision}", variant=variant, kind="step", batch=B,
             inner=5 if CUDA else 1, rounds=10 if CUDA else 5, **extra)
+
+
+@pytest.mark.parametrize("variant", ["stock-eager", "fastgan-eager"])
+def test_mlp_train_step(measure, variant):
+    """The fully-connected GAN of the MNIST tutorials (28x28, G 100-256-512-1024-784, D
+    784-512-256-1), one full step: its Linear + activation pairs are fastgan's linear_act."""
+    torch.manual_seed(0)
+    g, d = MLPGenerator(NZ).to(DEVICE), MLPDiscriminator().to(DEVICE)
+    if variant.startswith("stock"):
+        g, d = fastgan.unfuse(g), fastgan.unfuse(d)
+        stock_loss = nn.BCEWithLogitsLoss()
+
+        def loss(logits, value):
+            return stock_loss(logits, torch.full_like(logits, value))
+    else:
+        loss = fastgan.functional.bce_with_logits
+    opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    real = torch.rand(B, 1, 28, 28, device=DEVICE) * 2 - 1
+
+    def step():
+        opt_d.zero_grad(set_to_none=False)
+        fake = g(torch.randn(B, NZ, device=DEVICE))
+        (loss(d(real), 1.0) + loss(d(fake.detach()), 0.0)).backward()
+        opt_d.step()
+        opt_g.zero_grad(set_to_none=False)
+        loss(d(fake), 1.0).backward()
+        opt_g.step()
+
+    step()
+    measure(step, group=f"step MLP-GAN-28 batch {B} fp32", variant=variant, kind="step", batch=B,
+            inner=5 if CUDA else 2, rounds=10 if CUDA else 15)
 
 
 def step_floor_inputs(precision):

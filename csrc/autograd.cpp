@@ -303,6 +303,53 @@ Tensor conv_act_autograd(const Tensor& input, const Tensor& weight, const OptTen
   return out;
 }
 
+// --- linear_act -----------------------------------------------------------------------------
+
+struct LinearActBackward final : Node {
+  SavedVariable input, weight, bias, output;
+  ActArgs act{};
+
+  std::string name() const override { return "fastgan::LinearActBackward"; }
+
+  void release_variables() override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (SavedVariable* v : {&input, &weight, &bias, &output}) v->reset_data();
+  }
+
+  variable_list apply(variable_list&& grads) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const Tensor& grad_out = grads[0];
+    if (!grad_out.defined()) return variable_list(3);
+    const Tensor x = input.unpack(), w = weight.unpack(), b = bias.unpack();
+    if (at::GradMode::is_enabled()) {
+      const Tensor again = activate_tensor(act.act(), at::linear(x, w, b), act.slope);
+      return differentiable_grads(again, {x, w, b}, grad_out);
+    }
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    const Mask3 mask{task_should_compute_output(0), task_should_compute_output(1), task_should_compute_output(2)};
+    auto [gi, gw, gb] =
+        op::linear_act_backward().call(grad_out, x, w, output.unpack(getptr()), act.name, act.slope, mask);
+    return {gi, gw, gb};
+  }
+};
+
+Tensor linear_act_autograd(const Tensor& input, const Tensor& weight, const OptTensor& bias,
+                           c10::string_view activation, double negative_slope) {
+  refuse_forward_ad("linear_act", input, weight, value_or_undefined(bias));
+  auto node = make_node<LinearActBackward>(input, weight, bias);
+  Tensor out = [&] {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    return op::linear_act().call(input, weight, bias, activation, negative_slope);
+  }();
+  if (node) {
+    torch::autograd::set_history(out, node);
+    node->input = save(input), node->weight = save(weight), node->bias = save(bias);
+    node->output = SavedVariable(out, /*is_output=*/true);
+    node->act = {std::string(activation), negative_slope};
+  }
+  return out;
+}
+
 // --- activation -----------------------------------------------------------------------------
 
 struct ActivationBackward final : Node {
@@ -403,6 +450,7 @@ TORCH_LIBRARY_IMPL(fastgan, Autograd, m) {
   m.impl("batch_norm_act", &batch_norm_act_autograd);
   m.impl("conv_bn_act", &conv_bn_act_autograd);
   m.impl("conv_act", &conv_act_autograd);
+  m.impl("linear_act", &linear_act_autograd);
   m.impl("activation", &activation_autograd);
   m.impl("bce_with_logits", &bce_with_logits_autograd);
 }

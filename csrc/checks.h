@@ -69,10 +69,11 @@ inline const char* activation_module_name(Activation a) {
 struct Layer {
   bool conv, transposed, batch_norm;
   Activation act;
+  bool linear = false;  // Linear instead of a convolution
 };
 
 inline std::ostream& operator<<(std::ostream& out, const Layer& layer) {
-  const char* parts[] = {layer.conv ? (layer.transposed ? "ConvTranspose2d" : "Conv2d") : "",
+  const char* parts[] = {layer.linear ? "Linear" : layer.conv ? (layer.transposed ? "ConvTranspose2d" : "Conv2d") : "",
                          layer.batch_norm ? "BatchNorm2d" : "", activation_module_name(layer.act)};
   bool first = true;
   for (const char* part : parts) {
@@ -122,6 +123,32 @@ inline void check_conv(const at::Tensor& x, const at::Tensor& weight, at::IntArr
                       x.size(2 + axis), " (+ 2*padding ", p, ") is smaller than the kernel's extent ", extent,
                       "; input shape ", py_shape(x.sizes()));
   }
+}
+
+// nn.Linear's arguments: input (*, in_features), weight (out_features, in_features), bias
+// (out_features,), all on one device and of one dtype.
+inline void check_linear(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
+                         const Layer& layer) {
+  check_float_tensor(x, "input");
+  check_float_tensor(weight, "weight");
+  TORCH_CHECK_VALUE(weight.dim() == 2, "fastgan: ", layer, " expects a 2-D weight (out_features, in_features), got "
+                    "shape ", py_shape(weight.sizes()));
+  TORCH_CHECK_VALUE(x.dim() >= 1 && x.size(-1) == weight.size(1), "fastgan: ", layer, " expects input with ",
+                    weight.size(1), " features in its last dimension (from its weight of shape ",
+                    py_shape(weight.sizes()), "), got input of shape ", py_shape(x.sizes()));
+  TORCH_CHECK_VALUE(x.device() == weight.device(), "fastgan: ", layer, ": input is on ", x.device(),
+                    " but weight is on ", weight.device());
+  TORCH_CHECK_TYPE(x.scalar_type() == weight.scalar_type(), "fastgan: ", layer, ": input dtype ",
+                   py_dtype(x.scalar_type()), " does not match weight dtype ", py_dtype(weight.scalar_type()),
+                   "; convert one of them (e.g. model.to(", py_dtype(x.scalar_type()), ") or input.to(",
+                   py_dtype(weight.scalar_type()), "))");
+  if (!bias.has_value() || !bias->defined()) return;
+  TORCH_CHECK_VALUE(bias->dim() == 1 && bias->size(0) == weight.size(0), "fastgan: ", layer, ": bias has shape ",
+                    py_shape(bias->sizes()), " but the weight has ", weight.size(0), " output features");
+  TORCH_CHECK_VALUE(bias->device() == weight.device(), "fastgan: ", layer, ": bias is on ", bias->device(),
+                    " but weight is on ", weight.device());
+  TORCH_CHECK_TYPE(bias->scalar_type() == weight.scalar_type(), "fastgan: ", layer, ": bias dtype ",
+                   py_dtype(bias->scalar_type()), " does not match weight dtype ", py_dtype(weight.scalar_type()));
 }
 
 // BatchNorm's per-channel tensors: one value per channel, on the input's device, floating point.

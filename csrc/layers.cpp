@@ -93,6 +93,31 @@ std::tuple<Tensor, Tensor, Tensor> conv_act_backward(const Tensor& grad_out, con
                     groups, output_mask);
 }
 
+Tensor linear_act(const Tensor& input, const Tensor& weight, const OptTensor& bias, c10::string_view activation,
+                  double negative_slope) {
+  const Activation act = parse_activation(activation);
+  Layer layer{false, false, false, act};
+  layer.linear = true;
+  check_negative_slope(act, negative_slope, layer);
+  check_linear(input, weight, bias, layer);
+  return op::activation().call(at::linear(input, weight, bias), activation, negative_slope);
+}
+
+// grad_input = g W, grad_weight = g^T x, grad_bias = sum of g over every row, with g the
+// activation's gradient (from the output) and x, g flattened to rows of features.
+std::tuple<Tensor, Tensor, Tensor> linear_act_backward(const Tensor& grad_out, const Tensor& input,
+                                                       const Tensor& weight, const Tensor& output,
+                                                       c10::string_view activation, double negative_slope,
+                                                       Mask3 output_mask) {
+  const Tensor g = op::activation_backward().call(grad_out, output, activation, negative_slope);
+  Tensor grad_input, grad_weight, grad_bias;
+  if (output_mask[0]) grad_input = at::matmul(g, weight);
+  const Tensor rows = g.reshape({-1, g.size(-1)});
+  if (output_mask[1]) grad_weight = at::mm(rows.t(), input.reshape({-1, input.size(-1)}));
+  if (output_mask[2]) grad_bias = rows.sum(0);
+  return {grad_input, grad_weight, grad_bias};
+}
+
 // --- Autocast: the convolution's operands in the autocast dtype, the rest as given. --------
 
 template <c10::DeviceType D>
@@ -122,6 +147,12 @@ struct AutocastLayers {
     return op::conv_act().call(cast(input), cast(weight), cast(bias), stride, padding, dilation, transposed,
                                output_padding, groups, activation, negative_slope);
   }
+
+  static Tensor linear_act(const Tensor& input, const Tensor& weight, const OptTensor& bias,
+                           c10::string_view activation, double negative_slope) {
+    c10::impl::ExcludeDispatchKeyGuard no_autocast(at::autocast::get_autocast_dispatch_key_from_device_type(D));
+    return op::linear_act().call(cast(input), cast(weight), cast(bias), activation, negative_slope);
+  }
 };
 
 }  // namespace
@@ -131,16 +162,20 @@ TORCH_LIBRARY_IMPL(fastgan, CompositeExplicitAutograd, m) {
   m.impl("conv_bn_act_backward", &conv_bn_act_backward);
   m.impl("conv_act", &conv_act);
   m.impl("conv_act_backward", &conv_act_backward);
+  m.impl("linear_act", &linear_act);
+  m.impl("linear_act_backward", &linear_act_backward);
 }
 
 TORCH_LIBRARY_IMPL(fastgan, AutocastCPU, m) {
   m.impl("conv_bn_act", &AutocastLayers<c10::DeviceType::CPU>::conv_bn_act);
   m.impl("conv_act", &AutocastLayers<c10::DeviceType::CPU>::conv_act);
+  m.impl("linear_act", &AutocastLayers<c10::DeviceType::CPU>::linear_act);
 }
 
 TORCH_LIBRARY_IMPL(fastgan, AutocastCUDA, m) {
   m.impl("conv_bn_act", &AutocastLayers<c10::DeviceType::CUDA>::conv_bn_act);
   m.impl("conv_act", &AutocastLayers<c10::DeviceType::CUDA>::conv_act);
+  m.impl("linear_act", &AutocastLayers<c10::DeviceType::CUDA>::linear_act);
 }
 
 }  // namespace fastgan

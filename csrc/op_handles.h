@@ -42,6 +42,10 @@ using ConvActBackwardSig = Tensors3(const Tensor&, const Tensor&, const Tensor&,
                                     at::IntArrayRef, at::IntArrayRef, bool, at::IntArrayRef, int64_t,
                                     c10::string_view, double, Mask3);
 
+using LinearActSig = Tensor(const Tensor&, const Tensor&, const OptTensor&, c10::string_view, double);
+using LinearActBackwardSig = Tensors3(const Tensor&, const Tensor&, const Tensor&, const Tensor&, c10::string_view,
+                                      double, Mask3);
+
 // Looked up once, on first use.
 #define FASTGAN_OP_HANDLE(fn, name, Sig)                                                    \
   inline const c10::TypedOperatorHandle<Sig>& fn() {                                        \
@@ -59,6 +63,8 @@ FASTGAN_OP_HANDLE(conv_bn_act, "conv_bn_act", ConvBnActSig)
 FASTGAN_OP_HANDLE(conv_bn_act_backward, "conv_bn_act_backward", ConvBnActBackwardSig)
 FASTGAN_OP_HANDLE(conv_act, "conv_act", ConvActSig)
 FASTGAN_OP_HANDLE(conv_act_backward, "conv_act_backward", ConvActBackwardSig)
+FASTGAN_OP_HANDLE(linear_act, "linear_act", LinearActSig)
+FASTGAN_OP_HANDLE(linear_act_backward, "linear_act_backward", LinearActBackwardSig)
 
 #undef FASTGAN_OP_HANDLE
 

@@ -39,6 +39,12 @@ TORCH_LIBRARY(fastgan, m) {
       "conv_act_backward(Tensor grad_out, Tensor input, Tensor weight, Tensor output, int[] stride, "
       "int[] padding, int[] dilation, bool transposed, int[] output_padding, int groups, str activation, "
       "float negative_slope, bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
+  // activation(linear(input, weight, bias)): the matrix product (with its bias) through ATen
+  // (BLAS / cuBLAS), then the activation kernel; the backward recomputes nothing.
+  m.def("linear_act(Tensor input, Tensor weight, Tensor? bias, str activation, float negative_slope) -> Tensor");
+  m.def(
+      "linear_act_backward(Tensor grad_out, Tensor input, Tensor weight, Tensor output, str activation, "
+      "float negative_slope, bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
 }
 
 static pybind11::dict build_info() {
@@ -82,6 +88,11 @@ void bind_eager_ops(pybind11::module& m) {
         return op::conv_act().call(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups,
                                    activation, negative_slope);
       },
+      no_gil);
+  m.def(
+      "linear_act",
+      [](const at::Tensor& input, const at::Tensor& weight, const OptT& bias, const std::string& activation,
+         double negative_slope) { return op::linear_act().call(input, weight, bias, activation, negative_slope); },
       no_gil);
   m.def(
       "batch_norm_act",

@@ -8,9 +8,9 @@ FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 _MODULE_NAMES = {"relu": "ReLU", "leaky_relu": "LeakyReLU", "tanh": "Tanh", "identity": ""}
 
 
-def layer_name(conv, transposed, batch_norm, activation):
+def layer_name(conv, transposed, batch_norm, activation, linear=False):
     """The stock modules a fused layer stands for: "ConvTranspose2d+BatchNorm2d+ReLU"."""
-    parts = ["ConvTranspose2d" if transposed else "Conv2d"] if conv else []
+    parts = ["Linear"] if linear else ["ConvTranspose2d" if transposed else "Conv2d"] if conv else []
     parts += ["BatchNorm2d"] if batch_norm else []
     parts += [_MODULE_NAMES.get(activation, "")]
     return "+".join(p for p in parts if p)
@@ -91,6 +91,32 @@ def check_training_batch(x):
     # Same message as torch.nn.functional.batch_norm, so code that catches it keeps working.
     if x.size(0) * x.size(2) * x.size(3) == 1:
         raise ValueError(f"Expected more than 1 value per channel when training, got input size {x.size()}")
+
+
+def check_linear(x, weight, bias, layer):
+    """nn.Linear's arguments, worded as csrc/checks.h words them."""
+    check_float_tensor(x, "input")
+    check_float_tensor(weight, "weight")
+    if weight.dim() != 2:
+        raise ValueError(f"fastgan: {layer} expects a 2-D weight (out_features, in_features), got shape "
+                         f"{_shape(weight)}")
+    if x.dim() < 1 or x.size(-1) != weight.size(1):
+        raise ValueError(f"fastgan: {layer} expects input with {weight.size(1)} features in its last dimension (from "
+                         f"its weight of shape {_shape(weight)}), got input of shape {_shape(x)}")
+    if x.device != weight.device:
+        raise ValueError(f"fastgan: {layer}: input is on {x.device} but weight is on {weight.device}")
+    if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+        raise TypeError(f"fastgan: {layer}: input dtype {x.dtype} does not match weight dtype {weight.dtype}; "
+                        f"convert one of them (e.g. model.to({x.dtype}) or input.to({weight.dtype}))")
+    if bias is None:
+        return
+    if bias.dim() != 1 or bias.size(0) != weight.size(0):
+        raise ValueError(f"fastgan: {layer}: bias has shape {_shape(bias)} but the weight has {weight.size(0)} "
+                         f"output features")
+    if bias.device != weight.device:
+        raise ValueError(f"fastgan: {layer}: bias is on {bias.device} but weight is on {weight.device}")
+    if bias.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+        raise TypeError(f"fastgan: {layer}: bias dtype {bias.dtype} does not match weight dtype {weight.dtype}")
 
 
 def check_negative_slope(activation, negative_slope, layer):

@@ -108,6 +108,16 @@ def _register():
         return _conv_grads(_empty_like_layout(output), input, weight, output.size(1), stride, padding, dilation,
                            transposed, output_padding, groups, output_mask)
 
+    @torch.library.register_fake("fastgan::linear_act")
+    def _(input, weight, bias, activation, negative_slope):
+        return input.new_empty((*input.shape[:-1], weight.size(0)))
+
+    @torch.library.register_fake("fastgan::linear_act_backward")
+    def _(grad_out, input, weight, output, activation, negative_slope, output_mask):
+        return (input.new_empty(input.shape) if output_mask[0] else None,
+                weight.new_empty(weight.shape) if output_mask[1] else None,
+                weight.new_empty(weight.size(0)) if output_mask[2] else None)
+
 
 if COMPILED:
     _register()

@@ -26,6 +26,7 @@ if COMPILED:
     _BATCH_NORM_ACT = torch.ops.fastgan.batch_norm_act.default
     _CONV_BN_ACT = torch.ops.fastgan.conv_bn_act.default
     _CONV_ACT = torch.ops.fastgan.conv_act.default
+    _LINEAR_ACT = torch.ops.fastgan.linear_act.default
     _ACTIVATION = torch.ops.fastgan.activation.default
     _BCE_WITH_LOGITS = torch.ops.fastgan.bce_with_logits.default
     _eager = _backend_module._C
@@ -99,6 +100,20 @@ def conv_act(input: Tensor, weight: Tensor, bias: Optional[Tensor], stride, padd
                        layer=layer)
     y = reference.conv(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups)
     return reference.activation(y, activation, negative_slope)
+
+
+def linear_act(input: Tensor, weight: Tensor, bias: Optional[Tensor], activation: str,
+               negative_slope: float = 0.0) -> Tensor:
+    """activation(linear(input, weight, bias)), input (*, in_features); the backward reads the
+    activation's derivative from its output, so leaky_relu needs negative_slope >= 0."""
+    if fused_for(input):
+        op = _LINEAR_ACT if _compiling() else _eager.linear_act
+        return op(input, weight, bias, activation, negative_slope)
+    check_activation(activation)
+    layer = _checks.layer_name(False, False, False, activation, linear=True)
+    _checks.check_negative_slope(activation, negative_slope, layer)
+    _checks.check_linear(input, weight, bias, layer)
+    return reference.activation(reference.linear(input, weight, bias), activation, negative_slope)
 
 
 def activation(input: Tensor, name: str, negative_slope: float = 0.0) -> Tensor:

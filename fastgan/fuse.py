@@ -5,6 +5,7 @@ are exactly those of the stock model) and, at forward, runs each recognised run 
 as one fused call:
     Conv2d | ConvTranspose2d  ->  BatchNorm2d | SyncBatchNorm  ->  ReLU | LeakyReLU | Tanh
     Conv2d | ConvTranspose2d  ->  ReLU | LeakyReLU (slope >= 0) | Tanh
+    Linear                    ->  ReLU | LeakyReLU (slope >= 0) | Tanh
 A SyncBatchNorm2d (fastgan.nn.convert_sync_batchnorm) or torch's nn.SyncBatchNorm
 synchronises its statistics over its process group through the fused kernels whenever
 torch's own would (training, more than one rank); otherwise it is an ordinary BatchNorm2d.
@@ -42,6 +43,10 @@ def _fusable_conv(module):
             and not module._forward_hooks and not module._forward_pre_hooks)
 
 
+def _fusable_linear(module):
+    return type(module) is nn.Linear and not module._forward_hooks and not module._forward_pre_hooks
+
+
 def plan(modules):
     """Split a list of modules into segments: (length, kind, activation, slope)."""
     segments, i = [], 0
@@ -57,6 +62,12 @@ def plan(modules):
             name, slope = _activation_of(modules[i + 1])
             if not (name == "leaky_relu" and slope < 0):  # the backward reads the sign from the output
                 segments.append((2, "conv_act", name, slope))
+                i += 2
+                continue
+        if _fusable_linear(m) and i + 1 < len(modules) and _activation_of(modules[i + 1]) is not None:
+            name, slope = _activation_of(modules[i + 1])
+            if not (name == "leaky_relu" and slope < 0):
+                segments.append((2, "linear_act", name, slope))
                 i += 2
                 continue
         segments.append((1, "module", None, 0.0))
@@ -87,12 +98,24 @@ def conv_act(conv, activation, slope, x):
     return FF.conv_act(x, conv.weight, conv.bias, *_conv_args(conv), activation, slope)
 
 
+def linear_act(linear, activation, slope, x):
+    return FF.linear_act(x, linear.weight, linear.bias, activation, slope)
+
+
 def _runner(kind, modules, activation):
     """One segment of a plan as a callable. The fused ones call _C's entry point straight
     away when the fused kernels serve the input (the eager hot path: no Python between the
     module call and the op) and go through fastgan.functional otherwise."""
     if kind == "module":
         return modules[0]
+    if kind == "linear_act":
+        linear, last = modules
+
+        def run_linear_act(x):
+            if fast_path(x):
+                return _C.linear_act(x, linear.weight, linear.bias, activation, _slope(last))
+            return linear_act(linear, activation, _slope(last), x)
+        return run_linear_act
     conv, last = modules[0], modules[-1]
     stride, padding, dilation, transposed, output_padding, groups = _conv_args(conv)
     if kind == "conv_act":
@@ -145,6 +168,8 @@ class FusedSequential(nn.Sequential):
                 input = conv_bn_act(modules[i], modules[i + 1], activation, _slope(modules[i + 2]), input)
             elif kind == "conv_act":
                 input = conv_act(modules[i], activation, _slope(modules[i + 1]), input)
+            elif kind == "linear_act":
+                input = linear_act(modules[i], activation, _slope(modules[i + 1]), input)
             else:
                 input = modules[i](input)
             i += length

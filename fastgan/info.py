@@ -10,7 +10,8 @@ from . import _backend
 KERNEL_OPS = ("batch_norm_act", "batch_norm_act_backward", "batch_norm_update_stats", "batch_norm_stats",
               "batch_norm_act_backward_reduce", "batch_norm_act_backward_elemt", "activation",
               "activation_backward", "bce_with_logits")
-LAYER_OPS = ("conv_bn_act", "conv_bn_act_backward", "conv_act", "conv_act_backward")
+LAYER_OPS = ("conv_bn_act", "conv_bn_act_backward", "conv_act", "conv_act_backward", "linear_act",
+             "linear_act_backward")
 OPS = KERNEL_OPS + LAYER_OPS
 DISPATCH_KEYS = ("CPU", "CUDA")
 

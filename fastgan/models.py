@@ -75,6 +75,52 @@ class Discriminator(nn.Module):
         return self.main(x).view(-1)
 
 
+class MLPGenerator(nn.Module):
+    """The fully-connected GAN generator of the usual PyTorch MNIST tutorials: Linear +
+    LeakyReLU(0.2) hidden layers and a Linear + Tanh output, in `model` (state_dict keys
+    model.0.weight, model.2.weight, ...), so a tutorial checkpoint loads. Each Linear +
+    activation pair runs as one fused linear_act call."""
+
+    def __init__(self, nz=100, hidden=(256, 512, 1024), out_shape=(1, 28, 28)):
+        super().__init__()
+        self.nz, self.out_shape = nz, tuple(out_shape)
+        layers, width = [], nz
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.LeakyReLU(0.2, inplace=True)]
+            width = h
+        layers += [nn.Linear(width, math.prod(self.out_shape)), nn.Tanh()]
+        self.model = FusedSequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        z = z.reshape(z.size(0), -1)
+        if z.size(1) != self.nz:
+            raise ValueError(f"fastgan: MLPGenerator expects latent vectors of shape (N, {self.nz}), got "
+                             f"{tuple(z.shape)}")
+        return self.model(z).view(z.size(0), *self.out_shape)
+
+
+class MLPDiscriminator(nn.Module):
+    """The tutorials' fully-connected discriminator, returning logits of shape (N,): their
+    final Sigmoid (which has no parameters, so their checkpoints load) is folded into the loss,
+    fastgan.nn.BCEWithLogitsLoss, the numerically safe form of Sigmoid + BCELoss."""
+
+    def __init__(self, in_shape=(1, 28, 28), hidden=(512, 256)):
+        super().__init__()
+        self.in_shape = tuple(in_shape)
+        layers, width = [], math.prod(self.in_shape)
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.LeakyReLU(0.2, inplace=True)]
+            width = h
+        layers += [nn.Linear(width, 1)]
+        self.model = FusedSequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape[1:]) != self.in_shape:
+            raise ValueError(f"fastgan: MLPDiscriminator expects images of shape (N, {', '.join(map(str, self.in_shape))}),"
+                             f" got {tuple(x.shape)}")
+        return self.model(x.reshape(x.size(0), -1)).view(-1)
+
+
 def weights_init(m: nn.Module) -> None:
     """The tutorial's initialisation: N(0, 0.02) convolutions, N(1, 0.02) BatchNorm scales."""
     if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):

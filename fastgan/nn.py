@@ -56,6 +56,21 @@ class ConvTranspose2dTanh(FusedSequential):
                          nn.Tanh())
 
 
+class LinearLeakyReLU(FusedSequential):
+    """nn.Sequential(Linear, LeakyReLU) as one fused call (the MLP GAN's hidden layers)."""
+
+    def __init__(self, in_features, out_features, negative_slope=0.2, bias=True, device=None, dtype=None):
+        super().__init__(nn.Linear(in_features, out_features, bias=bias, device=device, dtype=dtype),
+                         nn.LeakyReLU(negative_slope, inplace=True))
+
+
+class LinearTanh(FusedSequential):
+    """nn.Sequential(Linear, Tanh) as one fused call (the MLP generator's output layer)."""
+
+    def __init__(self, in_features, out_features, bias=True, device=None, dtype=None):
+        super().__init__(nn.Linear(in_features, out_features, bias=bias, device=device, dtype=dtype), nn.Tanh())
+
+
 class BCEWithLogitsLoss(nn.Module):
     """torch.nn.BCEWithLogitsLoss on the fused kernel; the target may also be a Python float."""
 
@@ -68,5 +83,5 @@ class BCEWithLogitsLoss(nn.Module):
 
 
 __all__ = ["convert_sync_batchnorm", "SyncBatchNorm2d", "ConvTranspose2dBNReLU", "Conv2dBNLeakyReLU", "Conv2dLeakyReLU",
-           "ConvTranspose2dTanh",
+           "ConvTranspose2dTanh", "LinearLeakyReLU", "LinearTanh",
            "BCEWithLogitsLoss", "FusedSequential"]

@@ -39,6 +39,10 @@ def conv(input, weight, bias, stride, padding, dilation, transposed, output_padd
     return F.conv2d(input, weight, bias, stride, padding, dilation, groups)
 
 
+def linear(input, weight, bias):
+    return F.linear(input, weight, bias)
+
+
 def activation(input, name, negative_slope):
     return activate(input, name, negative_slope)
 

@@ -46,8 +46,12 @@ def _train_parser(sub):
     p = sub.add_parser("train", help="train a DCGAN with the fused layers",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--config", help="a TOML or YAML file setting any of these options")
-    p.add_argument("--data", default=d.data, help="'digits' (built in), a folder of images, or a .zip of them")
-    p.add_argument("--image-size", type=int, choices=(32, 64, 128), default=d.image_size, help="image side in pixels")
+    p.add_argument("--data", default=d.data,
+                   help="'digits' (built in), a folder of images, a .zip of them, or a folder with MNIST's idx files")
+    p.add_argument("--arch", choices=TrainConfig.CHOICES["arch"], default=d.arch,
+                   help="dcgan (convolutions) or mlp (the fully-connected GAN of the MNIST tutorials)")
+    p.add_argument("--image-size", type=int, choices=TrainConfig.CHOICES["image_size"], default=d.image_size,
+                   help="image side in pixels (28: --arch mlp only)")
     p.add_argument("--channels", type=int, choices=(1, 3), default=d.channels, help="1 (grey) or 3 (RGB)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="images per step (per process under torchrun)")
     p.add_argument("--steps", type=int, default=d.steps, help="total steps of the run (a resumed run continues to it)")
@@ -119,7 +123,7 @@ def main(argv=None) -> int:
     f.add_argument("--fake", required=True, help="a checkpoint.pt whose G generates the images, or a folder/.zip")
     f.add_argument("--n", type=int, default=10000, help="generated images (and at most this many real ones)")
     f.add_argument("--batch-size", type=int, default=64, help="images per forward of G and of the network")
-    f.add_argument("--image-size", type=int, choices=(32, 64, 128), default=64,
+    f.add_argument("--image-size", type=int, choices=(28, 32, 64, 128), default=64,
                    help="side the image sets are read at when --fake is not a checkpoint")
     f.add_argument("--channels", type=int, choices=(1, 3), default=3,
                    help="channels the image sets are read with when --fake is not a checkpoint")

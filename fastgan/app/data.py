@@ -1,5 +1,6 @@
 """Training data for `fastgan train`: the built-in digits, a folder of images (searched
-recursively; labels from sub-folder names), or a .zip of images. Everything is decoded once
+recursively; labels from sub-folder names), a .zip of images, or a folder holding MNIST's idx
+files. Everything is decoded once
 into a uint8 tensor (N, C, S, S) in memory, with labels when there are any."""
 import functools
 import io
@@ -10,6 +11,8 @@ from typing import List, Optional
 
 import torch
 import torch.nn.functional as F
+
+from . import idx
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 BUILTIN = ("digits",)
@@ -48,7 +51,21 @@ def load(source: str, image_size: int, channels: int) -> ImageData:
     if not os.path.isdir(source):
         raise DataError(f"data folder {source!r} does not exist (expected a folder of images, a .zip, or one of "
                         f"{', '.join(BUILTIN)})")
+    if idx.is_mnist_folder(source):
+        return _mnist(source, image_size, channels)
     return _from_folder(source, image_size, channels)
+
+
+def _mnist(folder, image_size, channels):
+    """MNIST's idx files (see idx.py), resized to image_size when it is not 28."""
+    try:
+        images, labels = idx.read_mnist(folder)
+    except idx.IdxError as exc:
+        raise DataError(str(exc)) from None
+    if images.size(-1) != image_size:
+        x = F.interpolate(images.float(), size=(image_size, image_size), mode="bilinear", align_corners=False)
+        images = x.round_().clamp_(0, 255).to(torch.uint8)
+    return ImageData(images.expand(-1, channels, -1, -1).contiguous(), labels, [str(i) for i in range(10)])
 
 
 def _digits(image_size, channels):

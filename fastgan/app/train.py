@@ -27,7 +27,8 @@ from . import checkpoint as ckpt_io
 from . import data as data_io
 from . import distributed
 from ..losses import GAN_LOSSES, d_fake_loss, d_real_loss, g_loss, gradient_penalty, r1_penalty
-from ..models import ConditionalDiscriminator, ConditionalGenerator, Discriminator, Generator, weights_init
+from ..models import (IMAGE_SIZES, ConditionalDiscriminator, ConditionalGenerator, Discriminator, Generator,
+                      MLPDiscriminator, MLPGenerator, weights_init)
 from . import metrics
 from .images import save_grid, to_uint8
 from ..sync_batch_norm import convert_sync_batchnorm
@@ -74,6 +75,7 @@ class TrainConfig:
     fid_every: int = 0
     inception: str = ""
     fid_n: int = 2000
+    arch: str = "dcgan"
     loss: str = "bce"
     r1: float = 0.0
     gp_weight: float = 10.0
@@ -81,8 +83,9 @@ class TrainConfig:
     overwrite: bool = False
 
     # loss: wgan-gp's critic has no BatchNorm, and a run keeps its loss.
-    ARCHITECTURE = ("image_size", "channels", "nz", "ngf", "ndf", "conditional", "loss")
-    CHOICES = {"image_size": (32, 64, 128), "channels": (1, 3), "device": ("auto", "cpu", "cuda"),
+    ARCHITECTURE = ("arch", "image_size", "channels", "nz", "ngf", "ndf", "conditional", "loss")
+    CHOICES = {"arch": ("dcgan", "mlp"), "image_size": (28, 32, 64, 128), "channels": (1, 3),
+               "device": ("auto", "cpu", "cuda"),
                "backend": ("fused", "reference"), "amp": ("none", "bf16", "fp16"), "dtype": ("float32", "float64"),
                "loss": GAN_LOSSES}
     # (lowest, highest) accepted; the upper bounds keep a typo from asking for terabytes.
@@ -124,6 +127,11 @@ class TrainConfig:
             raise TrainError("argument --data: must not be empty ('digits', a folder or a .zip)")
         if not self.out:
             raise TrainError("argument --out: must not be empty")
+        if self.arch == "dcgan" and self.image_size not in IMAGE_SIZES:
+            raise TrainError(f"argument --image-size: the DCGAN takes {', '.join(map(str, IMAGE_SIZES))}, got "
+                             f"{self.image_size} (--arch mlp takes any of {self.CHOICES['image_size']})")
+        if self.arch == "mlp" and self.conditional:
+            raise TrainError("--conditional needs --arch dcgan (the MLP models have no label input)")
         if self.fid_every and not self.inception:
             raise TrainError(f"argument --fid-every: {metrics.INCEPTION_HINT}")
         if self.resume and self.overwrite:
@@ -150,7 +158,11 @@ def d_norm(cfg: TrainConfig) -> str:
 
 
 def build_models(cfg: TrainConfig, num_classes: int, device):
-    if cfg.conditional:
+    shape = (cfg.channels, cfg.image_size, cfg.image_size)
+    if cfg.arch == "mlp":  # the tutorial widths at the default ngf = ndf = 32: (256, 512, 1024) and (512, 256)
+        g = MLPGenerator(cfg.nz, (cfg.ngf * 8, cfg.ngf * 16, cfg.ngf * 32), shape)
+        d = MLPDiscriminator(shape, (cfg.ndf * 16, cfg.ndf * 8))
+    elif cfg.conditional:
         g = ConditionalGenerator(num_classes, cfg.nz, cfg.ngf, cfg.channels, cfg.image_size)
         d = ConditionalDiscriminator(num_classes, cfg.ndf, cfg.channels, cfg.image_size, d_norm(cfg))
     else:

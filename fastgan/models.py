@@ -116,8 +116,8 @@ class MLPDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape[1:]) != self.in_shape:
-            raise ValueError(f"fastgan: MLPDiscriminator expects images of shape (N, {', '.join(map(str, self.in_shape))}),"
-                             f" got {tuple(x.shape)}")
+            shape = ", ".join(map(str, self.in_shape))
+            raise ValueError(f"fastgan: MLPDiscriminator expects images of shape (N, {shape}), got {tuple(x.shape)}")
         return self.model(x.reshape(x.size(0), -1)).view(-1)
 
 

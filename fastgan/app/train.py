@@ -1,4 +1,5 @@
-"""`fastgan train`: a DCGAN (optionally class-conditional) trained with the fused layers.
+"""`fastgan train`: a DCGAN (optionally class-conditional) or the MNIST tutorials' MLP GAN, trained
+with the fused layers and any of the GAN losses in fastgan.losses.
 
 The run folder holds samples/ (fixed-latent grids), real.png, metrics.jsonl, loss.png,
 config.json (the options used) and checkpoint.pt (atomic; everything needed to resume); with
@@ -23,15 +24,14 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 import fastgan
-from . import checkpoint as ckpt_io
-from . import data as data_io
-from . import distributed
 from ..losses import GAN_LOSSES, d_fake_loss, d_real_loss, g_loss, gradient_penalty, r1_penalty
 from ..models import (IMAGE_SIZES, ConditionalDiscriminator, ConditionalGenerator, Discriminator, Generator,
                       MLPDiscriminator, MLPGenerator, weights_init)
-from . import metrics
-from .images import save_grid, to_uint8
 from ..sync_batch_norm import convert_sync_batchnorm
+from . import checkpoint as ckpt_io
+from . import data as data_io
+from . import distributed, metrics
+from .images import save_grid, to_uint8
 
 
 class TrainError(ValueError):
@@ -580,13 +580,13 @@ class Trainer:
         if state["rng"]["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.step = self.last_checkpoint = int(state["step"])
-        metrics = os.path.join(self.cfg.out, "metrics.jsonl")
-        if self.world.is_main and os.path.exists(metrics):  # keep the rows up to the checkpoint; later ones were not kept
-            with open(metrics) as f:
+        metrics_path = os.path.join(self.cfg.out, "metrics.jsonl")
+        if self.world.is_main and os.path.exists(metrics_path):  # keep the rows up to the checkpoint, not later ones
+            with open(metrics_path) as f:
                 rows = [json.loads(line) for line in f if line.strip()]
             self.history = [r for r in rows if r["step"] <= self.step]
             if len(self.history) < len(rows):
-                with open(metrics, "w") as f:
+                with open(metrics_path, "w") as f:
                     f.writelines(json.dumps(r) + "\n" for r in self.history)
         self.log(f"resumed from {path} at step {self.step}")
 

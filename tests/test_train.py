@@ -187,3 +187,14 @@ def _write_png(path):
     from PIL import Image
 
     Image.new("RGB", (40, 30), (200, 10, 10)).save(path)
+
+
+def test_resume_drops_metrics_rows_past_the_checkpoint(tmp_path):
+    """A run killed after logging steps it never checkpointed: resuming rewrites metrics.jsonl
+    without those rows, so no step appears twice."""
+    first = run(tmp_path, steps=2)
+    with open(os.path.join(first.cfg.out, "metrics.jsonl"), "a") as f:
+        for step in (3, 4):
+            f.write(json.dumps({"step": step, "loss_d": 0.0, "loss_g": 0.0}) + "\n")
+    resumed = run(tmp_path, steps=3, resume=True)
+    assert [r["step"] for r in metrics(resumed)] == [1, 2, 3]

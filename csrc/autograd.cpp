@@ -444,6 +444,63 @@ std::tuple<Tensor, Tensor> bce_with_logits_autograd(const Tensor& input, const O
   return result;
 }
 
+// --- logit_loss -----------------------------------------------------------------------------
+
+// d loss / d x of one kind with differentiable stock ops (the double-backward path).
+Tensor logit_loss_grad_stock(LossKind kind, const Tensor& x, double t) {
+  const double s = 2.0 * t - 1.0;
+  switch (kind) {
+    case LossKind::Hinge: return at::where(1.0 - s * x <= 0, at::zeros_like(x), at::full_like(x, -s));
+    case LossKind::LeastSquares: return x - t;
+    case LossKind::Linear: return at::full_like(x, -s);
+    default: return at::sigmoid(x) - t;
+  }
+}
+
+struct LogitLossBackward final : Node {
+  SavedVariable input, grad;
+  std::string kind;
+  double target = 0;
+  bool mean = true;
+
+  std::string name() const override { return "fastgan::LogitLossBackward"; }
+
+  void release_variables() override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    input.reset_data();
+    grad.reset_data();
+  }
+
+  variable_list apply(variable_list&& grads) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const Tensor& grad_loss = grads[0];
+    if (!grad_loss.defined() || !task_should_compute_output(0)) return variable_list(1);
+    if (!at::GradMode::is_enabled()) return {grad.unpack() * grad_loss};  // the stored gradient, scaled
+    const Tensor x = input.unpack();
+    const Tensor per_element = mean ? grad_loss / c10::Scalar(x.sym_numel()) : grad_loss;
+    return {logit_loss_grad_stock(parse_loss_kind(kind), x, target) * per_element};
+  }
+};
+
+std::tuple<Tensor, Tensor> logit_loss_autograd(const Tensor& input, double target, c10::string_view kind,
+                                               int64_t reduction) {
+  refuse_forward_ad("logit_loss", input);
+  auto node = make_node<LogitLossBackward>(input);
+  auto result = [&] {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    return op::logit_loss().call(input, target, kind, reduction);
+  }();
+  if (node) {
+    const auto& [loss, grad] = result;
+    torch::autograd::set_history(loss, node);
+    node->input = save(input), node->grad = save(grad);
+    node->kind = std::string(kind);
+    node->target = target;
+    node->mean = reduction == int64_t(Reduction::Mean);
+  }
+  return result;
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(fastgan, Autograd, m) {
@@ -453,6 +510,7 @@ TORCH_LIBRARY_IMPL(fastgan, Autograd, m) {
   m.impl("linear_act", &linear_act_autograd);
   m.impl("activation", &activation_autograd);
   m.impl("bce_with_logits", &bce_with_logits_autograd);
+  m.impl("logit_loss", &logit_loss_autograd);
 }
 
 }  // namespace fastgan

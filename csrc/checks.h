@@ -14,6 +14,8 @@
 #include <sstream>
 #include <string>
 
+#include "logit_losses.h"
+
 #include "activations.h"
 
 namespace fastgan {
@@ -309,6 +311,19 @@ inline bool check_bce_args(const at::Tensor& input, const c10::optional<at::Tens
                       " but input is on ", input.device());
   }
   return has_target;
+}
+
+// The logit-loss op's arguments; returns the kind. Worded as fastgan/_checks.py
+// check_logit_loss.
+inline LossKind check_logit_loss_args(const at::Tensor& input, double target, c10::string_view kind,
+                                      int64_t reduction) {
+  check_float_tensor(input, "input");
+  TORCH_CHECK_VALUE(reduction >= 0 && reduction <= 2,
+                    "fastgan: reduction must be 0 (none), 1 (mean) or 2 (sum), got ", reduction);
+  const LossKind k = parse_loss_kind(kind);
+  TORCH_CHECK_VALUE(!loss_takes_a_side(k) || target == 0.0 || target == 1.0, "fastgan: the ", std::string(kind),
+                    " loss takes target 1.0 (real) or 0.0 (fake), got ", target);
+  return k;
 }
 
 }  // namespace fastgan

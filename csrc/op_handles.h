@@ -28,6 +28,7 @@ using BatchNormActBackwardSig = Tensors3(const Tensor&, const Tensor&, const Opt
 using ActivationSig = Tensor(const Tensor&, c10::string_view, double);
 using ActivationBackwardSig = Tensor(const Tensor&, const Tensor&, c10::string_view, double);
 using BceWithLogitsSig = Tensors2(const Tensor&, const OptTensor&, double, int64_t);
+using LogitLossSig = Tensors2(const Tensor&, double, c10::string_view, int64_t);
 using ConvBnActSig = Tensors4(const Tensor&, const Tensor&, const OptTensor&, at::IntArrayRef, at::IntArrayRef,
                               at::IntArrayRef, bool, at::IntArrayRef, int64_t, const OptTensor&, const OptTensor&,
                               const OptTensor&, const OptTensor&, const OptTensor&, bool, c10::optional<double>,
@@ -59,6 +60,7 @@ FASTGAN_OP_HANDLE(batch_norm_act_backward, "batch_norm_act_backward", BatchNormA
 FASTGAN_OP_HANDLE(activation, "activation", ActivationSig)
 FASTGAN_OP_HANDLE(activation_backward, "activation_backward", ActivationBackwardSig)
 FASTGAN_OP_HANDLE(bce_with_logits, "bce_with_logits", BceWithLogitsSig)
+FASTGAN_OP_HANDLE(logit_loss, "logit_loss", LogitLossSig)
 FASTGAN_OP_HANDLE(conv_bn_act, "conv_bn_act", ConvBnActSig)
 FASTGAN_OP_HANDLE(conv_bn_act_backward, "conv_bn_act_backward", ConvBnActBackwardSig)
 FASTGAN_OP_HANDLE(conv_act, "conv_act", ConvActSig)

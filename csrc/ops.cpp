@@ -111,6 +111,12 @@ void bind_eager_ops(pybind11::module& m) {
       },
       no_gil);
   m.def(
+      "logit_loss",
+      [](const at::Tensor& input, double target, const std::string& kind, int64_t reduction) {
+        return std::get<0>(op::logit_loss().call(input, target, kind, reduction));
+      },
+      no_gil);
+  m.def(
       "bce_with_logits",
       [](const at::Tensor& input, const OptT& target, double target_value, int64_t reduction) {
         return std::get<0>(op::bce_with_logits().call(input, target, target_value, reduction));

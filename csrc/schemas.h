@@ -51,6 +51,9 @@ inline void define_kernel_ops(torch::Library& m) {
   m.def(
       "bce_with_logits(Tensor input, Tensor? target, float target_value, int reduction) "
       "-> (Tensor, Tensor)");
+  // The GAN losses on logits (csrc/logit_losses.h: bce, hinge, lsgan, linear) against one
+  // target value, with d loss / d input, in one pass.
+  m.def("logit_loss(Tensor input, float target, str kind, int reduction) -> (Tensor, Tensor)");
 }
 
 }  // namespace fastgan

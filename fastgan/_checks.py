@@ -136,6 +136,27 @@ def check_bce_target(input, target, reduction):
         raise TypeError(f"fastgan: target must be a tensor or a Python float, got {type(target).__name__}")
 
 
+LOGIT_LOSSES = ("bce", "hinge", "linear", "lsgan")
+
+
+def check_logit_loss_target(target, reduction):
+    """What the fused op's schema cannot say: the reduction's name and a float target."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"fastgan: reduction must be one of {sorted(REDUCTIONS)}, got {reduction!r}")
+    if isinstance(target, bool) or not isinstance(target, (int, float)):
+        raise TypeError(f"fastgan: target must be a Python float, got {type(target).__name__}")
+
+
+def check_logit_loss(input, target, kind, reduction):
+    """Worded as csrc/checks.h check_logit_loss_args (the reference path's checks)."""
+    check_float_tensor(input, "input")
+    check_logit_loss_target(target, reduction)
+    if kind not in LOGIT_LOSSES:
+        raise ValueError(f"fastgan: unknown logit loss '{kind}'; expected one of {list(LOGIT_LOSSES)}")
+    if kind in ("hinge", "linear") and target not in (0.0, 1.0):
+        raise ValueError(f"fastgan: the {kind} loss takes target 1.0 (real) or 0.0 (fake), got {float(target)}")
+
+
 def check_bce(input, target, reduction):
     check_float_tensor(input, "input")
     check_bce_target(input, target, reduction)

@@ -108,6 +108,11 @@ def _register():
         return _conv_grads(_empty_like_layout(output), input, weight, output.size(1), stride, padding, dilation,
                            transposed, output_padding, groups, output_mask)
 
+    @torch.library.register_fake("fastgan::logit_loss")
+    def _(input, target, kind, reduction):
+        loss = _empty_like_layout(input) if reduction == 0 else input.new_empty(())
+        return loss, _empty_like_layout(input)
+
     @torch.library.register_fake("fastgan::linear_act")
     def _(input, weight, bias, activation, negative_slope):
         return input.new_empty((*input.shape[:-1], weight.size(0)))

@@ -29,6 +29,7 @@ if COMPILED:
     _LINEAR_ACT = torch.ops.fastgan.linear_act.default
     _ACTIVATION = torch.ops.fastgan.activation.default
     _BCE_WITH_LOGITS = torch.ops.fastgan.bce_with_logits.default
+    _LOGIT_LOSS = torch.ops.fastgan.logit_loss.default
     _eager = _backend_module._C
 
 
@@ -178,6 +179,23 @@ def bce_with_logits(input: Tensor, target: Union[Tensor, float], reduction: str 
     if _compiling():
         return _BCE_WITH_LOGITS(*args)[0]
     return _eager.bce_with_logits(*args)
+
+
+def logit_loss(input: Tensor, target: float, kind: str, reduction: str = "mean") -> Tensor:
+    """One of the GAN losses on logits against a target value, loss and gradient in one pass:
+    kind bce, hinge (max(0, 1 - s x)), lsgan ((x - t)^2 / 2) or linear (-s x), with s = +1 for
+    target 1.0 (real) and -1 for 0.0 (fake); hinge and linear take only those two targets.
+    fastgan.functional.gan_loss composes D's and G's losses from these."""
+    if not fused_for(input):
+        _checks.check_logit_loss(input, target, kind, reduction)
+        if torch.is_autocast_enabled(input.device.type):
+            input = input.float()  # as torch's own losses do under autocast
+        return reference.logit_loss(input, float(target), kind, reduction)
+    _checks.check_logit_loss_target(target, reduction)  # the rest is checked in C++
+    if torch.is_autocast_enabled(input.device.type):
+        input = input.float()
+    op = (lambda *a: _LOGIT_LOSS(*a)[0]) if _compiling() else _eager.logit_loss
+    return op(input, float(target), kind, _checks.REDUCTIONS[reduction])
 
 
 # The GAN losses and penalties live in losses.py (which uses bce_with_logits above) and are part

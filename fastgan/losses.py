@@ -11,15 +11,15 @@ wgan-gp   mean(fake) - mean(real)                    -mean(fake)
 (wgan-gp's penalty is gradient_penalty, added to D's loss by the caller.)
 
 D's loss is a sum of a term on the real logits and one on the fake logits (d_real_loss,
-d_fake_loss), so a trainer may run the two passes with separate backwards. BCE runs through
-fastgan's fused loss+gradient kernel; hinge, least squares and the Wasserstein terms are stock
-ops for now (one or two elementwise kernels each; a fused kernel for them is still to come)."""
+d_fake_loss), so a trainer may run the two passes with separate backwards. Every term is one
+call of fastgan's fused loss+gradient kernel (functional.logit_loss: bce, hinge, lsgan, and
+linear for the Wasserstein terms and G's hinge loss)."""
 from typing import Optional
 
 import torch
 from torch import Tensor
 
-from .functional import bce_with_logits
+from .functional import logit_loss
 
 GAN_LOSSES = ("bce", "hinge", "lsgan", "wgan-gp")
 
@@ -29,35 +29,28 @@ def _check_kind(kind):
         raise ValueError(f"fastgan: unknown GAN loss {kind!r}; expected one of {list(GAN_LOSSES)}")
 
 
+# Each GAN loss as (kind of logit_loss, target) for D's real term, D's fake term and G's loss.
+_TERMS = {
+    "bce": (("bce", 1.0), ("bce", 0.0), ("bce", 1.0)),
+    "hinge": (("hinge", 1.0), ("hinge", 0.0), ("linear", 1.0)),
+    "lsgan": (("lsgan", 1.0), ("lsgan", 0.0), ("lsgan", 1.0)),
+    "wgan-gp": (("linear", 1.0), ("linear", 0.0), ("linear", 1.0)),
+}
+
+
 def d_real_loss(real_logits: Tensor, kind: str = "bce") -> Tensor:
     _check_kind(kind)
-    if kind == "bce":
-        return bce_with_logits(real_logits, 1.0)
-    if kind == "hinge":
-        return torch.relu(1.0 - real_logits).mean()
-    if kind == "lsgan":
-        return 0.5 * (real_logits - 1.0).square().mean()
-    return -real_logits.mean()
+    return logit_loss(real_logits, _TERMS[kind][0][1], _TERMS[kind][0][0])
 
 
 def d_fake_loss(fake_logits: Tensor, kind: str = "bce") -> Tensor:
     _check_kind(kind)
-    if kind == "bce":
-        return bce_with_logits(fake_logits, 0.0)
-    if kind == "hinge":
-        return torch.relu(1.0 + fake_logits).mean()
-    if kind == "lsgan":
-        return 0.5 * fake_logits.square().mean()
-    return fake_logits.mean()
+    return logit_loss(fake_logits, _TERMS[kind][1][1], _TERMS[kind][1][0])
 
 
 def g_loss(fake_logits: Tensor, kind: str = "bce") -> Tensor:
     _check_kind(kind)
-    if kind == "bce":
-        return bce_with_logits(fake_logits, 1.0)
-    if kind == "lsgan":
-        return 0.5 * (fake_logits - 1.0).square().mean()
-    return -fake_logits.mean()  # hinge and wgan-gp
+    return logit_loss(fake_logits, _TERMS[kind][2][1], _TERMS[kind][2][0])
 
 
 def gan_loss(real_logits: Optional[Tensor], fake_logits: Tensor, kind: str = "bce") -> Tensor:

@@ -51,6 +51,20 @@ def activation_backward(grad_out, output, name, negative_slope):
     return grad_out * grad_from_output(output, name, negative_slope)
 
 
+def logit_loss(input, target, kind, reduction):
+    """csrc/logit_losses.h's formulas with stock ops."""
+    if kind == "bce":
+        return bce_with_logits(input, target, reduction)
+    side = 2.0 * target - 1.0
+    if kind == "hinge":
+        loss = torch.relu(1.0 - side * input)
+    elif kind == "lsgan":
+        loss = 0.5 * (input - target).square()
+    else:
+        loss = -side * input
+    return loss if reduction == "none" else loss.mean() if reduction == "mean" else loss.sum()
+
+
 def bce_with_logits(input, target, reduction):
     if not isinstance(target, torch.Tensor):
         target = torch.full_like(input, float(target))

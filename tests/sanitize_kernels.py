@@ -49,10 +49,13 @@ def run(ops, dev: str) -> int:
         flat = x.flatten()
         for reduction, target in itertools.product((0, 1, 2), (None, torch.rand_like(flat))):
             ops.bce_with_logits(flat, target, 0.9, reduction)
-        count += 5 + 2 * len(ACTS) + 6
+        for reduction, kind in itertools.product((0, 1, 2), ("hinge", "lsgan", "linear")):
+            ops.logit_loss(flat, 1.0, kind, reduction)
+        count += 5 + 2 * len(ACTS) + 6 + 9
     big = torch.randn(300_000, device=dev)
     ops.bce_with_logits(big, None, 1.0, 1)  # several blocks: the last-block reduction
-    return count + 1
+    ops.logit_loss(big, 0.0, "hinge", 1)
+    return count + 2
 
 
 def main(argv) -> int:

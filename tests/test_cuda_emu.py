@@ -299,6 +299,7 @@ def test_launches_per_op(emu, ops):
                                                               0.0)) == 1
     assert launches(lambda: ops.activation(x, "tanh", 0.0)) == 1
     assert launches(lambda: ops.bce_with_logits(x, None, 1.0, 1)) == 1
+    assert launches(lambda: ops.logit_loss(x, 1.0, "hinge", 1)) == 1
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
@@ -386,6 +387,28 @@ def test_bce_with_logits(emu, ops, reduction, dtype, n, with_target):
     (expected_grad,) = torch.autograd.grad(expected.sum(), x64)
     scale = 1.0 if reduction == 0 else 4.0
     # Rounded to the output dtype first: an fp16 sum of 300,000 losses is inf on every path.
+    assert_close(loss, expected.detach().to(dtype), dtype, scale=scale, msg="loss")
+    assert_close(grad, expected_grad, dtype, msg="grad")
+
+
+LOSS_CASES = [("hinge", 1.0), ("hinge", 0.0), ("lsgan", 1.0), ("lsgan", 0.0), ("linear", 1.0), ("linear", 0.0),
+              ("bce", 0.9)]
+# Every dtype on one block; the many-block reduction (the last-block ticket) in fp32, where the
+# BCE test above already covers the other dtypes' reduction.
+LOSS_SIZES = [(n, dtype) for n in (1, 37) for dtype in DTYPES] + [(300_000, torch.float32)]
+
+
+@pytest.mark.parametrize("kind,target", LOSS_CASES)
+@pytest.mark.parametrize("reduction", [0, 1, 2], ids=["none", "mean", "sum"])
+@pytest.mark.parametrize("n,dtype", LOSS_SIZES, ids=lambda v: str(v))
+def test_logit_loss(emu, ops, kind, target, reduction, dtype, n):
+    g = torch.Generator().manual_seed(7)
+    x = (torch.randn(n, generator=g, dtype=torch.float64) * 3).to(dtype)
+    loss, grad = repeat_identical(emu, lambda: ops.logit_loss(x, target, kind, reduction), runs=2)
+    x64 = x.double().requires_grad_()
+    expected = reference.logit_loss(x64, target, kind, ["none", "mean", "sum"][reduction])
+    (expected_grad,) = torch.autograd.grad(expected.sum(), x64)
+    scale = 1.0 if reduction == 0 else 4.0
     assert_close(loss, expected.detach().to(dtype), dtype, scale=scale, msg="loss")
     assert_close(grad, expected_grad, dtype, msg="grad")
 

@@ -37,6 +37,79 @@ def test_losses_match_their_formulas(backend, kind):
             torch.testing.assert_close(a, e, rtol=1e-12, atol=1e-12)
 
 
+LOGIT_CASES = [("bce", 0.9), ("hinge", 1.0), ("hinge", 0.0), ("lsgan", 1.0), ("lsgan", 0.0), ("linear", 1.0),
+               ("linear", 0.0)]
+
+
+@pytest.mark.parametrize("kind,target", LOGIT_CASES)
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_logit_loss_matches_its_formula(backend, kind, target, reduction, dtype):
+    from fastgan import reference
+    from fastgan.functional import logit_loss
+    from helpers import assert_close
+
+    g = torch.Generator().manual_seed(3)
+    x64 = torch.randn(53, dtype=torch.float64, generator=g) * 3
+    x = x64.to(dtype).requires_grad_()
+    got = logit_loss(x, target, kind, reduction)
+    ref_x = x64.clone().requires_grad_()
+    expected = reference.logit_loss(ref_x, target, kind, reduction)
+    assert got.dtype == dtype and got.shape == expected.shape
+    assert_close(got, expected, dtype, scale=4.0)
+    grad_out = torch.randn(expected.shape, dtype=torch.float64, generator=g)
+    assert_close(torch.autograd.grad(got, x, grad_out.to(dtype))[0], torch.autograd.grad(expected, ref_x, grad_out)[0],
+                 dtype)
+
+
+@pytest.mark.parametrize("kind", ["bce", "lsgan", "hinge", "linear"])
+def test_logit_loss_double_backward(backend, kind):
+    from fastgan.functional import logit_loss
+
+    x = torch.randn(9, dtype=torch.float64, generator=torch.Generator().manual_seed(4), requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: logit_loss(t, 1.0, kind), (x,))
+    assert torch.autograd.gradgradcheck(lambda t: logit_loss(t, 1.0, kind), (x,))
+
+
+def test_hinge_propagates_nan_like_stock(backend):
+    from fastgan.functional import logit_loss
+
+    x = torch.tensor([0.5, float("nan"), 2.0], requires_grad=True)
+    loss = logit_loss(x, 1.0, "hinge", "none")
+    assert torch.isnan(loss[1]) and loss[2] == 0 and loss[0] == 0.5
+
+
+@pytest.mark.parametrize("args,message", [
+    ((torch.zeros(3), 0.5, "hinge"), "the hinge loss takes target 1.0 (real) or 0.0 (fake), got 0.5"),
+    ((torch.zeros(3), 1.0, "wasserstein"), "unknown logit loss 'wasserstein'; expected one of"),
+    ((torch.zeros(3, dtype=torch.long), 1.0, "lsgan"), "input must be a floating-point tensor"),
+])
+def test_logit_loss_errors_are_the_same_on_both_paths(args, message):
+    from fastgan import _backend
+    from fastgan.functional import logit_loss
+
+    errors = []
+    for name in (["fused"] if _backend.COMPILED else []) + ["reference"]:
+        with fastgan.use_backend(name), pytest.raises((ValueError, TypeError)) as info:
+            logit_loss(*args)
+        errors.append(str(info.value).splitlines()[0])
+        assert message in errors[-1]
+    assert len(set(errors)) == 1, errors
+
+
+def test_logit_loss_opcheck_and_node():
+    from fastgan import _backend
+    from fastgan.functional import logit_loss
+
+    if not _backend.COMPILED:
+        pytest.skip("needs fastgan._C")
+    x = torch.randn(7, requires_grad=True)
+    for kind, target in LOGIT_CASES:
+        for reduction in (0, 1, 2):
+            torch.library.opcheck(torch.ops.fastgan.logit_loss.default, (x, target, kind, reduction))
+    assert logit_loss(x, 1.0, "hinge").grad_fn.name() == "fastgan::LogitLossBackward"
+
+
 def test_unknown_loss_is_named():
     with pytest.raises(ValueError, match="unknown GAN loss 'wgan'.*'hinge'"):
         gan_loss(None, torch.zeros(2), "wgan")

@@ -36,21 +36,33 @@ at::Tensor activation_backward_cpu(const at::Tensor& grad_out_, const at::Tensor
   return grad_in;
 }
 
-std::tuple<at::Tensor, at::Tensor> bce_with_logits_cpu(const at::Tensor& input_,
-                                                       const c10::optional<at::Tensor>& target_,
-                                                       double target_value, int64_t reduction) {
-  BceTensors b = bce_tensors(input_, target_, reduction);
+// Runs the loss kernel over b's tensors and reduces: (loss, d loss / d input).
+std::tuple<at::Tensor, at::Tensor> loss_cpu(BceTensors& b, LossKind kind, double target_value) {
   const int64_t n = b.input.numel();
   const auto red = static_cast<cpu::BceReduction>(b.reduction);
-  double total = cpu::kernels().bce(b.input.scalar_type(), b.input.const_data_ptr(),
-                                    b.has_target ? b.target.const_data_ptr() : nullptr, target_value,
-                                    b.grad.data_ptr(), red == cpu::BceReduction::None ? b.loss.data_ptr() : nullptr,
-                                    n, red);
+  double total = cpu::kernels().loss(b.input.scalar_type(), kind, b.input.const_data_ptr(),
+                                     b.has_target ? b.target.const_data_ptr() : nullptr, target_value,
+                                     b.grad.data_ptr(), red == cpu::BceReduction::None ? b.loss.data_ptr() : nullptr,
+                                     n, red);
   if (red == cpu::BceReduction::None) return {b.loss, b.grad};
   // Mean of an empty tensor is NaN, as in torch.
   if (red == cpu::BceReduction::Mean) total = n == 0 ? std::nan("") : total / double(n);
   b.loss.fill_(total);
   return {b.loss, b.grad};
+}
+
+std::tuple<at::Tensor, at::Tensor> bce_with_logits_cpu(const at::Tensor& input_,
+                                                       const c10::optional<at::Tensor>& target_,
+                                                       double target_value, int64_t reduction) {
+  BceTensors b = bce_tensors(input_, target_, reduction);
+  return loss_cpu(b, LossKind::BCE, target_value);
+}
+
+std::tuple<at::Tensor, at::Tensor> logit_loss_cpu(const at::Tensor& input_, double target, c10::string_view kind,
+                                                  int64_t reduction) {
+  const LossKind k = check_logit_loss_args(input_, target, kind, reduction);
+  BceTensors b = bce_tensors(input_, c10::nullopt, reduction);
+  return loss_cpu(b, k, target);
 }
 
 }  // namespace
@@ -59,6 +71,7 @@ TORCH_LIBRARY_IMPL(fastgan, CPU, m) {
   m.impl("activation", &activation_cpu);
   m.impl("activation_backward", &activation_backward_cpu);
   m.impl("bce_with_logits", &bce_with_logits_cpu);
+  m.impl("logit_loss", &logit_loss_cpu);
 }
 
 }  // namespace fastgan

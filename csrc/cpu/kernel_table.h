@@ -11,6 +11,7 @@
 #include <string>
 
 #include "../activations.h"
+#include "../logit_losses.h"
 
 namespace fastgan {
 namespace cpu {
@@ -40,9 +41,9 @@ struct KernelTable {
   void (*activation_backward)(c10::ScalarType, Activation, const void* dy, const void* y, void* dx, int64_t n,
                               double slope);
   // Writes the gradient (scaled for the mean) and, for reduction None, the loss per element;
-  // returns the reduced loss otherwise.
-  double (*bce)(c10::ScalarType, const void* x, const void* target, double target_value, void* grad, void* loss,
-                int64_t n, BceReduction);
+  // returns the reduced loss otherwise. target may be null (target_value for every element).
+  double (*loss)(c10::ScalarType, LossKind, const void* x, const void* target, double target_value, void* grad,
+                 void* loss, int64_t n, BceReduction);
 };
 
 namespace default_ { const KernelTable& table(); }

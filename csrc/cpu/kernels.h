@@ -361,17 +361,17 @@ constexpr int64_t kBceBlock = 4096;
 
 // Reduction None: loss and gradient per element. Sum/Mean: blocks of fixed size summed in
 // order (the same bits for any thread count), the gradient scaled by 1/n for the mean.
-template <typename scalar_t>
-double bce_loop(const scalar_t* x, const scalar_t* t, double target_value, scalar_t* gp, scalar_t* lp, int64_t n,
+template <LossKind K, typename scalar_t>
+double loss_loop(const scalar_t* x, const scalar_t* t, double target_value, scalar_t* gp, scalar_t* lp, int64_t n,
                 BceReduction red) {
   using acc_t = acc_type<scalar_t>;
   const acc_t tv = acc_t(target_value);
   const acc_t gscale = red == BceReduction::Mean ? acc_t(1) / acc_t(std::max<int64_t>(n, 1)) : acc_t(1);
   if (red == BceReduction::None) {
-    at::parallel_for(0, n, kGrain, [&](int64_t i0, int64_t i1) {
+    at::parallel_for(0, n, kGrain, [&, tv, gscale](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) {
         acc_t l, gr;
-        bce_point(acc_t(x[i]), t ? acc_t(t[i]) : tv, l, gr);
+        loss_point<K>(acc_t(x[i]), t ? acc_t(t[i]) : tv, l, gr);
         lp[i] = scalar_t(l);
         gp[i] = scalar_t(gr);
       }
@@ -380,13 +380,13 @@ double bce_loop(const scalar_t* x, const scalar_t* t, double target_value, scala
   }
   const int64_t blocks = (n + kBceBlock - 1) / kBceBlock;
   std::vector<double> partial(blocks, 0.0);
-  at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+  at::parallel_for(0, blocks, 1, [&, tv, gscale](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t i1 = std::min(n, (b + 1) * kBceBlock);
       acc_t s = 0;
       for (int64_t i = b * kBceBlock; i < i1; ++i) {
         acc_t l, gr;
-        bce_point(acc_t(x[i]), t ? acc_t(t[i]) : tv, l, gr);
+        loss_point<K>(acc_t(x[i]), t ? acc_t(t[i]) : tv, l, gr);
         s += l;
         gp[i] = scalar_t(gr * gscale);
       }
@@ -468,12 +468,15 @@ void activation_backward_entry(c10::ScalarType dt, Activation act, const void* d
   });
 }
 
-double bce_entry(c10::ScalarType dt, const void* x_, const void* t_, double target_value, void* grad, void* loss,
-                 int64_t n, BceReduction red) {
+double loss_entry(c10::ScalarType dt, LossKind kind, const void* x_, const void* t_, double target_value, void* grad,
+                  void* loss, int64_t n, BceReduction red) {
   double total = 0;
-  FASTGAN_CPU_DISPATCH(dt, "fastgan_bce", [&] {
-    total = bce_loop(static_cast<const scalar_t*>(x_), static_cast<const scalar_t*>(t_), target_value,
-                     static_cast<scalar_t*>(grad), static_cast<scalar_t*>(loss), n, red);
+  FASTGAN_CPU_DISPATCH(dt, "fastgan_logit_loss", [&] {
+    dispatch_loss_kind(kind, [&](auto tag) {
+      total = loss_loop<decltype(tag)::value>(static_cast<const scalar_t*>(x_), static_cast<const scalar_t*>(t_),
+                                              target_value, static_cast<scalar_t*>(grad), static_cast<scalar_t*>(loss),
+                                              n, red);
+    });
   });
   return total;
 }
@@ -484,6 +487,6 @@ double bce_entry(c10::ScalarType dt, const void* x_, const void* t_, double targ
 
 const KernelTable& table() {
   static const KernelTable t{FASTGAN_CPU_ISA_NAME, &stats_entry, &apply_entry, &backward_sums_entry,
-                             &backward_input_entry, &activation_entry, &activation_backward_entry, &bce_entry};
+                             &backward_input_entry, &activation_entry, &activation_backward_entry, &loss_entry};
   return t;
 }

@@ -1,6 +1,7 @@
 // CUDA kernels for the standalone activation (applied to the conv output; its backward is
-// one elementwise pass that feeds cuDNN's convolution backward) and for BCE-with-logits,
-// whose loss and gradient come out of one kernel with a deterministic reduction.
+// one elementwise pass that feeds cuDNN's convolution backward) and for the losses on logits
+// (BCE-with-logits and the other GAN losses of csrc/logit_losses.h), whose loss and gradient
+// come out of one kernel with a deterministic reduction.
 #include <ATen/Dispatch.h>
 #include <torch/library.h>
 
@@ -114,7 +115,7 @@ at::Tensor activation_backward_cuda(const at::Tensor& grad_out_, const at::Tenso
 }
 
 // ---------------------------------------------------------------------------------------
-// BCE with logits: each block writes its elements' gradient (and per-element loss for
+// The losses on logits: each block writes its elements' gradient (and per-element loss for
 // reduction='none') and one partial loss sum; the last block to finish (an integer ticket,
 // so the choice does not change the result) adds the partials in index order and sets the
 // ticket back to zero for the next call, so no call needs a memset.
@@ -130,8 +131,8 @@ __device__ A block_sum(A v, A* sh) {
   return total;  // valid in thread 0
 }
 
-template <typename scalar_t>
-__global__ void __launch_bounds__(kThreads) bce_kernel(const scalar_t* __restrict__ x, const scalar_t* __restrict__ t,
+template <typename scalar_t, LossKind K>
+__global__ void __launch_bounds__(kThreads) loss_kernel(const scalar_t* __restrict__ x, const scalar_t* __restrict__ t,
                                                        acc_t<scalar_t> target_value, int64_t n,
                                                        scalar_t* __restrict__ loss_elems, scalar_t* __restrict__ grad,
                                                        acc_t<scalar_t> grad_scale, acc_t<scalar_t>* partial,
@@ -141,7 +142,7 @@ __global__ void __launch_bounds__(kThreads) bce_kernel(const scalar_t* __restric
   A sum = 0;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     A l, g;
-    bce_point(A(x[i]), t ? A(t[i]) : target_value, l, g);
+    loss_point<K>(A(x[i]), t ? A(t[i]) : target_value, l, g);
     grad[i] = scalar_t(g * grad_scale);
     if (loss_elems) loss_elems[i] = scalar_t(l);
     sum += l;
@@ -183,10 +184,8 @@ at::Tensor bce_ticket(const at::Tensor& like) {
   return ticket;
 }
 
-std::tuple<at::Tensor, at::Tensor> bce_with_logits_cuda(const at::Tensor& input_, const c10::optional<at::Tensor>& target_,
-                                                        double target_value, int64_t reduction) {
-  DeviceGuard guard(input_.device());
-  BceTensors b = bce_tensors(input_, target_, reduction);
+// Runs the loss kernel over b's tensors, reduced by the last block: (loss, d loss / d input).
+std::tuple<at::Tensor, at::Tensor> loss_cuda(BceTensors& b, LossKind kind, double target_value) {
   const at::Tensor &input = b.input, &target = b.target;
   at::Tensor &grad = b.grad, &loss = b.loss;
   const bool has_target = b.has_target;
@@ -204,17 +203,34 @@ std::tuple<at::Tensor, at::Tensor> bce_with_logits_cuda(const at::Tensor& input_
     partial = at::empty({blocks}, input.options().dtype(sdt));
     ticket = bce_ticket(input);
   }
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "bce_with_logits_cuda", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "logit_loss_cuda", [&] {
     using A = acc_t<scalar_t>;
     const A inv_n = A(1) / A(n);
-    launch(bce_kernel<scalar_t>, blocks, kThreads, 0, stream,
-        input.const_data_ptr<scalar_t>(), has_target ? target.const_data_ptr<scalar_t>() : nullptr, A(target_value),
-        n, red == Reduction::None ? loss.data_ptr<scalar_t>() : nullptr, grad.data_ptr<scalar_t>(),
-        red == Reduction::Mean ? inv_n : A(1), red == Reduction::None ? nullptr : partial.data_ptr<A>(),
-        red == Reduction::None ? nullptr : reinterpret_cast<unsigned int*>(ticket.data_ptr<int>()),
-        red == Reduction::None ? nullptr : loss.data_ptr<scalar_t>(), red == Reduction::Mean ? inv_n : A(1));
+    dispatch_loss_kind(kind, [&](auto tag) {
+      launch(loss_kernel<scalar_t, decltype(tag)::value>, blocks, kThreads, 0, stream,
+          input.const_data_ptr<scalar_t>(), has_target ? target.const_data_ptr<scalar_t>() : nullptr,
+          A(target_value), n, red == Reduction::None ? loss.data_ptr<scalar_t>() : nullptr, grad.data_ptr<scalar_t>(),
+          red == Reduction::Mean ? inv_n : A(1), red == Reduction::None ? nullptr : partial.data_ptr<A>(),
+          red == Reduction::None ? nullptr : reinterpret_cast<unsigned int*>(ticket.data_ptr<int>()),
+          red == Reduction::None ? nullptr : loss.data_ptr<scalar_t>(), red == Reduction::Mean ? inv_n : A(1));
+    });
   });
   return {loss, grad};
+}
+
+std::tuple<at::Tensor, at::Tensor> bce_with_logits_cuda(const at::Tensor& input_, const c10::optional<at::Tensor>& target_,
+                                                        double target_value, int64_t reduction) {
+  DeviceGuard guard(input_.device());
+  BceTensors b = bce_tensors(input_, target_, reduction);
+  return loss_cuda(b, LossKind::BCE, target_value);
+}
+
+std::tuple<at::Tensor, at::Tensor> logit_loss_cuda(const at::Tensor& input_, double target, c10::string_view kind,
+                                                   int64_t reduction) {
+  DeviceGuard guard(input_.device());
+  const LossKind k = check_logit_loss_args(input_, target, kind, reduction);
+  BceTensors b = bce_tensors(input_, c10::nullopt, reduction);
+  return loss_cuda(b, k, target);
 }
 
 }  // namespace
@@ -224,6 +240,7 @@ TORCH_LIBRARY_IMPL(FASTGAN_DEVICE_LIBRARY, FASTGAN_DEVICE_KEY, m) {
   m.impl("activation", &cuda::activation_cuda);
   m.impl("activation_backward", &cuda::activation_backward_cuda);
   m.impl("bce_with_logits", &cuda::bce_with_logits_cuda);
+  m.impl("logit_loss", &cuda::logit_loss_cuda);
 }
 
 }  // namespace fastgan

@@ -46,9 +46,15 @@ def by_group(rows):
     for r in rows:
         times[r["group"], r["variant"]].append(r["median"])
         groups[r["group"]].setdefault(r["variant"], dict(r))
+    paired = defaultdict(list)
+    for r in rows:
+        if "paired_ratio" in r["info"]:
+            paired[r["group"], r["variant"]].append(r["info"]["paired_ratio"])
     for (group, variant), ts in times.items():
         groups[group][variant]["median"] = statistics.median(ts)
         groups[group][variant]["runs"] = len(ts)
+        if paired.get((group, variant)):
+            groups[group][variant]["paired_ratio"] = statistics.median(paired[group, variant])
     return groups
 
 
@@ -120,8 +126,10 @@ def host_table(groups):
     verdicts = []
     for case, v in sorted(host.items()):
         s, f = v["stock"]["median"], v["fastgan"]["median"]
-        lines.append(f"| {case} | {s * 1e6:.1f} | {f * 1e6:.1f} | {f / s:.2f} |")
-        verdicts.append(check_at_most(f"host time, {case}", f / s, HOST_TARGET))
+        # The ratio of alternating rounds where the benchmark recorded one (see test_host_overhead).
+        ratio = v["fastgan"].get("paired_ratio", f / s)
+        lines.append(f"| {case} | {s * 1e6:.1f} | {f * 1e6:.1f} | {ratio:.2f} |")
+        verdicts.append(check_at_most(f"host time, {case}", ratio, HOST_TARGET))
         ops_s, ops_f = v["stock"]["info"].get("ops_per_step"), v["fastgan"]["info"].get("ops_per_step")
         if ops_s and ops_f:
             lines.append(f"| ops dispatched per step | {ops_s} | {ops_f} | {ops_f / ops_s:.2f} |")
@@ -244,7 +252,8 @@ def main(argv=None):
     if host_lines:
         md += ["## Host overhead", "", "Tiny tensors (batch 2, 4 channels, 2x2; DCGAN-32 at width 8 for the step), one "
                "thread, oneDNN off, so that what remains is the host's time per call: Python, dispatcher, autograd. "
-               "Lower is better.", ""] + host_lines + [""]
+               "Lower is better. The times are each variant's own medians; fastgan / stock is the median ratio of "
+               "rounds in which the two ran alternately, which the machine's drift over seconds hardly biases.", ""] + host_lines + [""]
     md += ["## Per op", ""] + op_table(groups, ceil) + ["", "## Targets", ""] + targets(groups, gpu, floors)
     md += host_verdicts
     text = "\n".join(md) + "\n"

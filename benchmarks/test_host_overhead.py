@@ -4,13 +4,22 @@ speed there; it is measured on the CPU with tiny tensors (batch 2, 4 channels, 2
 DCGAN-32 at width 8), on one thread, so that compute is negligible and host time remains.
 Every group holds the stock and the fastgan variant, timed side by side in one process.
 
+The fastgan variant of each case also times the stock one in alternating rounds within its
+own test and records the median of the per-round ratios (extra_info paired_ratio): this shared
+machine's speed drifts over seconds, so two variants timed in separate windows can differ by
+tens of per cent for no reason of their own, while alternating rounds see the same drift.
+
 The last case counts the ops dispatched per training step (TorchDispatchMode) for both."""
+import statistics
+import time
+
 import pytest
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import fastgan
+from conftest import QUICK
 from fastgan.models import Discriminator, Generator, weights_init
 
 GROUP = "host"  # the report reads "host <case>" groups as this table
@@ -44,7 +53,25 @@ def host_only():
     torch.set_num_threads(threads)
 
 
-def _time(measure, fn, case, variant, **extra):
+def paired_ratio(stock_fn, fastgan_fn, inner, rounds):
+    """Median over rounds of fastgan's time / stock's, the two timed back to back each round."""
+    if QUICK:
+        rounds = 1
+    ratios = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            stock_fn()
+        t1 = time.perf_counter()
+        for _ in range(inner):
+            fastgan_fn()
+        ratios.append((time.perf_counter() - t1) / (t1 - t0))
+    return round(statistics.median(ratios), 4)
+
+
+def _time(measure, fn, case, variant, stock_fn=None, **extra):
+    if variant == "fastgan" and stock_fn is not None:
+        extra["paired_ratio"] = paired_ratio(stock_fn, fn, inner=50, rounds=30)
     measure(fn, group=f"{GROUP} {case}", variant=variant, kind="host", inner=50, rounds=30, **extra)
 
 
@@ -53,29 +80,28 @@ def _time(measure, fn, case, variant, **extra):
 @pytest.mark.parametrize("which", ["convT+bn+relu", "conv+bn+leaky_relu", "conv+leaky_relu", "convT+tanh"])
 def test_layer(measure, which, mode, variant):
     stock, fused, x = _layers(which)
-    model = stock if variant == "stock" else fused
     grad = torch.randn_like(stock(x))
 
-    def fwd():
-        with torch.no_grad():
-            model(x)
+    def fwd(model):
+        def run():
+            with torch.no_grad():
+                model(x)
+        return run
 
-    def fwd_bwd():
-        model(x).backward(grad)
+    def fwd_bwd(model):
+        return lambda: model(x).backward(grad)
 
-    _time(measure, fwd if mode == "fwd" else fwd_bwd, f"{which} {mode}", variant)
+    make = fwd if mode == "fwd" else fwd_bwd
+    _time(measure, make(stock if variant == "stock" else fused), f"{which} {mode}", variant, stock_fn=make(stock))
 
 
 @pytest.mark.parametrize("variant", ["stock", "fastgan"])
 def test_bce(measure, variant):
     x = torch.randn(N, requires_grad=True)
-    if variant == "stock":
-        loss = nn.BCEWithLogitsLoss()
-        fn = lambda: loss(x, torch.ones_like(x)).backward()  # noqa: E731
-    else:
-        loss = fastgan.nn.BCEWithLogitsLoss()
-        fn = lambda: loss(x, 1.0).backward()  # noqa: E731
-    _time(measure, fn, "bce fwd+bwd", variant)
+    stock_loss, fused_loss = nn.BCEWithLogitsLoss(), fastgan.nn.BCEWithLogitsLoss()
+    stock_fn = lambda: stock_loss(x, torch.ones_like(x)).backward()  # noqa: E731
+    fused_fn = lambda: fused_loss(x, 1.0).backward()  # noqa: E731
+    _time(measure, stock_fn if variant == "stock" else fused_fn, "bce fwd+bwd", variant, stock_fn=stock_fn)
 
 
 def make_step(variant):
@@ -129,8 +155,12 @@ def ops_per_step(step):
 def test_train_step(measure, variant):
     step = make_step(variant)
     ops = ops_per_step(step)
-    measure(step, group=f"{GROUP} DCGAN-32 step", variant=variant, kind="host", inner=5, rounds=20,
-            ops_per_step=ops)
+    extra = {"ops_per_step": ops}
+    if variant == "fastgan":
+        stock_step = make_step("stock")
+        stock_step()
+        extra["paired_ratio"] = paired_ratio(stock_step, step, inner=5, rounds=40)
+    measure(step, group=f"{GROUP} DCGAN-32 step", variant=variant, kind="host", inner=5, rounds=20, **extra)
 
 
 def test_fastgan_dispatches_fewer_ops_per_step():

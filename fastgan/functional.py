@@ -198,6 +198,6 @@ def logit_loss(input: Tensor, target: float, kind: str, reduction: str = "mean")
     return op(input, float(target), kind, _checks.REDUCTIONS[reduction])
 
 
-# The GAN losses and penalties live in losses.py (which uses bce_with_logits above) and are part
+# The GAN losses and penalties live in losses.py (which uses logit_loss above) and are part
 # of this module's API; imported last because of that.
 from .losses import GAN_LOSSES, gan_loss, gradient_penalty, r1_penalty  # noqa: E402,F401

@@ -133,6 +133,12 @@ def test_a_missing_network_is_named_with_where_to_get_it(tmp_path, capsys):
     err = one_line_error(capsys, "fid", "--inception", str(tmp_path / "junk.pt"), "--real", "digits", "--fake",
                          "digits")
     assert "not a loadable TorchScript file" in err
+    for option, value, expected in (("--n", "1", "--n: must be an integer >= 2"),
+                                    ("--kid-subsets", "0", "--kid-subsets: must be >= 1"),
+                                    ("--kid-subset-size", "1", "--kid-subset-size: must be >= 2")):
+        err = one_line_error(capsys, "fid", "--inception", str(tmp_path / "nope.pt"), "--real", "digits", "--fake",
+                             "digits", option, value)
+        assert expected in err
     out = tmp_path / "run"
     err = one_line_error(capsys, "train", "--fid-every", "5", "--out", str(out), "--device", "cpu")
     assert "--fid-every" in err and "inception-2015-12-05.pt" in err

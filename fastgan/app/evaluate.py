@@ -30,6 +30,10 @@ def evaluate(inception: str, real: str, fake: str, n: int = 10000, batch_size: i
     metrics.n_images(n)
     if batch_size < 1:
         raise TrainError(f"argument --batch-size: must be >= 1, got {batch_size}")
+    if kid_subsets < 1:
+        raise TrainError(f"argument --kid-subsets: must be >= 1, got {kid_subsets}")
+    if kid_subset_size < 2:
+        raise TrainError(f"argument --kid-subset-size: must be >= 2, got {kid_subset_size}")
     net = metrics.load_feature_network(inception, device)  # first: a missing file costs nothing else
     if is_checkpoint(fake):
         g, cfg, classes = load_generator(fake, device)

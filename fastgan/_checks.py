@@ -154,7 +154,8 @@ def check_logit_loss(input, target, kind, reduction):
     if kind not in LOGIT_LOSSES:
         raise ValueError(f"fastgan: unknown logit loss '{kind}'; expected one of {list(LOGIT_LOSSES)}")
     if kind in ("hinge", "linear") and target not in (0.0, 1.0):
-        raise ValueError(f"fastgan: the {kind} loss takes target 1.0 (real) or 0.0 (fake), got {float(target)}")
+        # {:g} prints the target as C++'s stream does (2, 0.5), so both paths say the same.
+        raise ValueError(f"fastgan: the {kind} loss takes target 1.0 (real) or 0.0 (fake), got {target:g}")
 
 
 def check_bce(input, target, reduction):

@@ -81,6 +81,7 @@ def test_hinge_propagates_nan_like_stock(backend):
 
 @pytest.mark.parametrize("args,message", [
     ((torch.zeros(3), 0.5, "hinge"), "the hinge loss takes target 1.0 (real) or 0.0 (fake), got 0.5"),
+    ((torch.zeros(3), 2.0, "linear"), "the linear loss takes target 1.0 (real) or 0.0 (fake), got 2"),
     ((torch.zeros(3), 1.0, "wasserstein"), "unknown logit loss 'wasserstein'; expected one of"),
     ((torch.zeros(3, dtype=torch.long), 1.0, "lsgan"), "input must be a floating-point tensor"),
 ])

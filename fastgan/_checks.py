@@ -39,6 +39,16 @@ def _pair(v):
     return (v, v) if isinstance(v, int) else tuple(v) * (2 if len(tuple(v)) == 1 else 1)
 
 
+def _check_input_matches_weight(x, weight, layer):
+    """One device and one dtype for a layer's input and weight. Under autocast the layer casts
+    both (the fused layer's autocast kernel does the same), so the dtypes may differ then."""
+    if x.device != weight.device:
+        raise ValueError(f"fastgan: {layer}: input is on {x.device} but weight is on {weight.device}")
+    if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+        raise TypeError(f"fastgan: {layer}: input dtype {x.dtype} does not match weight dtype {weight.dtype}; "
+                        f"convert one of them (e.g. model.to({x.dtype}) or input.to({weight.dtype}))")
+
+
 def check_conv(x, weight, *, transposed, padding, dilation, groups, layer):
     check_4d(x, "input", layer)
     check_float_tensor(weight, "weight")
@@ -48,12 +58,7 @@ def check_conv(x, weight, *, transposed, padding, dilation, groups, layer):
     if x.size(1) != expected:
         raise ValueError(f"fastgan: {layer} expects input with {expected} channels (from its weight of shape "
                          f"{_shape(weight)}), got {x.size(1)} channels in input of shape {_shape(x)}")
-    if x.device != weight.device:
-        raise ValueError(f"fastgan: {layer}: input is on {x.device} but weight is on {weight.device}")
-    # Under autocast the convolution casts both (the fused layer's autocast kernel does the same).
-    if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
-        raise TypeError(f"fastgan: {layer}: input dtype {x.dtype} does not match weight dtype {weight.dtype}; "
-                        f"convert one of them (e.g. model.to({x.dtype}) or input.to({weight.dtype}))")
+    _check_input_matches_weight(x, weight, layer)
     if not transposed:
         k, p, d = _pair(weight.shape[2:]), _pair(padding), _pair(dilation)
         for axis, name in ((0, "height"), (1, "width")):
@@ -103,11 +108,7 @@ def check_linear(x, weight, bias, layer):
     if x.dim() < 1 or x.size(-1) != weight.size(1):
         raise ValueError(f"fastgan: {layer} expects input with {weight.size(1)} features in its last dimension (from "
                          f"its weight of shape {_shape(weight)}), got input of shape {_shape(x)}")
-    if x.device != weight.device:
-        raise ValueError(f"fastgan: {layer}: input is on {x.device} but weight is on {weight.device}")
-    if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
-        raise TypeError(f"fastgan: {layer}: input dtype {x.dtype} does not match weight dtype {weight.dtype}; "
-                        f"convert one of them (e.g. model.to({x.dtype}) or input.to({weight.dtype}))")
+    _check_input_matches_weight(x, weight, layer)
     if bias is None:
         return
     if bias.dim() != 1 or bias.size(0) != weight.size(0):

@@ -37,3 +37,13 @@ def twin(module):
 
 def rel_err(a, b):
     return ((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-300)).item()
+
+
+def cli_error(capsys, *argv):
+    """Runs the command line; it must exit 2 with one line on stderr and no traceback."""
+    from fastgan.app.cli import main
+
+    assert main(list(argv)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("fastgan: error:") and "\n" not in err and "Traceback" not in err, err
+    return err

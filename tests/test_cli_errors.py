@@ -11,15 +11,9 @@ pytest.importorskip("PIL")
 
 from fastgan.app import checkpoint as ckpt_io  # noqa: E402
 from fastgan.app.cli import main  # noqa: E402
+from helpers import cli_error  # noqa: E402
 
 TINY = ["--nz", "8", "--ngf", "4", "--ndf", "4", "--batch-size", "8", "--device", "cpu"]
-
-
-def cli_error(capsys, *argv):
-    assert main(list(argv)) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("fastgan: error:") and "\n" not in err and "Traceback" not in err, err
-    return err
 
 
 def snapshot(folder):

@@ -13,6 +13,7 @@ pytest.importorskip("sklearn")
 pytest.importorskip("PIL")
 
 from fastgan.app.cli import main  # noqa: E402
+from helpers import cli_error  # noqa: E402
 from fastgan.app.train import TrainConfig, Trainer  # noqa: E402
 
 
@@ -118,29 +119,22 @@ def tiny_network(tmp_path):
     return str(path)
 
 
-def one_line_error(capsys, *argv):
-    assert main(list(argv)) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("fastgan: error:") and "\n" not in err and "Traceback" not in err
-    return err
-
-
 def test_a_missing_network_is_named_with_where_to_get_it(tmp_path, capsys):
-    err = one_line_error(capsys, "fid", "--inception", str(tmp_path / "nope.pt"), "--real", "digits", "--fake",
+    err = cli_error(capsys, "fid", "--inception", str(tmp_path / "nope.pt"), "--real", "digits", "--fake",
                          "digits")
     assert "inception-2015-12-05.pt" in err and "downloads nothing" in err
     (tmp_path / "junk.pt").write_bytes(b"not torchscript")
-    err = one_line_error(capsys, "fid", "--inception", str(tmp_path / "junk.pt"), "--real", "digits", "--fake",
+    err = cli_error(capsys, "fid", "--inception", str(tmp_path / "junk.pt"), "--real", "digits", "--fake",
                          "digits")
     assert "not a loadable TorchScript file" in err
     for option, value, expected in (("--n", "1", "--n: must be an integer >= 2"),
                                     ("--kid-subsets", "0", "--kid-subsets: must be >= 1"),
                                     ("--kid-subset-size", "1", "--kid-subset-size: must be >= 2")):
-        err = one_line_error(capsys, "fid", "--inception", str(tmp_path / "nope.pt"), "--real", "digits", "--fake",
+        err = cli_error(capsys, "fid", "--inception", str(tmp_path / "nope.pt"), "--real", "digits", "--fake",
                              "digits", option, value)
         assert expected in err
     out = tmp_path / "run"
-    err = one_line_error(capsys, "train", "--fid-every", "5", "--out", str(out), "--device", "cpu")
+    err = cli_error(capsys, "train", "--fid-every", "5", "--out", str(out), "--device", "cpu")
     assert "--fid-every" in err and "inception-2015-12-05.pt" in err
     assert not out.exists()  # nothing written
 

@@ -14,6 +14,7 @@ pytest.importorskip("PIL")
 
 from fastgan.app import checkpoint as ckpt_io  # noqa: E402
 from fastgan.app.cli import main  # noqa: E402
+from helpers import cli_error  # noqa: E402
 from fastgan.app.train import TrainConfig, TrainError, Trainer  # noqa: E402
 
 TINY = dict(nz=8, ngf=4, ndf=4, batch_size=8, log_every=1, sample_every=1000, checkpoint_every=1000, device="cpu")
@@ -74,13 +75,6 @@ def test_checkpoint_write_killed_midway_keeps_the_previous_one(tmp_path, monkeyp
     monkeypatch.undo()
     assert ckpt_io.load(path)["step"] == 1
     assert os.listdir(tmp_path) == ["checkpoint.pt"]  # no temp file left behind
-
-
-def cli_error(capsys, *argv):
-    assert main(list(argv)) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("fastgan: error:") and "\n" not in err and "Traceback" not in err
-    return err
 
 
 def test_bad_input_errors(tmp_path, capsys):

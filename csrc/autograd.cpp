@@ -252,17 +252,31 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> conv_bn_act_autograd(
 
 // --- conv_act -------------------------------------------------------------------------------
 
-struct ConvActBackward final : Node {
+// What the backward of a layer followed by an activation reads (conv_act, linear_act): the
+// layer's input, weight and bias, and the activation's output.
+struct LayerActBackward : Node {
   SavedVariable input, weight, bias, output;
-  ConvArgs conv;
   ActArgs act{};
-
-  std::string name() const override { return "fastgan::ConvActBackward"; }
 
   void release_variables() override {
     std::lock_guard<std::mutex> lock(mutex_);
     for (SavedVariable* v : {&input, &weight, &bias, &output}) v->reset_data();
   }
+
+  // Called once the forward has run; out gets this node as its grad_fn.
+  void record(const Tensor& in, const Tensor& w, const OptTensor& b, const Tensor& out, c10::string_view activation,
+              double negative_slope) {
+    torch::autograd::set_history(out, getptr());
+    input = save(in), weight = save(w), bias = save(b);
+    output = SavedVariable(out, /*is_output=*/true);
+    act = {std::string(activation), negative_slope};
+  }
+};
+
+struct ConvActBackward final : LayerActBackward {
+  ConvArgs conv;
+
+  std::string name() const override { return "fastgan::ConvActBackward"; }
 
   variable_list apply(variable_list&& grads) override {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -294,27 +308,16 @@ Tensor conv_act_autograd(const Tensor& input, const Tensor& weight, const OptTen
                                activation, negative_slope);
   }();
   if (node) {
-    torch::autograd::set_history(out, node);
-    node->input = save(input), node->weight = save(weight), node->bias = save(bias);
-    node->output = SavedVariable(out, /*is_output=*/true);
+    node->record(input, weight, bias, out, activation, negative_slope);
     node->conv = ConvArgs(stride, padding, dilation, transposed, output_padding, groups);
-    node->act = {std::string(activation), negative_slope};
   }
   return out;
 }
 
 // --- linear_act -----------------------------------------------------------------------------
 
-struct LinearActBackward final : Node {
-  SavedVariable input, weight, bias, output;
-  ActArgs act{};
-
+struct LinearActBackward final : LayerActBackward {
   std::string name() const override { return "fastgan::LinearActBackward"; }
-
-  void release_variables() override {
-    std::lock_guard<std::mutex> lock(mutex_);
-    for (SavedVariable* v : {&input, &weight, &bias, &output}) v->reset_data();
-  }
 
   variable_list apply(variable_list&& grads) override {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -341,12 +344,7 @@ Tensor linear_act_autograd(const Tensor& input, const Tensor& weight, const OptT
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     return op::linear_act().call(input, weight, bias, activation, negative_slope);
   }();
-  if (node) {
-    torch::autograd::set_history(out, node);
-    node->input = save(input), node->weight = save(weight), node->bias = save(bias);
-    node->output = SavedVariable(out, /*is_output=*/true);
-    node->act = {std::string(activation), negative_slope};
-  }
+  if (node) node->record(input, weight, bias, out, activation, negative_slope);
   return out;
 }
 
@@ -446,17 +444,6 @@ std::tuple<Tensor, Tensor> bce_with_logits_autograd(const Tensor& input, const O
 
 // --- logit_loss -----------------------------------------------------------------------------
 
-// d loss / d x of one kind with differentiable stock ops (the double-backward path).
-Tensor logit_loss_grad_stock(LossKind kind, const Tensor& x, double t) {
-  const double s = 2.0 * t - 1.0;
-  switch (kind) {
-    case LossKind::Hinge: return at::where(1.0 - s * x <= 0, at::zeros_like(x), at::full_like(x, -s));
-    case LossKind::LeastSquares: return x - t;
-    case LossKind::Linear: return at::full_like(x, -s);
-    default: return at::sigmoid(x) - t;
-  }
-}
-
 struct LogitLossBackward final : Node {
   SavedVariable input, grad;
   std::string kind;
@@ -478,7 +465,7 @@ struct LogitLossBackward final : Node {
     if (!at::GradMode::is_enabled()) return {grad.unpack() * grad_loss};  // the stored gradient, scaled
     const Tensor x = input.unpack();
     const Tensor per_element = mean ? grad_loss / c10::Scalar(x.sym_numel()) : grad_loss;
-    return {logit_loss_grad_stock(parse_loss_kind(kind), x, target) * per_element};
+    return {logit_loss_grad_tensor(parse_loss_kind(kind), x, target) * per_element};
   }
 };
 

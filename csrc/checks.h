@@ -99,6 +99,16 @@ inline void check_4d(const at::Tensor& t, const char* name, const Layer& layer) 
                     "-D tensor of shape ", py_shape(t.sizes()));
 }
 
+// One device and one dtype for a layer's input and weight (the autocast kernels cast both first).
+inline void check_input_matches_weight(const at::Tensor& x, const at::Tensor& weight, const Layer& layer) {
+  TORCH_CHECK_VALUE(x.device() == weight.device(), "fastgan: ", layer, ": input is on ", x.device(),
+                    " but weight is on ", weight.device());
+  TORCH_CHECK_TYPE(x.scalar_type() == weight.scalar_type(), "fastgan: ", layer, ": input dtype ",
+                   py_dtype(x.scalar_type()), " does not match weight dtype ", py_dtype(weight.scalar_type()),
+                   "; convert one of them (e.g. model.to(", py_dtype(x.scalar_type()), ") or input.to(",
+                   py_dtype(weight.scalar_type()), "))");
+}
+
 inline void check_conv(const at::Tensor& x, const at::Tensor& weight, at::IntArrayRef padding,
                        at::IntArrayRef dilation, int64_t groups, bool transposed, const Layer& layer) {
   check_4d(x, "input", layer);
@@ -109,12 +119,7 @@ inline void check_conv(const at::Tensor& x, const at::Tensor& weight, at::IntArr
   TORCH_CHECK_VALUE(x.size(1) == expected, "fastgan: ", layer, " expects input with ", expected,
                     " channels (from its weight of shape ", py_shape(weight.sizes()), "), got ", x.size(1),
                     " channels in input of shape ", py_shape(x.sizes()));
-  TORCH_CHECK_VALUE(x.device() == weight.device(), "fastgan: ", layer, ": input is on ", x.device(),
-                    " but weight is on ", weight.device());
-  TORCH_CHECK_TYPE(x.scalar_type() == weight.scalar_type(), "fastgan: ", layer, ": input dtype ",
-                   py_dtype(x.scalar_type()), " does not match weight dtype ", py_dtype(weight.scalar_type()),
-                   "; convert one of them (e.g. model.to(", py_dtype(x.scalar_type()), ") or input.to(",
-                   py_dtype(weight.scalar_type()), "))");
+  check_input_matches_weight(x, weight, layer);
   if (transposed) return;
   static const char* axes[] = {"height", "width"};
   for (int axis = 0; axis < 2; ++axis) {
@@ -138,12 +143,7 @@ inline void check_linear(const at::Tensor& x, const at::Tensor& weight, const c1
   TORCH_CHECK_VALUE(x.dim() >= 1 && x.size(-1) == weight.size(1), "fastgan: ", layer, " expects input with ",
                     weight.size(1), " features in its last dimension (from its weight of shape ",
                     py_shape(weight.sizes()), "), got input of shape ", py_shape(x.sizes()));
-  TORCH_CHECK_VALUE(x.device() == weight.device(), "fastgan: ", layer, ": input is on ", x.device(),
-                    " but weight is on ", weight.device());
-  TORCH_CHECK_TYPE(x.scalar_type() == weight.scalar_type(), "fastgan: ", layer, ": input dtype ",
-                   py_dtype(x.scalar_type()), " does not match weight dtype ", py_dtype(weight.scalar_type()),
-                   "; convert one of them (e.g. model.to(", py_dtype(x.scalar_type()), ") or input.to(",
-                   py_dtype(weight.scalar_type()), "))");
+  check_input_matches_weight(x, weight, layer);
   if (!bias.has_value() || !bias->defined()) return;
   TORCH_CHECK_VALUE(bias->dim() == 1 && bias->size(0) == weight.size(0), "fastgan: ", layer, ": bias has shape ",
                     py_shape(bias->sizes()), " but the weight has ", weight.size(0), " output features");

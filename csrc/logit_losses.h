@@ -8,6 +8,8 @@
 //   linear  -s x (the Wasserstein terms; G's hinge loss)  -s
 #pragma once
 
+#include <ATen/ATen.h>
+
 #include "activations.h"
 
 namespace fastgan {
@@ -57,6 +59,18 @@ FASTGAN_INLINE decltype(auto) dispatch_loss_kind(LossKind k, F&& f) {
     case LossKind::LeastSquares: return f(LossTag<LossKind::LeastSquares>());
     case LossKind::Linear: return f(LossTag<LossKind::Linear>());
     default: return f(LossTag<LossKind::BCE>());
+  }
+}
+
+// d loss / d x as a tensor function of differentiable ATen ops (the double-backward path), the
+// tensor form of loss_point's gradient above.
+inline at::Tensor logit_loss_grad_tensor(LossKind kind, const at::Tensor& x, double t) {
+  const double s = 2.0 * t - 1.0;
+  switch (kind) {
+    case LossKind::Hinge: return at::where(1.0 - s * x <= 0, at::zeros_like(x), at::full_like(x, -s));
+    case LossKind::LeastSquares: return x - t;
+    case LossKind::Linear: return at::full_like(x, -s);
+    default: return at::sigmoid(x) - t;
   }
 }
 

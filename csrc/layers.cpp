@@ -100,21 +100,28 @@ Tensor linear_act(const Tensor& input, const Tensor& weight, const OptTensor& bi
   layer.linear = true;
   check_negative_slope(act, negative_slope, layer);
   check_linear(input, weight, bias, layer);
-  return op::activation().call(at::linear(input, weight, bias), activation, negative_slope);
+  // The matrix product on its own (BLAS / cuBLAS); fastgan's kernel adds the bias as it
+  // applies the activation, so the product's output is read and written once more, not twice.
+  const Tensor product = at::linear(input, weight);
+  if (!bias.has_value() || !bias->defined()) return op::activation().call(product, activation, negative_slope);
+  return op::bias_act().call(product, *bias, activation, negative_slope);
 }
 
 // grad_input = g W, grad_weight = g^T x, grad_bias = sum of g over every row, with g the
-// activation's gradient (from the output) and x, g flattened to rows of features.
+// activation's gradient (from the output) and x, g flattened to rows of features. g and
+// grad_bias come out of one kernel; the bias, when the mask says there is one, is summed in the
+// same pass that writes g.
 std::tuple<Tensor, Tensor, Tensor> linear_act_backward(const Tensor& grad_out, const Tensor& input,
                                                        const Tensor& weight, const Tensor& output,
                                                        c10::string_view activation, double negative_slope,
                                                        Mask3 output_mask) {
-  const Tensor g = op::activation_backward().call(grad_out, output, activation, negative_slope);
-  Tensor grad_input, grad_weight, grad_bias;
+  Tensor g, grad_input, grad_weight, grad_bias;
+  if (output_mask[2])
+    std::tie(g, grad_bias) = op::bias_act_backward().call(grad_out, output, activation, negative_slope);
+  else
+    g = op::activation_backward().call(grad_out, output, activation, negative_slope);
   if (output_mask[0]) grad_input = at::matmul(g, weight);
-  const Tensor rows = g.reshape({-1, g.size(-1)});
-  if (output_mask[1]) grad_weight = at::mm(rows.t(), input.reshape({-1, input.size(-1)}));
-  if (output_mask[2]) grad_bias = rows.sum(0);
+  if (output_mask[1]) grad_weight = at::mm(g.reshape({-1, g.size(-1)}).t(), input.reshape({-1, input.size(-1)}));
   return {grad_input, grad_weight, grad_bias};
 }
 

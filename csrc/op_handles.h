@@ -27,6 +27,8 @@ using BatchNormActBackwardSig = Tensors3(const Tensor&, const Tensor&, const Opt
                                          const Tensor&, const Tensor&, bool, double, c10::string_view, double);
 using ActivationSig = Tensor(const Tensor&, c10::string_view, double);
 using ActivationBackwardSig = Tensor(const Tensor&, const Tensor&, c10::string_view, double);
+using BiasActSig = Tensor(const Tensor&, const Tensor&, c10::string_view, double);
+using BiasActBackwardSig = Tensors2(const Tensor&, const Tensor&, c10::string_view, double);
 using BceWithLogitsSig = Tensors2(const Tensor&, const OptTensor&, double, int64_t);
 using LogitLossSig = Tensors2(const Tensor&, double, c10::string_view, int64_t);
 using ConvBnActSig = Tensors4(const Tensor&, const Tensor&, const OptTensor&, at::IntArrayRef, at::IntArrayRef,
@@ -59,6 +61,8 @@ FASTGAN_OP_HANDLE(batch_norm_act, "batch_norm_act", BatchNormActSig)
 FASTGAN_OP_HANDLE(batch_norm_act_backward, "batch_norm_act_backward", BatchNormActBackwardSig)
 FASTGAN_OP_HANDLE(activation, "activation", ActivationSig)
 FASTGAN_OP_HANDLE(activation_backward, "activation_backward", ActivationBackwardSig)
+FASTGAN_OP_HANDLE(bias_act, "bias_act", BiasActSig)
+FASTGAN_OP_HANDLE(bias_act_backward, "bias_act_backward", BiasActBackwardSig)
 FASTGAN_OP_HANDLE(bce_with_logits, "bce_with_logits", BceWithLogitsSig)
 FASTGAN_OP_HANDLE(logit_loss, "logit_loss", LogitLossSig)
 FASTGAN_OP_HANDLE(conv_bn_act, "conv_bn_act", ConvBnActSig)

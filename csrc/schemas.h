@@ -46,6 +46,12 @@ inline void define_kernel_ops(torch::Library& m) {
   m.def(
       "activation_backward(Tensor grad_out, Tensor output, str activation, "
       "float negative_slope) -> Tensor");
+  // A Linear layer's bias and activation: act(input + bias), bias (C,) added along the last
+  // dimension of input (*, C).
+  m.def("bias_act(Tensor input, Tensor bias, str activation, float negative_slope) -> Tensor");
+  // Returns (g, grad_bias): g = grad_out * act'(output) and its sum over every row, from one
+  // pass over grad_out and output.
+  m.def("bias_act_backward(Tensor grad_out, Tensor output, str activation, float negative_slope) -> (Tensor, Tensor)");
   // Returns (loss, d loss / d input). target=None uses target_value for every element.
   // reduction: 0 none, 1 mean, 2 sum.
   m.def(

@@ -76,6 +76,14 @@ def _register():
     def _(grad_out, output, activation, negative_slope):
         return _empty_like_layout(output)
 
+    @torch.library.register_fake("fastgan::bias_act")
+    def _(input, bias, activation, negative_slope):
+        return input.new_empty(input.shape)
+
+    @torch.library.register_fake("fastgan::bias_act_backward")
+    def _(grad_out, output, activation, negative_slope):
+        return output.new_empty(output.shape), output.new_empty(output.shape[-1:])
+
     @torch.library.register_fake("fastgan::bce_with_logits")
     def _(input, target, target_value, reduction):
         loss = _empty_like_layout(input) if reduction == 0 else input.new_empty(())

@@ -9,7 +9,7 @@ from . import _backend
 # device (csrc/layers.cpp).
 KERNEL_OPS = ("batch_norm_act", "batch_norm_act_backward", "batch_norm_update_stats", "batch_norm_stats",
               "batch_norm_act_backward_reduce", "batch_norm_act_backward_elemt", "activation",
-              "activation_backward", "bce_with_logits", "logit_loss")
+              "activation_backward", "bias_act", "bias_act_backward", "bce_with_logits", "logit_loss")
 LAYER_OPS = ("conv_bn_act", "conv_bn_act_backward", "conv_act", "conv_act_backward", "linear_act",
              "linear_act_backward")
 OPS = KERNEL_OPS + LAYER_OPS

@@ -51,6 +51,15 @@ def activation_backward(grad_out, output, name, negative_slope):
     return grad_out * grad_from_output(output, name, negative_slope)
 
 
+def bias_act(input, bias, name, negative_slope):
+    return activate(input + bias, name, negative_slope)
+
+
+def bias_act_backward(grad_out, output, name, negative_slope):
+    g = activation_backward(grad_out, output, name, negative_slope)
+    return g, g.reshape(-1, g.size(-1)).sum(0)
+
+
 def logit_loss(input, target, kind, reduction):
     """csrc/logit_losses.h's formulas with stock ops."""
     if kind == "bce":

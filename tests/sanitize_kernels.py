@@ -46,16 +46,22 @@ def run(ops, dev: str) -> int:
         for act in ACTS:
             y = ops.activation(x, act, 0.2)
             ops.activation_backward(torch.randn_like(y), y, act, 0.2)
+        rows = x.reshape(-1, x.size(-1))
+        for act in ACTS:
+            y = ops.bias_act(rows, torch.randn_like(rows[0]), act, 0.2)
+            ops.bias_act_backward(torch.randn_like(y), y, act, 0.2)
         flat = x.flatten()
         for reduction, target in itertools.product((0, 1, 2), (None, torch.rand_like(flat))):
             ops.bce_with_logits(flat, target, 0.9, reduction)
         for reduction, kind in itertools.product((0, 1, 2), ("hinge", "lsgan", "linear")):
             ops.logit_loss(flat, 1.0, kind, reduction)
-        count += 5 + 2 * len(ACTS) + 6 + 9
+        count += 5 + 4 * len(ACTS) + 6 + 9
     big = torch.randn(300_000, device=dev)
     ops.bce_with_logits(big, None, 1.0, 1)  # several blocks: the last-block reduction
     ops.logit_loss(big, 0.0, "hinge", 1)
-    return count + 2
+    tall = torch.randn(4096, 64, device=dev)  # several row splits: the bias gradient's last-block reduction
+    ops.bias_act_backward(torch.randn_like(tall), ops.bias_act(tall, tall[0], "relu", 0.0), "relu", 0.0)
+    return count + 4
 
 
 def main(argv) -> int:

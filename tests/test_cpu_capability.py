@@ -79,3 +79,19 @@ def test_activation_and_bce_each_table(capability, act, slope):
     expected = F.binary_cross_entropy_with_logits(expected_y.flatten(), torch.full((945,), 0.9, dtype=torch.float64))
     assert_close(loss, expected, torch.float32)
     assert_close(torch.autograd.grad(loss, x)[0], torch.autograd.grad(expected, x)[0], torch.float32)
+
+
+# 37 columns: a remainder after every vector width; 3000 rows: several threads' blocks of rows.
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("act,slope", [("leaky_relu", 0.2), ("relu", 0.0), ("tanh", 0.0)])
+def test_bias_act_each_table(capability, dtype, act, slope):
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(3000, 37, generator=g, dtype=torch.float64).to(dtype)
+    b = torch.randn(37, generator=g, dtype=torch.float64).to(dtype)
+    y = torch.ops.fastgan.bias_act(x, b, act, slope)
+    assert_close(y, fastgan.reference.bias_act(x.double(), b.double(), act, slope), dtype, msg=f"{capability} forward")
+    grad = torch.randn(3000, 37, generator=g, dtype=torch.float64).to(dtype)
+    dx, db = torch.ops.fastgan.bias_act_backward(grad, y, act, slope)
+    rdx, rdb = fastgan.reference.bias_act_backward(grad.double(), y.double(), act, slope)
+    assert_close(dx, rdx, dtype, msg=f"{capability} grad input")
+    assert_close(db, rdb, dtype, scale=50, msg=f"{capability} grad bias")

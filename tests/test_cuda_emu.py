@@ -255,6 +255,8 @@ CHECKED_ARGS = {  # every tensor argument of each op's shared C++ check, with a 
     "check_backward_elemt_sums": lambda x, c: [x, c(), c()],
     "check_update_stats_args": lambda x, c: [c(), c(), torch.tensor(1), c(), c(), 10],
     "check_activation_backward_args": lambda x, c: [x.clone(), x],
+    "check_bias_act_args": lambda x, c: [x.reshape(-1, 4), c()],
+    "check_bias_act_backward_args": lambda x, c: [x.clone(), x],
     "check_bce_args": lambda x, c: [x, x.clone(), 1],
 }
 
@@ -411,6 +413,67 @@ def test_logit_loss(emu, ops, kind, target, reduction, dtype, n):
     scale = 1.0 if reduction == 0 else 4.0
     assert_close(loss, expected.detach().to(dtype), dtype, scale=scale, msg="loss")
     assert_close(grad, expected_grad, dtype, msg="grad")
+
+
+# --- A Linear layer's bias + activation ----------------------------------------------------
+
+# (rows, C) or (*, C); with fp32 the vector width is 4 (8 for fp16/bf16, 2 for fp64).
+BIAS_ACT_SHAPES = [
+    ((6, 64), False, "vector path, one split: the block writes grad_bias itself"),
+    ((7, 13), False, "scalar path: C not a multiple of the vector width"),
+    ((9, 1), False, "one column"),
+    ((5, 1000), False, "many column tiles"),
+    ((4096, 16), False, "many splits: partial sums and the last-block ticket"),
+    ((6, 64), True, "misaligned storage: the scalar path"),
+    ((2, 3, 8), False, "3-D input"),
+    ((0, 8), False, "no rows"),
+]
+
+
+@pytest.mark.parametrize("shape,offset,_why", BIAS_ACT_SHAPES, ids=[f"{s}{'-offset' if o else ''}"
+                                                                   for s, o, _ in BIAS_ACT_SHAPES])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_bias_act(emu, ops, shape, offset, _why, dtype):
+    g = torch.Generator().manual_seed(zlib.crc32(repr((shape, offset, dtype)).encode()))
+    act, slope = ACTS[sum(shape) % len(ACTS)]
+    x = make(shape, dtype, "contiguous", g, offset=offset, shift=0.0)
+    b = make(shape[-1:], dtype, "contiguous", g, offset=offset, shift=0.0)
+    grad_out = make(shape, dtype, "contiguous", g, offset=offset, shift=0.0)
+
+    def run():
+        y = ops.bias_act(x, b, act, slope)
+        return (y, *ops.bias_act_backward(grad_out, y, act, slope))
+
+    y, dx, db = repeat_identical(emu, run, runs=2)
+    assert_close(y, reference.bias_act(x.double(), b.double(), act, slope), dtype, msg="forward")
+    rdx, rdb = reference.bias_act_backward(grad_out.double(), y.double(), act, slope)
+    assert_close(dx, rdx, dtype, msg="grad input")
+    rows = max(1, y.numel() // shape[-1])
+    assert_close(db, rdb, dtype, scale=max(1.0, rows ** 0.5), msg="grad bias")
+
+
+def test_bias_act_is_one_launch_each_way(emu, ops):
+    def launches(fn):
+        before = emu.stats()["launches"]
+        fn()
+        return emu.stats()["launches"] - before
+
+    for rows in (6, 4096):  # one split, and many (the last block reduces)
+        x, b = torch.randn(rows, 16), torch.randn(16)
+        y = ops.bias_act(x, b, "leaky_relu", 0.2)
+        assert launches(lambda: ops.bias_act(x, b, "leaky_relu", 0.2)) == 1
+        assert launches(lambda: ops.bias_act_backward(x, y, "leaky_relu", 0.2)) == 1
+
+
+def test_bias_act_backward_and_losses_share_the_ticket(ops):
+    """Reductions of both kinds, back to back on one stream, leave the ticket at zero for each other."""
+    x, y = torch.randn(4096, 16), torch.randn(4096, 16)
+    first = ops.bias_act_backward(x, y, "identity", 0.0)[1]
+    loss = ops.bce_with_logits(x.flatten(), None, 0.0, 2)[0]
+    for _ in range(2):
+        assert torch.equal(ops.bias_act_backward(x, y, "identity", 0.0)[1], first)
+        assert torch.equal(ops.bce_with_logits(x.flatten(), None, 0.0, 2)[0], loss)
+    assert_close(first, x.double().sum(0), torch.float32, scale=10)
 
 
 def test_bce_reused_ticket_counter(ops):

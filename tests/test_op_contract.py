@@ -64,6 +64,9 @@ def test_opcheck(device):
         torch.library.opcheck(ops.activation, (xr, "leaky_relu", 0.2))
         torch.library.opcheck(ops.activation, (xr, "tanh", 0.0))
         torch.library.opcheck(ops.activation_backward, (torch.randn_like(x), torch.tanh(x), "tanh", 0.0))
+        rows = x.flatten(0, 2)
+        torch.library.opcheck(ops.bias_act, (rows, torch.randn_like(rows[0]), "leaky_relu", 0.2))
+        torch.library.opcheck(ops.bias_act_backward, (torch.randn_like(rows), torch.tanh(rows), "tanh", 0.0))
         flat = x.flatten().clone().requires_grad_()
         for reduction in (0, 1, 2):
             torch.library.opcheck(ops.bce_with_logits, (flat, None, 0.9, reduction))

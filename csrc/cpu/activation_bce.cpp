@@ -1,5 +1,6 @@
-// The CPU ops of the standalone activation (conv + leaky_relu, conv_transpose + tanh) and
-// the fused BCE-with-logits loss + gradient; their loops are in kernels.h.
+// The CPU ops of the standalone activation (conv + leaky_relu, conv_transpose + tanh), a
+// Linear layer's bias + activation, and the fused losses + gradient; their loops are in
+// kernels.h.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -36,6 +37,34 @@ at::Tensor activation_backward_cpu(const at::Tensor& grad_out_, const at::Tensor
   return grad_in;
 }
 
+at::Tensor bias_act_cpu(const at::Tensor& input_, const at::Tensor& bias_, c10::string_view activation,
+                        double negative_slope) {
+  check_bias_act_args(input_, bias_);
+  const Activation act = parse_activation(activation);
+  const at::Tensor input = input_.contiguous(), bias = bias_.contiguous();
+  at::Tensor out = at::empty(input.sizes(), input.options());
+  const int64_t C = bias.numel();
+  if (out.numel() == 0) return out;
+  cpu::kernels().bias_act(input.scalar_type(), act, input.const_data_ptr(), bias.const_data_ptr(), out.data_ptr(),
+                          input.numel() / C, C, negative_slope);
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor> bias_act_backward_cpu(const at::Tensor& grad_out_, const at::Tensor& output_,
+                                                         c10::string_view activation, double negative_slope) {
+  check_bias_act_backward_args(grad_out_, output_);
+  const Activation act = parse_activation(activation);
+  const at::Tensor output = output_.contiguous();
+  const at::Tensor grad_out = grad_out_.to(output.scalar_type()).contiguous();
+  at::Tensor grad_in = at::empty(output.sizes(), output.options());
+  const int64_t C = output.size(-1);
+  at::Tensor grad_bias = at::empty({C}, output.options());
+  if (C == 0) return {grad_in, grad_bias};
+  cpu::kernels().bias_act_backward(output.scalar_type(), act, grad_out.const_data_ptr(), output.const_data_ptr(),
+                                   grad_in.data_ptr(), grad_bias.data_ptr(), output.numel() / C, C, negative_slope);
+  return {grad_in, grad_bias};
+}
+
 // Runs the loss kernel over b's tensors and reduces: (loss, d loss / d input).
 std::tuple<at::Tensor, at::Tensor> loss_cpu(BceTensors& b, LossKind kind, double target_value) {
   const int64_t n = b.input.numel();
@@ -70,6 +99,8 @@ std::tuple<at::Tensor, at::Tensor> logit_loss_cpu(const at::Tensor& input_, doub
 TORCH_LIBRARY_IMPL(fastgan, CPU, m) {
   m.impl("activation", &activation_cpu);
   m.impl("activation_backward", &activation_backward_cpu);
+  m.impl("bias_act", &bias_act_cpu);
+  m.impl("bias_act_backward", &bias_act_backward_cpu);
   m.impl("bce_with_logits", &bce_with_logits_cpu);
   m.impl("logit_loss", &logit_loss_cpu);
 }

@@ -40,6 +40,12 @@ struct KernelTable {
   void (*activation)(c10::ScalarType, Activation, const void* x, void* y, int64_t n, double slope);
   void (*activation_backward)(c10::ScalarType, Activation, const void* dy, const void* y, void* dx, int64_t n,
                               double slope);
+  // Rows of C features: y = act(x + bias); and its backward, dx = dy * act'(y) with
+  // grad_bias = the column sums of dx (the tensors' dtype), from one pass.
+  void (*bias_act)(c10::ScalarType, Activation, const void* x, const void* bias, void* y, int64_t rows, int64_t C,
+                   double slope);
+  void (*bias_act_backward)(c10::ScalarType, Activation, const void* dy, const void* y, void* dx, void* grad_bias,
+                            int64_t rows, int64_t C, double slope);
   // Writes the gradient (scaled for the mean) and, for reduction None, the loss per element;
   // returns the reduced loss otherwise. target may be null (target_value for every element).
   double (*loss)(c10::ScalarType, LossKind, const void* x, const void* target, double target_value, void* grad,

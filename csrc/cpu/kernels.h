@@ -355,6 +355,55 @@ void activation_backward_loop(const scalar_t* dy, const scalar_t* y, scalar_t* d
   });
 }
 
+// A Linear layer's bias and activation over rows of C features.
+template <Activation ACT, typename scalar_t>
+void bias_act_loop(const scalar_t* x, const scalar_t* bias, scalar_t* y, int64_t rows, int64_t C,
+                   double negative_slope) {
+  using acc_t = acc_type<scalar_t>;
+  const acc_t slope = acc_t(negative_slope);
+  at::parallel_for(0, rows, grain(C), [&, slope](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const scalar_t* xp = x + r * C;
+      scalar_t* yp = y + r * C;
+#pragma omp simd
+      for (int64_t c = 0; c < C; ++c) yp[c] = scalar_t(activate_t<ACT>(acc_t(xp[c]) + acc_t(bias[c]), slope));
+    }
+  });
+}
+
+// Each thread owns a range of columns and walks every row, in blocks of a fixed number of
+// rows (partial sums in acc_t, totals in double): a column's sum is added in the same order
+// whatever the thread count, and the inner loop runs along contiguous columns.
+template <Activation ACT, typename scalar_t>
+void bias_act_backward_loop(const scalar_t* dy, const scalar_t* y, scalar_t* dx, scalar_t* grad_bias, int64_t rows,
+                            int64_t C, double negative_slope) {
+  using acc_t = acc_type<scalar_t>;
+  const acc_t slope = acc_t(negative_slope);
+  const int64_t block = std::max<int64_t>(1, kRun * 4 / std::max<int64_t>(C, 1));
+  at::parallel_for(0, C, std::max<int64_t>(16, grain(rows)), [&, slope](int64_t c0, int64_t c1) {
+    const int64_t width = c1 - c0;
+    std::vector<acc_t> part(width);
+    std::vector<double> total(width, 0.0);
+    for (int64_t r0 = 0; r0 < rows; r0 += block) {
+      std::fill(part.begin(), part.end(), acc_t(0));
+      acc_t* pp = part.data();
+      for (int64_t r = r0; r < std::min(rows, r0 + block); ++r) {
+        const scalar_t* dp = dy + r * C + c0;
+        const scalar_t* yp = y + r * C + c0;
+        scalar_t* op = dx + r * C + c0;
+#pragma omp simd
+        for (int64_t c = 0; c < width; ++c) {
+          const acc_t gv = acc_t(dp[c]) * activation_grad_from_output_t<ACT>(acc_t(yp[c]), slope);
+          op[c] = scalar_t(gv);
+          pp[c] += gv;
+        }
+      }
+      for (int64_t c = 0; c < width; ++c) total[c] += double(part[c]);
+    }
+    for (int64_t c = 0; c < width; ++c) grad_bias[c0 + c] = scalar_t(total[c]);
+  });
+}
+
 // Fixed-size blocks summed in order: the same bits for any thread count.
 constexpr int64_t kBceBlock = 4096;
 
@@ -468,6 +517,27 @@ void activation_backward_entry(c10::ScalarType dt, Activation act, const void* d
   });
 }
 
+void bias_act_entry(c10::ScalarType dt, Activation act, const void* x, const void* bias, void* y, int64_t rows,
+                    int64_t C, double slope) {
+  FASTGAN_CPU_DISPATCH(dt, "fastgan_bias_act", [&] {
+    dispatch_activation(act, [&](auto tag) {
+      bias_act_loop<decltype(tag)::value>(static_cast<const scalar_t*>(x), static_cast<const scalar_t*>(bias),
+                                          static_cast<scalar_t*>(y), rows, C, slope);
+    });
+  });
+}
+
+void bias_act_backward_entry(c10::ScalarType dt, Activation act, const void* dy, const void* y, void* dx,
+                             void* grad_bias, int64_t rows, int64_t C, double slope) {
+  FASTGAN_CPU_DISPATCH(dt, "fastgan_bias_act_backward", [&] {
+    dispatch_activation(act, [&](auto tag) {
+      bias_act_backward_loop<decltype(tag)::value>(static_cast<const scalar_t*>(dy), static_cast<const scalar_t*>(y),
+                                                   static_cast<scalar_t*>(dx), static_cast<scalar_t*>(grad_bias),
+                                                   rows, C, slope);
+    });
+  });
+}
+
 double loss_entry(c10::ScalarType dt, LossKind kind, const void* x_, const void* t_, double target_value, void* grad,
                   void* loss, int64_t n, BceReduction red) {
   double total = 0;
@@ -487,6 +557,7 @@ double loss_entry(c10::ScalarType dt, LossKind kind, const void* x_, const void*
 
 const KernelTable& table() {
   static const KernelTable t{FASTGAN_CPU_ISA_NAME, &stats_entry, &apply_entry, &backward_sums_entry,
-                             &backward_input_entry, &activation_entry, &activation_backward_entry, &loss_entry};
+                             &backward_input_entry, &activation_entry, &activation_backward_entry, &bias_act_entry,
+                             &bias_act_backward_entry, &loss_entry};
   return t;
 }

@@ -18,38 +18,22 @@ struct Geometry {
   bool cl;
 };
 
-// How a (channels x elements-per-channel) problem is spread over the grid.
-struct Plan {
-  dim3 grid, block;
-  int64_t chunk;  // elements (NCHW) or rows (NHWC) per split
-  int splits;
-};
+using Plan = GridPlan;
 
+// How a (channels x elements-per-channel) problem is spread over the grid: NHWC as rows of
+// channels (plan_rows); NCHW with one channel per blockIdx.x and its elements split over
+// blockIdx.y.
 Plan make_plan(const Geometry& g, int vec) {
-  const auto* prop = device_props();
-  const int64_t target = int64_t(prop->multiProcessorCount) * std::max(1, prop->maxThreadsPerMultiProcessor / kThreads);
+  if (g.cl) return plan_rows(g.N * g.HW, g.C, vec, kThreads);
+  const int64_t target = blocks_to_fill(kThreads);
+  const int64_t total = g.N * g.HW;
+  const int64_t max_splits = std::max<int64_t>(1, total / (int64_t(kThreads) * vec * 4));
+  const int64_t s = std::min<int64_t>({std::max<int64_t>(1, ceil_div(target, g.C)), max_splits, 1024});
   Plan p;
-  if (!g.cl) {
-    const int64_t total = g.N * g.HW;
-    const int64_t max_splits = std::max<int64_t>(1, total / (int64_t(kThreads) * vec * 4));
-    int64_t s = std::min<int64_t>({std::max<int64_t>(1, ceil_div(target, g.C)), max_splits, 1024});
-    p.chunk = ceil_div(ceil_div(total, s), vec) * vec;
-    p.splits = int(ceil_div(total, p.chunk));
-    p.block = dim3(kThreads, 1);
-    p.grid = dim3(unsigned(g.C), unsigned(p.splits));
-  } else {
-    const int64_t cvecs = ceil_div(g.C, vec);
-    const int tx = int(std::min<int64_t>(32, next_pow2(cvecs)));
-    const int ty = kThreads / tx;
-    const int64_t cblocks = ceil_div(cvecs, tx);
-    const int64_t rows = g.N * g.HW;
-    const int64_t max_splits = std::max<int64_t>(1, rows / (int64_t(ty) * 4));
-    int64_t s = std::min<int64_t>({std::max<int64_t>(1, ceil_div(target, cblocks)), max_splits, 1024});
-    p.chunk = ceil_div(rows, s);
-    p.splits = int(ceil_div(rows, p.chunk));
-    p.block = dim3(tx, ty);
-    p.grid = dim3(unsigned(cblocks), unsigned(p.splits));
-  }
+  p.chunk = ceil_div(ceil_div(total, s), vec) * vec;
+  p.splits = int(ceil_div(total, p.chunk));
+  p.block = dim3(kThreads, 1);
+  p.grid = dim3(unsigned(g.C), unsigned(p.splits));
   return p;
 }
 

@@ -89,18 +89,6 @@ struct ShiftedSums {
   }
 };
 
-// Folds rows [0, blockDim.y) of an NHWC block's shared array into row 0, as a tree: sh holds
-// [blockDim.y][width][K] and combine(mine, other) folds other's K values into mine. Every
-// thread of the block must call it (it holds the barriers).
-template <int K, typename A, typename Combine>
-__device__ __forceinline__ void tree_fold_rows(A* sh, int width, int col, bool active, Combine combine) {
-  for (int stride = int(blockDim.y) / 2; stride > 0; stride /= 2) {
-    __syncthreads();
-    if (active && int(threadIdx.y) < stride)
-      combine(sh + (threadIdx.y * width + col) * K, sh + ((threadIdx.y + stride) * width + col) * K);
-  }
-}
-
 // Welford triples (count, mean, M2).
 template <typename A>
 __device__ __forceinline__ void tree_merge_rows(A* sh, int width, int col, bool active) {

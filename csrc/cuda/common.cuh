@@ -1,6 +1,7 @@
 // Helpers shared by the CUDA kernels: accumulation types, 16-byte packs, Welford merges.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #include "../fastgan.h"
@@ -101,6 +102,55 @@ inline int64_t next_pow2(int64_t v) {
   while (p < v) p <<= 1;
   return p;
 }
+
+// Blocks of `threads` threads that fill every multiprocessor once.
+inline int64_t blocks_to_fill(int threads) {
+  const auto* prop = device_props();
+  return int64_t(prop->multiProcessorCount) * std::max(1, prop->maxThreadsPerMultiProcessor / threads);
+}
+
+// How a problem of rows of C contiguous channels (channels_last activations, a Linear layer's
+// rows of features) is spread over the grid: threadIdx.x across packs of VEC channels, so a
+// warp reads consecutive addresses; threadIdx.y across rows; blockIdx.x across channel tiles;
+// blockIdx.y splits the rows into chunks, enough of them to fill the device but each at
+// least four rows per thread.
+struct GridPlan {
+  dim3 grid, block;
+  int64_t chunk;  // rows (or, NCHW BatchNorm, elements) per split
+  int splits;
+};
+
+inline GridPlan plan_rows(int64_t rows, int64_t C, int vec, int threads) {
+  const int64_t cvecs = ceil_div(C, vec);
+  const int tx = int(std::min<int64_t>(32, next_pow2(cvecs)));
+  const int ty = threads / tx;
+  const int64_t cblocks = ceil_div(cvecs, tx);
+  const int64_t max_splits = std::max<int64_t>(1, rows / (int64_t(ty) * 4));
+  const int64_t s = std::min<int64_t>({std::max<int64_t>(1, ceil_div(blocks_to_fill(threads), cblocks)), max_splits,
+                                       1024});
+  GridPlan p;
+  p.chunk = std::max<int64_t>(1, ceil_div(rows, s));
+  p.splits = int(std::max<int64_t>(1, ceil_div(rows, p.chunk)));
+  p.block = dim3(unsigned(tx), unsigned(ty));
+  p.grid = dim3(unsigned(cblocks), unsigned(p.splits));
+  return p;
+}
+
+// Folds rows [0, blockDim.y) of a block's shared array into row 0, as a tree: sh holds
+// [blockDim.y][width][K] and combine(mine, other) folds other's K values into mine. Every
+// thread of the block must call it (it holds the barriers).
+template <int K, typename A, typename Combine>
+__device__ __forceinline__ void tree_fold_rows(A* sh, int width, int col, bool active, Combine combine) {
+  for (int stride = int(blockDim.y) / 2; stride > 0; stride /= 2) {
+    __syncthreads();
+    if (active && int(threadIdx.y) < stride)
+      combine(sh + (threadIdx.y * width + col) * K, sh + ((threadIdx.y + stride) * width + col) * K);
+  }
+}
+
+// A zeroed int counter for last-block reductions on the current stream (elementwise.cu): each
+// kernel that takes tickets from it leaves it at zero again.
+at::Tensor reduction_ticket(const at::Tensor& like);
 
 }  // namespace cuda
 }  // namespace fastgan

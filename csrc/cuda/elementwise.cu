@@ -169,21 +169,6 @@ __global__ void __launch_bounds__(kThreads) loss_kernel(const scalar_t* __restri
   }
 }
 
-// The ticket counter of the current stream: zeroed once, then left at zero by every reduction.
-// Launches on one stream run one after another, so they never share it at the same time. A
-// graph being captured gets a counter of its own, zeroed inside the graph: a persistent one
-// would be shared with whatever stream the graph is later replayed on.
-at::Tensor bce_ticket(const at::Tensor& like) {
-  const auto options = like.options().dtype(at::kInt);
-  if (stream_is_capturing()) return at::zeros({1}, options);
-  static std::mutex mutex;
-  static auto* tickets = new std::map<std::pair<int64_t, uint64_t>, at::Tensor>();  // never freed: see above
-  const std::lock_guard<std::mutex> lock(mutex);
-  at::Tensor& ticket = (*tickets)[{like.device().index(), stream_key(current_stream())}];
-  if (!ticket.defined()) ticket = at::zeros({1}, options);
-  return ticket;
-}
-
 // Runs the loss kernel over b's tensors, reduced by the last block: (loss, d loss / d input).
 std::tuple<at::Tensor, at::Tensor> loss_cuda(BceTensors& b, LossKind kind, double target_value) {
   const at::Tensor &input = b.input, &target = b.target;
@@ -201,7 +186,7 @@ std::tuple<at::Tensor, at::Tensor> loss_cuda(BceTensors& b, LossKind kind, doubl
   at::Tensor partial, ticket;
   if (red != Reduction::None) {
     partial = at::empty({blocks}, input.options().dtype(sdt));
-    ticket = bce_ticket(input);
+    ticket = reduction_ticket(input);
   }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "logit_loss_cuda", [&] {
     using A = acc_t<scalar_t>;
@@ -234,6 +219,22 @@ std::tuple<at::Tensor, at::Tensor> logit_loss_cuda(const at::Tensor& input_, dou
 }
 
 }  // namespace
+
+// The ticket counter of the current stream: zeroed once, then left at zero by every reduction.
+// Launches on one stream run one after another, so they never share it at the same time. A
+// graph being captured gets a counter of its own, zeroed inside the graph: a persistent one
+// would be shared with whatever stream the graph is later replayed on.
+at::Tensor reduction_ticket(const at::Tensor& like) {
+  const auto options = like.options().dtype(at::kInt);
+  if (stream_is_capturing()) return at::zeros({1}, options);
+  static std::mutex mutex;
+  static auto* tickets = new std::map<std::pair<int64_t, uint64_t>, at::Tensor>();  // never freed: see above
+  const std::lock_guard<std::mutex> lock(mutex);
+  at::Tensor& ticket = (*tickets)[{like.device().index(), stream_key(current_stream())}];
+  if (!ticket.defined()) ticket = at::zeros({1}, options);
+  return ticket;
+}
+
 }  // namespace cuda
 
 TORCH_LIBRARY_IMPL(FASTGAN_DEVICE_LIBRARY, FASTGAN_DEVICE_KEY, m) {

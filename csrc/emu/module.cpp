@@ -51,6 +51,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("check_backward_elemt_sums", &fastgan::check_backward_elemt_sums);
   m.def("check_update_stats_args", &fastgan::check_update_stats_args);
   m.def("check_activation_backward_args", &fastgan::check_activation_backward_args);
+  m.def("check_bias_act_args", &fastgan::check_bias_act_args);
+  m.def("check_bias_act_backward_args", &fastgan::check_bias_act_backward_args);
   m.def("check_bce_args", &fastgan::check_bce_args);
   m.def("selftest_misaligned_load", &selftest_misaligned_load, "A kernel loading 16 bytes from a misaligned address");
   m.def("selftest_deadlock", &selftest_deadlock, "A kernel whose threads wait at different barriers");

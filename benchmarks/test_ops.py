@@ -103,6 +103,36 @@ def test_linear_act(measure, variant, which, mode, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mode", ["fwd", "bwd"])
+@pytest.mark.parametrize("which", ["D-in 512 leaky_relu", "G-out 784 tanh"])
+@pytest.mark.parametrize("variant", ["stock", "fastgan"])
+def test_bias_act(measure, variant, which, mode, dtype):
+    """A Linear layer's work around its matrix product, which is the same BLAS/cuBLAS call on
+    both sides: stock adds the bias (addmm) then runs the activation, and its backward runs the
+    activation's backward and sums the bias gradient; fastgan's bias_act and bias_act_backward
+    kernels each do it in one pass."""
+    width = int(which.split()[1])
+    act, slope = ("leaky_relu", 0.2) if "leaky" in which else ("tanh", 0.0)
+    g = torch.Generator(device=DEVICE).manual_seed(0)
+    y = torch.randn(SIZES["batch"], width, device=DEVICE, dtype=DT[dtype], generator=g)
+    b = torch.randn(width, device=DEVICE, dtype=DT[dtype], generator=g)
+    out = fastgan.reference.bias_act(y, b, act, slope)
+    grad = torch.randn_like(out)
+    if variant == "stock":
+        stock_act = torch.nn.functional.leaky_relu if act == "leaky_relu" else lambda t, _: torch.tanh(t)
+        fwd = lambda: stock_act(y + b, slope)  # noqa: E731
+        backward = (lambda: torch.ops.aten.leaky_relu_backward(grad, out, slope, True)) if act == "leaky_relu" \
+            else (lambda: torch.ops.aten.tanh_backward(grad, out))
+        bwd = lambda: backward().sum(0)  # noqa: E731
+    else:
+        fwd = lambda: torch.ops.fastgan.bias_act(y, b, act, slope)  # noqa: E731
+        bwd = lambda: torch.ops.fastgan.bias_act_backward(grad, out, act, slope)  # noqa: E731
+    # Fewest passes: fwd reads y and writes the output; bwd reads grad and output, writes g.
+    measure(fwd if mode == "fwd" else bwd, group=f"op bias+act {which} {mode} {dtype} rows", variant=variant,
+            kind="op", min_bytes=(2 if mode == "fwd" else 3) * y.numel() * y.element_size())
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("mode", ["fwd", "fwd+bwd"])
 @pytest.mark.parametrize("variant", ["stock", "fastgan"])
 def test_bce(measure, variant, mode, dtype):

@@ -4,6 +4,8 @@ Sizes: on GPU DCGAN-64 at batch 128; on CPU DCGAN-32 at batch 64 (steps) and 32 
 FASTGAN_BENCH_QUICK=1 shrinks everything so CI proves the suite runs in seconds."""
 import os
 import re
+import statistics
+import time
 
 import pytest
 import torch
@@ -70,6 +72,29 @@ class PeakMemory:
                 return int(re.search(rf"{key}:\s+(\d+)", f.read()).group(1))
         except (OSError, AttributeError):
             return 0
+
+
+def paired_ratio(stock_fn, fastgan_fn, inner, rounds):
+    """Median over rounds of fastgan's time / stock's, the two timed back to back in every round
+    (each side's calls synchronised once on GPU). This shared machine's speed drifts over
+    seconds, so two variants timed in separate windows can differ by tens of per cent for no
+    reason of their own; alternating rounds see the same drift."""
+    if QUICK:
+        inner, rounds = 1, 1
+
+    def timed(fn):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        if CUDA:
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0
+
+    ratios = []
+    for _ in range(rounds):
+        stock = timed(stock_fn)
+        ratios.append(timed(fastgan_fn) / stock)
+    return round(statistics.median(ratios), 4)
 
 
 @pytest.fixture

@@ -97,6 +97,18 @@ def step_table(name, variants, ceil):
     return lines, floor
 
 
+def speedup(v):
+    """stock / fastgan for a group with both variants: from alternating rounds where the
+    benchmark recorded them (conftest.paired_ratio), else from the two medians."""
+    paired = v["fastgan"].get("paired_ratio")
+    return 1.0 / paired if paired else v["stock"]["median"] / v["fastgan"]["median"]
+
+
+def eager_speedup(v):
+    """stock eager / fastgan eager for a step group, as speedup() for an op."""
+    return speedup({"stock": v["stock-eager"], "fastgan": v["fastgan-eager"]})
+
+
 def op_table(groups, ceil):
     lines = ["| op | stock ms | fastgan ms | speed-up | fastgan peak MiB | fastgan bandwidth |",
              "| --- | ---: | ---: | ---: | ---: | ---: |"]
@@ -108,7 +120,7 @@ def op_table(groups, ceil):
         if ceil.get("bandwidth") and "min_bytes" in f["info"]:
             bw = f"{f['info']['min_bytes'] / f['median'] / ceil['bandwidth']:.0%} of copy"
         lines.append(f"| {name[3:]} | {s['median'] * 1e3:.3f} | {f['median'] * 1e3:.3f} | "
-                     f"{s['median'] / f['median']:.2f}x | {f['info'].get('peak_mib', 0):.1f} | {bw} |")
+                     f"{speedup(v):.2f}x | {f['info'].get('peak_mib', 0):.1f} | {bw} |")
     return lines
 
 
@@ -151,13 +163,12 @@ def check(label, value, target):
 def targets(groups, gpu, floors):
     out = []
     ops = {n: v for n, v in groups.items() if n.startswith("op ") and "stock" in v and "fastgan" in v}
-    speed = {n: v["stock"]["median"] / v["fastgan"]["median"] for n, v in ops.items()}
+    speed = {n: speedup(v) for n, v in ops.items()}
     steps = {n: v for n, v in groups.items() if n.startswith("step ")}
     if not gpu:
         for n, v in steps.items():
             if "fastgan-eager" in v and "stock-eager" in v:
-                out.append(check(f"fastgan eager step vs stock eager ({n})",
-                                 v["stock-eager"]["median"] / v["fastgan-eager"]["median"], 1.0))
+                out.append(check(f"fastgan eager step vs stock eager ({n})", eager_speedup(v), 1.0))
         bn = {n: s for n, s in speed.items() if n.startswith("op bn+") and "fwd+bwd" in n}
         if bn:
             worst = min(bn, key=bn.get)
@@ -166,7 +177,7 @@ def targets(groups, gpu, floors):
         return out
     for n, v in steps.items():
         if "fastgan-eager" in v and "stock-eager" in v:
-            out.append(check(f"fastgan eager vs stock eager ({n})", v["stock-eager"]["median"] / v["fastgan-eager"]["median"], 1.3))
+            out.append(check(f"fastgan eager vs stock eager ({n})", eager_speedup(v), 1.3))
         compiled = [r["median"] for k, r in v.items() if k.startswith("stock-compile")]
         if "fastgan-graph" in v and compiled:
             out.append(check(f"fastgan graph vs best torch.compile ({n})", min(compiled) / v["fastgan-graph"]["median"], 1.15))
@@ -210,7 +221,7 @@ def chart(groups, path):
     if ops:
         ax = axes[i][0]
         names = sorted(ops)
-        ax.barh([n[3:] for n in names], [ops[n]["stock"]["median"] / ops[n]["fastgan"]["median"] for n in names],
+        ax.barh([n[3:] for n in names], [speedup(ops[n]) for n in names],
                 color="tab:orange")
         ax.axvline(1.0, color="k", lw=0.8)
         ax.tick_params(axis="y", labelsize=6)

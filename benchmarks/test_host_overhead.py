@@ -5,21 +5,16 @@ DCGAN-32 at width 8), on one thread, so that compute is negligible and host time
 Every group holds the stock and the fastgan variant, timed side by side in one process.
 
 The fastgan variant of each case also times the stock one in alternating rounds within its
-own test and records the median of the per-round ratios (extra_info paired_ratio): this shared
-machine's speed drifts over seconds, so two variants timed in separate windows can differ by
-tens of per cent for no reason of their own, while alternating rounds see the same drift.
+own test and records the median of the per-round ratios (conftest.paired_ratio).
 
 The last case counts the ops dispatched per training step (TorchDispatchMode) for both."""
-import statistics
-import time
-
 import pytest
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import fastgan
-from conftest import QUICK
+from conftest import paired_ratio
 from fastgan.models import Discriminator, Generator, weights_init
 
 GROUP = "host"  # the report reads "host <case>" groups as this table
@@ -51,22 +46,6 @@ def host_only():
     with torch.backends.mkldnn.flags(enabled=False):
         yield
     torch.set_num_threads(threads)
-
-
-def paired_ratio(stock_fn, fastgan_fn, inner, rounds):
-    """Median over rounds of fastgan's time / stock's, the two timed back to back each round."""
-    if QUICK:
-        rounds = 1
-    ratios = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            stock_fn()
-        t1 = time.perf_counter()
-        for _ in range(inner):
-            fastgan_fn()
-        ratios.append((time.perf_counter() - t1) / (t1 - t0))
-    return round(statistics.median(ratios), 4)
 
 
 def _time(measure, fn, case, variant, stock_fn=None, **extra):

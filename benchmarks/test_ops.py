@@ -7,7 +7,7 @@ from torch import nn
 
 import fastgan
 import fastgan.functional as FF
-from conftest import DEVICE, DTYPES, LAYOUTS, SIZES
+from conftest import DEVICE, DTYPES, LAYOUTS, SIZES, paired_ratio
 
 B, S, W = SIZES["op_batch"], SIZES["image"], SIZES["width"]
 DT = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -28,20 +28,32 @@ def make_input(c, hw, dtype, layout, requires_grad):
     return x.requires_grad_(requires_grad)
 
 
-def run_case(measure, name, fn, x, mode, dtype, layout, variant, bytes_per_elem_passes):
+def run_case(measure, name, fns, x, mode, dtype, layout, variant, bytes_per_elem_passes):
+    """fns: {"stock": fn, "fastgan": fn}, each a function of x. The fastgan variant also records
+    the ratio of alternating stock/fastgan rounds (conftest.paired_ratio), which the report
+    prefers to the ratio of the two variants' separately timed medians."""
     with torch.no_grad():
-        grad = torch.randn_like(fn(x))
+        grad = torch.randn_like(fns["stock"](x))
 
-    def fwd():
-        with torch.no_grad():
-            fn(x)
+    def timed(fn):
+        def fwd():
+            with torch.no_grad():
+                fn(x)
 
-    def fwd_bwd():
-        fn(x).backward(grad)
+        def fwd_bwd():
+            fn(x).backward(grad)
 
-    passes = bytes_per_elem_passes[mode]
-    measure(fwd if mode == "fwd" else fwd_bwd, group=f"op {name} {mode} {dtype} {layout}", variant=variant,
-            kind="op", min_bytes=passes * max(x.numel(), grad.numel()) * x.element_size())
+        return fwd if mode == "fwd" else fwd_bwd
+
+    run_timed(measure, {v: timed(fn) for v, fn in fns.items()}, variant, group=f"op {name} {mode} {dtype} {layout}",
+              min_bytes=bytes_per_elem_passes[mode] * max(x.numel(), grad.numel()) * x.element_size())
+
+
+def run_timed(measure, calls, variant, group, **extra):
+    """Times calls[variant]; for fastgan, also alternating rounds against calls["stock"]."""
+    if variant == "fastgan":
+        extra["paired_ratio"] = paired_ratio(calls["stock"], calls["fastgan"], inner=5, rounds=25)
+    measure(calls[variant], group=group, variant=variant, kind="op", **extra)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -55,14 +67,12 @@ def test_bn_act(measure, variant, shape, mode, dtype, layout):
     act, slope = ("relu", 0.0) if name.startswith("G") else ("leaky_relu", 0.2)
     bn = nn.BatchNorm2d(c).to(DEVICE)
     x = make_input(c, hw, dtype, layout, mode != "fwd")
-    if variant == "stock":
-        stock_act = nn.ReLU() if act == "relu" else nn.LeakyReLU(slope)
-        fn = lambda t: stock_act(bn(t))  # noqa: E731
-    else:
-        fn = lambda t: FF.batch_norm_act(t, bn.running_mean, bn.running_var, bn.weight, bn.bias, True,  # noqa: E731
-                                         bn.momentum, bn.eps, act, slope, bn.num_batches_tracked)
+    stock_act = nn.ReLU() if act == "relu" else nn.LeakyReLU(slope)
+    fns = {"stock": lambda t: stock_act(bn(t)),
+           "fastgan": lambda t: FF.batch_norm_act(t, bn.running_mean, bn.running_var, bn.weight, bn.bias, True,
+                                                  bn.momentum, bn.eps, act, slope, bn.num_batches_tracked)}
     # Fewest passes over the activation: fwd reads x and writes y; bwd reads dy and x, writes dx.
-    run_case(measure, f"bn+{act} {name} {c}x{hw}x{hw}", fn, x, mode, dtype, layout, variant,
+    run_case(measure, f"bn+{act} {name} {c}x{hw}x{hw}", fns, x, mode, dtype, layout, variant,
              {"fwd": 2, "fwd+bwd": 5})
 
 
@@ -80,10 +90,9 @@ def test_conv_act(measure, variant, which, mode, dtype, layout):
         conv = nn.Conv2d(3, W, 4, 2, 1, bias=False)
         stock, cin, hw = nn.Sequential(conv, nn.LeakyReLU(0.2)), 3, S
     stock = stock.to(DEVICE).to(DT[dtype])
-    fused = fastgan.fuse(stock)
-    model = stock if variant == "stock" else fused
     x = make_input(cin, hw, dtype, layout, mode != "fwd")
-    run_case(measure, f"conv+act {which}", model, x, mode, dtype, layout, variant, {"fwd": 2, "fwd+bwd": 5})
+    run_case(measure, f"conv+act {which}", {"stock": stock, "fastgan": fastgan.fuse(stock)}, x, mode, dtype, layout,
+             variant, {"fwd": 2, "fwd+bwd": 5})
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -97,9 +106,9 @@ def test_linear_act(measure, variant, which, mode, dtype):
     else:
         stock = nn.Sequential(nn.Linear(784, 512), nn.LeakyReLU(0.2))
     stock = stock.to(DEVICE).to(DT[dtype])
-    model = stock if variant == "stock" else fastgan.fuse(stock)
     x = torch.randn(SIZES["batch"], stock[0].in_features, device=DEVICE, dtype=DT[dtype], requires_grad=mode != "fwd")
-    run_case(measure, f"linear+act {which}", model, x, mode, dtype, "rows", variant, {"fwd": 2, "fwd+bwd": 5})
+    run_case(measure, f"linear+act {which}", {"stock": stock, "fastgan": fastgan.fuse(stock)}, x, mode, dtype, "rows",
+             variant, {"fwd": 2, "fwd+bwd": 5})
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -118,18 +127,16 @@ def test_bias_act(measure, variant, which, mode, dtype):
     b = torch.randn(width, device=DEVICE, dtype=DT[dtype], generator=g)
     out = fastgan.reference.bias_act(y, b, act, slope)
     grad = torch.randn_like(out)
-    if variant == "stock":
-        stock_act = torch.nn.functional.leaky_relu if act == "leaky_relu" else lambda t, _: torch.tanh(t)
-        fwd = lambda: stock_act(y + b, slope)  # noqa: E731
-        backward = (lambda: torch.ops.aten.leaky_relu_backward(grad, out, slope, True)) if act == "leaky_relu" \
-            else (lambda: torch.ops.aten.tanh_backward(grad, out))
-        bwd = lambda: backward().sum(0)  # noqa: E731
-    else:
-        fwd = lambda: torch.ops.fastgan.bias_act(y, b, act, slope)  # noqa: E731
-        bwd = lambda: torch.ops.fastgan.bias_act_backward(grad, out, act, slope)  # noqa: E731
+    stock_act = torch.nn.functional.leaky_relu if act == "leaky_relu" else lambda t, _: torch.tanh(t)
+    stock_backward = (lambda: torch.ops.aten.leaky_relu_backward(grad, out, slope, True)) if act == "leaky_relu" \
+        else (lambda: torch.ops.aten.tanh_backward(grad, out))
+    calls = {"fwd": {"stock": lambda: stock_act(y + b, slope),
+                     "fastgan": lambda: torch.ops.fastgan.bias_act(y, b, act, slope)},
+             "bwd": {"stock": lambda: stock_backward().sum(0),
+                     "fastgan": lambda: torch.ops.fastgan.bias_act_backward(grad, out, act, slope)}}[mode]
     # Fewest passes: fwd reads y and writes the output; bwd reads grad and output, writes g.
-    measure(fwd if mode == "fwd" else bwd, group=f"op bias+act {which} {mode} {dtype} rows", variant=variant,
-            kind="op", min_bytes=(2 if mode == "fwd" else 3) * y.numel() * y.element_size())
+    run_timed(measure, calls, variant, group=f"op bias+act {which} {mode} {dtype} rows",
+              min_bytes=(2 if mode == "fwd" else 3) * y.numel() * y.element_size())
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -138,19 +145,15 @@ def test_bias_act(measure, variant, which, mode, dtype):
 def test_bce(measure, variant, mode, dtype):
     """The GAN loss on a batch of logits, target 1.0."""
     x = torch.randn(SIZES["batch"], device=DEVICE, dtype=DT[dtype], requires_grad=mode != "fwd")
-    if variant == "stock":
-        loss = nn.BCEWithLogitsLoss()
-        fn = lambda t: loss(t, torch.ones_like(t))  # noqa: E731
-    else:
-        loss = fastgan.nn.BCEWithLogitsLoss()
-        fn = lambda t: loss(t, 1.0)  # noqa: E731
+    stock_loss, fused_loss = nn.BCEWithLogitsLoss(), fastgan.nn.BCEWithLogitsLoss()
+    fns = {"stock": lambda t: stock_loss(t, torch.ones_like(t)), "fastgan": lambda t: fused_loss(t, 1.0)}
 
-    def fwd():
-        with torch.no_grad():
-            fn(x)
+    def timed(fn):
+        def fwd():
+            with torch.no_grad():
+                fn(x)
 
-    def fwd_bwd():
-        fn(x).backward()
+        return fwd if mode == "fwd" else lambda: fn(x).backward()
 
-    measure(fwd if mode == "fwd" else fwd_bwd, group=f"op bce {mode} {dtype}", variant=variant, kind="op",
-            min_bytes=2 * x.numel() * x.element_size())
+    run_timed(measure, {v: timed(fn) for v, fn in fns.items()}, variant, group=f"op bce {mode} {dtype}",
+              min_bytes=2 * x.numel() * x.element_size())

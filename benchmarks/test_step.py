@@ -8,7 +8,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import fastgan
-from conftest import CUDA, DEVICE, QUICK, SIZES
+from conftest import CUDA, DEVICE, QUICK, SIZES, paired_ratio
 from fastgan.models import Discriminator, Generator, MLPDiscriminator, MLPGenerator, weights_init
 
 B, S, W, NZ = SIZES["batch"], SIZES["image"], SIZES["width"], 100
@@ -78,16 +78,19 @@ def test_train_step(measure, variant, precision):
     except Exception as exc:  # a compile mode that fails on this machine is reported, not hidden
         pytest.skip(f"{variant} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
     extra = {}
+    if variant == "fastgan-eager":  # the eager target's ratio from alternating rounds
+        stock_step, _ = build("stock-eager", precision)
+        stock_step(real)
+        extra["paired_ratio"] = paired_ratio(lambda: stock_step(real), run, inner=1 if not CUDA else 5,
+                                             rounds=10 if not CUDA else 15)
     if not QUICK and variant == "stock-eager":
         extra.update(step_floor_inputs(precision))
     measure(run, group=f"step DCGAN-{S} batch {B} {precision}", variant=variant, kind="step", batch=B,
             inner=5 if CUDA else 1, rounds=10 if CUDA else 5, **extra)
 
 
-@pytest.mark.parametrize("variant", ["stock-eager", "fastgan-eager"])
-def test_mlp_train_step(measure, variant):
-    """The fully-connected GAN of the MNIST tutorials (28x28, G 100-256-512-1024-784, D
-    784-512-256-1), one full step: its Linear + activation pairs are fastgan's linear_act."""
+def mlp_step(variant):
+    """One MLP GAN training step (fresh models and optimisers), stock or fastgan."""
     torch.manual_seed(0)
     g, d = MLPGenerator(NZ).to(DEVICE), MLPDiscriminator().to(DEVICE)
     if variant.startswith("stock"):
@@ -111,9 +114,22 @@ def test_mlp_train_step(measure, variant):
         loss(d(fake), 1.0).backward()
         opt_g.step()
 
+    return step
+
+
+@pytest.mark.parametrize("variant", ["stock-eager", "fastgan-eager"])
+def test_mlp_train_step(measure, variant):
+    """The fully-connected GAN of the MNIST tutorials (28x28, G 100-256-512-1024-784, D
+    784-512-256-1), one full step: its Linear + activation pairs are fastgan's linear_act."""
+    step = mlp_step(variant)
     step()
+    extra = {}
+    if variant == "fastgan-eager":
+        stock_step = mlp_step("stock-eager")
+        stock_step()
+        extra["paired_ratio"] = paired_ratio(stock_step, step, inner=5 if CUDA else 2, rounds=15)
     measure(step, group=f"step MLP-GAN-28 batch {B} fp32", variant=variant, kind="step", batch=B,
-            inner=5 if CUDA else 2, rounds=10 if CUDA else 15)
+            inner=5 if CUDA else 2, rounds=10 if CUDA else 15, **extra)
 
 
 def step_floor_inputs(precision):

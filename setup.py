@@ -135,6 +135,13 @@ def extensions():
     # -fno-trapping-math lets GCC turn the activation selects into vector blends (it will not
     # otherwise evaluate both arms); no value changes, unlike -ffast-math.
     cxx = ["-O3", "-fopenmp-simd", "-fno-trapping-math", "-fno-math-errno"]
+    link = []
+    if sys.platform.startswith("linux"):
+        # at::parallel_for is a header template: compiled without -fopenmp it runs every loop
+        # on one thread. -fopenmp links libgomp.so.1, which resolves to the libgomp torch has
+        # already loaded, so the kernels share torch's thread pool and torch.set_num_threads.
+        cxx.append("-fopenmp")
+        link.append("-fopenmp")
     define_macros = []
     use_cuda = want_cuda(torch)
     if use_cuda:
@@ -154,7 +161,7 @@ def extensions():
         ext = cpp_extension.CUDAExtension(
             "fastgan._C", sources, define_macros=define_macros,
             include_dirs=[os.path.join(HERE, "csrc")] + wheel_cuda_include_dirs(),
-            extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "-lineinfo"]})
+            extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "-lineinfo"]}, extra_link_args=link)
     else:
         why = ("FASTGAN_NO_CUDA=1" if flag("FASTGAN_NO_CUDA") else
                "torch is a CPU build" if torch.version.cuda is None else
@@ -163,7 +170,7 @@ def extensions():
         record_build(torch, False, "")
         ext = cpp_extension.CppExtension("fastgan._C", sources, define_macros=define_macros,
                                          include_dirs=[os.path.join(HERE, "csrc")],
-                                         extra_compile_args={"cxx": cxx})
+                                         extra_compile_args={"cxx": cxx}, extra_link_args=link)
     return [ext], {"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=True)}
 
 

@@ -56,6 +56,13 @@ static pybind11::dict build_info() {
 #endif
   info["cuda_arch_list"] = std::string(FASTGAN_CUDA_ARCH_LIST);
   info["torch_version"] = std::string(TORCH_VERSION);
+  // Whether at::parallel_for spreads the CPU kernels' loops over torch's threads (it needs
+  // OpenMP at compile time; without it every loop runs on the calling thread).
+#ifdef _OPENMP
+  info["cpu_parallel"] = true;
+#else
+  info["cpu_parallel"] = false;
+#endif
   return info;
 }
 

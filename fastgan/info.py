@@ -48,6 +48,9 @@ def report() -> str:
         lines.append(f"fastgan._C: loaded from {_backend._C.__file__}")
         lines.append(f"  built against torch {info['torch_version']}; CUDA kernels: {info['cuda']}"
                      + (f" for arch {info['cuda_arch_list']}" if info["cuda"] else ""))
+        lines.append(f"  CPU kernels: {_backend._C.cpu_capability()}, "
+                     + (f"on up to {torch.get_num_threads()} threads (torch.set_num_threads)" if info["cpu_parallel"]
+                        else "on one thread (built without OpenMP)"))
         lines.append("  ops (dispatch keys with kernels):")
         for op, keys in op_kernels().items():
             lines.append(f"    fastgan::{op}: {', '.join(keys) or 'none'}")

@@ -44,6 +44,18 @@ def test_build_records_the_torch_it_was_built_against():
     assert _backend._C.build_info()["torch_version"] == torch.__version__.split("+")[0]
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="OpenMP is linked on Linux builds")
+def test_cpu_kernels_are_built_to_use_torchs_threads():
+    """at::parallel_for is a header template: built without OpenMP, every CPU kernel would run
+    on one thread whatever torch.set_num_threads says (as they did before this was checked)."""
+    assert _backend._C.build_info()["cpu_parallel"]
+    # _C asks for libgomp.so.1 by that name, which must resolve to the one torch loaded, not to a
+    # second copy with a pool of its own. (Other packages' renamed copies are no concern.)
+    maps = [line.split()[-1] for line in Path("/proc/self/maps").read_text().splitlines()]
+    gomp = {path for path in maps if Path(path).name == "libgomp.so.1"}
+    assert len(gomp) <= 1, f"two libgomp.so.1 loaded: {sorted(gomp)}"
+
+
 def test_a_module_built_against_another_torch_is_refused(package_copy):
     info_path = package_copy / "fastgan" / "_build_info.json"
     info = json.loads(info_path.read_text())

@@ -134,36 +134,39 @@ void compute_stats(const scalar_t* x, const Geometry& g, stat_t* mean_out, stat_
     return;
   }
   // NHWC: rows of C contiguous channels. Each thread owns a channel range and walks all
-  // rows in fixed blocks, accumulating across channels so the inner loop is contiguous.
+  // rows in fixed blocks, accumulating across channels so the inner loop is contiguous. One
+  // pass per block: sums of d and d^2 with d = x - k, k the channel's value in the block's
+  // first row. k is a sample of the data, so d stays on the scale of the spread even when
+  // the mean is large (1e3 +- 1), and M2 = sum(d^2) - sum(d)^2 / n cancels little.
   using acc_t = acc_type<scalar_t>;
   const int64_t rows = g.count();
   const int64_t block = std::max<int64_t>(1, kRun * 4 / std::max<int64_t>(g.C, 1));
   at::parallel_for(0, g.C, std::max<int64_t>(16, grain(rows)), [&](int64_t c0, int64_t c1) {
     const int64_t width = c1 - c0;
     std::vector<Moments> m(width);
-    std::vector<acc_t> s(width), q(width);
+    std::vector<acc_t> k(width), s(width), q(width);
     for (int64_t r0 = 0; r0 < rows; r0 += block) {
       const int64_t len = std::min(block, rows - r0);
+      const scalar_t* first = x + r0 * g.C + c0;
+      for (int64_t c = 0; c < width; ++c) k[c] = acc_t(first[c]);
       std::fill(s.begin(), s.end(), acc_t(0));
       std::fill(q.begin(), q.end(), acc_t(0));
+      const acc_t* kp = k.data();
+      acc_t* sp = s.data();
+      acc_t* qp = q.data();
       for (int64_t r = r0; r < r0 + len; ++r) {
         const scalar_t* row = x + r * g.C + c0;
-        acc_t* sp = s.data();
-#pragma omp simd
-        for (int64_t c = 0; c < width; ++c) sp[c] += acc_t(row[c]);
-      }
-      for (int64_t c = 0; c < width; ++c) s[c] /= acc_t(len);
-      for (int64_t r = r0; r < r0 + len; ++r) {
-        const scalar_t* row = x + r * g.C + c0;
-        acc_t* sp = s.data();
-        acc_t* qp = q.data();
 #pragma omp simd
         for (int64_t c = 0; c < width; ++c) {
-          acc_t d = acc_t(row[c]) - sp[c];
+          const acc_t d = acc_t(row[c]) - kp[c];
+          sp[c] += d;
           qp[c] += d * d;
         }
       }
-      for (int64_t c = 0; c < width; ++c) m[c].merge(double(len), double(s[c]), double(q[c]));
+      for (int64_t c = 0; c < width; ++c) {
+        const double sd = double(s[c]), n = double(len);
+        m[c].merge(n, double(k[c]) + sd / n, std::max(0.0, double(q[c]) - sd * sd / n));
+      }
     }
     for (int64_t c = 0; c < width; ++c) {
       mean_out[c0 + c] = stat_t(m[c].mean);

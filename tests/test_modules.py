@@ -164,3 +164,36 @@ def test_fused_path_is_really_used():
     names = {e.name for e in prof.events()}
     assert "fastgan::batch_norm_act" in names and "fastgan::activation" in names
     assert "aten::native_batch_norm" not in names and "aten::batch_norm" not in names
+
+
+class _Doubled(nn.Module):
+    def forward(self, weight):
+        return 2 * weight
+
+
+@pytest.mark.parametrize("make", [
+    lambda: nn.Sequential(nn.Conv2d(3, 4, 3, bias=True), nn.BatchNorm2d(4), nn.ReLU()),
+    lambda: nn.Sequential(nn.Conv2d(3, 4, 3, bias=True), nn.LeakyReLU(0.2)),
+    lambda: nn.Sequential(nn.Linear(5, 4), nn.Tanh()),
+], ids=["conv_bn_act", "conv_act", "linear_act"])
+def test_parameters_swapped_or_parametrized_after_the_first_call_are_used(backend, make):
+    """The fused hot path reads the children's parameter dicts (not Module.__getattr__): a
+    parameter replaced, or turned into a parametrization's property, after the plan was made
+    must still be the one the layer computes with, and get its gradient."""
+    torch.manual_seed(3)
+    stock = make().double()
+    fused = fastgan.fuse(stock)
+    x = torch.randn(2, 5, dtype=torch.float64) if isinstance(stock[0], nn.Linear) else \
+        torch.randn(2, 3, 6, 6, dtype=torch.float64)
+    fused(x)  # the plan is made and cached here
+    for model in (stock, fused):
+        model[0].weight = nn.Parameter(model[0].weight.detach() * 0.5)
+    assert_close(fused(x), stock(x), torch.float64, msg="replaced weight")
+    for model in (stock, fused):
+        nn.utils.parametrize.register_parametrization(model[0], "weight", _Doubled())
+    assert_close(fused(x), stock(x), torch.float64, msg="parametrized weight")
+    fused(x).sum().backward()
+    stock(x).sum().backward()
+    original = [m[0].parametrizations.weight.original.grad for m in (stock, fused)]
+    assert original[1] is not None
+    assert_close(original[1], original[0], torch.float64, msg="gradient of the parametrization's original")

@@ -88,10 +88,10 @@ Tensor batch_norm_act_stock(const Tensor& x, const Tensor& weight, const Tensor&
   return activate_tensor(act, y, slope);
 }
 
-// A parameter's gradient in the parameter's dtype (Tensor::to dispatches even as a no-op).
+// A parameter's gradient in the parameter's dtype.
 Tensor cast_like(const Tensor& grad, const Tensor& param) {
   if (!param.defined() || !grad.defined()) return Tensor();
-  return grad.scalar_type() == param.scalar_type() ? grad : grad.to(param.scalar_type());
+  return in_dtype(grad, param.scalar_type());
 }
 
 // A convolution's non-tensor arguments, kept inline (no allocation for 2-d convolutions).

@@ -20,6 +20,12 @@ inline at::MemoryFormat layout_of(const at::Tensor& t) {
   return at::MemoryFormat::Contiguous;
 }
 
+// t in the given dtype. Tensor::to is a dispatched op even when it has nothing to do, which
+// on a hot path (every backward) costs host time for nothing.
+inline at::Tensor in_dtype(const at::Tensor& t, at::ScalarType dtype) {
+  return t.scalar_type() == dtype ? t : t.to(dtype);
+}
+
 // Per-channel parameters and statistics are float (or double for double input).
 inline at::ScalarType stats_dtype(const at::Tensor& input) {
   return input.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;

@@ -52,8 +52,7 @@ std::tuple<Tensor, Tensor, Tensor> conv_grads(const Tensor& grad_conv_out, const
 
 Tensor param_grad(const Tensor& grad, const OptTensor& param) {
   if (!param.has_value() || !param->defined() || !grad.defined()) return Tensor();
-  // Tensor::to is a dispatched op even when it has nothing to do.
-  return grad.scalar_type() == param->scalar_type() ? grad : grad.to(param->scalar_type());
+  return in_dtype(grad, param->scalar_type());
 }
 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> conv_bn_act_backward(

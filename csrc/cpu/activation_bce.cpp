@@ -30,7 +30,7 @@ at::Tensor activation_backward_cpu(const at::Tensor& grad_out_, const at::Tensor
   const Activation act = parse_activation(activation);
   const auto fmt = layout_of(output_);
   const at::Tensor output = output_.contiguous(fmt);
-  const at::Tensor grad_out = grad_out_.to(output.scalar_type()).contiguous(fmt);
+  const at::Tensor grad_out = in_dtype(grad_out_, output.scalar_type()).contiguous(fmt);
   at::Tensor grad_in = at::empty_like(output, output.options(), fmt);
   cpu::kernels().activation_backward(output.scalar_type(), act, grad_out.const_data_ptr(), output.const_data_ptr(),
                                      grad_in.data_ptr(), output.numel(), negative_slope);
@@ -55,7 +55,7 @@ std::tuple<at::Tensor, at::Tensor> bias_act_backward_cpu(const at::Tensor& grad_
   check_bias_act_backward_args(grad_out_, output_);
   const Activation act = parse_activation(activation);
   const at::Tensor output = output_.contiguous();
-  const at::Tensor grad_out = grad_out_.to(output.scalar_type()).contiguous();
+  const at::Tensor grad_out = in_dtype(grad_out_, output.scalar_type()).contiguous();
   at::Tensor grad_in = at::empty(output.sizes(), output.options());
   const int64_t C = output.size(-1);
   at::Tensor grad_bias = at::empty({C}, output.options());

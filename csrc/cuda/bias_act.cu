@@ -147,7 +147,7 @@ std::tuple<at::Tensor, at::Tensor> bias_act_backward_cuda(const at::Tensor& grad
   const Activation act = parse_activation(activation);
   DeviceGuard guard(output_.device());
   const at::Tensor output = output_.contiguous();
-  const at::Tensor grad_out = grad_out_.to(output.scalar_type()).contiguous();
+  const at::Tensor grad_out = in_dtype(grad_out_, output.scalar_type()).contiguous();
   at::Tensor grad_in = at::empty(output.sizes(), output.options());
   const int64_t C = output.size(-1);
   at::Tensor grad_bias = at::empty({C}, output.options());

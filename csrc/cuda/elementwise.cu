@@ -89,7 +89,7 @@ at::Tensor activation_backward_cuda(const at::Tensor& grad_out_, const at::Tenso
   DeviceGuard guard(output_.device());
   const auto fmt = layout_of(output_);
   const at::Tensor output = output_.contiguous(fmt);
-  const at::Tensor grad_out = grad_out_.to(output.scalar_type()).contiguous(fmt);
+  const at::Tensor grad_out = in_dtype(grad_out_, output.scalar_type()).contiguous(fmt);
   at::Tensor grad_in = at::empty_like(output, output.options(), fmt);
   const int64_t n = output.numel();
   if (n == 0) return grad_in;

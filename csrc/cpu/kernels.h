@@ -376,14 +376,21 @@ void bias_act_loop(const scalar_t* x, const scalar_t* bias, scalar_t* y, int64_t
 
 // Each thread owns a range of columns and walks every row, in blocks of a fixed number of
 // rows (partial sums in acc_t, totals in double): a column's sum is added in the same order
-// whatever the thread count, and the inner loop runs along contiguous columns.
+// whatever the thread count, and the inner loop runs along contiguous columns. The ranges are
+// whole tiles of kColumnTile columns, so two threads never write the same cache line of dx.
+constexpr int64_t kColumnTile = 32;
+
 template <Activation ACT, typename scalar_t>
 void bias_act_backward_loop(const scalar_t* dy, const scalar_t* y, scalar_t* dx, scalar_t* grad_bias, int64_t rows,
                             int64_t C, double negative_slope) {
   using acc_t = acc_type<scalar_t>;
   const acc_t slope = acc_t(negative_slope);
   const int64_t block = std::max<int64_t>(1, kRun * 4 / std::max<int64_t>(C, 1));
-  at::parallel_for(0, C, std::max<int64_t>(16, grain(rows)), [&, slope](int64_t c0, int64_t c1) {
+  const int64_t tiles = (C + kColumnTile - 1) / kColumnTile;
+  // Twice the usual work per task: measured on 64 x 784, splitting this loop over two threads
+  // cost more than it saved, where a plain elementwise loop of that size gained.
+  at::parallel_for(0, tiles, 2 * grain(rows * kColumnTile), [&, slope](int64_t t0, int64_t t1) {
+    const int64_t c0 = t0 * kColumnTile, c1 = std::min(C, t1 * kColumnTile);
     const int64_t width = c1 - c0;
     std::vector<acc_t> part(width);
     std::vector<double> total(width, 0.0);

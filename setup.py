@@ -35,6 +35,34 @@ def fail(message):
     sys.exit(f"fastgan build error: {message}")
 
 
+def openmp_flags():
+    """(compile, link) flags that let at::parallel_for use torch's threads: -fopenmp where the
+    C++ compiler builds and links a program with it (GCC on Linux does), else none, with a
+    warning, and the CPU kernels run on one thread."""
+    if not sys.platform.startswith("linux"):
+        return [], []
+    import tempfile
+
+    cxx = os.environ.get("CXX") or sysconfig.get_config_var("CXX") or "c++"
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "omp.cpp")
+        with open(src, "w") as f:
+            f.write("#include <omp.h>\nint main() { return omp_get_max_threads() > 0 ? 0 : 1; }\n")
+        try:
+            ok = subprocess.run(cxx.split() + ["-fopenmp", src, "-o", os.path.join(tmp, "omp")],
+                                capture_output=True, timeout=120).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            ok = False
+    if not ok:
+        print(f"fastgan: warning: {cxx} cannot build with -fopenmp, so the CPU kernels will run on one thread "
+              "whatever torch.set_num_threads says (install GCC, or libomp for clang, and rebuild)")
+        return [], []
+    # at::parallel_for is a header template: compiled without OpenMP it runs every loop on one
+    # thread. -fopenmp links libgomp.so.1, which resolves to the libgomp torch has already
+    # loaded, so the kernels share torch's thread pool and torch.set_num_threads.
+    return ["-fopenmp"], ["-fopenmp"]
+
+
 def toolkit_root_from_nvcc():
     """The real toolkit root. nvcc may be a wrapper script whose folder holds no headers,
     so ask nvcc itself (its -dryrun prints TOP=<root>)."""
@@ -135,13 +163,8 @@ def extensions():
     # -fno-trapping-math lets GCC turn the activation selects into vector blends (it will not
     # otherwise evaluate both arms); no value changes, unlike -ffast-math.
     cxx = ["-O3", "-fopenmp-simd", "-fno-trapping-math", "-fno-math-errno"]
-    link = []
-    if sys.platform.startswith("linux"):
-        # at::parallel_for is a header template: compiled without -fopenmp it runs every loop
-        # on one thread. -fopenmp links libgomp.so.1, which resolves to the libgomp torch has
-        # already loaded, so the kernels share torch's thread pool and torch.set_num_threads.
-        cxx.append("-fopenmp")
-        link.append("-fopenmp")
+    omp_compile, link = openmp_flags()
+    cxx += omp_compile
     define_macros = []
     use_cuda = want_cuda(torch)
     if use_cuda:

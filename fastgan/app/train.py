@@ -386,7 +386,9 @@ class Trainer:
         others stop within --dist-timeout seconds (at once when its process is gone) with
         one line naming the step and the checkpoint to resume from."""
         try:
-            return self._run()
+            result = self._run()
+            distributed.wait_for_all(self.world)
+            return result
         except RuntimeError as exc:
             if not (self.world.active and distributed.is_peer_failure(exc)):
                 raise

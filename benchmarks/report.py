@@ -94,8 +94,8 @@ def step_table(name, variants, ceil):
         lines.append(f"| {v} | {r['median'] * 1e3:.2f} | {r['info'].get('batch', 0) / r['median']:.0f} | "
                      f"{ratio:.2f}x | {r['info'].get('peak_mib', 0):.1f} | {roof} |")
     if base and "paired_ratio" in variants.get("fastgan-eager", {}):
-        lines.append("\nfastgan-eager's ratio comes from rounds in which it and stock eager ran alternately; the others "
-                     "divide the medians.")
+        lines.append("\nfastgan-eager's ratio comes from rounds in which it and stock eager ran alternately; "
+                     "the others divide the medians.")
     if floor:
         lines.append(f"\nFloor: {floor * 1e3:.3f} ms = max(FLOPs {base['info']['flops'] / 1e9:.1f} G over the measured "
                      f"matmul rate, conv bytes {base['info']['min_bytes'] / 1e6:.0f} MB over the measured copy bandwidth).")
@@ -272,7 +272,8 @@ def main(argv=None):
                "rounds in which the two ran alternately, which the machine's drift over seconds hardly biases.", ""] + host_lines + [""]
     md += ["## Per op", "", "Speed-up is stock / fastgan from rounds in which the two ran alternately (the median "
            "of their ratios); the two time columns are each variant's own medians, which this machine's drift "
-           "can move apart, so they need not agree with it.", ""] + op_table(groups, ceil) + ["", "## Targets", ""] + targets(groups, gpu, floors)
+           "can move apart, so they need not agree with it.", ""] + op_table(groups, ceil)
+    md += ["", "## Targets", ""] + targets(groups, gpu, floors)
     md += host_verdicts
     text = "\n".join(md) + "\n"
     with open(os.path.join(args.out, stem + ".md"), "w") as f:

@@ -34,8 +34,14 @@ def run_case(measure, name, fns, x, mode, dtype, layout, variant, bytes_per_elem
     prefers to the ratio of the two variants' separately timed medians."""
     with torch.no_grad():
         grad = torch.randn_like(fns["stock"](x))
+    run_timed(measure, calls_of(fns, x, mode, grad), variant, group=f"op {name} {mode} {dtype} {layout}",
+              min_bytes=bytes_per_elem_passes[mode] * max(x.numel(), grad.numel()) * x.element_size())
 
-    def timed(fn):
+
+def calls_of(fns, x, mode, grad=None):
+    """{variant: a call of fns[variant] on x}: forward without autograd for mode "fwd", else
+    forward and backward (grad None: a scalar output's implicit gradient)."""
+    def call(fn):
         def fwd():
             with torch.no_grad():
                 fn(x)
@@ -45,8 +51,7 @@ def run_case(measure, name, fns, x, mode, dtype, layout, variant, bytes_per_elem
 
         return fwd if mode == "fwd" else fwd_bwd
 
-    run_timed(measure, {v: timed(fn) for v, fn in fns.items()}, variant, group=f"op {name} {mode} {dtype} {layout}",
-              min_bytes=bytes_per_elem_passes[mode] * max(x.numel(), grad.numel()) * x.element_size())
+    return {variant: call(fn) for variant, fn in fns.items()}
 
 
 def run_timed(measure, calls, variant, group, **extra):
@@ -147,13 +152,5 @@ def test_bce(measure, variant, mode, dtype):
     x = torch.randn(SIZES["batch"], device=DEVICE, dtype=DT[dtype], requires_grad=mode != "fwd")
     stock_loss, fused_loss = nn.BCEWithLogitsLoss(), fastgan.nn.BCEWithLogitsLoss()
     fns = {"stock": lambda t: stock_loss(t, torch.ones_like(t)), "fastgan": lambda t: fused_loss(t, 1.0)}
-
-    def timed(fn):
-        def fwd():
-            with torch.no_grad():
-                fn(x)
-
-        return fwd if mode == "fwd" else lambda: fn(x).backward()
-
-    run_timed(measure, {v: timed(fn) for v, fn in fns.items()}, variant, group=f"op bce {mode} {dtype}",
+    run_timed(measure, calls_of(fns, x, mode), variant, group=f"op bce {mode} {dtype}",
               min_bytes=2 * x.numel() * x.element_size())

@@ -53,8 +53,7 @@ inline BackwardInputs backward_inputs(const at::Tensor& grad_out, const at::Tens
   BackwardInputs b;
   b.fmt = layout_of(input);
   b.input = input.contiguous(b.fmt);
-  b.grad_out = grad_out.scalar_type() == b.input.scalar_type() ? grad_out.contiguous(b.fmt)
-                                                                : grad_out.to(b.input.scalar_type()).contiguous(b.fmt);
+  b.grad_out = in_dtype(grad_out, b.input.scalar_type()).contiguous(b.fmt);
   b.mean = as_stats(mean, b.input);
   b.var = as_stats(var, b.input);
   b.weight = as_stats(weight, b.input);
@@ -80,6 +79,42 @@ inline BceTensors bce_tensors(const at::Tensor& input, const c10::optional<at::T
   b.loss = b.reduction == Reduction::None ? at::empty_like(b.input, b.input.options(), fmt)
                                           : at::empty({}, b.input.options());
   return b;
+}
+
+// bias_act's tensors, shared by CPU and CUDA: contiguous rows of C features and the output.
+struct BiasActTensors {
+  at::Tensor input, bias, out;
+  int64_t rows = 0, C = 0;
+};
+
+inline BiasActTensors bias_act_tensors(const at::Tensor& input, const at::Tensor& bias) {
+  check_bias_act_args(input, bias);
+  BiasActTensors t;
+  t.input = input.contiguous();
+  t.bias = bias.contiguous();
+  t.out = at::empty(t.input.sizes(), t.input.options());
+  t.C = t.bias.numel();
+  t.rows = t.C == 0 ? 0 : t.input.numel() / t.C;
+  return t;
+}
+
+// bias_act_backward's, shared by CPU and CUDA: grad_out in the output's dtype, both as
+// contiguous rows, and the two gradients to write.
+struct BiasActGradTensors {
+  at::Tensor grad_out, output, grad_in, grad_bias;
+  int64_t rows = 0, C = 0;
+};
+
+inline BiasActGradTensors bias_act_backward_tensors(const at::Tensor& grad_out, const at::Tensor& output) {
+  check_bias_act_backward_args(grad_out, output);
+  BiasActGradTensors t;
+  t.output = output.contiguous();
+  t.grad_out = in_dtype(grad_out, t.output.scalar_type()).contiguous();
+  t.grad_in = at::empty(t.output.sizes(), t.output.options());
+  t.C = t.output.size(-1);
+  t.grad_bias = at::empty({t.C}, t.output.options());
+  t.rows = t.C == 0 ? 0 : t.output.numel() / t.C;
+  return t;
 }
 
 }  // namespace fastgan

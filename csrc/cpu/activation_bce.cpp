@@ -37,32 +37,24 @@ at::Tensor activation_backward_cpu(const at::Tensor& grad_out_, const at::Tensor
   return grad_in;
 }
 
-at::Tensor bias_act_cpu(const at::Tensor& input_, const at::Tensor& bias_, c10::string_view activation,
+at::Tensor bias_act_cpu(const at::Tensor& input, const at::Tensor& bias, c10::string_view activation,
                         double negative_slope) {
-  check_bias_act_args(input_, bias_);
+  const BiasActTensors t = bias_act_tensors(input, bias);
   const Activation act = parse_activation(activation);
-  const at::Tensor input = input_.contiguous(), bias = bias_.contiguous();
-  at::Tensor out = at::empty(input.sizes(), input.options());
-  const int64_t C = bias.numel();
-  if (out.numel() == 0) return out;
-  cpu::kernels().bias_act(input.scalar_type(), act, input.const_data_ptr(), bias.const_data_ptr(), out.data_ptr(),
-                          input.numel() / C, C, negative_slope);
-  return out;
+  if (t.out.numel() == 0) return t.out;
+  cpu::kernels().bias_act(t.input.scalar_type(), act, t.input.const_data_ptr(), t.bias.const_data_ptr(),
+                          t.out.data_ptr(), t.rows, t.C, negative_slope);
+  return t.out;
 }
 
-std::tuple<at::Tensor, at::Tensor> bias_act_backward_cpu(const at::Tensor& grad_out_, const at::Tensor& output_,
+std::tuple<at::Tensor, at::Tensor> bias_act_backward_cpu(const at::Tensor& grad_out, const at::Tensor& output,
                                                          c10::string_view activation, double negative_slope) {
-  check_bias_act_backward_args(grad_out_, output_);
+  const BiasActGradTensors t = bias_act_backward_tensors(grad_out, output);
   const Activation act = parse_activation(activation);
-  const at::Tensor output = output_.contiguous();
-  const at::Tensor grad_out = in_dtype(grad_out_, output.scalar_type()).contiguous();
-  at::Tensor grad_in = at::empty(output.sizes(), output.options());
-  const int64_t C = output.size(-1);
-  at::Tensor grad_bias = at::empty({C}, output.options());
-  if (C == 0) return {grad_in, grad_bias};
-  cpu::kernels().bias_act_backward(output.scalar_type(), act, grad_out.const_data_ptr(), output.const_data_ptr(),
-                                   grad_in.data_ptr(), grad_bias.data_ptr(), output.numel() / C, C, negative_slope);
-  return {grad_in, grad_bias};
+  if (t.C == 0) return {t.grad_in, t.grad_bias};
+  cpu::kernels().bias_act_backward(t.output.scalar_type(), act, t.grad_out.const_data_ptr(), t.output.const_data_ptr(),
+                                   t.grad_in.data_ptr(), t.grad_bias.data_ptr(), t.rows, t.C, negative_slope);
+  return {t.grad_in, t.grad_bias};
 }
 
 // Runs the loss kernel over b's tensors and reduces: (loss, d loss / d input).

@@ -111,13 +111,12 @@ bool use_vectors(int64_t C, std::initializer_list<const void*> pointers) {
 
 at::Tensor bias_act_cuda(const at::Tensor& input_, const at::Tensor& bias_, c10::string_view activation,
                          double negative_slope) {
-  check_bias_act_args(input_, bias_);
-  const Activation act = parse_activation(activation);
   DeviceGuard guard(input_.device());
-  const at::Tensor input = input_.contiguous(), bias = bias_.contiguous();
-  at::Tensor out = at::empty(input.sizes(), input.options());
+  const BiasActTensors t = bias_act_tensors(input_, bias_);
+  const Activation act = parse_activation(activation);
+  const at::Tensor &input = t.input, &bias = t.bias, &out = t.out;
   if (out.numel() == 0) return out;
-  const int64_t C = bias.numel(), rows = input.numel() / C;
+  const int64_t C = t.C, rows = t.rows;
   auto stream = current_stream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "bias_act_cuda", [&] {
     using A = acc_t<scalar_t>;
@@ -143,16 +142,12 @@ at::Tensor bias_act_cuda(const at::Tensor& input_, const at::Tensor& bias_, c10:
 
 std::tuple<at::Tensor, at::Tensor> bias_act_backward_cuda(const at::Tensor& grad_out_, const at::Tensor& output_,
                                                           c10::string_view activation, double negative_slope) {
-  check_bias_act_backward_args(grad_out_, output_);
-  const Activation act = parse_activation(activation);
   DeviceGuard guard(output_.device());
-  const at::Tensor output = output_.contiguous();
-  const at::Tensor grad_out = in_dtype(grad_out_, output.scalar_type()).contiguous();
-  at::Tensor grad_in = at::empty(output.sizes(), output.options());
-  const int64_t C = output.size(-1);
-  at::Tensor grad_bias = at::empty({C}, output.options());
+  const BiasActGradTensors t = bias_act_backward_tensors(grad_out_, output_);
+  const Activation act = parse_activation(activation);
+  const at::Tensor &output = t.output, &grad_out = t.grad_out, &grad_in = t.grad_in, &grad_bias = t.grad_bias;
+  const int64_t C = t.C, rows = t.rows;
   if (C == 0) return {grad_in, grad_bias};
-  const int64_t rows = output.numel() / C;
   if (rows == 0) return {grad_in, grad_bias.zero_()};
   auto stream = current_stream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, output.scalar_type(), "bias_act_backward_cuda", [&] {

@@ -142,6 +142,23 @@ def record_build(torch, with_cuda, arch_list):
         json.dump(info, f, indent=2)
 
 
+def declared_torch_floor():
+    """(major, minor) of pyproject.toml's `torch>=X.Y`, the one place the supported range is declared."""
+    with open(os.path.join(HERE, "pyproject.toml")) as f:
+        match = re.search(r'"torch>=(\d+)\.(\d+)', f.read())
+    return int(match.group(1)), int(match.group(2))
+
+
+def check_torch_version(torch):
+    """One sentence instead of a page of compiler errors: the C++ code uses torch APIs that older
+    releases spell differently, and CI builds and tests the floor."""
+    floor = declared_torch_floor()
+    found = tuple(int(part) for part in re.findall(r"\d+", torch.__version__)[:2])
+    if found < floor:
+        fail(f"fastgan needs torch {floor[0]}.{floor[1]} or newer (this environment has torch {torch.__version__}); "
+             f"upgrade torch (`pip install 'torch>={floor[0]}.{floor[1]}'`), then install fastgan again.")
+
+
 def extensions():
     if flag("FASTGAN_SDIST"):  # set by the build backend: an sdist carries sources only
         return [], {}
@@ -158,6 +175,7 @@ def extensions():
         fail("torch is not installed. fastgan's kernels are compiled against the torch you will run them with, so "
              "install torch first, then run `pip install .` again (or set FASTGAN_NO_EXT=1 for the pure-Python "
              "package).")
+    check_torch_version(torch)
 
     sources = sorted(glob.glob("csrc/*.cpp")) + sorted(glob.glob("csrc/cpu/*.cpp"))
     # -fno-trapping-math lets GCC turn the activation selects into vector blends (it will not

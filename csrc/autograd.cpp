@@ -18,6 +18,9 @@
 #include <torch/csrc/autograd/functions/utils.h>
 #include <torch/library.h>
 
+#include <memory>
+#include <type_traits>
+
 #include "fastgan.h"
 #include "op_handles.h"
 
@@ -49,12 +52,26 @@ void refuse_forward_ad(const char* op, const Ts&... tensors) {
                               "supported; use reverse mode (backward, torch.autograd.grad)");
 }
 
+// How torch owns a graph node is internal and has changed: through std::shared_ptr (Node
+// derives from std::enable_shared_from_this) up to torch 2.11 at least, through
+// c10::intrusive_ptr in 2.13 and later. Read it off the type itself rather than a version
+// number, so a release in between builds whichever way it went; the nodes are the same
+// either way.
+constexpr bool kNodeOwnedBySharedPtr = std::is_base_of_v<std::enable_shared_from_this<Node>, Node>;
+template <class NodeT>
+using NodePtr = std::conditional_t<kNodeOwnedBySharedPtr, std::shared_ptr<NodeT>, c10::intrusive_ptr<NodeT>>;
+
 // The node for an op call whose inputs (in the node's gradient order) need a gradient, or
 // null when none does or grad mode is off: then no graph is recorded at all.
 template <class NodeT, class... Ts>
-c10::intrusive_ptr<NodeT> make_node(const Ts&... differentiable_inputs) {
+NodePtr<NodeT> make_node(const Ts&... differentiable_inputs) {
   if (!torch::autograd::compute_requires_grad(differentiable_inputs...)) return {};
-  auto node = c10::make_intrusive<NodeT>();
+  NodePtr<NodeT> node;
+  if constexpr (kNodeOwnedBySharedPtr) {
+    node = std::make_shared<NodeT>();
+  } else {
+    node = c10::make_intrusive<NodeT>();
+  }
   node->set_next_edges(torch::autograd::collect_next_edges(differentiable_inputs...));
   return node;
 }

@@ -27,9 +27,14 @@ def batch_norm_act_training(input, running_mean, running_var, weight, bias, trai
         num_batches_tracked.add_(1)
         if momentum is None:
             factor = 1.0 / float(num_batches_tracked)
-    y = F.batch_norm(input, running_mean if not use_batch_stats or update else None,
-                     running_var if not use_batch_stats or update else None, weight, bias, use_batch_stats,
-                     factor, eps)
+    if update:
+        # The running-stat update outside the graph: torch up to 2.11 saves the running buffers
+        # for backward, so DDP's buffer broadcast between D(real), D(fake) and one backward would
+        # invalidate the graph. The fused path never saves them either.
+        with torch.no_grad():
+            F.batch_norm(input.detach(), running_mean, running_var, None, None, True, factor, eps)
+    y = F.batch_norm(input, running_mean if not use_batch_stats else None,
+                     running_var if not use_batch_stats else None, weight, bias, use_batch_stats, 0.0, eps)
     return activate(y, activation, negative_slope)
 
 

@@ -278,30 +278,58 @@ def test_every_tensor_argument_is_checked_for_its_device(emu, check):
             fn(*moved)
 
 
-def test_launches_per_op(emu, ops):
-    """The launch counts a GPU run should see (benchmarks/results/NOTES.md)."""
-    g = torch.Generator().manual_seed(2)
-    x = make((2, 8, 4, 4), torch.float32, "contiguous", g)
-    weight, bias, rm, rv = bn_params(8, g)
-    nbt = torch.tensor(0, dtype=torch.long)
+def launches_of(emu, fn):
+    before = emu.stats()["launches"]
+    fn()
+    return emu.stats()["launches"] - before
 
-    def launches(fn):
-        before = emu.stats()["launches"]
+
+def allocations_of(fn):
+    """Tensors allocated by one call (aten::empty, which empty_like and zeros go through)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
         fn()
-        return emu.stats()["launches"] - before
+    return sum(1 for e in prof.events() if e.name == "aten::empty")
 
-    # Training: statistics, finalise (with the running-stat update), apply. Eval: apply.
-    assert launches(lambda: ops.batch_norm_act(x, weight, bias, rm, rv, nbt, True, 0.1, EPS, "relu", 0.0)) == 3
-    assert launches(lambda: ops.batch_norm_act(x, weight, bias, None, None, None, True, 0.1, EPS, "relu", 0.0)) == 3
-    assert launches(lambda: ops.batch_norm_act(x, weight, bias, rm, rv, nbt, False, 0.1, EPS, "relu", 0.0)) == 1
-    # Backward: reduce, per-channel sums (grad_weight, grad_bias), grad_input.
-    assert launches(lambda: ops.batch_norm_act_backward(x, x, weight, bias, rm, rv, True, EPS, "relu", 0.0)) == 3
-    assert launches(lambda: ops.batch_norm_stats(x)) == 2
-    assert launches(lambda: ops.batch_norm_act_backward_elemt(x, x, weight, bias, rm, rv, rm, rv, EPS, "relu",
-                                                              0.0)) == 1
-    assert launches(lambda: ops.activation(x, "tanh", 0.0)) == 1
-    assert launches(lambda: ops.bce_with_logits(x, None, 1.0, 1)) == 1
-    assert launches(lambda: ops.logit_loss(x, 1.0, "hinge", 1)) == 1
+
+@pytest.mark.parametrize("shape", [(2, 8, 4, 4), (4, 8, 64, 64)], ids=["one split", "many splits"])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_launches_and_allocations_per_op(emu, ops, shape, layout):
+    """What a GPU run should see (benchmarks/results/NOTES.md): a training BatchNorm+activation
+    is two launches each way, the statistics' finish folded into the reduction by a last-block
+    ticket, and each call allocates its outputs and one scratch tensor."""
+    g = torch.Generator().manual_seed(2)
+    x = make(shape, torch.float32, layout, g)
+    C = shape[1]
+    weight, bias, rm, rv = bn_params(C, g)
+    nbt = torch.tensor(0, dtype=torch.long)
+    y, mean, var = ops.batch_norm_act(x, weight, bias, rm, rv, nbt, True, 0.1, EPS, "relu", 0.0)  # warm-up
+    ops.batch_norm_act_backward(x, x, weight, bias, mean, var, True, EPS, "relu", 0.0)
+
+    def forward(training, running=True):
+        return lambda: ops.batch_norm_act(x, weight, bias, rm if running else None, rv if running else None,
+                                          nbt if running else None, training, 0.1, EPS, "relu", 0.0)
+
+    def backward():
+        return ops.batch_norm_act_backward(x, x, weight, bias, mean, var, True, EPS, "relu", 0.0)
+
+    # Training: statistics (finished by each channel tile's last block, running stats included),
+    # apply. Eval: apply.
+    assert launches_of(emu, forward(True)) == 2 and allocations_of(forward(True)) == 3 + 1
+    assert launches_of(emu, forward(True, running=False)) == 2
+    assert launches_of(emu, forward(False)) == 1 and allocations_of(forward(False)) == 3
+    # Backward: reduce (finished into grad_weight, grad_bias and the sums), grad_input.
+    assert launches_of(emu, backward) == 2 and allocations_of(backward) == 3 + 1
+    # Synchronised BatchNorm's pieces: one launch each.
+    assert launches_of(emu, lambda: ops.batch_norm_stats(x)) == 1
+    assert launches_of(emu, lambda: ops.batch_norm_act_backward_reduce(x, x, weight, bias, mean, var, EPS, "relu",
+                                                                       0.0)) == 1
+    assert launches_of(emu, lambda: ops.batch_norm_act_backward_elemt(x, x, weight, bias, rm, rv, rm, rv, EPS, "relu",
+                                                                      0.0)) == 1
+    assert launches_of(emu, lambda: ops.activation(x, "tanh", 0.0)) == 1
+    assert launches_of(emu, lambda: ops.bce_with_logits(x, None, 1.0, 1)) == 1
+    assert launches_of(emu, lambda: ops.logit_loss(x, 1.0, "hinge", 1)) == 1
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
@@ -453,16 +481,11 @@ def test_bias_act(emu, ops, shape, offset, _why, dtype):
 
 
 def test_bias_act_is_one_launch_each_way(emu, ops):
-    def launches(fn):
-        before = emu.stats()["launches"]
-        fn()
-        return emu.stats()["launches"] - before
-
     for rows in (6, 4096):  # one split, and many (the last block reduces)
         x, b = torch.randn(rows, 16), torch.randn(16)
         y = ops.bias_act(x, b, "leaky_relu", 0.2)
-        assert launches(lambda: ops.bias_act(x, b, "leaky_relu", 0.2)) == 1
-        assert launches(lambda: ops.bias_act_backward(x, y, "leaky_relu", 0.2)) == 1
+        assert launches_of(emu, lambda: ops.bias_act(x, b, "leaky_relu", 0.2)) == 1
+        assert launches_of(emu, lambda: ops.bias_act_backward(x, y, "leaky_relu", 0.2)) == 1
 
 
 def test_bias_act_backward_and_losses_share_the_ticket(ops):

@@ -81,46 +81,57 @@ ChannelParams<A> channel_params(const at::Tensor& mean, const at::Tensor& var, c
   return {mean.const_data_ptr<A>(), var.const_data_ptr<A>(), ptr_or_null<A>(weight), ptr_or_null<A>(bias), A(eps)};
 }
 
-template <typename R>
-RunningStats<R> running_stats(at::Tensor& running_mean, at::Tensor& running_var,
-                              const c10::optional<at::Tensor>& num_batches_tracked, c10::optional<double> momentum,
-                              int64_t count) {
-  const bool has_counter = num_batches_tracked.has_value() && num_batches_tracked->defined();
-  return {running_mean.data_ptr<R>(), running_mean.stride(0), running_var.data_ptr<R>(), running_var.stride(0),
-          has_counter ? num_batches_tracked->data_ptr<int64_t>() : nullptr, momentum.value_or(0.0),
-          !momentum.has_value(), double(count) / double(count - 1)};
-}
-
-template <typename A>
-void launch_finalize(const FinalizeArgs<A>& args, at::Tensor& running_mean, at::Tensor& running_var,
-                     const c10::optional<at::Tensor>& num_batches_tracked, c10::optional<double> momentum,
-                     int64_t count) {
-  if (!running_mean.defined()) {
-    launch(finalize_kernel<A, A>, 1, kFinalizeThreads, 0, current_stream(), args, RunningStats<A>{}, false);
-    return;
+BufferType buffer_type(const at::Tensor& t) {
+  switch (t.scalar_type()) {
+    case at::kFloat: return BufferType::Float;
+    case at::kDouble: return BufferType::Double;
+    case at::kHalf: return BufferType::Half;
+    case at::kBFloat16: return BufferType::BFloat16;
+    default: TORCH_CHECK(false, "fastgan: running statistics must be floating point, got ", t.scalar_type());
   }
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, running_mean.scalar_type(), "bn_finalize", [&] {
-    launch(finalize_kernel<A, scalar_t>, 1, kFinalizeThreads, 0, current_stream(), args,
-           running_stats<scalar_t>(running_mean, running_var, num_batches_tracked, momentum, count), true);
-  });
 }
 
-// bn_stats then bn_finalize: the batch statistics into mean/var, scale and shift into coef
-// (when defined), and the running-stat update when running_mean is defined.
+// The update of running_mean / running_var (undefined: none).
+RunningStats running_stats(const at::Tensor& running_mean, const at::Tensor& running_var,
+                           const c10::optional<at::Tensor>& num_batches_tracked, c10::optional<double> momentum,
+                           int64_t count) {
+  if (!running_mean.defined()) return RunningStats{};
+  const bool has_counter = num_batches_tracked.has_value() && num_batches_tracked->defined();
+  return {running_mean.data_ptr(), running_mean.stride(0), running_var.data_ptr(), running_var.stride(0),
+          buffer_type(running_mean), has_counter ? num_batches_tracked->data_ptr<int64_t>() : nullptr,
+          momentum.value_or(0.0), !momentum.has_value(), double(count) / double(count - 1)};
+}
+
+// The statistics kernel: the batch statistics into mean/var, scale and shift into coef (when
+// wanted), and the running-stat update when running_mean is defined; one launch and one
+// scratch allocation (the partials, and coef after them, which the caller's apply reads: it
+// keeps the returned scratch alive until then).
+template <typename A>
+struct Statistics {
+  at::Tensor scratch;
+  const A* coef;  // nullptr when not wanted
+};
+
 template <typename scalar_t, int VEC, bool CL>
-void batch_statistics(const at::Tensor& input, const Geometry& g, const Plan& plan, const at::Tensor& weight,
-                      const at::Tensor& bias, double eps, at::Tensor& mean, at::Tensor& var, at::Tensor coef,
-                      at::Tensor running_mean, at::Tensor running_var,
-                      const c10::optional<at::Tensor>& num_batches_tracked, c10::optional<double> momentum) {
+Statistics<acc_t<scalar_t>> batch_statistics(const at::Tensor& input, const Geometry& g, const Plan& plan,
+                                        const at::Tensor& weight, const at::Tensor& bias, double eps, at::Tensor& mean,
+                                        at::Tensor& var, bool want_coef, const at::Tensor& running_mean,
+                                        const at::Tensor& running_var,
+                                        const c10::optional<at::Tensor>& num_batches_tracked,
+                                        c10::optional<double> momentum) {
   using A = acc_t<scalar_t>;
-  const auto stream = current_stream();
-  at::Tensor partial = at::empty({g.C * plan.splits * 3}, mean.options());
-  launch(stats_kernel<scalar_t, VEC, CL>, plan.grid, plan.block, CL ? nhwc_smem<A>(plan, VEC, 3) : 0, stream,
-         input.const_data_ptr<scalar_t>(), g.N, g.C, g.HW, plan.chunk, partial.data_ptr<A>());
-  const FinalizeArgs<A> args{partial.const_data_ptr<A>(), plan.splits, g.C, A(g.N * g.HW), ptr_or_null<A>(weight),
-                             ptr_or_null<A>(bias), A(eps), mean.data_ptr<A>(), var.data_ptr<A>(),
-                             coef.defined() ? coef.data_ptr<A>() : nullptr};
-  launch_finalize(args, running_mean, running_var, num_batches_tracked, momentum, g.N * g.HW);
+  const int64_t partial_size = g.C * plan.splits * 3;
+  at::Tensor scratch = at::empty({partial_size + (want_coef ? 2 * g.C : 0)}, mean.options());
+  A* partial = scratch.data_ptr<A>();
+  A* coef = want_coef ? partial + partial_size : nullptr;
+  const at::Tensor tickets = reduction_tickets(input, int64_t(plan.grid.x) + 1);
+  const FinalizeArgs<A> fin{partial, plan.splits, A(g.N * g.HW), ptr_or_null<A>(weight), ptr_or_null<A>(bias),
+                            A(eps), mean.data_ptr<A>(), var.data_ptr<A>(), coef};
+  launch(stats_kernel<scalar_t, VEC, CL>, plan.grid, plan.block, CL ? nhwc_smem<A>(plan, VEC, 3) : 0,
+         current_stream(), input.const_data_ptr<scalar_t>(), g.N, g.C, g.HW, plan.chunk, partial, fin,
+         running_stats(running_mean, running_var, num_batches_tracked, momentum, g.N * g.HW),
+         reinterpret_cast<unsigned int*>(tickets.data_ptr<int>()));
+  return {scratch, coef};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_cuda(
@@ -159,12 +170,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_cuda(
       constexpr bool CL = decltype(cl_c)::value;
       const Plan plan = make_plan(g, VEC);
       ApplyArgs<A> args{nullptr, ChannelParams<A>{}, nullptr, nullptr};
-      at::Tensor coef;
+      Statistics<A> stats;
       if (use_batch) {
-        coef = at::empty({g.C * 2}, input.options().dtype(sdt));
-        batch_statistics<scalar_t, VEC, CL>(input, g, plan, weight, bias, eps, mean, var, coef, running_mean,
-                                            running_var, num_batches_tracked, momentum);
-        args.coef = coef.const_data_ptr<A>();
+        stats = batch_statistics<scalar_t, VEC, CL>(input, g, plan, weight, bias, eps, mean, var, true, running_mean,
+                                                    running_var, num_batches_tracked, momentum);
+        args.coef = stats.coef;
       } else {
         args = {nullptr, channel_params<A>(rmean, rvar, weight, bias, eps), mean.data_ptr<A>(), var.data_ptr<A>()};
       }
@@ -177,36 +187,31 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_cuda(
   return {out, mean, var};
 }
 
-// backward_reduce then backward_sums: per-channel sum_dy and sum_dy_xmu, and grad_weight /
-// grad_bias where defined.
+// The backward reduction: per-channel sum_dy and sum_dy_xmu, and grad_weight / grad_bias where
+// wanted (non-null); one launch. partial: g.C * plan.splits * 2 values of scratch.
 template <typename scalar_t, int VEC, bool CL>
 void backward_sums(const BackwardInputs& b, const Geometry& g, const Plan& plan, double eps, Activation act,
-                   double negative_slope, at::Tensor& sum_dy, at::Tensor& sum_dy_xmu, at::Tensor grad_weight,
-                   at::Tensor grad_bias) {
+                   double negative_slope, acc_t<scalar_t>* partial, acc_t<scalar_t>* sum_dy,
+                   acc_t<scalar_t>* sum_dy_xmu, acc_t<scalar_t>* grad_weight, acc_t<scalar_t>* grad_bias) {
   using A = acc_t<scalar_t>;
-  const auto stream = current_stream();
   const ChannelParams<A> p = channel_params<A>(b.mean, b.var, b.weight, b.bias, eps);
-  at::Tensor partial = at::empty({g.C * plan.splits * 2}, sum_dy.options());
+  const at::Tensor tickets = reduction_tickets(b.input, plan.grid.x);
+  const BackwardSumsArgs<A> sums{partial, plan.splits, sum_dy, sum_dy_xmu, grad_weight, grad_bias};
   dispatch_act(act, [&](auto tag) {
     launch(backward_reduce_kernel<scalar_t, VEC, CL, decltype(tag)::value>, plan.grid, plan.block,
-           CL ? nhwc_smem<A>(plan, VEC, 2) : 0, stream, b.grad_out.const_data_ptr<scalar_t>(),
-           b.input.const_data_ptr<scalar_t>(), g.N, g.C, g.HW, plan.chunk, p, A(negative_slope),
-           partial.data_ptr<A>());
+           CL ? nhwc_smem<A>(plan, VEC, 2) : 0, current_stream(), b.grad_out.const_data_ptr<scalar_t>(),
+           b.input.const_data_ptr<scalar_t>(), g.N, g.C, g.HW, plan.chunk, p, A(negative_slope), partial, sums,
+           reinterpret_cast<unsigned int*>(tickets.data_ptr<int>()));
   });
-  const int warps_per_block = kThreads / 32;
-  const unsigned blocks = unsigned(std::min<int64_t>(ceil_div(g.C, warps_per_block), 65535));
-  launch(backward_sums_kernel<A>, blocks, kThreads, 0, stream, partial.const_data_ptr<A>(), plan.splits, g.C, p,
-         sum_dy.data_ptr<A>(), sum_dy_xmu.data_ptr<A>(), grad_weight.defined() ? grad_weight.data_ptr<A>() : nullptr,
-         grad_bias.defined() ? grad_bias.data_ptr<A>() : nullptr);
 }
 
 template <typename scalar_t, int VEC, bool CL>
 void backward_input(const BackwardInputs& b, const Geometry& g, const Plan& plan, double eps, Activation act,
-                    double negative_slope, const at::Tensor& sum_dy, const at::Tensor& sum_dy_xmu, double inv_count,
-                    bool training, at::Tensor& grad_input) {
+                    double negative_slope, const acc_t<scalar_t>* sum_dy, const acc_t<scalar_t>* sum_dy_xmu,
+                    double inv_count, bool training, at::Tensor& grad_input) {
   using A = acc_t<scalar_t>;
-  const InputGradArgs<A> args{channel_params<A>(b.mean, b.var, b.weight, b.bias, eps), sum_dy.const_data_ptr<A>(),
-                              sum_dy_xmu.const_data_ptr<A>(), A(inv_count), training};
+  const InputGradArgs<A> args{channel_params<A>(b.mean, b.var, b.weight, b.bias, eps), sum_dy, sum_dy_xmu,
+                              A(inv_count), training};
   dispatch_act(act, [&](auto tag) {
     launch(backward_input_kernel<scalar_t, VEC, CL, decltype(tag)::value>, plan.grid, plan.block, 0,
            current_stream(), b.grad_out.const_data_ptr<scalar_t>(), b.input.const_data_ptr<scalar_t>(),
@@ -227,17 +232,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_backward_cuda(
   at::Tensor grad_weight = at::empty({g.C}, b.input.options().dtype(sdt));
   at::Tensor grad_bias = at::empty({g.C}, b.input.options().dtype(sdt));
   if (b.input.numel() == 0) return {grad_input, grad_weight.zero_(), grad_bias.zero_()};
-  at::Tensor sum_dy = at::empty({g.C}, b.input.options().dtype(sdt));
-  at::Tensor sum_dy_xmu = at::empty({g.C}, b.input.options().dtype(sdt));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, b.input.scalar_type(), "batch_norm_act_backward_cuda", [&] {
+    using A = acc_t<scalar_t>;
     const bool vectorize = can_vectorize<scalar_t>(
         g, {b.input.const_data_ptr(), b.grad_out.const_data_ptr(), grad_input.const_data_ptr()});
     dispatch_layout<scalar_t>(g, vectorize, [&](auto vec_c, auto cl_c) {
       constexpr int VEC = decltype(vec_c)::value;
       constexpr bool CL = decltype(cl_c)::value;
       const Plan plan = make_plan(g, VEC);
-      backward_sums<scalar_t, VEC, CL>(b, g, plan, eps, act, negative_slope, sum_dy, sum_dy_xmu, grad_weight,
-                                       grad_bias);
+      // One scratch allocation: sum_dy, sum_dy_xmu, then the partials.
+      at::Tensor scratch = at::empty({g.C * (2 + int64_t(plan.splits) * 2)}, b.input.options().dtype(sdt));
+      A* sum_dy = scratch.data_ptr<A>();
+      A* sum_dy_xmu = sum_dy + g.C;
+      backward_sums<scalar_t, VEC, CL>(b, g, plan, eps, act, negative_slope, sum_dy_xmu + g.C, sum_dy, sum_dy_xmu,
+                                       grad_weight.data_ptr<A>(), grad_bias.data_ptr<A>());
       backward_input<scalar_t, VEC, CL>(b, g, plan, eps, act, negative_slope, sum_dy, sum_dy_xmu,
                                         1.0 / double(g.N * g.HW), training, grad_input);
     });
@@ -251,13 +259,10 @@ void batch_norm_update_stats_cuda(at::Tensor& running_mean, at::Tensor& running_
   check_update_stats_args(running_mean, running_var, num_batches_tracked, save_mean, save_var, count);
   DeviceGuard guard(running_mean.device());
   const at::Tensor mean = save_mean.contiguous(), var = save_var.to(save_mean.scalar_type()).contiguous();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, running_mean.scalar_type(), "bn_update_stats", [&] {
-    using R = scalar_t;
-    const RunningStats<R> r = running_stats<R>(running_mean, running_var, num_batches_tracked, momentum, count);
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, mean.scalar_type(), "bn_update_stats_batch", [&] {
-      launch(update_stats_kernel<R, scalar_t>, 1, kThreads, 0, current_stream(), r, mean.const_data_ptr<scalar_t>(),
-             var.const_data_ptr<scalar_t>(), running_mean.numel());
-    });
+  const RunningStats r = running_stats(running_mean, running_var, num_batches_tracked, momentum, count);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, mean.scalar_type(), "bn_update_stats", [&] {
+    launch(update_stats_kernel<scalar_t>, 1, kThreads, 0, current_stream(), r, mean.const_data_ptr<scalar_t>(),
+           var.const_data_ptr<scalar_t>(), running_mean.numel());
   });
 }
 
@@ -270,15 +275,15 @@ std::tuple<at::Tensor, at::Tensor> batch_norm_stats_cuda(const at::Tensor& input
   const Geometry g = geometry_of(input);
   TORCH_CHECK(g.C < (int64_t(1) << 31), "fastgan: too many channels: ", g.C);
   const auto sdt = stats_dtype(input);
-  at::Tensor mean = at::zeros({g.C}, input.options().dtype(sdt));
-  at::Tensor var = at::zeros({g.C}, input.options().dtype(sdt));
-  if (input.numel() == 0) return {mean, var};  // a rank with no samples adds count 0
+  at::Tensor mean = at::empty({g.C}, input.options().dtype(sdt));
+  at::Tensor var = at::empty({g.C}, input.options().dtype(sdt));
+  if (input.numel() == 0) return {mean.zero_(), var.zero_()};  // a rank with no samples adds count 0
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "batch_norm_stats_cuda", [&] {
     dispatch_layout<scalar_t>(g, can_vectorize<scalar_t>(g, {input.const_data_ptr()}), [&](auto vec_c, auto cl_c) {
       constexpr int VEC = decltype(vec_c)::value;
       constexpr bool CL = decltype(cl_c)::value;
       batch_statistics<scalar_t, VEC, CL>(input, g, make_plan(g, VEC), at::Tensor(), at::Tensor(), 0.0, mean, var,
-                                          at::Tensor(), at::Tensor(), at::Tensor(), c10::nullopt, c10::nullopt);
+                                          false, at::Tensor(), at::Tensor(), c10::nullopt, c10::nullopt);
     });
   });
   return {mean, var};
@@ -293,16 +298,19 @@ std::tuple<at::Tensor, at::Tensor> batch_norm_act_backward_reduce_cuda(
   const BackwardInputs b = backward_inputs(grad_out_, input_, weight_, bias_, mean_, var_);
   const Geometry g = geometry_of(b.input);
   const auto sdt = stats_dtype(b.input);
-  at::Tensor sum_dy = at::zeros({g.C}, b.input.options().dtype(sdt));
-  at::Tensor sum_dy_xmu = at::zeros({g.C}, b.input.options().dtype(sdt));
-  if (b.input.numel() == 0) return {sum_dy, sum_dy_xmu};
+  at::Tensor sum_dy = at::empty({g.C}, b.input.options().dtype(sdt));
+  at::Tensor sum_dy_xmu = at::empty({g.C}, b.input.options().dtype(sdt));
+  if (b.input.numel() == 0) return {sum_dy.zero_(), sum_dy_xmu.zero_()};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, b.input.scalar_type(), "batch_norm_act_backward_reduce_cuda", [&] {
+    using A = acc_t<scalar_t>;
     const bool vectorize = can_vectorize<scalar_t>(g, {b.input.const_data_ptr(), b.grad_out.const_data_ptr()});
     dispatch_layout<scalar_t>(g, vectorize, [&](auto vec_c, auto cl_c) {
       constexpr int VEC = decltype(vec_c)::value;
       constexpr bool CL = decltype(cl_c)::value;
-      backward_sums<scalar_t, VEC, CL>(b, g, make_plan(g, VEC), eps, act, negative_slope, sum_dy, sum_dy_xmu,
-                                       at::Tensor(), at::Tensor());
+      const Plan plan = make_plan(g, VEC);
+      at::Tensor partial = at::empty({g.C * int64_t(plan.splits) * 2}, b.input.options().dtype(sdt));
+      backward_sums<scalar_t, VEC, CL>(b, g, plan, eps, act, negative_slope, partial.data_ptr<A>(),
+                                       sum_dy.data_ptr<A>(), sum_dy_xmu.data_ptr<A>(), nullptr, nullptr);
     });
   });
   return {sum_dy, sum_dy_xmu};
@@ -328,8 +336,9 @@ at::Tensor batch_norm_act_backward_elemt_cuda(
     dispatch_layout<scalar_t>(g, vectorize, [&](auto vec_c, auto cl_c) {
       constexpr int VEC = decltype(vec_c)::value;
       constexpr bool CL = decltype(cl_c)::value;
-      backward_input<scalar_t, VEC, CL>(b, g, make_plan(g, VEC), eps, act, negative_slope, mean_dy, mean_dy_xmu, 1.0,
-                                        true, grad_input);
+      backward_input<scalar_t, VEC, CL>(b, g, make_plan(g, VEC), eps, act, negative_slope,
+                                        mean_dy.const_data_ptr<acc_t<scalar_t>>(),
+                                        mean_dy_xmu.const_data_ptr<acc_t<scalar_t>>(), 1.0, true, grad_input);
     });
   });
   return grad_input;

@@ -1,15 +1,16 @@
 // Device code of fused BatchNorm + activation (host wrappers: batch_norm_act.cu).
 //
-// Training forward, three launches:
-//   bn_stats     one pass over x: per-(channel, split) Welford partials;
-//   bn_finalize  one block: merges each channel's partials in a fixed order (a warp per
-//                channel), writes the saved statistics, the per-channel scale and shift, and
-//                the running-stat update with num_batches_tracked;
-//   bn_apply     one pass over x and y: y = act(x * scale + shift).
-// Eval: bn_apply alone, each thread folding the running statistics into scale and shift.
-// Backward, three launches: bn_backward_reduce (per-(channel, split) sums of g and g*(x-mean),
-// with g = grad_out * act'(pre-activation) recomputed from x, no mask stored),
-// bn_backward_sums (merges them per channel, grad_weight and grad_bias), bn_backward_input.
+// Training forward, two launches:
+//   stats   one pass over x: per-(channel, split) Welford partials; the last block of each
+//           channel tile to finish (an integer ticket) merges the tile's partials in a fixed
+//           order with the whole block, and writes the saved statistics, the per-channel
+//           scale and shift and the running-stat update; the last tile moves
+//           num_batches_tracked;
+//   apply   one pass over x and y: y = act(x * scale + shift).
+// Eval: apply alone, each thread folding the running statistics into scale and shift.
+// Backward, two launches: backward_reduce (per-(channel, split) sums of g and g*(x-mean), with
+// g = grad_out * act'(pre-activation) recomputed from x, no mask stored; the last block of each
+// tile folds them into sum_dy, sum_dy_xmu, grad_weight and grad_bias), backward_input.
 // Nothing is merged more than once, and every merge runs in a fixed order (no float atomics),
 // so results are bit-identical from run to run.
 //
@@ -27,7 +28,6 @@ namespace cuda {
 namespace bn {
 
 constexpr int kThreads = 256;
-constexpr int kFinalizeThreads = 512;
 
 // The statistics a channel is normalised with, and its affine parameters (may be nullptr).
 template <typename A>
@@ -111,10 +111,116 @@ __device__ __forceinline__ void tree_sum_rows(A* sh, int width, int col, bool ac
 }
 
 // ---------------------------------------------------------------------------------------
-// Statistics: partial[(c * splits + s) * 3 + {0, 1, 2}] = (count, mean, M2).
+// What the last block of a channel tile writes once the tile's statistics are merged.
+template <typename A>
+struct FinalizeArgs {
+  const A* partial;  // [C][splits][3] (count, mean, M2)
+  int splits;
+  A count;           // N*H*W
+  const A* weight;   // may be nullptr (affine=False)
+  const A* bias;
+  A eps;
+  A* save_mean;  // the batch mean and biased variance
+  A* save_var;
+  A* coef;  // [C][2] scale, shift; nullptr when only the statistics are wanted
+};
+
+// nn.BatchNorm2d's running-stat update, blended in double and rounded once to the buffers'
+// dtype (as the CPU op does). Strided buffers are updated in place. The buffers' dtype is a
+// runtime value, read once per channel, so the statistics kernels need no instance per dtype.
+enum class BufferType : int { Float, Double, Half, BFloat16 };
+
+struct RunningStats {
+  void* mean;  // nullptr: no update
+  int64_t mean_stride;
+  void* var;
+  int64_t var_stride;
+  BufferType type;
+  int64_t* num_batches_tracked;  // may be nullptr
+  double momentum;
+  bool cumulative;  // momentum=None: average over num_batches_tracked
+  double unbias;    // count / (count - 1)
+};
+
+// The factor a running-stat update blends with: momentum, 1 / batches with momentum=None, and 0
+// when there is no counter either (nn.BatchNorm2d's factor then). `tracked` is the counter's
+// next value, which one thread stores once every reader is done.
+__device__ __forceinline__ double running_factor(const RunningStats& r, int64_t& tracked) {
+  tracked = r.num_batches_tracked ? *r.num_batches_tracked + 1 : 0;
+  return r.cumulative && r.num_batches_tracked ? 1.0 / double(tracked) : r.momentum;
+}
+
+template <typename R>
+__device__ __forceinline__ void blend_as(const RunningStats& r, double f, int64_t c, double mean, double var) {
+  R& rm = static_cast<R*>(r.mean)[c * r.mean_stride];
+  R& rv = static_cast<R*>(r.var)[c * r.var_stride];
+  const double m0 = double(rm), v0 = double(rv);  // both loads before either store
+  rm = R((1.0 - f) * m0 + f * mean);
+  rv = R((1.0 - f) * v0 + f * var * r.unbias);
+}
+
+__device__ __forceinline__ void blend_running(const RunningStats& r, double f, int64_t c, double mean, double var) {
+  switch (r.type) {
+    case BufferType::Float: blend_as<float>(r, f, c, mean, var); break;
+    case BufferType::Double: blend_as<double>(r, f, c, mean, var); break;
+    case BufferType::Half: blend_as<at::Half>(r, f, c, mean, var); break;
+    case BufferType::BFloat16: blend_as<at::BFloat16>(r, f, c, mean, var); break;
+  }
+}
+
+// In the last block of the tile of channels [c0, c0 + channels): merges their splits and
+// writes everything per channel; then the last tile to get here moves num_batches_tracked,
+// after every tile has read it. tiles_done: a zeroed counter. Every thread of the block calls it.
+template <typename A>
+__device__ __forceinline__ void finish_statistics(const FinalizeArgs<A>& a, const RunningStats& r, int64_t c0,
+                                                  int channels, unsigned int* tiles_done) {
+  int64_t tracked = 0;
+  const bool update = r.mean != nullptr;
+  const double f = update ? running_factor(r, tracked) : 0.0;
+  fold_splits<Welford<A>>(
+      channels, a.splits,
+      [&](int c, int s) {
+        const A* q = a.partial + ((c0 + c) * a.splits + s) * 3;
+        return Welford<A>{__ldcg(q), __ldcg(q + 1), __ldcg(q + 2)};
+      },
+      [&](int ci, const Welford<A>& w) {
+        const int64_t c = c0 + ci;
+        const A weight = a.weight ? a.weight[c] : A(1), bias = a.bias ? a.bias[c] : A(0);
+        const A mean = w.mean, var = w.m2 / a.count;
+        a.save_mean[c] = mean;
+        a.save_var[c] = var;
+        if (a.coef != nullptr) {
+          const A scale = weight * (A(1) / ::sqrt(var + a.eps));
+          a.coef[2 * c] = scale;
+          a.coef[2 * c + 1] = bias - mean * scale;
+        }
+        if (update) blend_running(r, f, c, double(mean), double(var));
+      });
+  if (!update || r.num_batches_tracked == nullptr) return;
+  if (last_block_to_finish(tiles_done, gridDim.x) && threadIdx.x == 0 && threadIdx.y == 0)
+    *r.num_batches_tracked = tracked;
+}
+
+// The running-stat update on its own (the batch_norm_update_stats op).
+template <typename A>
+__global__ void update_stats_kernel(RunningStats r, const A* __restrict__ mean, const A* __restrict__ var,
+                                    int64_t C) {
+  int64_t tracked;
+  const double f = running_factor(r, tracked);
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) blend_running(r, f, c, double(mean[c]), double(var[c]));
+  __syncthreads();
+  if (threadIdx.x == 0 && r.num_batches_tracked) *r.num_batches_tracked = tracked;
+}
+
+// ---------------------------------------------------------------------------------------
+// Statistics: partial[(c * splits + s) * 3 + {0, 1, 2}] = (count, mean, M2), then the last block
+// of each channel tile finishes the tile (finish_statistics). tickets: gridDim.x + 1 zeroed
+// counters, one per tile and one for the tiles.
 template <typename scalar_t, int VEC, bool CL>
 __global__ void __launch_bounds__(kThreads) stats_kernel(const scalar_t* __restrict__ x, int64_t N, int64_t C,
-                                                         int64_t HW, int64_t chunk, acc_t<scalar_t>* __restrict__ partial) {
+                                                         int64_t HW, int64_t chunk, acc_t<scalar_t>* partial,
+                                                         FinalizeArgs<acc_t<scalar_t>> fin, RunningStats run,
+                                                         unsigned int* tickets) {
   using A = acc_t<scalar_t>;
   const int s = blockIdx.y, splits = gridDim.y;
   if constexpr (!CL) {
@@ -143,7 +249,10 @@ __global__ void __launch_bounds__(kThreads) stats_kernel(const scalar_t* __restr
       out[0] = t.n;
       out[1] = t.mean;
       out[2] = t.m2;
+      __threadfence();
     }
+    if (last_block_to_finish(tickets + blockIdx.x, gridDim.y))
+      finish_statistics(fin, run, c, 1, tickets + gridDim.x);
   } else {
     const int64_t c0 = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * VEC;
     const int64_t begin = s * chunk, end = min64(N * HW, begin + chunk);
@@ -177,94 +286,13 @@ __global__ void __launch_bounds__(kThreads) stats_kernel(const scalar_t* __restr
         out[1] = e[1];
         out[2] = e[2];
       }
+      __threadfence();
+    }
+    if (last_block_to_finish(tickets + blockIdx.x, gridDim.y)) {
+      const int64_t tile = int64_t(blockIdx.x) * blockDim.x * VEC;
+      finish_statistics(fin, run, tile, int(min64(C - tile, int64_t(blockDim.x) * VEC)), tickets + gridDim.x);
     }
   }
-}
-
-// ---------------------------------------------------------------------------------------
-// Finalise, one block: a warp per channel merges its splits (lane l takes splits l, l+32, ...,
-// then a fixed shuffle tree), and lane 0 writes the channel's results.
-template <typename A>
-struct FinalizeArgs {
-  const A* partial;
-  int splits;
-  int64_t C;
-  A count;         // N*H*W
-  const A* weight;  // may be nullptr (affine=False)
-  const A* bias;
-  A eps;
-  A* save_mean;  // the batch mean and biased variance
-  A* save_var;
-  A* coef;  // [C][2] scale, shift; nullptr when only the statistics are wanted
-};
-
-// nn.BatchNorm2d's running-stat update, blended in double and rounded once to the buffers'
-// dtype (as the CPU op does). Strided buffers are updated in place.
-template <typename R>
-struct RunningStats {
-  R* mean;
-  int64_t mean_stride;
-  R* var;
-  int64_t var_stride;
-  int64_t* num_batches_tracked;  // may be nullptr
-  double momentum;
-  bool cumulative;  // momentum=None: average over num_batches_tracked
-  double unbias;    // count / (count - 1)
-};
-
-// The factor a running-stat update blends with: momentum, 1 / batches with momentum=None, and 0
-// when there is no counter either (nn.BatchNorm2d's factor then). Every thread reads the counter
-// before the caller's barrier, after which one thread stores `tracked`.
-template <typename R>
-__device__ __forceinline__ double running_factor(const RunningStats<R>& r, int64_t& tracked) {
-  tracked = r.num_batches_tracked ? *r.num_batches_tracked + 1 : 0;
-  return r.cumulative && r.num_batches_tracked ? 1.0 / double(tracked) : r.momentum;
-}
-
-template <typename R, typename A>
-__device__ __forceinline__ void blend_running(const RunningStats<R>& r, double f, int64_t c, A mean, A var) {
-  R& rm = r.mean[c * r.mean_stride];
-  R& rv = r.var[c * r.var_stride];
-  rm = R((1.0 - f) * double(rm) + f * double(mean));
-  rv = R((1.0 - f) * double(rv) + f * double(var) * r.unbias);
-}
-
-template <typename A, typename R>
-__global__ void __launch_bounds__(kFinalizeThreads) finalize_kernel(FinalizeArgs<A> a, RunningStats<R> r, bool update) {
-  int64_t tracked = 0;
-  const double f = update ? running_factor(r, tracked) : 0.0;
-  const int lane = threadIdx.x & 31, warps = blockDim.x >> 5;
-  for (int64_t c = threadIdx.x >> 5; c < a.C; c += warps) {
-    Welford<A> w;
-    const A* q = a.partial + c * a.splits * 3;
-    for (int s = lane; s < a.splits; s += 32) w.merge(q[3 * s], q[3 * s + 1], q[3 * s + 2]);
-    w = warp_merge(w);
-    if (lane != 0) continue;
-    const A mean = w.mean, var = w.m2 / a.count;
-    a.save_mean[c] = mean;
-    a.save_var[c] = var;
-    if (a.coef != nullptr) {
-      const A invstd = A(1) / ::sqrt(var + a.eps);
-      const A scale = (a.weight ? a.weight[c] : A(1)) * invstd;
-      a.coef[2 * c] = scale;
-      a.coef[2 * c + 1] = (a.bias ? a.bias[c] : A(0)) - mean * scale;
-    }
-    if (update) blend_running(r, f, c, mean, var);
-  }
-  if (!update) return;
-  __syncthreads();
-  if (threadIdx.x == 0 && r.num_batches_tracked) *r.num_batches_tracked = tracked;
-}
-
-// The running-stat update on its own (the batch_norm_update_stats op).
-template <typename R, typename A>
-__global__ void update_stats_kernel(RunningStats<R> r, const A* __restrict__ mean, const A* __restrict__ var,
-                                    int64_t C) {
-  int64_t tracked;
-  const double f = running_factor(r, tracked);
-  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) blend_running(r, f, c, mean[c], var[c]);
-  __syncthreads();
-  if (threadIdx.x == 0 && r.num_batches_tracked) *r.num_batches_tracked = tracked;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -332,11 +360,50 @@ __global__ void __launch_bounds__(kThreads) apply_kernel(const scalar_t* __restr
 }
 
 // ---------------------------------------------------------------------------------------
-// Backward reduction: partial[(c * splits + s) * 2 + {0, 1}] = (sum g, sum g * (x - mean)).
+// What the last block of a channel tile writes once the tile's backward sums are folded:
+// sum_dy and sum_dy_xmu, and grad_bias = sum_dy, grad_weight = sum_dy_xmu * invstd where asked.
+template <typename A>
+struct BackwardSumsArgs {
+  const A* partial;  // [C][splits][2]
+  int splits;
+  A* sum_dy;
+  A* sum_dy_xmu;
+  A* grad_weight;  // nullptr: not wanted
+  A* grad_bias;
+};
+
+template <typename A>
+__device__ __forceinline__ void finish_backward_sums(const BackwardSumsArgs<A>& a, const ChannelParams<A>& p, int64_t c0,
+                                                     int channels) {
+  using Sum2 = Sums<A, 2>;
+  fold_splits<Sum2>(
+      channels, a.splits,
+      [&](int c, int s) {
+        const A* q = a.partial + ((c0 + c) * a.splits + s) * 2;
+        Sum2 t;
+        t.v[0] = __ldcg(q);
+        t.v[1] = __ldcg(q + 1);
+        return t;
+      },
+      [&](int ci, const Sum2& t) {
+        const int64_t c = c0 + ci;
+        const A var = p.var[c];
+        a.sum_dy[c] = t.v[0];
+        a.sum_dy_xmu[c] = t.v[1];
+        if (a.grad_weight != nullptr) {
+          a.grad_bias[c] = t.v[0];
+          a.grad_weight[c] = t.v[1] * (A(1) / ::sqrt(var + p.eps));
+        }
+      });
+}
+
+// Backward reduction: partial[(c * splits + s) * 2 + {0, 1}] = (sum g, sum g * (x - mean)), then
+// the last block of each channel tile (tickets: gridDim.x zeroed counters) finishes the tile.
 template <typename scalar_t, int VEC, bool CL, Activation ACT>
 __global__ void __launch_bounds__(kThreads) backward_reduce_kernel(
     const scalar_t* __restrict__ dy, const scalar_t* __restrict__ x, int64_t N, int64_t C, int64_t HW, int64_t chunk,
-    ChannelParams<acc_t<scalar_t>> p, acc_t<scalar_t> slope, acc_t<scalar_t>* __restrict__ partial) {
+    ChannelParams<acc_t<scalar_t>> p, acc_t<scalar_t> slope, acc_t<scalar_t>* partial,
+    BackwardSumsArgs<acc_t<scalar_t>> sums, unsigned int* tickets) {
   using A = acc_t<scalar_t>;
   const int s = blockIdx.y, splits = gridDim.y;
   const int64_t begin = s * chunk, end = min64(N * HW, begin + chunk);
@@ -377,7 +444,9 @@ __global__ void __launch_bounds__(kThreads) backward_reduce_kernel(
       }
       partial[(c * splits + s) * 2] = t0;
       partial[(c * splits + s) * 2 + 1] = t1;
+      __threadfence();
     }
+    if (last_block_to_finish(tickets + blockIdx.x, gridDim.y)) finish_backward_sums(sums, p, c, 1);
   } else {
     const int64_t c0 = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * VEC;
     const bool active = c0 < C;
@@ -421,33 +490,11 @@ __global__ void __launch_bounds__(kThreads) backward_reduce_kernel(
         partial[((c0 + k) * splits + s) * 2] = e[0];
         partial[((c0 + k) * splits + s) * 2 + 1] = e[1];
       }
+      __threadfence();
     }
-  }
-}
-
-// Per channel: sum_dy and sum_dy_xmu from the splits (a warp per channel, fixed order), and
-// grad_bias = sum_dy, grad_weight = sum_dy_xmu * invstd where asked for.
-template <typename A>
-__global__ void __launch_bounds__(kThreads) backward_sums_kernel(const A* __restrict__ partial, int splits, int64_t C,
-                                                                 ChannelParams<A> p, A* __restrict__ sum_dy,
-                                                                 A* __restrict__ sum_dy_xmu, A* __restrict__ grad_weight,
-                                                                 A* __restrict__ grad_bias) {
-  const int lane = threadIdx.x & 31;
-  const int64_t warps = int64_t(gridDim.x) * (blockDim.x >> 5);
-  for (int64_t c = int64_t(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5); c < C; c += warps) {
-    A t0 = 0, t1 = 0;
-    for (int s = lane; s < splits; s += 32) {
-      t0 += partial[(c * splits + s) * 2];
-      t1 += partial[(c * splits + s) * 2 + 1];
-    }
-    t0 = warp_sum(t0);
-    t1 = warp_sum(t1);
-    if (lane != 0) continue;
-    sum_dy[c] = t0;
-    sum_dy_xmu[c] = t1;
-    if (grad_weight != nullptr) {
-      grad_bias[c] = t0;
-      grad_weight[c] = t1 * (A(1) / ::sqrt(p.var[c] + p.eps));
+    if (last_block_to_finish(tickets + blockIdx.x, gridDim.y)) {
+      const int64_t tile = int64_t(blockIdx.x) * blockDim.x * VEC;
+      finish_backward_sums(sums, p, tile, int(min64(C - tile, int64_t(blockDim.x) * VEC)));
     }
   }
 }

@@ -5,8 +5,9 @@
 //   backward: g = dy * act'(y) and grad_bias = sum of g over rows, from one pass over dy and y.
 //             Per block, the rows' sums are folded in shared memory; with one split the block
 //             writes grad_bias itself, otherwise every block writes its partial sums and the
-//             last block to finish (an integer ticket) adds them in split order. No float
-//             atomics, so results are the same bits from run to run, and it is one launch.
+//             last block of each column tile to finish (an integer ticket) adds them in a
+//             fixed order with all its threads. No float atomics, so results are the same bits from
+//             run to run, and it is one launch.
 #include <ATen/Dispatch.h>
 #include <torch/library.h>
 
@@ -40,7 +41,8 @@ __global__ void __launch_bounds__(kThreads) bias_act_kernel(const scalar_t* __re
   }
 }
 
-// partial: [splits][C] (unused with one split); ticket: zero on entry, left at zero.
+// partial: [splits][C] (unused with one split); ticket: gridDim.x counters, zero on entry, left
+// at zero.
 template <typename scalar_t, int VEC, Activation ACT>
 __global__ void __launch_bounds__(kThreads) bias_act_backward_kernel(
     const scalar_t* __restrict__ dy, const scalar_t* __restrict__ y, scalar_t* __restrict__ dx, int64_t rows,
@@ -85,19 +87,18 @@ __global__ void __launch_bounds__(kThreads) bias_act_backward_kernel(
     for (int k = 0; k < VEC && c0 + k < C; ++k) partial[int64_t(blockIdx.y) * C + c0 + k] = folded[k];
     __threadfence();  // this thread's partials are visible before its block takes a ticket
   }
-  __shared__ bool last;
-  __syncthreads();
-  const int tid = threadIdx.y * blockDim.x + threadIdx.x;
-  if (tid == 0) last = atomicAdd(ticket, 1u) == gridDim.x * gridDim.y - 1;
-  __syncthreads();
-  if (!last) return;
-  __threadfence();
-  for (int64_t c = tid; c < C; c += int64_t(blockDim.x) * blockDim.y) {
-    A total = 0;
-    for (int64_t sp = 0; sp < gridDim.y; ++sp) total += __ldcg(partial + sp * C + c);
-    grad_bias[c] = scalar_t(total);
-  }
-  if (tid == 0) *ticket = 0;  // every other block has taken its ticket already
+  // The last block of this tile of columns adds the splits' partials in a fixed order, the
+  // whole block working (fold_splits).
+  if (!last_block_to_finish(ticket + blockIdx.x, gridDim.y)) return;
+  const int64_t tile = int64_t(blockIdx.x) * blockDim.x * VEC;
+  fold_splits<Sums<A, 1>>(
+      int(min64(C - tile, int64_t(blockDim.x) * VEC)), int(gridDim.y),
+      [&](int c, int sp) {
+        Sums<A, 1> t;
+        t.v[0] = __ldcg(partial + int64_t(sp) * C + tile + c);
+        return t;
+      },
+      [&](int c, const Sums<A, 1>& t) { grad_bias[tile + c] = scalar_t(t.v[0]); });
 }
 
 // The 16-byte path needs whole packs in every row and aligned storage.
@@ -161,7 +162,7 @@ std::tuple<at::Tensor, at::Tensor> bias_act_backward_cuda(const at::Tensor& grad
     at::Tensor partial, ticket;
     if (p.splits > 1) {
       partial = at::empty({int64_t(p.splits) * C}, output.options().dtype(stats_dtype(output)));
-      ticket = reduction_ticket(output);
+      ticket = reduction_tickets(output, p.grid.x);
     }
     A* partial_ptr = p.splits > 1 ? partial.data_ptr<A>() : nullptr;
     unsigned int* ticket_ptr = p.splits > 1 ? reinterpret_cast<unsigned int*>(ticket.data_ptr<int>()) : nullptr;

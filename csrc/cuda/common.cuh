@@ -61,18 +61,40 @@ struct Welford {
     m2 += m2b + d * d * n * f;
     n = nn;
   }
+  __device__ __forceinline__ void merge(const Welford& o) { merge(o.n, o.mean, o.m2); }
+  __device__ __forceinline__ Welford shfl_down(int off) const {
+    return {__shfl_down_sync(0xffffffffu, n, off), __shfl_down_sync(0xffffffffu, mean, off),
+            __shfl_down_sync(0xffffffffu, m2, off)};
+  }
 };
+
+// K running sums (the BatchNorm backward's sum g and sum g * (x - mean); a bias gradient).
+template <typename A, int K>
+struct Sums {
+  A v[K] = {};
+  __device__ __forceinline__ void merge(const Sums& o) {
+#pragma unroll
+    for (int k = 0; k < K; ++k) v[k] += o.v[k];
+  }
+  __device__ __forceinline__ Sums shfl_down(int off) const {
+    Sums r;
+#pragma unroll
+    for (int k = 0; k < K; ++k) r.v[k] = __shfl_down_sync(0xffffffffu, v[k], off);
+    return r;
+  }
+};
+
+// Folds a warp's values into lane 0 in a fixed shuffle tree (T: Welford or Sums).
+template <typename T>
+__device__ __forceinline__ T warp_fold(T v) {
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) v.merge(v.shfl_down(off));
+  return v;
+}
 
 template <typename A>
 __device__ __forceinline__ Welford<A> warp_merge(Welford<A> w) {
-#pragma unroll
-  for (int off = 16; off > 0; off >>= 1) {
-    const A n = __shfl_down_sync(0xffffffffu, w.n, off);
-    const A m = __shfl_down_sync(0xffffffffu, w.mean, off);
-    const A q = __shfl_down_sync(0xffffffffu, w.m2, off);
-    w.merge(n, m, q);
-  }
-  return w;
+  return warp_fold(w);
 }
 
 template <typename A>
@@ -148,9 +170,68 @@ __device__ __forceinline__ void tree_fold_rows(A* sh, int width, int col, bool a
   }
 }
 
-// A zeroed int counter for last-block reductions on the current stream (elementwise.cu): each
-// kernel that takes tickets from it leaves it at zero again.
-at::Tensor reduction_ticket(const at::Tensor& like);
+// Last-block reductions: every block writes its partial results (each writing thread then
+// fences), and the last block to finish folds them, so a reduction and its finish are one
+// launch and use no float atomics. Every thread of the block calls this; it returns true in
+// the block that took the last of `blocks` tickets from *ticket (zero on entry), which also
+// puts *ticket back to zero for the next launch. That block then reads the partials with
+// __ldcg (from L2, never from a stale L1 line).
+__device__ __forceinline__ bool last_block_to_finish(unsigned int* ticket, unsigned int blocks) {
+  __shared__ bool last;
+  __syncthreads();
+  if (threadIdx.x == 0 && threadIdx.y == 0) {
+    last = atomicAdd(ticket, 1u) == blocks - 1;
+    if (last) *ticket = 0;  // every other block has taken its ticket
+  }
+  __syncthreads();
+  if (last) __threadfence();
+  return last;
+}
+
+// In the last block of a tile of `channels` channels: folds each channel's `splits` partials
+// (load(c, s) -> T, T a Welford or Sums) and calls finish(c, total) in one thread per channel.
+// The whole block works: a group of warps per channel (all of them for one channel), splits
+// strided over the group's lanes, four loads issued before their merges, then a shuffle tree
+// and, across the group's warps, shared memory in warp order. The order depends on the shape
+// alone, so the bits are the same from run to run. Every thread of the block calls it.
+template <typename T, typename Load, typename Finish>
+__device__ __forceinline__ void fold_splits(int channels, int splits, Load load, Finish finish) {
+  constexpr int kUnroll = 4;
+  const int tid = int(threadIdx.y * blockDim.x + threadIdx.x);
+  const int warps = int(blockDim.x * blockDim.y) / 32, warp = tid / 32, lane = tid % 32;
+  int per = channels > 0 ? warps / channels : warps;  // warps per channel, a power of two
+  per = per < 1 ? 1 : per;
+  while (per & (per - 1)) per &= per - 1;
+  const int groups = warps / per, group = warp / per, rank = (warp % per) * 32 + lane, width = per * 32;
+  __shared__ double raw[(32 * sizeof(T) + sizeof(double) - 1) / sizeof(double)];  // T holds floats or doubles
+  T* across = reinterpret_cast<T*>(raw);
+  for (int base = 0; base < channels; base += groups) {  // the same trip count in every thread
+    const int c = base + group;
+    T acc{};
+    if (c < channels) {
+      for (int s0 = rank; s0 < splits; s0 += width * kUnroll) {
+        T v[kUnroll];
+#pragma unroll
+        for (int u = 0; u < kUnroll; ++u) v[u] = s0 + u * width < splits ? load(c, s0 + u * width) : T{};
+#pragma unroll
+        for (int u = 0; u < kUnroll; ++u) acc.merge(v[u]);
+      }
+    }
+    acc = warp_fold(acc);
+    if (per > 1) {
+      __syncthreads();  // the previous round's reads of `across` are done
+      if (lane == 0) across[warp] = acc;
+      __syncthreads();
+      if (rank == 0)
+        for (int w = 1; w < per; ++w) acc.merge(across[warp + w]);
+    }
+    if (rank == 0 && c < channels) finish(c, acc);
+  }
+}
+
+// Zeroed int counters for last-block reductions on the current stream (elementwise.cu), at
+// least `count` of them: each kernel that takes tickets from one leaves it at zero again.
+at::Tensor reduction_tickets(const at::Tensor& like, int64_t count = 1);
 
 }  // namespace cuda
 }  // namespace fastgan

@@ -186,7 +186,7 @@ std::tuple<at::Tensor, at::Tensor> loss_cuda(BceTensors& b, LossKind kind, doubl
   at::Tensor partial, ticket;
   if (red != Reduction::None) {
     partial = at::empty({blocks}, input.options().dtype(sdt));
-    ticket = reduction_ticket(input);
+    ticket = reduction_tickets(input);
   }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "logit_loss_cuda", [&] {
     using A = acc_t<scalar_t>;
@@ -220,18 +220,20 @@ std::tuple<at::Tensor, at::Tensor> logit_loss_cuda(const at::Tensor& input_, dou
 
 }  // namespace
 
-// The ticket counter of the current stream: zeroed once, then left at zero by every reduction.
-// Launches on one stream run one after another, so they never share it at the same time. A
-// graph being captured gets a counter of its own, zeroed inside the graph: a persistent one
-// would be shared with whatever stream the graph is later replayed on.
-at::Tensor reduction_ticket(const at::Tensor& like) {
+// The ticket counters of the current stream: zeroed once, then left at zero by every
+// reduction. Launches on one stream run one after another, so they never share them at the
+// same time. The buffer grows (a new zeroed one; the old one is freed in stream order) when a
+// launch needs more counters than it holds. A graph being captured gets counters of its own,
+// zeroed inside the graph: persistent ones would be shared with whatever stream the graph is
+// later replayed on.
+at::Tensor reduction_tickets(const at::Tensor& like, int64_t count) {
   const auto options = like.options().dtype(at::kInt);
-  if (stream_is_capturing()) return at::zeros({1}, options);
+  if (stream_is_capturing()) return at::zeros({count}, options);
   static std::mutex mutex;
   static auto* tickets = new std::map<std::pair<int64_t, uint64_t>, at::Tensor>();  // never freed: see above
   const std::lock_guard<std::mutex> lock(mutex);
   at::Tensor& ticket = (*tickets)[{like.device().index(), stream_key(current_stream())}];
-  if (!ticket.defined()) ticket = at::zeros({1}, options);
+  if (!ticket.defined() || ticket.numel() < count) ticket = at::zeros({std::max<int64_t>(count, 64)}, options);
   return ticket;
 }
 

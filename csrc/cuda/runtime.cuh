@@ -31,8 +31,12 @@ inline Stream current_stream() { return at::cuda::getCurrentCUDAStream(); }
 inline const cudaDeviceProp* device_props() { return at::cuda::getCurrentDeviceProperties(); }
 inline uint64_t stream_key(Stream s) { return reinterpret_cast<uintptr_t>(s); }
 inline bool stream_is_capturing() {
+  const cudaStream_t stream = current_stream();
+  // The legacy default stream cannot be captured, and asking about it fails while another
+  // thread captures in global mode (cudaErrorStreamCaptureImplicit).
+  if (stream == nullptr || stream == cudaStreamLegacy) return false;
   cudaStreamCaptureStatus status;
-  C10_CUDA_CHECK(cudaStreamIsCapturing(current_stream(), &status));
+  C10_CUDA_CHECK(cudaStreamIsCapturing(stream, &status));
   return status != cudaStreamCaptureStatusNone;
 }
 

@@ -11,6 +11,8 @@ Variables:
   CUDA_HOME              the CUDA toolkit root (found from `nvcc -dryrun` when unset)
   TORCH_CUDA_ARCH_LIST   GPU architectures; default: the visible GPUs, else 8.0;8.6;8.9;9.0+PTX
   MAX_JOBS               parallel compile jobs (ninja)
+  FASTGAN_PTXAS_VERBOSE=1  ptxas reports each kernel's registers, spills and shared memory in the
+                         build log (benchmarks/kernel_resources.py makes a table of it)
 """
 import glob
 import json
@@ -202,7 +204,8 @@ def extensions():
         ext = cpp_extension.CUDAExtension(
             "fastgan._C", sources, define_macros=define_macros,
             include_dirs=[os.path.join(HERE, "csrc")] + wheel_cuda_include_dirs(),
-            extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "-lineinfo"]}, extra_link_args=link)
+            extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "-lineinfo"] + (["-Xptxas", "-v"] if flag(
+                "FASTGAN_PTXAS_VERBOSE") else [])}, extra_link_args=link)
     else:
         why = ("FASTGAN_NO_CUDA=1" if flag("FASTGAN_NO_CUDA") else
                "torch is a CPU build" if torch.version.cuda is None else

@@ -8,14 +8,17 @@
 #
 #   build     the module for the visible GPU only (arch 9.0 on an H200), all cores        180 s
 #   test      the test suite's GPU cases (the emulated ones are proven on the CPU)         120 s
-#   bench     the cases that decide the targets: eager and CUDA-graph DCGAN steps and the
-#             per-op groups of the largest layers, fp32 and bf16 + channels_last          180 s
+#   bench     the cases that decide the targets, fp32 and bf16 + channels_last, in three
+#             runs of 60 s, each with its own JSON so a run cut short loses only itself:
+#             eager and CUDA-graph DCGAN steps; the per-op groups of the largest layers;
+#             torch.compile's steps (the slowest to warm up, so last)                      180 s
 #   sanitize  compute-sanitizer memcheck and racecheck on tests/sanitize_kernels.py         60 s
 #
 # --dry-run: on a machine with no GPU, runs every stage's own checks (the module imports, pytest
 # collects a non-empty selection with the same -k/-m, the scripts parse) and prints the limits,
 # so that a typo cannot waste device time. Logs go to $OUT (the device tool's folder) or
-# benchmarks/results/gpu-latest; at most 8 files come back from $OUT, so this writes 8.
+# benchmarks/results/gpu-latest; at most 8 files come back from $OUT, so this writes 8:
+# summary.txt (with the report), build.log, tests.log, bench.log, sanitize.log, bench-*.json.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DRY=0
@@ -39,12 +42,22 @@ limited() {
   return $rc
 }
 
-BUILD_S=180 TEST_S=120 BENCH_S=180 SANITIZE_S=60
+# collects LABEL PYTEST-ARGS...: (dry run) pytest must collect a non-empty selection.
+collects() {
+  local label=$1; shift
+  local line
+  line=$($PY -m pytest "$@" --collect-only -q 2>&1 | tail -1)
+  say "$label: $line"
+  [[ $line =~ ^[0-9]+(/[0-9]+)?\ tests?\ collected ]] || { say "--- nothing collected: $*"; status=1; }
+}
+
+BUILD_S=180 TEST_S=120 BENCH_RUN_S=60 SANITIZE_S=60
 TESTS_K="cuda or graph"
-# Steps: every eager and CUDA-graph variant and torch.compile's default and reduce-overhead
-# modes (max-autotune alone would spend minutes autotuning); per op: the two largest BatchNorm
-# layers of DCGAN-64 (G3: 64 channels at 32x32, D1: 128 at 16x16) and the conv+act layers.
-BENCH_K="(train_step and not max-autotune) or (bn_act and (G3 or D1)) or conv_act"
+# name:selection. Steps: the eager and CUDA-graph variants; per op: the two largest BatchNorm
+# layers of DCGAN-64 (G3: 64 channels at 32x32, D1: 128 at 16x16) and the conv+act layers;
+# compile: torch.compile's default and reduce-overhead modes (max-autotune would spend minutes).
+BENCH_RUNS=("steps:train_step and (eager or graph)" "ops:(bn_act and (G3 or D1)) or conv_act"
+            "compile:train_step and compile and not max-autotune")
 
 if [[ $stages == *build* ]]; then
   stage build $BUILD_S
@@ -64,7 +77,7 @@ if [[ $stages == *test* ]]; then
   stage test $TEST_S
   select=(tests -m "not cuda_emu" -k "$TESTS_K" -p no:cacheprovider)
   if ((DRY)); then
-    $PY -m pytest "${select[@]}" --collect-only -q 2>&1 | tail -1 | tee -a "$SUMMARY"
+    collects tests "${select[@]}"
   else
     xdist=$($PY -c "import xdist" 2>/dev/null && echo "-n 8")
     limited $TEST_S "$OUT/tests.log" $PY -m pytest "${select[@]}" -q -ra $xdist || status=1
@@ -74,18 +87,22 @@ if [[ $stages == *test* ]]; then
 fi
 
 if [[ $stages == *bench* ]]; then
-  stage bench $BENCH_S
-  select=(benchmarks -k "$BENCH_K" -p no:cacheprovider)
-  if ((DRY)); then
-    $PY -m pytest "${select[@]}" --collect-only -q 2>&1 | tail -1 | tee -a "$SUMMARY"
-  else
-    limited $BENCH_S "$OUT/bench.log" $PY -m pytest "${select[@]}" -q --benchmark-json="$OUT/bench.json" \
-      || status=1
-    tail -3 "$OUT/bench.log" | tee -a "$SUMMARY"
-    # the report's .md and .png come back; its .json repeats bench.json
+  stage bench $((BENCH_RUN_S * ${#BENCH_RUNS[@]}))
+  for run in "${BENCH_RUNS[@]}"; do
+    name=${run%%:*} select=(benchmarks -k "${run#*:}" -p no:cacheprovider)
+    if ((DRY)); then
+      collects "$name" "${select[@]}"
+    else
+      echo "--- $name" >> "$OUT/bench.log"
+      limited $BENCH_RUN_S "$OUT/bench.log" $PY -m pytest "${select[@]}" -q --benchmark-json="$OUT/bench-$name.json" \
+        || status=1
+      say "$name: $(grep -E "passed|failed|error" "$OUT/bench.log" | tail -1)"
+    fi
+  done
+  if ((!DRY)) && compgen -G "$OUT/bench-*.json" > /dev/null; then
     report=$(mktemp -d)
-    $PY benchmarks/report.py "$OUT/bench.json" --out "$report" >> "$SUMMARY" 2>&1 || status=1
-    cp "$report"/*.md "$report"/*.png "$OUT"/ 2>/dev/null
+    $PY benchmarks/report.py "$OUT"/bench-*.json --out "$report" > /dev/null 2>&1 || status=1
+    cat "$report"/*.md >> "$SUMMARY" 2>/dev/null
   fi
 fi
 

@@ -23,9 +23,9 @@ using Plan = GridPlan;
 // How a (channels x elements-per-channel) problem is spread over the grid: NHWC as rows of
 // channels (plan_rows); NCHW with one channel per blockIdx.x and its elements split over
 // blockIdx.y.
-Plan make_plan(const Geometry& g, int vec) {
-  if (g.cl) return plan_rows(g.N * g.HW, g.C, vec, kThreads);
-  const int64_t target = blocks_to_fill(kThreads);
+Plan make_plan(const Geometry& g, int vec, int blocks_per_sm) {
+  if (g.cl) return plan_rows(g.N * g.HW, g.C, vec, blocks_per_sm);
+  const int64_t target = blocks_to_fill(blocks_per_sm);
   const int64_t total = g.N * g.HW;
   const int64_t max_splits = std::max<int64_t>(1, total / (int64_t(kThreads) * vec * 4));
   const int64_t s = std::min<int64_t>({std::max<int64_t>(1, ceil_div(target, g.C)), max_splits, 1024});
@@ -168,7 +168,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_cuda(
     dispatch_layout<scalar_t>(g, can_vectorize<scalar_t>(g, {x, y}), [&](auto vec_c, auto cl_c) {
       constexpr int VEC = decltype(vec_c)::value;
       constexpr bool CL = decltype(cl_c)::value;
-      const Plan plan = make_plan(g, VEC);
+      const Plan plan = make_plan(g, VEC, kBlocksPerSmOf<scalar_t>);
       ApplyArgs<A> args{nullptr, ChannelParams<A>{}, nullptr, nullptr};
       Statistics<A> stats;
       if (use_batch) {
@@ -239,7 +239,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_backward_cuda(
     dispatch_layout<scalar_t>(g, vectorize, [&](auto vec_c, auto cl_c) {
       constexpr int VEC = decltype(vec_c)::value;
       constexpr bool CL = decltype(cl_c)::value;
-      const Plan plan = make_plan(g, VEC);
+      const Plan plan = make_plan(g, VEC, kBlocksPerSmOf<scalar_t>);
       // One scratch allocation: sum_dy, sum_dy_xmu, then the partials.
       at::Tensor scratch = at::empty({g.C * (2 + int64_t(plan.splits) * 2)}, b.input.options().dtype(sdt));
       A* sum_dy = scratch.data_ptr<A>();
@@ -282,8 +282,9 @@ std::tuple<at::Tensor, at::Tensor> batch_norm_stats_cuda(const at::Tensor& input
     dispatch_layout<scalar_t>(g, can_vectorize<scalar_t>(g, {input.const_data_ptr()}), [&](auto vec_c, auto cl_c) {
       constexpr int VEC = decltype(vec_c)::value;
       constexpr bool CL = decltype(cl_c)::value;
-      batch_statistics<scalar_t, VEC, CL>(input, g, make_plan(g, VEC), at::Tensor(), at::Tensor(), 0.0, mean, var,
-                                          false, at::Tensor(), at::Tensor(), c10::nullopt, c10::nullopt);
+      batch_statistics<scalar_t, VEC, CL>(input, g, make_plan(g, VEC, kBlocksPerSmOf<scalar_t>), at::Tensor(),
+                                          at::Tensor(), 0.0, mean, var, false, at::Tensor(), at::Tensor(),
+                                          c10::nullopt, c10::nullopt);
     });
   });
   return {mean, var};
@@ -307,7 +308,7 @@ std::tuple<at::Tensor, at::Tensor> batch_norm_act_backward_reduce_cuda(
     dispatch_layout<scalar_t>(g, vectorize, [&](auto vec_c, auto cl_c) {
       constexpr int VEC = decltype(vec_c)::value;
       constexpr bool CL = decltype(cl_c)::value;
-      const Plan plan = make_plan(g, VEC);
+      const Plan plan = make_plan(g, VEC, kBlocksPerSmOf<scalar_t>);
       at::Tensor partial = at::empty({g.C * int64_t(plan.splits) * 2}, b.input.options().dtype(sdt));
       backward_sums<scalar_t, VEC, CL>(b, g, plan, eps, act, negative_slope, partial.data_ptr<A>(),
                                        sum_dy.data_ptr<A>(), sum_dy_xmu.data_ptr<A>(), nullptr, nullptr);
@@ -336,7 +337,8 @@ at::Tensor batch_norm_act_backward_elemt_cuda(
     dispatch_layout<scalar_t>(g, vectorize, [&](auto vec_c, auto cl_c) {
       constexpr int VEC = decltype(vec_c)::value;
       constexpr bool CL = decltype(cl_c)::value;
-      backward_input<scalar_t, VEC, CL>(b, g, make_plan(g, VEC), eps, act, negative_slope,
+      backward_input<scalar_t, VEC, CL>(b, g, make_plan(g, VEC, kBlocksPerSmOf<scalar_t>), eps, act,
+                                        negative_slope,
                                         mean_dy.const_data_ptr<acc_t<scalar_t>>(),
                                         mean_dy_xmu.const_data_ptr<acc_t<scalar_t>>(), 1.0, true, grad_input);
     });

@@ -27,7 +27,6 @@ namespace fastgan {
 namespace cuda {
 namespace bn {
 
-constexpr int kThreads = 256;
 
 // The statistics a channel is normalised with, and its affine parameters (may be nullptr).
 template <typename A>
@@ -203,7 +202,7 @@ __device__ __forceinline__ void finish_statistics(const FinalizeArgs<A>& a, cons
 
 // The running-stat update on its own (the batch_norm_update_stats op).
 template <typename A>
-__global__ void update_stats_kernel(RunningStats r, const A* __restrict__ mean, const A* __restrict__ var,
+__global__ void FASTGAN_KERNEL_BOUNDS update_stats_kernel(RunningStats r, const A* __restrict__ mean, const A* __restrict__ var,
                                     int64_t C) {
   int64_t tracked;
   const double f = running_factor(r, tracked);
@@ -217,7 +216,7 @@ __global__ void update_stats_kernel(RunningStats r, const A* __restrict__ mean, 
 // of each channel tile finishes the tile (finish_statistics). tickets: gridDim.x + 1 zeroed
 // counters, one per tile and one for the tiles.
 template <typename scalar_t, int VEC, bool CL>
-__global__ void __launch_bounds__(kThreads) stats_kernel(const scalar_t* __restrict__ x, int64_t N, int64_t C,
+__global__ void __launch_bounds__(kThreads, kBlocksPerSmOf<scalar_t>) stats_kernel(const scalar_t* __restrict__ x, int64_t N, int64_t C,
                                                          int64_t HW, int64_t chunk, acc_t<scalar_t>* partial,
                                                          FinalizeArgs<acc_t<scalar_t>> fin, RunningStats run,
                                                          unsigned int* tickets) {
@@ -323,7 +322,7 @@ __device__ __forceinline__ void apply_coeffs(const ApplyArgs<A>& a, int64_t c, b
 }
 
 template <typename scalar_t, int VEC, bool CL, Activation ACT>
-__global__ void __launch_bounds__(kThreads) apply_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ y,
+__global__ void __launch_bounds__(kThreads, kBlocksPerSmOf<scalar_t>) apply_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ y,
                                                          int64_t N, int64_t C, int64_t HW, int64_t chunk,
                                                          ApplyArgs<acc_t<scalar_t>> a, acc_t<scalar_t> slope) {
   using A = acc_t<scalar_t>;
@@ -400,7 +399,7 @@ __device__ __forceinline__ void finish_backward_sums(const BackwardSumsArgs<A>& 
 // Backward reduction: partial[(c * splits + s) * 2 + {0, 1}] = (sum g, sum g * (x - mean)), then
 // the last block of each channel tile (tickets: gridDim.x zeroed counters) finishes the tile.
 template <typename scalar_t, int VEC, bool CL, Activation ACT>
-__global__ void __launch_bounds__(kThreads) backward_reduce_kernel(
+__global__ void __launch_bounds__(kThreads, kBlocksPerSmOf<scalar_t>) backward_reduce_kernel(
     const scalar_t* __restrict__ dy, const scalar_t* __restrict__ x, int64_t N, int64_t C, int64_t HW, int64_t chunk,
     ChannelParams<acc_t<scalar_t>> p, acc_t<scalar_t> slope, acc_t<scalar_t>* partial,
     BackwardSumsArgs<acc_t<scalar_t>> sums, unsigned int* tickets) {
@@ -522,7 +521,7 @@ __device__ __forceinline__ void input_grad_coeffs(const InputGradArgs<A>& a, int
 }
 
 template <typename scalar_t, int VEC, bool CL, Activation ACT>
-__global__ void __launch_bounds__(kThreads) backward_input_kernel(
+__global__ void __launch_bounds__(kThreads, kBlocksPerSmOf<scalar_t>) backward_input_kernel(
     const scalar_t* __restrict__ dy, const scalar_t* __restrict__ x, scalar_t* __restrict__ dx, int64_t N, int64_t C,
     int64_t HW, int64_t chunk, InputGradArgs<acc_t<scalar_t>> a, acc_t<scalar_t> slope) {
   using A = acc_t<scalar_t>;

@@ -17,10 +17,8 @@ namespace fastgan {
 namespace cuda {
 namespace {
 
-constexpr int kThreads = 256;
-
 template <typename scalar_t, int VEC, Activation ACT>
-__global__ void __launch_bounds__(kThreads) bias_act_kernel(const scalar_t* __restrict__ x,
+__global__ void FASTGAN_KERNEL_BOUNDS bias_act_kernel(const scalar_t* __restrict__ x,
                                                             const scalar_t* __restrict__ bias,
                                                             scalar_t* __restrict__ y, int64_t rows, int64_t C,
                                                             int64_t chunk, acc_t<scalar_t> slope) {
@@ -44,7 +42,7 @@ __global__ void __launch_bounds__(kThreads) bias_act_kernel(const scalar_t* __re
 // partial: [splits][C] (unused with one split); ticket: gridDim.x counters, zero on entry, left
 // at zero.
 template <typename scalar_t, int VEC, Activation ACT>
-__global__ void __launch_bounds__(kThreads) bias_act_backward_kernel(
+__global__ void FASTGAN_KERNEL_BOUNDS bias_act_backward_kernel(
     const scalar_t* __restrict__ dy, const scalar_t* __restrict__ y, scalar_t* __restrict__ dx, int64_t rows,
     int64_t C, int64_t chunk, acc_t<scalar_t> slope, acc_t<scalar_t>* __restrict__ partial, unsigned int* ticket,
     scalar_t* __restrict__ grad_bias) {
@@ -128,11 +126,11 @@ at::Tensor bias_act_cuda(const at::Tensor& input_, const at::Tensor& bias_, c10:
     dispatch_act(act, [&](auto tag) {
       constexpr Activation ACT = decltype(tag)::value;
       if (use_vectors<V>(C, {x, b, y})) {
-        const GridPlan p = plan_rows(rows, C, V, kThreads);
+        const GridPlan p = plan_rows(rows, C, V);
         launch(bias_act_kernel<scalar_t, V, ACT>, p.grid, p.block, 0, stream, x, b, y, rows, C, p.chunk,
                A(negative_slope));
       } else {
-        const GridPlan p = plan_rows(rows, C, 1, kThreads);
+        const GridPlan p = plan_rows(rows, C, 1);
         launch(bias_act_kernel<scalar_t, 1, ACT>, p.grid, p.block, 0, stream, x, b, y, rows, C, p.chunk,
                A(negative_slope));
       }
@@ -158,7 +156,7 @@ std::tuple<at::Tensor, at::Tensor> bias_act_backward_cuda(const at::Tensor& grad
     const scalar_t* dy = grad_out.const_data_ptr<scalar_t>();
     scalar_t* dx = grad_in.data_ptr<scalar_t>();
     const bool vectorize = use_vectors<V>(C, {y, dy, dx});
-    const GridPlan p = plan_rows(rows, C, vectorize ? V : 1, kThreads);
+    const GridPlan p = plan_rows(rows, C, vectorize ? V : 1);
     at::Tensor partial, ticket;
     if (p.splits > 1) {
       partial = at::empty({int64_t(p.splits) * C}, output.options().dtype(stats_dtype(output)));

@@ -10,6 +10,19 @@
 namespace fastgan {
 namespace cuda {
 
+// Every kernel runs blocks of kThreads threads and is compiled with
+// __launch_bounds__(kThreads, blocks per SM): ptxas then keeps it at or under 64 registers (4
+// blocks), so that many blocks are resident per multiprocessor, and the grid planners size
+// grids in whole waves of exactly that many. (Sized for the 2048 threads an SM could hold,
+// grids of kernels using 40-74 registers ran in 1.3-2.6 waves.) The fp64 BatchNorm kernels
+// need up to 74 registers and would spill at 64: they get 3 blocks (85 registers). ptxas's
+// report, checked by tests/test_kernel_resources.py, shows what each kernel got.
+constexpr int kThreads = 256;
+constexpr int kBlocksPerSm = 4;
+template <typename scalar_t>
+constexpr int kBlocksPerSmOf = sizeof(scalar_t) == 8 ? 3 : kBlocksPerSm;
+#define FASTGAN_KERNEL_BOUNDS __launch_bounds__(::fastgan::cuda::kThreads, ::fastgan::cuda::kBlocksPerSm)
+
 // fp32 accumulation for fp32/fp16/bf16, fp64 for fp64.
 template <typename T> struct Acc { using type = float; };
 template <> struct Acc<double> { using type = double; };
@@ -125,10 +138,9 @@ inline int64_t next_pow2(int64_t v) {
   return p;
 }
 
-// Blocks of `threads` threads that fill every multiprocessor once.
-inline int64_t blocks_to_fill(int threads) {
-  const auto* prop = device_props();
-  return int64_t(prop->multiProcessorCount) * std::max(1, prop->maxThreadsPerMultiProcessor / threads);
+// Blocks of kThreads threads that fill every multiprocessor once (one wave).
+inline int64_t blocks_to_fill(int blocks_per_sm = kBlocksPerSm) {
+  return int64_t(device_props()->multiProcessorCount) * blocks_per_sm;
 }
 
 // How a problem of rows of C contiguous channels (channels_last activations, a Linear layer's
@@ -142,13 +154,13 @@ struct GridPlan {
   int splits;
 };
 
-inline GridPlan plan_rows(int64_t rows, int64_t C, int vec, int threads) {
+inline GridPlan plan_rows(int64_t rows, int64_t C, int vec, int blocks_per_sm = kBlocksPerSm) {
   const int64_t cvecs = ceil_div(C, vec);
   const int tx = int(std::min<int64_t>(32, next_pow2(cvecs)));
-  const int ty = threads / tx;
+  const int ty = kThreads / tx;
   const int64_t cblocks = ceil_div(cvecs, tx);
   const int64_t max_splits = std::max<int64_t>(1, rows / (int64_t(ty) * 4));
-  const int64_t s = std::min<int64_t>({std::max<int64_t>(1, ceil_div(blocks_to_fill(threads), cblocks)), max_splits,
+  const int64_t s = std::min<int64_t>({std::max<int64_t>(1, ceil_div(blocks_to_fill(blocks_per_sm), cblocks)), max_splits,
                                        1024});
   GridPlan p;
   p.chunk = std::max<int64_t>(1, ceil_div(rows, s));

@@ -16,18 +16,15 @@ namespace fastgan {
 namespace cuda {
 namespace {
 
-constexpr int kThreads = 256;
-
+// Blocks for `items` items, one per thread, at most one wave (the kernels stride over the rest).
 int grid_for(int64_t items) {
-  const auto* prop = device_props();
-  const int64_t cap = int64_t(prop->multiProcessorCount) * std::max(1, prop->maxThreadsPerMultiProcessor / kThreads);
-  return int(std::max<int64_t>(1, std::min<int64_t>(ceil_div(items, kThreads), cap)));
+  return int(std::max<int64_t>(1, std::min<int64_t>(ceil_div(items, kThreads), blocks_to_fill())));
 }
 
 // Layout does not matter elementwise: input and output share strides (both dense in the
 // same memory format), so the kernels walk storage order.
 template <typename scalar_t, int VEC, Activation ACT>
-__global__ void __launch_bounds__(kThreads) activation_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ y,
+__global__ void FASTGAN_KERNEL_BOUNDS activation_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ y,
                                                               int64_t packs, acc_t<scalar_t> slope) {
   using A = acc_t<scalar_t>;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < packs; i += int64_t(gridDim.x) * blockDim.x) {
@@ -40,7 +37,7 @@ __global__ void __launch_bounds__(kThreads) activation_kernel(const scalar_t* __
 }
 
 template <typename scalar_t, int VEC, Activation ACT>
-__global__ void __launch_bounds__(kThreads) activation_backward_kernel(const scalar_t* __restrict__ dy,
+__global__ void FASTGAN_KERNEL_BOUNDS activation_backward_kernel(const scalar_t* __restrict__ dy,
                                                                        const scalar_t* __restrict__ y,
                                                                        scalar_t* __restrict__ dx, int64_t packs,
                                                                        acc_t<scalar_t> slope) {
@@ -132,7 +129,7 @@ __device__ A block_sum(A v, A* sh) {
 }
 
 template <typename scalar_t, LossKind K>
-__global__ void __launch_bounds__(kThreads) loss_kernel(const scalar_t* __restrict__ x, const scalar_t* __restrict__ t,
+__global__ void FASTGAN_KERNEL_BOUNDS loss_kernel(const scalar_t* __restrict__ x, const scalar_t* __restrict__ t,
                                                        acc_t<scalar_t> target_value, int64_t n,
                                                        scalar_t* __restrict__ loss_elems, scalar_t* __restrict__ grad,
                                                        acc_t<scalar_t> grad_scale, acc_t<scalar_t>* partial,

@@ -14,12 +14,12 @@ import kernel_resources  # noqa: E402
 
 SAMPLE = """\
 ptxas info    : 0 bytes gmem
-ptxas info    : Compiling entry function '_ZN7fastgan4cuda2bn12apply_kernelIfLi4ELb0ELNS_10ActivationE0EEEvv' for 'sm_80'
-ptxas info    : Function properties for _ZN7fastgan4cuda2bn12apply_kernelIfLi4ELb0ELNS_10ActivationE0EEEvv
+ptxas info    : Compiling entry function '_Z6kernelv' for 'sm_80'
+ptxas info    : Function properties for _Z6kernelv
     0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads
 ptxas info    : Used 30 registers, used 0 barriers, 400 bytes cmem[0]
-ptxas info    : Compiling entry function '_ZN7fastgan4cuda2bn12apply_kernelIfLi4ELb0ELNS_10ActivationE0EEEvv' for 'sm_90'
-ptxas info    : Function properties for _ZN7fastgan4cuda2bn12apply_kernelIfLi4ELb0ELNS_10ActivationE0EEEvv
+ptxas info    : Compiling entry function '_Z6kernelv' for 'sm_90'
+ptxas info    : Function properties for _Z6kernelv
     16 bytes stack frame, 4 bytes spill stores, 8 bytes spill loads
 ptxas info    : Used 72 registers, used 1 barriers, 96 bytes smem, 400 bytes cmem[0]
 """

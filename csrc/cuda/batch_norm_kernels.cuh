@@ -27,7 +27,6 @@ namespace fastgan {
 namespace cuda {
 namespace bn {
 
-
 // The statistics a channel is normalised with, and its affine parameters (may be nullptr).
 template <typename A>
 struct ChannelParams {
@@ -202,8 +201,8 @@ __device__ __forceinline__ void finish_statistics(const FinalizeArgs<A>& a, cons
 
 // The running-stat update on its own (the batch_norm_update_stats op).
 template <typename A>
-__global__ void FASTGAN_KERNEL_BOUNDS update_stats_kernel(RunningStats r, const A* __restrict__ mean, const A* __restrict__ var,
-                                    int64_t C) {
+__global__ void FASTGAN_KERNEL_BOUNDS update_stats_kernel(RunningStats r, const A* __restrict__ mean,
+                                                          const A* __restrict__ var, int64_t C) {
   int64_t tracked;
   const double f = running_factor(r, tracked);
   for (int64_t c = threadIdx.x; c < C; c += blockDim.x) blend_running(r, f, c, double(mean[c]), double(var[c]));
@@ -216,10 +215,9 @@ __global__ void FASTGAN_KERNEL_BOUNDS update_stats_kernel(RunningStats r, const 
 // of each channel tile finishes the tile (finish_statistics). tickets: gridDim.x + 1 zeroed
 // counters, one per tile and one for the tiles.
 template <typename scalar_t, int VEC, bool CL>
-__global__ void __launch_bounds__(kThreads, kBlocksPerSmOf<scalar_t>) stats_kernel(const scalar_t* __restrict__ x, int64_t N, int64_t C,
-                                                         int64_t HW, int64_t chunk, acc_t<scalar_t>* partial,
-                                                         FinalizeArgs<acc_t<scalar_t>> fin, RunningStats run,
-                                                         unsigned int* tickets) {
+__global__ void FASTGAN_KERNEL_BOUNDS_OF(scalar_t)
+    stats_kernel(const scalar_t* __restrict__ x, int64_t N, int64_t C, int64_t HW, int64_t chunk,
+                 acc_t<scalar_t>* partial, FinalizeArgs<acc_t<scalar_t>> fin, RunningStats run, unsigned int* tickets) {
   using A = acc_t<scalar_t>;
   const int s = blockIdx.y, splits = gridDim.y;
   if constexpr (!CL) {
@@ -322,9 +320,9 @@ __device__ __forceinline__ void apply_coeffs(const ApplyArgs<A>& a, int64_t c, b
 }
 
 template <typename scalar_t, int VEC, bool CL, Activation ACT>
-__global__ void __launch_bounds__(kThreads, kBlocksPerSmOf<scalar_t>) apply_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ y,
-                                                         int64_t N, int64_t C, int64_t HW, int64_t chunk,
-                                                         ApplyArgs<acc_t<scalar_t>> a, acc_t<scalar_t> slope) {
+__global__ void FASTGAN_KERNEL_BOUNDS_OF(scalar_t)
+    apply_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ y, int64_t N, int64_t C, int64_t HW,
+                 int64_t chunk, ApplyArgs<acc_t<scalar_t>> a, acc_t<scalar_t> slope) {
   using A = acc_t<scalar_t>;
   const int s = blockIdx.y;
   const int64_t begin = s * chunk, end = min64(N * HW, begin + chunk);
@@ -372,8 +370,8 @@ struct BackwardSumsArgs {
 };
 
 template <typename A>
-__device__ __forceinline__ void finish_backward_sums(const BackwardSumsArgs<A>& a, const ChannelParams<A>& p, int64_t c0,
-                                                     int channels) {
+__device__ __forceinline__ void finish_backward_sums(const BackwardSumsArgs<A>& a, const ChannelParams<A>& p,
+                                                     int64_t c0, int channels) {
   using Sum2 = Sums<A, 2>;
   fold_splits<Sum2>(
       channels, a.splits,
@@ -399,7 +397,7 @@ __device__ __forceinline__ void finish_backward_sums(const BackwardSumsArgs<A>& 
 // Backward reduction: partial[(c * splits + s) * 2 + {0, 1}] = (sum g, sum g * (x - mean)), then
 // the last block of each channel tile (tickets: gridDim.x zeroed counters) finishes the tile.
 template <typename scalar_t, int VEC, bool CL, Activation ACT>
-__global__ void __launch_bounds__(kThreads, kBlocksPerSmOf<scalar_t>) backward_reduce_kernel(
+__global__ void FASTGAN_KERNEL_BOUNDS_OF(scalar_t) backward_reduce_kernel(
     const scalar_t* __restrict__ dy, const scalar_t* __restrict__ x, int64_t N, int64_t C, int64_t HW, int64_t chunk,
     ChannelParams<acc_t<scalar_t>> p, acc_t<scalar_t> slope, acc_t<scalar_t>* partial,
     BackwardSumsArgs<acc_t<scalar_t>> sums, unsigned int* tickets) {
@@ -521,7 +519,7 @@ __device__ __forceinline__ void input_grad_coeffs(const InputGradArgs<A>& a, int
 }
 
 template <typename scalar_t, int VEC, bool CL, Activation ACT>
-__global__ void __launch_bounds__(kThreads, kBlocksPerSmOf<scalar_t>) backward_input_kernel(
+__global__ void FASTGAN_KERNEL_BOUNDS_OF(scalar_t) backward_input_kernel(
     const scalar_t* __restrict__ dy, const scalar_t* __restrict__ x, scalar_t* __restrict__ dx, int64_t N, int64_t C,
     int64_t HW, int64_t chunk, InputGradArgs<acc_t<scalar_t>> a, acc_t<scalar_t> slope) {
   using A = acc_t<scalar_t>;

@@ -22,6 +22,7 @@ constexpr int kBlocksPerSm = 4;
 template <typename scalar_t>
 constexpr int kBlocksPerSmOf = sizeof(scalar_t) == 8 ? 3 : kBlocksPerSm;
 #define FASTGAN_KERNEL_BOUNDS __launch_bounds__(::fastgan::cuda::kThreads, ::fastgan::cuda::kBlocksPerSm)
+#define FASTGAN_KERNEL_BOUNDS_OF(T) __launch_bounds__(::fastgan::cuda::kThreads, ::fastgan::cuda::kBlocksPerSmOf<T>)
 
 // fp32 accumulation for fp32/fp16/bf16, fp64 for fp64.
 template <typename T> struct Acc { using type = float; };
@@ -160,8 +161,8 @@ inline GridPlan plan_rows(int64_t rows, int64_t C, int vec, int blocks_per_sm = 
   const int ty = kThreads / tx;
   const int64_t cblocks = ceil_div(cvecs, tx);
   const int64_t max_splits = std::max<int64_t>(1, rows / (int64_t(ty) * 4));
-  const int64_t s = std::min<int64_t>({std::max<int64_t>(1, ceil_div(blocks_to_fill(blocks_per_sm), cblocks)), max_splits,
-                                       1024});
+  const int64_t wanted = std::max<int64_t>(1, ceil_div(blocks_to_fill(blocks_per_sm), cblocks));
+  const int64_t s = std::min<int64_t>({wanted, max_splits, 1024});
   GridPlan p;
   p.chunk = std::max<int64_t>(1, ceil_div(rows, s));
   p.splits = int(std::max<int64_t>(1, ceil_div(rows, p.chunk)));

@@ -28,7 +28,7 @@ Plan make_plan(const Geometry& g, int vec, int blocks_per_sm) {
   const int64_t target = blocks_to_fill(blocks_per_sm);
   const int64_t total = g.N * g.HW;
   const int64_t max_splits = std::max<int64_t>(1, total / (int64_t(kThreads) * vec * 4));
-  const int64_t s = std::min<int64_t>({std::max<int64_t>(1, ceil_div(target, g.C)), max_splits, 1024});
+  const int64_t s = std::min<int64_t>({std::max<int64_t>(1, target / g.C), max_splits, 1024});  // at most one wave
   Plan p;
   p.chunk = ceil_div(ceil_div(total, s), vec) * vec;
   p.splits = int(ceil_div(total, p.chunk));

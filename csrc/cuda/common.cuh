@@ -147,8 +147,9 @@ inline int64_t blocks_to_fill(int blocks_per_sm = kBlocksPerSm) {
 // How a problem of rows of C contiguous channels (channels_last activations, a Linear layer's
 // rows of features) is spread over the grid: threadIdx.x across packs of VEC channels, so a
 // warp reads consecutive addresses; threadIdx.y across rows; blockIdx.x across channel tiles;
-// blockIdx.y splits the rows into chunks, enough of them to fill the device but each at
-// least four rows per thread.
+// blockIdx.y splits the rows into chunks, as many as one wave of blocks holds (a second,
+// partial wave would double the time of a bandwidth-bound kernel) but each at least four rows
+// per thread.
 struct GridPlan {
   dim3 grid, block;
   int64_t chunk;  // rows (or, NCHW BatchNorm, elements) per split
@@ -161,7 +162,7 @@ inline GridPlan plan_rows(int64_t rows, int64_t C, int vec, int blocks_per_sm = 
   const int ty = kThreads / tx;
   const int64_t cblocks = ceil_div(cvecs, tx);
   const int64_t max_splits = std::max<int64_t>(1, rows / (int64_t(ty) * 4));
-  const int64_t wanted = std::max<int64_t>(1, ceil_div(blocks_to_fill(blocks_per_sm), cblocks));
+  const int64_t wanted = std::max<int64_t>(1, blocks_to_fill(blocks_per_sm) / cblocks);  // at most one wave
   const int64_t s = std::min<int64_t>({wanted, max_splits, 1024});
   GridPlan p;
   p.chunk = std::max<int64_t>(1, ceil_div(rows, s));

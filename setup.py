@@ -215,7 +215,25 @@ def extensions():
         ext = cpp_extension.CppExtension("fastgan._C", sources, define_macros=define_macros,
                                          include_dirs=[os.path.join(HERE, "csrc")],
                                          extra_compile_args={"cxx": cxx}, extra_link_args=link)
-    return [ext], {"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=True)}
+    return [ext], {"build_ext": persistent_build_ext(cpp_extension, torch, use_cuda)}
+
+
+def persistent_build_ext(cpp_extension, torch, use_cuda):
+    """torch's BuildExtension (ninja), compiling into build/<torch build>/ rather than a fresh
+    temporary folder: reinstalling with unchanged sources (another extra, `pip install -e .`
+    again) compiles nothing, and ninja recompiles only what changed (it also notices changed
+    flags). The folder is keyed by everything an object file depends on besides the sources."""
+    key = "-".join([f"torch{torch.__version__}", f"py{sys.version_info[0]}{sys.version_info[1]}",
+                    f"abi{int(torch.compiled_with_cxx11_abi())}",
+                    "cuda" + os.environ.get("TORCH_CUDA_ARCH_LIST", "").replace(";", "_") if use_cuda else "cpu"])
+    folder = os.path.join(HERE, "build", re.sub(r"[^A-Za-z0-9._+-]", "_", key))
+
+    class BuildExtension(cpp_extension.BuildExtension.with_options(use_ninja=True)):
+        def finalize_options(self):
+            super().finalize_options()
+            self.build_temp = folder
+
+    return BuildExtension
 
 
 ext_modules, cmdclass = extensions()

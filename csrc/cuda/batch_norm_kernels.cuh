@@ -293,7 +293,7 @@ __global__ void FASTGAN_KERNEL_BOUNDS_OF(scalar_t)
 }
 
 // ---------------------------------------------------------------------------------------
-// Normalise + affine + activation. Training passes coef (from finalize); eval passes
+// Normalise + affine + activation. Training passes coef (from the statistics kernel); eval passes
 // coef = nullptr and the running statistics in p, which the split-0 blocks also copy to
 // save_mean / save_var.
 template <typename A>

@@ -28,13 +28,18 @@ def batch_norm_act_training(input, running_mean, running_var, weight, bias, trai
         if momentum is None:
             factor = 1.0 / float(num_batches_tracked)
     if update:
-        # The running-stat update outside the graph: torch up to 2.11 saves the running buffers
-        # for backward, so DDP's buffer broadcast between D(real), D(fake) and one backward would
-        # invalidate the graph. The fused path never saves them either.
+        # The update goes through copies of the running buffers: torch up to 2.11 saves them for
+        # backward, so DDP's buffer broadcast between D(real), D(fake) and one backward would
+        # invalidate the graph (the fused path never saves them either). Copies of C values
+        # each, rather than a second pass over the activation.
+        mean, var = running_mean.clone(), running_var.clone()
+        y = F.batch_norm(input, mean, var, weight, bias, True, factor, eps)
         with torch.no_grad():
-            F.batch_norm(input.detach(), running_mean, running_var, None, None, True, factor, eps)
-    y = F.batch_norm(input, running_mean if not use_batch_stats else None,
-                     running_var if not use_batch_stats else None, weight, bias, use_batch_stats, 0.0, eps)
+            running_mean.copy_(mean)
+            running_var.copy_(var)
+    else:
+        y = F.batch_norm(input, running_mean if not use_batch_stats else None,
+                         running_var if not use_batch_stats else None, weight, bias, use_batch_stats, 0.0, eps)
     return activate(y, activation, negative_slope)
 
 

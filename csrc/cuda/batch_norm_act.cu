@@ -87,7 +87,7 @@ BufferType buffer_type(const at::Tensor& t) {
     case at::kDouble: return BufferType::Double;
     case at::kHalf: return BufferType::Half;
     case at::kBFloat16: return BufferType::BFloat16;
-    default: TORCH_CHECK(false, "fastgan: running statistics must be floating point, got ", t.scalar_type());
+    default: TORCH_INTERNAL_ASSERT(false, "running statistics of ", t.scalar_type(), " passed the argument checks");
   }
 }
 

@@ -230,7 +230,7 @@ __global__ void FASTGAN_KERNEL_BOUNDS_OF(scalar_t)
 #pragma unroll
       for (int k = 0; k < VEC; ++k) acc.push(A(v.v[k]));
     }
-    Welford<A> w = warp_merge(acc.welford());
+    Welford<A> w = warp_fold(acc.welford());
     __shared__ A sh[3][kThreads / 32];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     if (lane == 0) {

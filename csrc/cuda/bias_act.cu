@@ -19,9 +19,9 @@ namespace {
 
 template <typename scalar_t, int VEC, Activation ACT>
 __global__ void FASTGAN_KERNEL_BOUNDS bias_act_kernel(const scalar_t* __restrict__ x,
-                                                            const scalar_t* __restrict__ bias,
-                                                            scalar_t* __restrict__ y, int64_t rows, int64_t C,
-                                                            int64_t chunk, acc_t<scalar_t> slope) {
+                                                      const scalar_t* __restrict__ bias,
+                                                      scalar_t* __restrict__ y, int64_t rows, int64_t C,
+                                                      int64_t chunk, acc_t<scalar_t> slope) {
   using A = acc_t<scalar_t>;
   const int64_t c0 = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * VEC;
   if (c0 >= C) return;

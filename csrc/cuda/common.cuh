@@ -107,11 +107,6 @@ __device__ __forceinline__ T warp_fold(T v) {
 }
 
 template <typename A>
-__device__ __forceinline__ Welford<A> warp_merge(Welford<A> w) {
-  return warp_fold(w);
-}
-
-template <typename A>
 __device__ __forceinline__ A warp_sum(A v) {
 #pragma unroll
   for (int off = 16; off > 0; off >>= 1) v += __shfl_down_sync(0xffffffffu, v, off);

@@ -25,7 +25,7 @@ int grid_for(int64_t items) {
 // same memory format), so the kernels walk storage order.
 template <typename scalar_t, int VEC, Activation ACT>
 __global__ void FASTGAN_KERNEL_BOUNDS activation_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ y,
-                                                              int64_t packs, acc_t<scalar_t> slope) {
+                                                        int64_t packs, acc_t<scalar_t> slope) {
   using A = acc_t<scalar_t>;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < packs; i += int64_t(gridDim.x) * blockDim.x) {
     const auto v = load_pack<scalar_t, VEC>(x + i * VEC);
@@ -38,9 +38,9 @@ __global__ void FASTGAN_KERNEL_BOUNDS activation_kernel(const scalar_t* __restri
 
 template <typename scalar_t, int VEC, Activation ACT>
 __global__ void FASTGAN_KERNEL_BOUNDS activation_backward_kernel(const scalar_t* __restrict__ dy,
-                                                                       const scalar_t* __restrict__ y,
-                                                                       scalar_t* __restrict__ dx, int64_t packs,
-                                                                       acc_t<scalar_t> slope) {
+                                                                 const scalar_t* __restrict__ y,
+                                                                 scalar_t* __restrict__ dx, int64_t packs,
+                                                                 acc_t<scalar_t> slope) {
   using A = acc_t<scalar_t>;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < packs; i += int64_t(gridDim.x) * blockDim.x) {
     const auto yv = load_pack<scalar_t, VEC>(y + i * VEC);
@@ -130,11 +130,11 @@ __device__ A block_sum(A v, A* sh) {
 
 template <typename scalar_t, LossKind K>
 __global__ void FASTGAN_KERNEL_BOUNDS loss_kernel(const scalar_t* __restrict__ x, const scalar_t* __restrict__ t,
-                                                       acc_t<scalar_t> target_value, int64_t n,
-                                                       scalar_t* __restrict__ loss_elems, scalar_t* __restrict__ grad,
-                                                       acc_t<scalar_t> grad_scale, acc_t<scalar_t>* partial,
-                                                       unsigned int* ticket, scalar_t* __restrict__ loss_out,
-                                                       acc_t<scalar_t> loss_scale) {
+                                                  acc_t<scalar_t> target_value, int64_t n,
+                                                  scalar_t* __restrict__ loss_elems, scalar_t* __restrict__ grad,
+                                                  acc_t<scalar_t> grad_scale, acc_t<scalar_t>* partial,
+                                                  unsigned int* ticket, scalar_t* __restrict__ loss_out,
+                                                  acc_t<scalar_t> loss_scale) {
   using A = acc_t<scalar_t>;
   A sum = 0;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
@@ -146,24 +146,16 @@ __global__ void FASTGAN_KERNEL_BOUNDS loss_kernel(const scalar_t* __restrict__ x
   }
   if (loss_elems) return;
   __shared__ A sh[kThreads / 32];
-  __shared__ bool last;
   const A block_total = block_sum(sum, sh);
   if (threadIdx.x == 0) {
     partial[blockIdx.x] = block_total;
     __threadfence();
-    last = atomicAdd(ticket, 1u) == gridDim.x - 1;
   }
-  __syncthreads();
-  if (!last) return;
-  __threadfence();
+  if (!last_block_to_finish(ticket, gridDim.x)) return;  // its barriers also free sh for reuse
   A s = 0;
   for (int i = threadIdx.x; i < int(gridDim.x); i += blockDim.x) s += __ldcg(partial + i);
-  __syncthreads();
   const A total = block_sum(s, sh);
-  if (threadIdx.x == 0) {
-    *loss_out = scalar_t(total * loss_scale);
-    *ticket = 0;  // every other block has taken its ticket already
-  }
+  if (threadIdx.x == 0) *loss_out = scalar_t(total * loss_scale);
 }
 
 // Runs the loss kernel over b's tensors, reduced by the last block: (loss, d loss / d input).

@@ -2,8 +2,10 @@
 images/s, ratio to stock eager, peak memory), a PNG bar chart, the roofline on GPU, and
 the issue targets with pass/miss and by how much.
 
-    python benchmarks/report.py bench.json [more.json ...] [--out benchmarks/results]
-writes <out>/<device>-<date>.{json,md,png}.
+    python benchmarks/report.py bench.json [more.json ...] [--out DIR]
+writes DIR/<device>-<date>.{json,md,png} (DIR: bench-report/ in the current folder), adding -2,
+-3, ... to the name rather than overwrite an earlier report. The project's committed results
+are made with --out benchmarks/results.
 
 Given several runs of the suite, each case's time is the median of the runs' medians. On a
 shared 2-core machine a slow spell can last for a whole case (tens of milliseconds), which
@@ -239,7 +241,7 @@ def chart(groups, path):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("json", nargs="+", help="pytest-benchmark JSON of one or more runs of the suite")
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
+    parser.add_argument("--out", default="bench-report", help="folder for the report (default: %(default)s)")
     args = parser.parse_args(argv)
     data, rows = load(args.json)
     groups = by_group(rows)
@@ -247,8 +249,8 @@ def main(argv=None):
     gpu = "device ceilings" in groups
     ceil = ceilings(groups)
     date = datetime.date.today().isoformat()
-    stem = re.sub(r"[^A-Za-z0-9.-]+", "-", device).strip("-")[:60] + f"-{date}"
     os.makedirs(args.out, exist_ok=True)
+    stem = unused_stem(args.out, re.sub(r"[^A-Za-z0-9.-]+", "-", device).strip("-")[:60] + f"-{date}")
     md = [f"# fastgan benchmarks: {device}", "",
           f"{date}; torch {data.get('machine_info', {}).get('python_implementation', '')} "
           f"{_torch_version()}; medians after warm-up, variants side by side in one process"
@@ -287,6 +289,15 @@ def main(argv=None):
     chart(groups, os.path.join(args.out, stem + ".png"))
     print(text)
     print(f"wrote {os.path.join(args.out, stem)}.{{md,json,png}}")
+
+
+def unused_stem(folder, stem):
+    """stem, or stem-2, stem-3, ...: the first whose .md, .json and .png are all new in folder."""
+    candidate, n = stem, 1
+    while any(os.path.exists(os.path.join(folder, candidate + ext)) for ext in (".md", ".json", ".png")):
+        n += 1
+        candidate = f"{stem}-{n}"
+    return candidate
 
 
 def _torch_version():

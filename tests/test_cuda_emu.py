@@ -332,6 +332,68 @@ def test_launches_and_allocations_per_op(emu, ops, shape, layout):
     assert launches_of(emu, lambda: ops.logit_loss(x, 1.0, "hinge", 1)) == 1
 
 
+# DCGAN-64's BatchNorm layers (channels, spatial size) at batch 128, ngf = ndf = 64.
+DCGAN64_BN_LAYERS = [(512, 4), (256, 8), (128, 16), (64, 32)]
+
+
+def shared_conflict_degrees(emu, fn):
+    """Wavefronts per shared-memory request of each launch fn makes (launches without shared
+    memory are left out)."""
+    before = emu.stats()["launches"]
+    fn()
+    launches = emu.stats()["launches"] - before
+    log = emu.shared_stats_per_launch()[-launches:] if launches else []
+    return [d["wavefronts"] / d["requests"] for d in log if d["requests"]]
+
+
+@pytest.mark.parametrize("channels,size", DCGAN64_BN_LAYERS, ids=lambda v: str(v))
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_no_shared_memory_bank_conflicts_on_dcgan_layers(emu, ops, channels, size, layout, dtype):
+    """At most 2 wavefronts per shared-memory request in every kernel of a training step's
+    BatchNorm+activation (forward, backward), as the GPU's banks would serve them; the NHWC
+    reductions' [row][channel][value] layout used to cost 4-16 wavefronts."""
+    g = torch.Generator().manual_seed(12)
+    x = make((128, channels, size, size), dtype, layout, g)
+    weight, bias, rm, rv = bn_params(channels, g)
+    nbt = torch.tensor(0, dtype=torch.long)
+    out = {}
+
+    def forward():
+        out["y"], out["mean"], out["var"] = ops.batch_norm_act(x, weight, bias, rm, rv, nbt, True, 0.1, EPS, "relu",
+                                                               0.0)
+
+    degrees = shared_conflict_degrees(emu, forward)
+    degrees += shared_conflict_degrees(emu, lambda: ops.batch_norm_act_backward(
+        x, x, weight, bias, out["mean"], out["var"], True, EPS, "relu", 0.0))
+    degrees += shared_conflict_degrees(emu, lambda: ops.batch_norm_stats(x))
+    assert len(degrees) == 3, "statistics, backward reduction and SyncBatchNorm statistics use shared memory"
+    assert max(degrees) <= 2.0, degrees
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_no_shared_memory_bank_conflicts_in_linear_and_loss_kernels(emu, ops, dtype):
+    """The MLP GAN's Linear layers (batch 128, 1024 and 784 features) and the losses over a batch of logits."""
+    for features in (1024, 784, 13):
+        x, y = torch.randn(128, features).to(dtype), torch.randn(128, features).to(dtype)
+        degrees = shared_conflict_degrees(emu, lambda: ops.bias_act_backward(x, y, "leaky_relu", 0.2))
+        assert degrees and max(degrees) <= 2.0, (features, degrees)
+    logits = torch.randn(300_000).to(dtype)
+    degrees = shared_conflict_degrees(emu, lambda: ops.logit_loss(logits, 1.0, "hinge", 1))
+    assert degrees and max(degrees) <= 2.0, degrees
+
+
+def test_kernels_reach_shared_memory_only_through_the_counting_accessor():
+    """csrc/cuda declares shared arrays with FASTGAN_SHARED alone, so the emulation sees (and
+    counts, and bounds-checks) every shared access."""
+    from pathlib import Path
+
+    cuda = Path(__file__).resolve().parent.parent / "csrc" / "cuda"
+    raw = [f"{f.name}:{n}" for f in sorted(cuda.iterdir()) if f.name != "runtime.cuh"
+           for n, line in enumerate(f.read_text().splitlines(), 1) if "__shared__" in line]
+    assert not raw, f"declare shared memory with FASTGAN_SHARED: {raw}"
+
+
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 def test_statistics_of_huge_values(ops, layout):
     """Means near 1e20 in fp32: merging a partial into an empty Welford accumulator used to
@@ -532,6 +594,20 @@ def test_emulation_catches_a_missing_barrier(emu):
 def test_emulation_refuses_a_misaligned_vector_access(emu):
     with pytest.raises(RuntimeError, match="misaligned address: a 16-byte vector access"):
         emu.selftest_misaligned_load()
+
+
+@pytest.mark.parametrize("stride,size,wavefronts", [(1, 4, 1), (2, 4, 2), (3, 4, 1), (8, 4, 8), (32, 4, 32),
+                                                    (0, 4, 1), (1, 8, 2), (2, 8, 4)])
+def test_emulation_counts_bank_conflicts(emu, stride, size, wavefronts):
+    """A warp storing and loading shared memory at lane * stride: one request each way, costing
+    the most distinct words any one bank serves (a shared word is a broadcast)."""
+    assert emu.selftest_shared_stride(stride, size) == (2, 2 * wavefronts)
+
+
+def test_emulation_refuses_shared_memory_out_of_bounds(emu):
+    with pytest.raises(RuntimeError, match="shared memory out of bounds: a 4-byte access at byte offset 4096 of a "
+                                           "4096-byte array"):
+        emu.selftest_shared_stride(1, 4, reach=1)
 
 
 def test_emulation_reports_a_deadlock(emu):

@@ -25,10 +25,8 @@ using Plan = GridPlan;
 // blockIdx.y.
 Plan make_plan(const Geometry& g, int vec, int blocks_per_sm) {
   if (g.cl) return plan_rows(g.N * g.HW, g.C, vec, blocks_per_sm);
-  const int64_t target = blocks_to_fill(blocks_per_sm);
   const int64_t total = g.N * g.HW;
-  const int64_t max_splits = std::max<int64_t>(1, total / (int64_t(kThreads) * vec * 4));
-  const int64_t s = std::min<int64_t>({std::max<int64_t>(1, target / g.C), max_splits, 1024});  // at most one wave
+  const int64_t s = row_splits(total, int64_t(kThreads) * vec, g.C, blocks_per_sm);
   Plan p;
   p.chunk = ceil_div(ceil_div(total, s), vec) * vec;
   p.splits = int(ceil_div(total, p.chunk));
@@ -48,13 +46,6 @@ bool can_vectorize(const Geometry& g, std::initializer_list<const void*> ptrs) {
   for (const void* p : ptrs)
     if (!aligned16(p)) return false;
   return true;
-}
-
-// Shared memory of the NHWC reductions: values_per_element per (row, channel) of the block
-// (the NCHW kernels use static shared memory).
-template <typename A>
-size_t nhwc_smem(const Plan& p, int vec, int values_per_element) {
-  return size_t(p.block.y) * p.block.x * vec * values_per_element * sizeof(A);
 }
 
 // Calls f(std::integral_constant<int, VEC>, std::integral_constant<bool, CL>).
@@ -127,7 +118,7 @@ Statistics<acc_t<scalar_t>> batch_statistics(const at::Tensor& input, const Geom
   const at::Tensor tickets = reduction_tickets(input, int64_t(plan.grid.x) + 1);
   const FinalizeArgs<A> fin{partial, plan.splits, A(g.N * g.HW), ptr_or_null<A>(weight), ptr_or_null<A>(bias),
                             A(eps), mean.data_ptr<A>(), var.data_ptr<A>(), coef};
-  launch(stats_kernel<scalar_t, VEC, CL>, plan.grid, plan.block, CL ? nhwc_smem<A>(plan, VEC, 3) : 0,
+  launch(stats_kernel<scalar_t, VEC, CL>, plan.grid, plan.block, 0,
          current_stream(), input.const_data_ptr<scalar_t>(), g.N, g.C, g.HW, plan.chunk, partial, fin,
          running_stats(running_mean, running_var, num_batches_tracked, momentum, g.N * g.HW),
          reinterpret_cast<unsigned int*>(tickets.data_ptr<int>()));
@@ -199,7 +190,7 @@ void backward_sums(const BackwardInputs& b, const Geometry& g, const Plan& plan,
   const BackwardSumsArgs<A> sums{partial, plan.splits, sum_dy, sum_dy_xmu, grad_weight, grad_bias};
   dispatch_act(act, [&](auto tag) {
     launch(backward_reduce_kernel<scalar_t, VEC, CL, decltype(tag)::value>, plan.grid, plan.block,
-           CL ? nhwc_smem<A>(plan, VEC, 2) : 0, current_stream(), b.grad_out.const_data_ptr<scalar_t>(),
+           0, current_stream(), b.grad_out.const_data_ptr<scalar_t>(),
            b.input.const_data_ptr<scalar_t>(), g.N, g.C, g.HW, plan.chunk, p, A(negative_slope), partial, sums,
            reinterpret_cast<unsigned int*>(tickets.data_ptr<int>()));
   });

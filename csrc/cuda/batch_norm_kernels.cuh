@@ -1,7 +1,8 @@
 // Device code of fused BatchNorm + activation (host wrappers: batch_norm_act.cu).
 //
 // Training forward, two launches:
-//   stats   one pass over x: per-(channel, split) Welford partials; the last block of each
+//   stats   one pass over x: per thread, sums around a shift its block shares, added over the
+//           block (fold_rows) into one (count, mean, M2) partial per channel and split; the last block of each
 //           channel tile to finish (an integer ticket) merges the tile's partials in a fixed
 //           order with the whole block, and writes the saved statistics, the per-channel
 //           scale and shift and the running-stat update; the last tile moves
@@ -17,8 +18,8 @@
 // Both layouts are walked in place: NCHW with one channel per block (blockIdx.x) and its N*H*W
 // elements split over blockIdx.y; NHWC with a tile of channels across threadIdx.x and rows
 // across threadIdx.y. A thread moves 16 bytes at a time where the shape and alignment allow
-// (VEC > 1), one element otherwise. The activation is a template parameter, so element loops
-// carry no switch.
+// (VEC > 1), one element otherwise, with kLoadsInFlight loads issued before their uses
+// (walk_unrolled). The activation is a template parameter, so element loops carry no switch.
 #pragma once
 
 #include "common.cuh"
@@ -44,14 +45,17 @@ __device__ __forceinline__ void affine_of(const ChannelParams<A>& p, int64_t c, 
   shift = (p.bias ? p.bias[c] : A(0)) - p.mean[c] * scale;
 }
 
-// Walks one NCHW channel's elements j in [0, N*HW) with a fixed stride, tracking the image n and
-// the offset within it incrementally: two divisions per thread instead of one per pack.
+// Walks one NCHW channel's elements j in [0, N*HW) with a fixed stride (a walk_unrolled
+// cursor), tracking the image n and the offset within it incrementally: two divisions per
+// thread instead of one per pack.
 struct NchwCursor {
-  int64_t n, r, q, rem;
-  __device__ __forceinline__ NchwCursor(int64_t j, int64_t stride, int64_t HW)
-      : n(j / HW), r(j - (j / HW) * HW), q(stride / HW), rem(stride - (stride / HW) * HW) {}
-  __device__ __forceinline__ int64_t offset(int64_t C, int64_t c, int64_t HW) const { return (n * C + c) * HW + r; }
-  __device__ __forceinline__ void advance(int64_t HW) {
+  int64_t index, step, n, r, q, rem, C, c, HW;
+  __device__ __forceinline__ NchwCursor(int64_t j, int64_t stride, int64_t C_, int64_t c_, int64_t HW_)
+      : index(j), step(stride), n(j / HW_), r(j - (j / HW_) * HW_), q(stride / HW_), rem(stride - (stride / HW_) * HW_),
+        C(C_), c(c_), HW(HW_) {}
+  __device__ __forceinline__ int64_t offset() const { return (n * C + c) * HW + r; }
+  __device__ __forceinline__ void advance() {
+    index += step;
     n += q;
     r += rem;
     if (r >= HW) {
@@ -61,51 +65,13 @@ struct NchwCursor {
   }
 };
 
-// Per-thread statistics as sums around the thread's first value: no division per element
-// (a Welford push divides), and no cancellation when the mean is large against the spread,
-// since the shift is a sample of the data.
+// A split's statistics from sums around a shift that every thread of the block shares (a
+// sample of the split's data, so there is no cancellation when the mean is large against the
+// spread): sums add across threads, with no division per element or per merge.
 template <typename A>
-struct ShiftedSums {
-  A shift = 0, s1 = 0, s2 = 0;
-  int64_t n = 0;
-  __device__ __forceinline__ void push(A x) {
-    if (n == 0) shift = x;
-    const A d = x - shift;
-    s1 += d;
-    s2 += d * d;
-    ++n;
-  }
-  __device__ __forceinline__ Welford<A> welford() const {
-    Welford<A> w;
-    if (n == 0) return w;
-    w.n = A(n);
-    const A d = s1 / w.n;
-    w.mean = shift + d;
-    const A m2 = s2 - s1 * d;
-    w.m2 = m2 > A(0) ? m2 : A(0);
-    return w;
-  }
-};
-
-// Welford triples (count, mean, M2).
-template <typename A>
-__device__ __forceinline__ void tree_merge_rows(A* sh, int width, int col, bool active) {
-  tree_fold_rows<3>(sh, width, col, active, [](A* mine, const A* other) {
-    Welford<A> w{mine[0], mine[1], mine[2]};
-    w.merge(other[0], other[1], other[2]);
-    mine[0] = w.n;
-    mine[1] = w.mean;
-    mine[2] = w.m2;
-  });
-}
-
-// Pairs of sums.
-template <typename A>
-__device__ __forceinline__ void tree_sum_rows(A* sh, int width, int col, bool active) {
-  tree_fold_rows<2>(sh, width, col, active, [](A* mine, const A* other) {
-    mine[0] += other[0];
-    mine[1] += other[1];
-  });
+__device__ __forceinline__ Welford<A> welford_of_sums(A count, A shift, A s1, A s2) {
+  const A d = s1 / count, m2 = s2 - s1 * d;
+  return {count, shift + d, m2 > A(0) ? m2 : A(0)};
 }
 
 // ---------------------------------------------------------------------------------------
@@ -219,76 +185,63 @@ __global__ void FASTGAN_KERNEL_BOUNDS_OF(scalar_t)
     stats_kernel(const scalar_t* __restrict__ x, int64_t N, int64_t C, int64_t HW, int64_t chunk,
                  acc_t<scalar_t>* partial, FinalizeArgs<acc_t<scalar_t>> fin, RunningStats run, unsigned int* tickets) {
   using A = acc_t<scalar_t>;
+  using P = Pack<scalar_t, VEC>;
   const int s = blockIdx.y, splits = gridDim.y;
+  const int64_t begin = s * chunk, end = min64(N * HW, begin + chunk);
+  const A count = A(end - begin);
+  const auto load = [&](int64_t off) { return load_pack<scalar_t, VEC>(x + off); };
+  const auto write = [&](int64_t c, const Welford<A>& w) {
+    A* out = partial + (c * splits + s) * 3;
+    out[0] = w.n;
+    out[1] = w.mean;
+    out[2] = w.m2;
+    __threadfence();
+  };
   if constexpr (!CL) {
     const int64_t c = blockIdx.x;
-    const int64_t begin = s * chunk, end = min64(N * HW, begin + chunk), stride = int64_t(blockDim.x) * VEC;
-    ShiftedSums<A> acc;
-    NchwCursor at(begin + int64_t(threadIdx.x) * VEC, stride, HW);
-    for (int64_t j = begin + int64_t(threadIdx.x) * VEC; j < end; j += stride, at.advance(HW)) {
-      const auto v = load_pack<scalar_t, VEC>(x + at.offset(C, c, HW));
+    const NchwCursor first(begin, 0, C, c, HW);
+    const A shift = A(x[first.offset()]);  // the split's first element, the same in every thread
+    A sums[2][1] = {{A(0)}, {A(0)}};
+    walk_unrolled<kLoadsInFlight>(NchwCursor(begin + int64_t(threadIdx.x) * VEC, int64_t(blockDim.x) * VEC, C, c, HW),
+                                  end, load, [&](int64_t, const P& v) {
 #pragma unroll
-      for (int k = 0; k < VEC; ++k) acc.push(A(v.v[k]));
-    }
-    Welford<A> w = warp_fold(acc.welford());
-    __shared__ A sh[3][kThreads / 32];
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    if (lane == 0) {
-      sh[0][warp] = w.n;
-      sh[1][warp] = w.mean;
-      sh[2][warp] = w.m2;
-    }
-    __syncthreads();
-    if (threadIdx.x == 0) {
-      Welford<A> t;
-      for (int i = 0; i < int(blockDim.x / 32); ++i) t.merge(sh[0][i], sh[1][i], sh[2][i]);
-      A* out = partial + (c * splits + s) * 3;
-      out[0] = t.n;
-      out[1] = t.mean;
-      out[2] = t.m2;
-      __threadfence();
-    }
+                                    for (int k = 0; k < VEC; ++k) {
+                                      const A d = A(v.v[k]) - shift;
+                                      sums[0][0] += d;
+                                      sums[1][0] += d * d;
+                                    }
+                                  });
+    fold_rows(sums, 1, [&](int, int, const A (&t)[2]) { write(c, welford_of_sums(count, shift, t[0], t[1])); });
     if (last_block_to_finish(tickets + blockIdx.x, gridDim.y))
       finish_statistics(fin, run, c, 1, tickets + gridDim.x);
   } else {
-    const int64_t c0 = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * VEC;
-    const int64_t begin = s * chunk, end = min64(N * HW, begin + chunk);
-    const bool active = c0 < C;
-    ShiftedSums<A> acc[VEC];
-    if (active) {
-      for (int64_t m = begin + threadIdx.y; m < end; m += blockDim.y) {
-        const auto v = load_pack<scalar_t, VEC>(x + m * C + c0);
+    const int tx = int(blockDim.x);
+    const int64_t tile = int64_t(blockIdx.x) * tx * VEC, c0 = tile + int64_t(threadIdx.x) * VEC;
+    // Per column, the split's first row (every thread of the block reads the same values).
+    const auto shift_of = [&](int64_t c) { return A(x[begin * C + c]); };
+    A sums[2][VEC];
 #pragma unroll
-        for (int k = 0; k < VEC; ++k) acc[k].push(A(v.v[k]));
-      }
-    }
-    FASTGAN_DYNAMIC_SHARED(unsigned char, smem_raw);
-    A* sh = reinterpret_cast<A*>(smem_raw);
-    const int width = blockDim.x * VEC;
+    for (int k = 0; k < VEC; ++k) sums[0][k] = sums[1][k] = A(0);
+    if (c0 < C) {
+      A shift[VEC];
 #pragma unroll
-    for (int k = 0; k < VEC; ++k) {
-      const Welford<A> w = acc[k].welford();
-      A* e = sh + (threadIdx.y * width + threadIdx.x * VEC + k) * 3;
-      e[0] = w.n;
-      e[1] = w.mean;
-      e[2] = w.m2;
-    }
+      for (int k = 0; k < VEC; ++k) shift[k] = shift_of(c0 + k);
+      walk_unrolled<kLoadsInFlight>(RowCursor(begin + threadIdx.y, blockDim.y, C, c0), end, load,
+                                    [&](int64_t, const P& v) {
 #pragma unroll
-    for (int k = 0; k < VEC; ++k) tree_merge_rows(sh, width, threadIdx.x * VEC + k, active);
-    if (threadIdx.y == 0 && active) {
-      for (int k = 0; k < VEC && c0 + k < C; ++k) {
-        const A* e = sh + (threadIdx.x * VEC + k) * 3;
-        A* out = partial + ((c0 + k) * splits + s) * 3;
-        out[0] = e[0];
-        out[1] = e[1];
-        out[2] = e[2];
-      }
-      __threadfence();
+                                      for (int k = 0; k < VEC; ++k) {
+                                        const A d = A(v.v[k]) - shift[k];
+                                        sums[0][k] += d;
+                                        sums[1][k] += d * d;
+                                      }
+                                    });
     }
-    if (last_block_to_finish(tickets + blockIdx.x, gridDim.y)) {
-      const int64_t tile = int64_t(blockIdx.x) * blockDim.x * VEC;
-      finish_statistics(fin, run, tile, int(min64(C - tile, int64_t(blockDim.x) * VEC)), tickets + gridDim.x);
-    }
+    fold_rows(sums, tx, [&](int xi, int k, const A (&t)[2]) {
+      const int64_t c = tile + int64_t(xi) * VEC + k;
+      if (c < C) write(c, welford_of_sums(count, shift_of(c), t[0], t[1]));
+    });
+    if (last_block_to_finish(tickets + blockIdx.x, gridDim.y))
+      finish_statistics(fin, run, tile, int(min64(C - tile, int64_t(tx) * VEC)), tickets + gridDim.x);
   }
 }
 
@@ -324,35 +277,36 @@ __global__ void FASTGAN_KERNEL_BOUNDS_OF(scalar_t)
     apply_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ y, int64_t N, int64_t C, int64_t HW,
                  int64_t chunk, ApplyArgs<acc_t<scalar_t>> a, acc_t<scalar_t> slope) {
   using A = acc_t<scalar_t>;
+  using P = Pack<scalar_t, VEC>;
   const int s = blockIdx.y;
   const int64_t begin = s * chunk, end = min64(N * HW, begin + chunk);
+  const auto load = [&](int64_t off) { return load_pack<scalar_t, VEC>(x + off); };
   if constexpr (!CL) {
     const int64_t c = blockIdx.x;
     A sc, sf;
     apply_coeffs(a, c, s == 0 && threadIdx.x == 0, sc, sf);
-    const int64_t stride = int64_t(blockDim.x) * VEC;
-    NchwCursor at(begin + int64_t(threadIdx.x) * VEC, stride, HW);
-    for (int64_t j = begin + int64_t(threadIdx.x) * VEC; j < end; j += stride, at.advance(HW)) {
-      const int64_t off = at.offset(C, c, HW);
-      const auto v = load_pack<scalar_t, VEC>(x + off);
-      Pack<scalar_t, VEC> o;
+    walk_unrolled<kLoadsInFlight>(NchwCursor(begin + int64_t(threadIdx.x) * VEC, int64_t(blockDim.x) * VEC, C, c, HW),
+                                  end, load, [&](int64_t off, const P& v) {
+                                    P o;
 #pragma unroll
-      for (int k = 0; k < VEC; ++k) o.v[k] = scalar_t(activate_t<ACT>(affine(A(v.v[k]), sc, sf), slope));
-      store_pack<scalar_t, VEC>(y + off, o);
-    }
+                                    for (int k = 0; k < VEC; ++k)
+                                      o.v[k] = scalar_t(activate_t<ACT>(affine(A(v.v[k]), sc, sf), slope));
+                                    store_pack<scalar_t, VEC>(y + off, o);
+                                  });
   } else {
     const int64_t c0 = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * VEC;
     if (c0 >= C) return;
     A sc[VEC], sf[VEC];
 #pragma unroll
     for (int k = 0; k < VEC; ++k) apply_coeffs(a, c0 + k, s == 0 && threadIdx.y == 0, sc[k], sf[k]);
-    for (int64_t m = begin + threadIdx.y; m < end; m += blockDim.y) {
-      const auto v = load_pack<scalar_t, VEC>(x + m * C + c0);
-      Pack<scalar_t, VEC> o;
+    walk_unrolled<kLoadsInFlight>(RowCursor(begin + threadIdx.y, blockDim.y, C, c0), end, load,
+                                  [&](int64_t off, const P& v) {
+                                    P o;
 #pragma unroll
-      for (int k = 0; k < VEC; ++k) o.v[k] = scalar_t(activate_t<ACT>(affine(A(v.v[k]), sc[k], sf[k]), slope));
-      store_pack<scalar_t, VEC>(y + m * C + c0, o);
-    }
+                                    for (int k = 0; k < VEC; ++k)
+                                      o.v[k] = scalar_t(activate_t<ACT>(affine(A(v.v[k]), sc[k], sf[k]), slope));
+                                    store_pack<scalar_t, VEC>(y + off, o);
+                                  });
   }
 }
 
@@ -394,63 +348,62 @@ __device__ __forceinline__ void finish_backward_sums(const BackwardSumsArgs<A>& 
       });
 }
 
+// x and grad_out at one position, loaded together (the backward kernels' walks).
+template <typename scalar_t, int VEC>
+struct PackPair {
+  Pack<scalar_t, VEC> x, dy;
+};
+
+// Positions a backward kernel's thread loads ahead (two loads each: x and grad_out). With 8
+// channels per thread (16-bit channels_last), their 24 coefficients and 16 sums leave no room
+// under 64 registers for more than one (ptxas spilled 56-252 bytes at two), so those keep two
+// loads in flight instead of four.
+template <int VEC, bool CL>
+constexpr int kPairsInFlight = CL && VEC >= 8 ? 1 : kLoadsInFlight / 2;
+
 // Backward reduction: partial[(c * splits + s) * 2 + {0, 1}] = (sum g, sum g * (x - mean)), then
 // the last block of each channel tile (tickets: gridDim.x zeroed counters) finishes the tile.
 template <typename scalar_t, int VEC, bool CL, Activation ACT>
 __global__ void FASTGAN_KERNEL_BOUNDS_OF(scalar_t) backward_reduce_kernel(
     const scalar_t* __restrict__ dy, const scalar_t* __restrict__ x, int64_t N, int64_t C, int64_t HW, int64_t chunk,
     ChannelParams<acc_t<scalar_t>> p, acc_t<scalar_t> slope, acc_t<scalar_t>* partial,
-    BackwardSumsArgs<acc_t<scalar_t>> sums, unsigned int* tickets) {
+    BackwardSumsArgs<acc_t<scalar_t>> sums_args, unsigned int* tickets) {
   using A = acc_t<scalar_t>;
+  using PP = PackPair<scalar_t, VEC>;
   const int s = blockIdx.y, splits = gridDim.y;
   const int64_t begin = s * chunk, end = min64(N * HW, begin + chunk);
+  const auto load = [&](int64_t off) { return PP{load_pack<scalar_t, VEC>(x + off), load_pack<scalar_t, VEC>(dy + off)}; };
+  const auto write = [&](int64_t c, const A (&t)[2]) {
+    partial[(c * splits + s) * 2] = t[0];
+    partial[(c * splits + s) * 2 + 1] = t[1];
+    __threadfence();
+  };
   if constexpr (!CL) {
     const int64_t c = blockIdx.x;
     A sc, sf, invstd;
     affine_of(p, c, sc, sf, invstd);
     const A mu = p.mean[c];
-    A sg = 0, sgx = 0;
-    const int64_t stride = int64_t(blockDim.x) * VEC;
-    NchwCursor at(begin + int64_t(threadIdx.x) * VEC, stride, HW);
-    for (int64_t j = begin + int64_t(threadIdx.x) * VEC; j < end; j += stride, at.advance(HW)) {
-      const int64_t off = at.offset(C, c, HW);
-      const auto xv = load_pack<scalar_t, VEC>(x + off);
-      const auto dv = load_pack<scalar_t, VEC>(dy + off);
+    A sums[2][1] = {{A(0)}, {A(0)}};
+    walk_unrolled<kPairsInFlight<VEC, CL>>(NchwCursor(begin + int64_t(threadIdx.x) * VEC, int64_t(blockDim.x) * VEC, C, c, HW),
+                                  end, load, [&](int64_t, const PP& v) {
 #pragma unroll
-      for (int k = 0; k < VEC; ++k) {
-        const A xk = A(xv.v[k]);
-        const A gk = A(dv.v[k]) * activation_grad_from_input_t<ACT>(affine(xk, sc, sf), slope);
-        sg += gk;
-        sgx += gk * (xk - mu);
-      }
-    }
-    sg = warp_sum(sg);
-    sgx = warp_sum(sgx);
-    __shared__ A sh[2][kThreads / 32];
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    if (lane == 0) {
-      sh[0][warp] = sg;
-      sh[1][warp] = sgx;
-    }
-    __syncthreads();
-    if (threadIdx.x == 0) {
-      A t0 = 0, t1 = 0;
-      for (int i = 0; i < int(blockDim.x / 32); ++i) {
-        t0 += sh[0][i];
-        t1 += sh[1][i];
-      }
-      partial[(c * splits + s) * 2] = t0;
-      partial[(c * splits + s) * 2 + 1] = t1;
-      __threadfence();
-    }
-    if (last_block_to_finish(tickets + blockIdx.x, gridDim.y)) finish_backward_sums(sums, p, c, 1);
+                                    for (int k = 0; k < VEC; ++k) {
+                                      const A xk = A(v.x.v[k]);
+                                      const A gk = A(v.dy.v[k]) *
+                                                   activation_grad_from_input_t<ACT>(affine(xk, sc, sf), slope);
+                                      sums[0][0] += gk;
+                                      sums[1][0] += gk * (xk - mu);
+                                    }
+                                  });
+    fold_rows(sums, 1, [&](int, int, const A (&t)[2]) { write(c, t); });
+    if (last_block_to_finish(tickets + blockIdx.x, gridDim.y)) finish_backward_sums(sums_args, p, c, 1);
   } else {
-    const int64_t c0 = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * VEC;
-    const bool active = c0 < C;
-    A sg[VEC], sgx[VEC];
+    const int tx = int(blockDim.x);
+    const int64_t tile = int64_t(blockIdx.x) * tx * VEC, c0 = tile + int64_t(threadIdx.x) * VEC;
+    A sums[2][VEC];
 #pragma unroll
-    for (int k = 0; k < VEC; ++k) sg[k] = sgx[k] = A(0);
-    if (active) {
+    for (int k = 0; k < VEC; ++k) sums[0][k] = sums[1][k] = A(0);
+    if (c0 < C) {
       A sc[VEC], sf[VEC], mu[VEC];
 #pragma unroll
       for (int k = 0; k < VEC; ++k) {
@@ -458,41 +411,24 @@ __global__ void FASTGAN_KERNEL_BOUNDS_OF(scalar_t) backward_reduce_kernel(
         affine_of(p, c0 + k, sc[k], sf[k], invstd);
         mu[k] = p.mean[c0 + k];
       }
-      for (int64_t m = begin + threadIdx.y; m < end; m += blockDim.y) {
-        const auto xv = load_pack<scalar_t, VEC>(x + m * C + c0);
-        const auto dv = load_pack<scalar_t, VEC>(dy + m * C + c0);
+      walk_unrolled<kPairsInFlight<VEC, CL>>(RowCursor(begin + threadIdx.y, blockDim.y, C, c0), end, load,
+                                    [&](int64_t, const PP& v) {
 #pragma unroll
-        for (int k = 0; k < VEC; ++k) {
-          const A xk = A(xv.v[k]);
-          const A gk = A(dv.v[k]) * activation_grad_from_input_t<ACT>(affine(xk, sc[k], sf[k]), slope);
-          sg[k] += gk;
-          sgx[k] += gk * (xk - mu[k]);
-        }
-      }
+                                      for (int k = 0; k < VEC; ++k) {
+                                        const A xk = A(v.x.v[k]);
+                                        const A gk = A(v.dy.v[k]) *
+                                                     activation_grad_from_input_t<ACT>(affine(xk, sc[k], sf[k]), slope);
+                                        sums[0][k] += gk;
+                                        sums[1][k] += gk * (xk - mu[k]);
+                                      }
+                                    });
     }
-    FASTGAN_DYNAMIC_SHARED(unsigned char, smem_raw);
-    A* sh = reinterpret_cast<A*>(smem_raw);  // [blockDim.y][width][2]
-    const int width = blockDim.x * VEC;
-#pragma unroll
-    for (int k = 0; k < VEC; ++k) {
-      A* e = sh + (threadIdx.y * width + threadIdx.x * VEC + k) * 2;
-      e[0] = sg[k];
-      e[1] = sgx[k];
-    }
-#pragma unroll
-    for (int k = 0; k < VEC; ++k) tree_sum_rows(sh, width, threadIdx.x * VEC + k, active);
-    if (threadIdx.y == 0 && active) {
-      for (int k = 0; k < VEC && c0 + k < C; ++k) {
-        const A* e = sh + (threadIdx.x * VEC + k) * 2;
-        partial[((c0 + k) * splits + s) * 2] = e[0];
-        partial[((c0 + k) * splits + s) * 2 + 1] = e[1];
-      }
-      __threadfence();
-    }
-    if (last_block_to_finish(tickets + blockIdx.x, gridDim.y)) {
-      const int64_t tile = int64_t(blockIdx.x) * blockDim.x * VEC;
-      finish_backward_sums(sums, p, tile, int(min64(C - tile, int64_t(blockDim.x) * VEC)));
-    }
+    fold_rows(sums, tx, [&](int xi, int k, const A (&t)[2]) {
+      const int64_t c = tile + int64_t(xi) * VEC + k;
+      if (c < C) write(c, t);
+    });
+    if (last_block_to_finish(tickets + blockIdx.x, gridDim.y))
+      finish_backward_sums(sums_args, p, tile, int(min64(C - tile, int64_t(tx) * VEC)));
   }
 }
 
@@ -523,45 +459,45 @@ __global__ void FASTGAN_KERNEL_BOUNDS_OF(scalar_t) backward_input_kernel(
     const scalar_t* __restrict__ dy, const scalar_t* __restrict__ x, scalar_t* __restrict__ dx, int64_t N, int64_t C,
     int64_t HW, int64_t chunk, InputGradArgs<acc_t<scalar_t>> a, acc_t<scalar_t> slope) {
   using A = acc_t<scalar_t>;
+  using P = Pack<scalar_t, VEC>;
+  using PP = PackPair<scalar_t, VEC>;
   const int s = blockIdx.y;
   const int64_t begin = s * chunk, end = min64(N * HW, begin + chunk);
+  const auto load = [&](int64_t off) { return PP{load_pack<scalar_t, VEC>(x + off), load_pack<scalar_t, VEC>(dy + off)}; };
   if constexpr (!CL) {
     const int64_t c = blockIdx.x;
     A sc, sf, mu, km, kx;
     input_grad_coeffs(a, c, sc, sf, mu, km, kx);
-    const int64_t stride = int64_t(blockDim.x) * VEC;
-    NchwCursor at(begin + int64_t(threadIdx.x) * VEC, stride, HW);
-    for (int64_t j = begin + int64_t(threadIdx.x) * VEC; j < end; j += stride, at.advance(HW)) {
-      const int64_t off = at.offset(C, c, HW);
-      const auto xv = load_pack<scalar_t, VEC>(x + off);
-      const auto dv = load_pack<scalar_t, VEC>(dy + off);
-      Pack<scalar_t, VEC> o;
+    walk_unrolled<kPairsInFlight<VEC, CL>>(NchwCursor(begin + int64_t(threadIdx.x) * VEC, int64_t(blockDim.x) * VEC, C, c, HW),
+                                  end, load, [&](int64_t off, const PP& v) {
+                                    P o;
 #pragma unroll
-      for (int k = 0; k < VEC; ++k) {
-        const A xk = A(xv.v[k]);
-        const A gk = A(dv.v[k]) * activation_grad_from_input_t<ACT>(affine(xk, sc, sf), slope);
-        o.v[k] = scalar_t(sc * (gk - km - (xk - mu) * kx));
-      }
-      store_pack<scalar_t, VEC>(dx + off, o);
-    }
+                                    for (int k = 0; k < VEC; ++k) {
+                                      const A xk = A(v.x.v[k]);
+                                      const A gk = A(v.dy.v[k]) *
+                                                   activation_grad_from_input_t<ACT>(affine(xk, sc, sf), slope);
+                                      o.v[k] = scalar_t(sc * (gk - km - (xk - mu) * kx));
+                                    }
+                                    store_pack<scalar_t, VEC>(dx + off, o);
+                                  });
   } else {
     const int64_t c0 = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * VEC;
     if (c0 >= C) return;
     A sc[VEC], sf[VEC], mu[VEC], km[VEC], kx[VEC];
 #pragma unroll
     for (int k = 0; k < VEC; ++k) input_grad_coeffs(a, c0 + k, sc[k], sf[k], mu[k], km[k], kx[k]);
-    for (int64_t m = begin + threadIdx.y; m < end; m += blockDim.y) {
-      const auto xv = load_pack<scalar_t, VEC>(x + m * C + c0);
-      const auto dv = load_pack<scalar_t, VEC>(dy + m * C + c0);
-      Pack<scalar_t, VEC> o;
+    walk_unrolled<kPairsInFlight<VEC, CL>>(RowCursor(begin + threadIdx.y, blockDim.y, C, c0), end, load,
+                                  [&](int64_t off, const PP& v) {
+                                    P o;
 #pragma unroll
-      for (int k = 0; k < VEC; ++k) {
-        const A xk = A(xv.v[k]);
-        const A gk = A(dv.v[k]) * activation_grad_from_input_t<ACT>(affine(xk, sc[k], sf[k]), slope);
-        o.v[k] = scalar_t(sc[k] * (gk - km[k] - (xk - mu[k]) * kx[k]));
-      }
-      store_pack<scalar_t, VEC>(dx + m * C + c0, o);
-    }
+                                    for (int k = 0; k < VEC; ++k) {
+                                      const A xk = A(v.x.v[k]);
+                                      const A gk = A(v.dy.v[k]) *
+                                                   activation_grad_from_input_t<ACT>(affine(xk, sc[k], sf[k]), slope);
+                                      o.v[k] = scalar_t(sc[k] * (gk - km[k] - (xk - mu[k]) * kx[k]));
+                                    }
+                                    store_pack<scalar_t, VEC>(dx + off, o);
+                                  });
   }
 }
 

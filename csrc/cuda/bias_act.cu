@@ -3,7 +3,7 @@
 // (plan_rows): threads across features, rows split over blockIdx.y.
 //   forward:  y = act(x + bias), one pass; each thread loads its features' bias once.
 //   backward: g = dy * act'(y) and grad_bias = sum of g over rows, from one pass over dy and y.
-//             Per block, the rows' sums are folded in shared memory; with one split the block
+//             Per block, the rows' sums are added (fold_rows); with one split the block
 //             writes grad_bias itself, otherwise every block writes its partial sums and the
 //             last block of each column tile to finish (an integer ticket) adds them in a
 //             fixed order with all its threads. No float atomics, so results are the same bits from
@@ -23,6 +23,7 @@ __global__ void FASTGAN_KERNEL_BOUNDS bias_act_kernel(const scalar_t* __restrict
                                                       scalar_t* __restrict__ y, int64_t rows, int64_t C,
                                                       int64_t chunk, acc_t<scalar_t> slope) {
   using A = acc_t<scalar_t>;
+  using P = Pack<scalar_t, VEC>;
   const int64_t c0 = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * VEC;
   if (c0 >= C) return;
   const auto bv = load_pack<scalar_t, VEC>(bias + c0);
@@ -30,13 +31,15 @@ __global__ void FASTGAN_KERNEL_BOUNDS bias_act_kernel(const scalar_t* __restrict
 #pragma unroll
   for (int k = 0; k < VEC; ++k) b[k] = A(bv.v[k]);
   const int64_t end = min64(rows, (int64_t(blockIdx.y) + 1) * chunk);
-  for (int64_t r = int64_t(blockIdx.y) * chunk + threadIdx.y; r < end; r += blockDim.y) {
-    const auto xv = load_pack<scalar_t, VEC>(x + r * C + c0);
-    Pack<scalar_t, VEC> o;
+  walk_unrolled<kLoadsInFlight>(
+      RowCursor(int64_t(blockIdx.y) * chunk + threadIdx.y, blockDim.y, C, c0), end,
+      [&](int64_t off) { return load_pack<scalar_t, VEC>(x + off); },
+      [&](int64_t off, const P& v) {
+        P o;
 #pragma unroll
-    for (int k = 0; k < VEC; ++k) o.v[k] = scalar_t(activate_t<ACT>(A(xv.v[k]) + b[k], slope));
-    store_pack<scalar_t, VEC>(y + r * C + c0, o);
-  }
+        for (int k = 0; k < VEC; ++k) o.v[k] = scalar_t(activate_t<ACT>(A(v.v[k]) + b[k], slope));
+        store_pack<scalar_t, VEC>(y + off, o);
+      });
 }
 
 // partial: [splits][C] (unused with one split); ticket: gridDim.x counters, zero on entry, left
@@ -47,50 +50,47 @@ __global__ void FASTGAN_KERNEL_BOUNDS bias_act_backward_kernel(
     int64_t C, int64_t chunk, acc_t<scalar_t> slope, acc_t<scalar_t>* __restrict__ partial, unsigned int* ticket,
     scalar_t* __restrict__ grad_bias) {
   using A = acc_t<scalar_t>;
-  const int64_t c0 = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * VEC;
-  const bool active = c0 < C;
-  A s[VEC];
+  using P = Pack<scalar_t, VEC>;
+  struct Loaded {
+    P dy, y;
+  };
+  const int tx = int(blockDim.x);
+  const int64_t tile = int64_t(blockIdx.x) * tx * VEC, c0 = tile + int64_t(threadIdx.x) * VEC;
+  A sums[1][VEC];
 #pragma unroll
-  for (int k = 0; k < VEC; ++k) s[k] = A(0);
-  if (active) {
+  for (int k = 0; k < VEC; ++k) sums[0][k] = A(0);
+  if (c0 < C) {
     const int64_t end = min64(rows, (int64_t(blockIdx.y) + 1) * chunk);
-    for (int64_t r = int64_t(blockIdx.y) * chunk + threadIdx.y; r < end; r += blockDim.y) {
-      const auto dv = load_pack<scalar_t, VEC>(dy + r * C + c0);
-      const auto yv = load_pack<scalar_t, VEC>(y + r * C + c0);
-      Pack<scalar_t, VEC> o;
+    walk_unrolled<kLoadsInFlight / 2>(
+        RowCursor(int64_t(blockIdx.y) * chunk + threadIdx.y, blockDim.y, C, c0), end,
+        [&](int64_t off) { return Loaded{load_pack<scalar_t, VEC>(dy + off), load_pack<scalar_t, VEC>(y + off)}; },
+        [&](int64_t off, const Loaded& v) {
+          P o;
 #pragma unroll
-      for (int k = 0; k < VEC; ++k) {
-        const A g = A(dv.v[k]) * activation_grad_from_output_t<ACT>(A(yv.v[k]), slope);
-        o.v[k] = scalar_t(g);
-        s[k] += g;
-      }
-      store_pack<scalar_t, VEC>(dx + r * C + c0, o);
+          for (int k = 0; k < VEC; ++k) {
+            const A g = A(v.dy.v[k]) * activation_grad_from_output_t<ACT>(A(v.y.v[k]), slope);
+            o.v[k] = scalar_t(g);
+            sums[0][k] += g;
+          }
+          store_pack<scalar_t, VEC>(dx + off, o);
+        });
+  }
+  const bool one_split = gridDim.y == 1;
+  fold_rows(sums, tx, [&](int xi, int k, const A (&t)[1]) {
+    const int64_t c = tile + int64_t(xi) * VEC + k;
+    if (c >= C) return;
+    if (one_split) {
+      grad_bias[c] = scalar_t(t[0]);
+    } else {
+      partial[int64_t(blockIdx.y) * C + c] = t[0];
+      __threadfence();  // this thread's partials are visible before its block takes a ticket
     }
-  }
-  FASTGAN_DYNAMIC_SHARED(unsigned char, smem_raw);
-  A* sh = reinterpret_cast<A*>(smem_raw);  // [blockDim.y][blockDim.x][VEC]
-#pragma unroll
-  for (int k = 0; k < VEC; ++k) sh[(threadIdx.y * blockDim.x + threadIdx.x) * VEC + k] = s[k];
-  tree_fold_rows<VEC>(sh, int(blockDim.x), int(threadIdx.x), active, [](A* mine, const A* other) {
-#pragma unroll
-    for (int k = 0; k < VEC; ++k) mine[k] += other[k];
   });
-  const A* folded = sh + threadIdx.x * VEC;  // row 0, valid in threadIdx.y == 0 after the fold
-  if (gridDim.y == 1) {
-    if (threadIdx.y == 0 && active)
-      for (int k = 0; k < VEC && c0 + k < C; ++k) grad_bias[c0 + k] = scalar_t(folded[k]);
-    return;
-  }
-  if (threadIdx.y == 0 && active) {
-    for (int k = 0; k < VEC && c0 + k < C; ++k) partial[int64_t(blockIdx.y) * C + c0 + k] = folded[k];
-    __threadfence();  // this thread's partials are visible before its block takes a ticket
-  }
   // The last block of this tile of columns adds the splits' partials in a fixed order, the
   // whole block working (fold_splits).
-  if (!last_block_to_finish(ticket + blockIdx.x, gridDim.y)) return;
-  const int64_t tile = int64_t(blockIdx.x) * blockDim.x * VEC;
+  if (one_split || !last_block_to_finish(ticket + blockIdx.x, gridDim.y)) return;
   fold_splits<Sums<A, 1>>(
-      int(min64(C - tile, int64_t(blockDim.x) * VEC)), int(gridDim.y),
+      int(min64(C - tile, int64_t(tx) * VEC)), int(gridDim.y),
       [&](int c, int sp) {
         Sums<A, 1> t;
         t.v[0] = __ldcg(partial + int64_t(sp) * C + tile + c);
@@ -167,10 +167,10 @@ std::tuple<at::Tensor, at::Tensor> bias_act_backward_cuda(const at::Tensor& grad
     dispatch_act(act, [&](auto tag) {
       constexpr Activation ACT = decltype(tag)::value;
       if (vectorize)
-        launch(bias_act_backward_kernel<scalar_t, V, ACT>, p.grid, p.block, size_t(kThreads) * V * sizeof(A), stream,
+        launch(bias_act_backward_kernel<scalar_t, V, ACT>, p.grid, p.block, 0, stream,
                dy, y, dx, rows, C, p.chunk, A(negative_slope), partial_ptr, ticket_ptr, grad_bias.data_ptr<scalar_t>());
       else
-        launch(bias_act_backward_kernel<scalar_t, 1, ACT>, p.grid, p.block, size_t(kThreads) * sizeof(A), stream, dy,
+        launch(bias_act_backward_kernel<scalar_t, 1, ACT>, p.grid, p.block, 0, stream, dy,
                y, dx, rows, C, p.chunk, A(negative_slope), partial_ptr, ticket_ptr, grad_bias.data_ptr<scalar_t>());
     });
   });

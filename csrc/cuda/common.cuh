@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 
 #include "../fastgan.h"
 #include "runtime.cuh"
@@ -35,16 +36,28 @@ struct alignas(sizeof(T) * VEC) Pack {
   T v[VEC];
 };
 
+// The emulation copies bytes: a misaligned access it has reported (FASTGAN_CHECK_ALIGNED) is
+// not also undefined behaviour on the host, which its UBSan build would stop at first.
 template <typename T, int VEC>
 __device__ __forceinline__ Pack<T, VEC> load_pack(const T* p) {
   FASTGAN_CHECK_ALIGNED(p, sizeof(Pack<T, VEC>));
+#ifdef FASTGAN_CUDA_EMU
+  Pack<T, VEC> v;
+  std::memcpy(static_cast<void*>(&v), p, sizeof(v));
+  return v;
+#else
   return *reinterpret_cast<const Pack<T, VEC>*>(p);
+#endif
 }
 
 template <typename T, int VEC>
 __device__ __forceinline__ void store_pack(T* p, const Pack<T, VEC>& v) {
   FASTGAN_CHECK_ALIGNED(p, sizeof(Pack<T, VEC>));
+#ifdef FASTGAN_CUDA_EMU
+  std::memcpy(static_cast<void*>(p), &v, sizeof(v));
+#else
   *reinterpret_cast<Pack<T, VEC>*>(p) = v;
+#endif
 }
 
 // Elements per 16-byte access.
@@ -139,12 +152,29 @@ inline int64_t blocks_to_fill(int blocks_per_sm = kBlocksPerSm) {
   return int64_t(device_props()->multiProcessorCount) * blocks_per_sm;
 }
 
+// Loads each thread keeps in flight in the element loops (walk_unrolled), and the rows a
+// thread should walk so that its block's reduction is a small part of its time.
+constexpr int kLoadsInFlight = 4;
+constexpr int kRowsPerThread = 16;
+
+// How many splits (blocks along the rows) a problem of `rows` rows gets, with `per_block` rows
+// per block-wide step and `tiles` blocks across the channels: kRowsPerThread rows per thread
+// while that keeps at least half a wave of blocks (half of H100/H200's 528 blocks with four
+// 16-byte loads in flight per thread is over 4 MB in flight, more than bandwidth times
+// latency, about 3.4 MB); below that, as many splits as one wave holds (a second, partial wave
+// would double a bandwidth-bound kernel's time), each at least kLoadsInFlight rows per thread.
+inline int64_t row_splits(int64_t rows, int64_t per_block, int64_t tiles, int blocks_per_sm) {
+  const int64_t wave = std::max<int64_t>(1, blocks_to_fill(blocks_per_sm) / tiles);
+  const int64_t long_splits = rows / (per_block * kRowsPerThread);
+  int64_t s = long_splits >= (wave + 1) / 2 ? std::min(long_splits, wave)
+                                             : std::min(wave, rows / (per_block * kLoadsInFlight));
+  return std::max<int64_t>(1, std::min<int64_t>(s, 1024));
+}
+
 // How a problem of rows of C contiguous channels (channels_last activations, a Linear layer's
 // rows of features) is spread over the grid: threadIdx.x across packs of VEC channels, so a
 // warp reads consecutive addresses; threadIdx.y across rows; blockIdx.x across channel tiles;
-// blockIdx.y splits the rows into chunks, as many as one wave of blocks holds (a second,
-// partial wave would double the time of a bandwidth-bound kernel) but each at least four rows
-// per thread.
+// blockIdx.y splits the rows into chunks (row_splits).
 struct GridPlan {
   dim3 grid, block;
   int64_t chunk;  // rows (or, NCHW BatchNorm, elements) per split
@@ -156,9 +186,7 @@ inline GridPlan plan_rows(int64_t rows, int64_t C, int vec, int blocks_per_sm = 
   const int tx = int(std::min<int64_t>(32, next_pow2(cvecs)));
   const int ty = kThreads / tx;
   const int64_t cblocks = ceil_div(cvecs, tx);
-  const int64_t max_splits = std::max<int64_t>(1, rows / (int64_t(ty) * 4));
-  const int64_t wanted = std::max<int64_t>(1, blocks_to_fill(blocks_per_sm) / cblocks);  // at most one wave
-  const int64_t s = std::min<int64_t>({wanted, max_splits, 1024});
+  const int64_t s = row_splits(rows, ty, cblocks, blocks_per_sm);
   GridPlan p;
   p.chunk = std::max<int64_t>(1, ceil_div(rows, s));
   p.splits = int(std::max<int64_t>(1, ceil_div(rows, p.chunk)));
@@ -167,15 +195,80 @@ inline GridPlan plan_rows(int64_t rows, int64_t C, int vec, int blocks_per_sm = 
   return p;
 }
 
-// Folds rows [0, blockDim.y) of a block's shared array into row 0, as a tree: sh holds
-// [blockDim.y][width][K] and combine(mine, other) folds other's K values into mine. Every
-// thread of the block must call it (it holds the barriers).
-template <int K, typename A, typename Combine>
-__device__ __forceinline__ void tree_fold_rows(A* sh, int width, int col, bool active, Combine combine) {
-  for (int stride = int(blockDim.y) / 2; stride > 0; stride /= 2) {
-    __syncthreads();
-    if (active && int(threadIdx.y) < stride)
-      combine(sh + (threadIdx.y * width + col) * K, sh + ((threadIdx.y + stride) * width + col) * K);
+// A thread's walk over rows of C channels: rows index, first + step, ..., its elements at
+// index * C + c0.
+struct RowCursor {
+  int64_t index, step, off, off_step;
+  __device__ __forceinline__ RowCursor(int64_t first, int64_t step_, int64_t C, int64_t c0)
+      : index(first), step(step_), off(first * C + c0), off_step(step_ * C) {}
+  __device__ __forceinline__ int64_t offset() const { return off; }
+  __device__ __forceinline__ void advance() {
+    index += step;
+    off += off_step;
+  }
+};
+
+// Walks `at` (a cursor: index, step, offset(), advance()) while index < end, U positions at a
+// time: the U loads are issued before any of their uses, so U requests per thread are in
+// flight (one load per iteration waits a whole memory latency for each). load(offset) returns
+// what use(offset, loaded) consumes.
+template <int U, typename Cursor, typename Load, typename Use>
+__device__ __forceinline__ void walk_unrolled(Cursor at, int64_t end, Load load, Use use) {
+  using Loaded = decltype(load(int64_t(0)));
+  for (; at.index + (U - 1) * at.step < end;) {
+    int64_t off[U];
+    Loaded v[U];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      off[u] = at.offset();
+      v[u] = load(off[u]);
+      at.advance();
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) use(off[u], v[u]);
+  }
+  for (; at.index < end; at.advance()) {
+    const int64_t off = at.offset();
+    use(off, load(off));
+  }
+}
+
+// Sums, over the rows of a block (threadIdx.y, and for tx = 1 the whole block), the K x VEC
+// values each thread holds for its VEC columns, in a fixed order, then calls
+// out(x, k, totals[K]) once for every column (x < tx, k < VEC), spread over the block's
+// threads. Within a warp the rows (32 / tx of them) are added by shuffles; across the warps
+// through shared memory laid out [warp][K][VEC][tx], so each warp's stores and loads touch
+// consecutive words (one wavefront per 32 words: no bank conflicts), and there is one barrier.
+// Additions only: callers keep sums (around a shift the block shares), not Welford triples.
+// tx: a power of two <= 32 dividing the block. Every thread of the block calls it.
+template <int K, int VEC, typename A, typename Out>
+__device__ __forceinline__ void fold_rows(A (&v)[K][VEC], int tx, Out out) {
+  constexpr int kWarps = kThreads / 32;
+  constexpr int kMaxValues = K * VEC * 32;  // per warp, at tx = 32
+  FASTGAN_SHARED(A, sh, kWarps * kMaxValues);
+  const int threads = int(blockDim.x * blockDim.y), tid = int(threadIdx.y * blockDim.x + threadIdx.x);
+  const int lane = tid % 32, warp = tid / 32, per_warp = K * VEC * tx;
+  for (int off = 16; off >= tx; off /= 2) {
+#pragma unroll
+    for (int q = 0; q < K; ++q)
+#pragma unroll
+      for (int k = 0; k < VEC; ++k) v[q][k] += __shfl_down_sync(0xffffffffu, v[q][k], off);
+  }
+  if (lane < tx) {
+#pragma unroll
+    for (int q = 0; q < K; ++q)
+#pragma unroll
+      for (int k = 0; k < VEC; ++k) sh[warp * per_warp + (q * VEC + k) * tx + lane] = v[q][k];
+  }
+  __syncthreads();
+  for (int col = tid; col < VEC * tx; col += threads) {  // col = k * tx + x
+    A total[K];
+#pragma unroll
+    for (int q = 0; q < K; ++q) {
+      total[q] = sh[q * VEC * tx + col];
+      for (int w = 1; w < threads / 32; ++w) total[q] += sh[w * per_warp + q * VEC * tx + col];
+    }
+    out(col % tx, col / tx, total);
   }
 }
 
@@ -186,15 +279,17 @@ __device__ __forceinline__ void tree_fold_rows(A* sh, int width, int col, bool a
 // puts *ticket back to zero for the next launch. That block then reads the partials with
 // __ldcg (from L2, never from a stale L1 line).
 __device__ __forceinline__ bool last_block_to_finish(unsigned int* ticket, unsigned int blocks) {
-  __shared__ bool last;
+  FASTGAN_SHARED(bool, last, 1);
   __syncthreads();
   if (threadIdx.x == 0 && threadIdx.y == 0) {
-    last = atomicAdd(ticket, 1u) == blocks - 1;
-    if (last) *ticket = 0;  // every other block has taken its ticket
+    const bool mine = atomicAdd(ticket, 1u) == blocks - 1;
+    if (mine) *ticket = 0;  // every other block has taken its ticket
+    last[0] = mine;
   }
   __syncthreads();
-  if (last) __threadfence();
-  return last;
+  const bool is_last = last[0];
+  if (is_last) __threadfence();
+  return is_last;
 }
 
 // In the last block of a tile of `channels` channels: folds each channel's `splits` partials
@@ -212,8 +307,7 @@ __device__ __forceinline__ void fold_splits(int channels, int splits, Load load,
   per = per < 1 ? 1 : per;
   while (per & (per - 1)) per &= per - 1;
   const int groups = warps / per, group = warp / per, rank = (warp % per) * 32 + lane, width = per * 32;
-  __shared__ double raw[(32 * sizeof(T) + sizeof(double) - 1) / sizeof(double)];  // T holds floats or doubles
-  T* across = reinterpret_cast<T*>(raw);
+  FASTGAN_SHARED(T, across, 32);
   for (int base = 0; base < channels; base += groups) {  // the same trip count in every thread
     const int c = base + group;
     T acc{};

@@ -114,20 +114,8 @@ at::Tensor activation_backward_cuda(const at::Tensor& grad_out_, const at::Tenso
 // ---------------------------------------------------------------------------------------
 // The losses on logits: each block writes its elements' gradient (and per-element loss for
 // reduction='none') and one partial loss sum; the last block to finish (an integer ticket,
-// so the choice does not change the result) adds the partials in index order and sets the
+// so the choice does not change the result) adds the partials in a fixed order and sets the
 // ticket back to zero for the next call, so no call needs a memset.
-template <typename A>
-__device__ A block_sum(A v, A* sh) {
-  v = warp_sum(v);
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  if (lane == 0) sh[warp] = v;
-  __syncthreads();
-  A total = 0;
-  if (threadIdx.x == 0)
-    for (int i = 0; i < int(blockDim.x / 32); ++i) total += sh[i];
-  return total;  // valid in thread 0
-}
-
 template <typename scalar_t, LossKind K>
 __global__ void FASTGAN_KERNEL_BOUNDS loss_kernel(const scalar_t* __restrict__ x, const scalar_t* __restrict__ t,
                                                   acc_t<scalar_t> target_value, int64_t n,
@@ -145,17 +133,15 @@ __global__ void FASTGAN_KERNEL_BOUNDS loss_kernel(const scalar_t* __restrict__ x
     sum += l;
   }
   if (loss_elems) return;
-  __shared__ A sh[kThreads / 32];
-  const A block_total = block_sum(sum, sh);
-  if (threadIdx.x == 0) {
-    partial[blockIdx.x] = block_total;
+  A sums[1][1] = {{sum}};
+  fold_rows(sums, 1, [&](int, int, const A (&t)[1]) {  // in one thread
+    partial[blockIdx.x] = t[0];
     __threadfence();
-  }
-  if (!last_block_to_finish(ticket, gridDim.x)) return;  // its barriers also free sh for reuse
-  A s = 0;
-  for (int i = threadIdx.x; i < int(gridDim.x); i += blockDim.x) s += __ldcg(partial + i);
-  const A total = block_sum(s, sh);
-  if (threadIdx.x == 0) *loss_out = scalar_t(total * loss_scale);
+  });
+  if (!last_block_to_finish(ticket, gridDim.x)) return;  // its barriers also free fold_rows' shared memory
+  sums[0][0] = 0;
+  for (int i = threadIdx.x; i < int(gridDim.x); i += blockDim.x) sums[0][0] += __ldcg(partial + i);
+  fold_rows(sums, 1, [&](int, int, const A (&t)[1]) { *loss_out = scalar_t(t[0] * loss_scale); });
 }
 
 // Runs the loss kernel over b's tensors, reduced by the last block: (loss, d loss / d input).

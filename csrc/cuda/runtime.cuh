@@ -18,13 +18,21 @@
 // registers them as fastgan_emu's CPU kernels).
 #define FASTGAN_DEVICE_LIBRARY fastgan
 #define FASTGAN_DEVICE_KEY CUDA
-#define FASTGAN_DYNAMIC_SHARED(T, name) extern __shared__ __align__(16) T name[]
+// Shared arrays are reached through Shared<T> (below: a plain pointer here; in the emulation a
+// pointer that records each access, to count bank conflicts and check bounds). Raw bytes, so
+// that types with default member initialisers can live in shared memory. (No kernel uses
+// dynamic shared memory: every array's size is known at compile time.)
+#define FASTGAN_SHARED(T, name, count)                                 \
+  __shared__ __align__(16) unsigned char name##_bytes[sizeof(T) * (count)]; \
+  const ::fastgan::cuda::Shared<T> name = reinterpret_cast<T*>(name##_bytes)
 // A vector access must be aligned to its size; the GPU faults if not (the emulation checks it).
 #define FASTGAN_CHECK_ALIGNED(ptr, bytes)
 
 namespace fastgan {
 namespace cuda {
 
+template <typename T>
+using Shared = T*;
 using Stream = cudaStream_t;
 using DeviceGuard = c10::cuda::CUDAGuard;
 inline Stream current_stream() { return at::cuda::getCurrentCUDAStream(); }

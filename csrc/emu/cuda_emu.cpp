@@ -15,6 +15,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <deque>
+#include <mutex>
 #include <cstdlib>
 #include <memory>
 #include <numeric>
@@ -24,6 +26,13 @@
 #include <vector>
 
 #include <c10/util/Exception.h>
+
+// Under AddressSanitizer (FASTGAN_EMU_SANITIZE=1, tests/emu.py) every switch between stacks is
+// announced, or ASan would take a fiber's frames for overflows of the thread's own stack.
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#define FASTGAN_EMU_ASAN 1
+#endif
 
 #if defined(__x86_64__)
 // switch_context(save, next): saves the callee-saved registers and the floating-point
@@ -104,10 +113,7 @@ struct Stack {
 struct Barrier {
   int expected = 0, arrived = 0;
   uint64_t generation = 0;
-  void release() {
-    arrived = 0;
-    ++generation;
-  }
+  int warp = -1;  // the warp whose collectives it serves; -1: the block's __syncthreads
 };
 
 struct Fiber {
@@ -119,14 +125,20 @@ struct Fiber {
   dim3 idx;
   int lane = 0, warp = 0;
   bool done = false;
+  const void* stack_bottom = nullptr;  // the usable stack, for AddressSanitizer
+  size_t stack_bytes = 0;
+  void* asan_fake_stack = nullptr;
   const uint64_t* waiting_on = nullptr;  // a barrier's generation, while waiting at it
   uint64_t waiting_since = 0;
+  size_t shared_accesses = 0;  // since the warp's last barrier: the next one's instruction
 };
 
 struct Warp {
   Barrier barrier;
   unsigned present = 0;  // lanes that exist and have not exited
   alignas(16) unsigned char slots[kWarp][16];
+  // The 4-byte words each shared-memory instruction since the last barrier touched, in order.
+  std::vector<std::vector<uintptr_t>> shared_words;
 };
 
 struct Block {
@@ -135,6 +147,7 @@ struct Block {
   std::vector<Warp> warps;
   Barrier barrier;
   std::vector<unsigned char> smem;
+  SharedStats shared{0, 0};
   const std::function<void()>* body = nullptr;
   Fiber* current = nullptr;
 #if defined(__x86_64__)
@@ -142,6 +155,9 @@ struct Block {
 #else
   ucontext_t scheduler;
 #endif
+  const void* scheduler_stack_bottom = nullptr;  // for AddressSanitizer
+  size_t scheduler_stack_bytes = 0;
+  void* asan_fake_stack = nullptr;
   std::string error;  // the first problem found in this block
   void fail(const std::string& message) {
     if (error.empty()) error = message;
@@ -153,6 +169,10 @@ thread_local std::vector<std::unique_ptr<Stack>> tls_stacks;
 
 std::atomic<uint64_t> g_seed{0x9e3779b97f4a7c15ull};
 std::atomic<uint64_t> g_launches{0}, g_blocks{0}, g_threads{0};
+std::atomic<uint64_t> g_shared_requests{0}, g_shared_wavefronts{0};
+std::mutex g_log_mutex;
+std::deque<SharedStats> g_shared_log;  // per launch, the latest kSharedLog
+constexpr size_t kSharedLog = 4096;
 
 Block& block() {
   TORCH_CHECK(tls_block != nullptr, "fastgan emu: a CUDA built-in was used outside a kernel launch");
@@ -165,22 +185,72 @@ std::string coords(const dim3& d) {
   return s.str();
 }
 
+// AddressSanitizer's fiber protocol: announce the stack about to run; once on it, confirm (and
+// learn the stack that was left). A finished fiber passes no save slot, freeing its fake stack.
+void asan_leaving(void** save, const void* bottom, size_t bytes) {
+#ifdef FASTGAN_EMU_ASAN
+  __sanitizer_start_switch_fiber(save, bottom, bytes);
+#else
+  (void)save, (void)bottom, (void)bytes;
+#endif
+}
+void asan_arrived(void* fake_stack, const void** left_bottom, size_t* left_bytes) {
+#ifdef FASTGAN_EMU_ASAN
+  __sanitizer_finish_switch_fiber(fake_stack, left_bottom, left_bytes);
+#else
+  (void)fake_stack, (void)left_bottom, (void)left_bytes;
+#endif
+}
+
 void to_scheduler(Block& b, Fiber& f) {
+  asan_leaving(f.done ? nullptr : &f.asan_fake_stack, b.scheduler_stack_bottom, b.scheduler_stack_bytes);
 #if defined(__x86_64__)
   fastgan_emu_switch(&f.sp, b.scheduler_sp);
 #else
   swapcontext(&f.context, &b.scheduler);
 #endif
+  asan_arrived(f.asan_fake_stack, nullptr, nullptr);
 }
 
 void to_fiber(Block& b, Fiber& f) {
   b.current = &f;
+  asan_leaving(&b.asan_fake_stack, f.stack_bottom, f.stack_bytes);
 #if defined(__x86_64__)
   fastgan_emu_switch(&b.scheduler_sp, f.sp);
 #else
   swapcontext(&b.scheduler, &f.context);
 #endif
+  asan_arrived(b.asan_fake_stack, nullptr, nullptr);
   b.current = nullptr;
+}
+
+// Prices the warp's shared-memory instructions since its last barrier (see SharedStats) and
+// starts counting afresh: every lane of the warp is at the barrier, so they are complete.
+void settle_shared(Block& b, int warp) {
+  Warp& w = b.warps[warp];
+  for (auto& words : w.shared_words) {
+    if (words.empty()) continue;
+    std::sort(words.begin(), words.end());
+    words.erase(std::unique(words.begin(), words.end()), words.end());
+    int per_bank[kWarp] = {};
+    int most = 0;
+    for (uintptr_t word : words) most = std::max(most, ++per_bank[word % kWarp]);
+    b.shared.requests += 1;
+    b.shared.wavefronts += uint64_t(most);
+    words.clear();
+  }
+  const size_t first = size_t(warp) * kWarp, last = std::min(b.fibers.size(), first + kWarp);
+  for (size_t i = first; i < last; ++i) b.fibers[i].shared_accesses = 0;
+}
+
+void release(Block& b, Barrier& barrier) {
+  barrier.arrived = 0;
+  ++barrier.generation;
+  if (barrier.warp >= 0) {
+    settle_shared(b, barrier.warp);
+  } else {
+    for (size_t w = 0; w < b.warps.size(); ++w) settle_shared(b, int(w));
+  }
 }
 
 // Arrive at `barrier`; return once every expected thread has arrived.
@@ -188,7 +258,7 @@ void arrive_and_wait(Block& b, Barrier& barrier) {
   Fiber& f = *b.current;
   const uint64_t generation = barrier.generation;
   if (++barrier.arrived >= barrier.expected) {
-    barrier.release();
+    release(b, barrier);
     return;
   }
   f.waiting_on = &barrier.generation;
@@ -198,20 +268,21 @@ void arrive_and_wait(Block& b, Barrier& barrier) {
 }
 
 // A thread that returns no longer counts at barriers (as on Volta and later GPUs).
-void leave(Barrier& barrier) {
+void leave(Block& b, Barrier& barrier) {
   --barrier.expected;
-  if (barrier.arrived > 0 && barrier.arrived >= barrier.expected) barrier.release();
+  if (barrier.arrived > 0 && barrier.arrived >= barrier.expected) release(b, barrier);
 }
 
 void fiber_main(void*) {
   Block& b = *tls_block;
+  asan_arrived(nullptr, &b.scheduler_stack_bottom, &b.scheduler_stack_bytes);
   (*b.body)();
   Fiber& f = *b.current;
   f.done = true;
-  leave(b.barrier);
+  leave(b, b.barrier);
   Warp& w = b.warps[f.warp];
   w.present &= ~(1u << f.lane);
-  leave(w.barrier);
+  leave(b, w.barrier);
   to_scheduler(b, f);
   std::abort();  // a finished fiber is never resumed
 }
@@ -221,6 +292,8 @@ void fiber_trampoline() { fiber_main(nullptr); }
 #endif
 
 void start_fiber(Block& b, Fiber& f, Stack& stack) {
+  f.stack_bottom = stack.top() - kStackBytes;
+  f.stack_bytes = kStackBytes;
 #if defined(__x86_64__)
   // The frame fastgan_emu_switch pops: control words, r15, r14, r13, r12, rbx, rbp, return address.
   auto* top = reinterpret_cast<uint64_t*>(reinterpret_cast<uintptr_t>(stack.top()) & ~uintptr_t(15));
@@ -280,6 +353,7 @@ void run_block(Block& b, uint64_t& rng) {
       return;  // the stuck fibers are abandoned; their stacks are reused
     }
   }
+  for (size_t w = 0; w < b.warps.size(); ++w) settle_shared(b, int(w));  // after the last barrier
 }
 
 }  // namespace
@@ -291,6 +365,30 @@ DeviceProps& device_props() {
 
 void set_seed(uint64_t seed) { g_seed = seed; }
 Stats stats() { return {g_launches.load(), g_blocks.load(), g_threads.load()}; }
+SharedStats shared_stats() { return {g_shared_requests.load(), g_shared_wavefronts.load()}; }
+std::vector<SharedStats> shared_stats_per_launch() {
+  const std::lock_guard<std::mutex> lock(g_log_mutex);
+  return {g_shared_log.begin(), g_shared_log.end()};
+}
+
+void record_shared_access(const void* p, size_t bytes, const void* begin, const void* end) {
+  Block& b = block();
+  Fiber& f = *b.current;
+  const auto at = reinterpret_cast<uintptr_t>(p);
+  if (at < reinterpret_cast<uintptr_t>(begin) || at + bytes > reinterpret_cast<uintptr_t>(end)) {
+    std::ostringstream s;
+    s << "shared memory out of bounds: a " << bytes << "-byte access at byte offset "
+      << std::ptrdiff_t(at - reinterpret_cast<uintptr_t>(begin)) << " of a "
+      << (reinterpret_cast<uintptr_t>(end) - reinterpret_cast<uintptr_t>(begin)) << "-byte array in thread "
+      << coords(f.idx);
+    b.fail(s.str());
+    return;
+  }
+  Warp& w = b.warps[f.warp];
+  if (w.shared_words.size() <= f.shared_accesses) w.shared_words.resize(f.shared_accesses + 1);
+  auto& words = w.shared_words[f.shared_accesses++];
+  for (uintptr_t word = at / 4; word <= (at + bytes - 1) / 4; ++word) words.push_back(word);
+}
 
 const dim3& thread_idx() { return block().current->idx; }
 const dim3& block_idx() { return block().idx; }
@@ -374,10 +472,10 @@ void run_grid(dim3 grid, dim3 block_dim, size_t dynamic_smem, const std::functio
   tls_block = &b;
   for (uint64_t linear : order) {
     b.idx = dim3(unsigned(linear % grid.x), unsigned(linear / grid.x % grid.y), unsigned(linear / grid.x / grid.y));
-    b.barrier = Barrier{int(threads), 0, 0};
+    b.barrier = Barrier{int(threads), 0, 0, -1};
     for (size_t w = 0; w < b.warps.size(); ++w) {
       const int lanes = int(std::min<uint64_t>(kWarp, threads - w * kWarp));
-      b.warps[w].barrier = Barrier{lanes, 0, 0};
+      b.warps[w].barrier = Barrier{lanes, 0, 0, int(w)};
       b.warps[w].present = lanes == kWarp ? 0xffffffffu : ((1u << lanes) - 1);
     }
     // Uninitialised shared memory reads as NaN (all bits set), not as a convenient zero.
@@ -397,6 +495,11 @@ void run_grid(dim3 grid, dim3 block_dim, size_t dynamic_smem, const std::functio
     }
   }
   tls_block = nullptr;
+  g_shared_requests += b.shared.requests;
+  g_shared_wavefronts += b.shared.wavefronts;
+  const std::lock_guard<std::mutex> lock(g_log_mutex);
+  g_shared_log.push_back(b.shared);
+  if (g_shared_log.size() > kSharedLog) g_shared_log.pop_front();
 }
 
 }  // namespace emu

@@ -20,6 +20,7 @@
 #include <tuple>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 struct dim3 {
   unsigned x, y, z;
@@ -43,6 +44,21 @@ struct Stats {
   uint64_t launches, blocks, threads;
 };
 Stats stats();
+
+// Shared-memory traffic as the GPU's banks would serve it. A lane's n-th shared access since
+// its warp's last barrier (a __syncthreads or warp collective) belongs to the same instruction
+// (request) as the n-th access of the warp's other lanes; a request costs as many wavefronts
+// as the most distinct 4-byte words any one of the 32 banks must serve (a word read by several
+// lanes is a broadcast, served once).
+struct SharedStats {
+  uint64_t requests, wavefronts;
+};
+SharedStats shared_stats();
+// The same per launch, for the latest launches (oldest first, at most 4096 of them).
+std::vector<SharedStats> shared_stats_per_launch();
+// Records one access of `bytes` bytes at p by the calling thread, and fails the launch when p
+// lies outside [begin, end), the array the access was made through.
+void record_shared_access(const void* p, size_t bytes, const void* begin, const void* end);
 
 // Per-fiber and per-block coordinates, valid inside a running kernel only.
 const dim3& thread_idx();
@@ -73,7 +89,9 @@ void run_grid(dim3 grid, dim3 block, size_t dynamic_smem, const std::function<vo
 #define __host__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
-// One copy per block: the fibers of a block share their OS thread, and blocks run one at a time per OS thread.
+// One copy per block: the fibers of a block share their OS thread, and blocks run one at a time
+// per OS thread. Kernels declare shared arrays with FASTGAN_SHARED (below), which counts and
+// bounds-checks every access; plain __shared__ is left for the emulation's own self-tests.
 #define __shared__ static thread_local
 #define threadIdx (::fastgan::emu::thread_idx())
 #define blockIdx (::fastgan::emu::block_idx())
@@ -133,12 +151,55 @@ inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
 // --- Host side: what csrc/cuda/runtime.cuh supplies from CUDA in the real build -------------
 #define FASTGAN_DEVICE_LIBRARY fastgan_emu
 #define FASTGAN_DEVICE_KEY CPU
-#define FASTGAN_DYNAMIC_SHARED(T, name) T* name = reinterpret_cast<T*>(::fastgan::emu::dynamic_shared_memory())
+#define FASTGAN_SHARED(T, name, count)                                  \
+  alignas(16) static thread_local unsigned char name##_bytes[sizeof(T) * (count)]; \
+  const ::fastgan::cuda::Shared<T> name(reinterpret_cast<T*>(name##_bytes), (count))
 // x86 forgives a misaligned 16-byte access; a GPU does not ("misaligned address"), so say so.
 #define FASTGAN_CHECK_ALIGNED(ptr, bytes) ::fastgan::emu::check_aligned(ptr, bytes)
 
 namespace fastgan {
 namespace cuda {
+
+// A pointer into shared memory (Shared<T>; T* in the CUDA build) and the element it names
+// (SharedRef<T>; T& there): every load and store through them is recorded (bank conflicts,
+// bounds), so kernels reach shared memory through nothing else.
+template <typename T>
+class SharedRef {
+ public:
+  SharedRef(T* p, const T* begin, const T* end) : p_(p), begin_(begin), end_(end) {}
+  operator T() const {
+    emu::record_shared_access(p_, sizeof(T), begin_, end_);
+    return *p_;
+  }
+  SharedRef& operator=(const T& v) {
+    emu::record_shared_access(p_, sizeof(T), begin_, end_);
+    *p_ = v;
+    return *this;
+  }
+  SharedRef& operator=(const SharedRef& o) { return *this = T(o); }
+  SharedRef& operator+=(const T& v) { return *this = T(*this) + v; }
+
+ private:
+  T* p_;
+  const T *begin_, *end_;
+};
+
+template <typename T>
+class Shared {
+ public:
+  Shared(T* begin, size_t count) : p_(begin), begin_(begin), end_(begin + count) {}
+  SharedRef<T> operator[](int64_t i) const { return SharedRef<T>(p_ + i, begin_, end_); }
+  SharedRef<T> operator*() const { return (*this)[0]; }
+  Shared operator+(int64_t i) const {
+    Shared s = *this;
+    s.p_ += i;
+    return s;
+  }
+
+ private:
+  T* p_;
+  T *begin_, *end_;
+};
 
 struct Stream {};
 inline Stream current_stream() { return {}; }

@@ -13,6 +13,7 @@ at::Tensor selftest_block_sum(int64_t blocks, bool with_barrier);  // selftest.c
 void selftest_deadlock();
 void selftest_misaligned_load();
 int64_t selftest_next_pow2(int64_t v);
+std::pair<int64_t, int64_t> selftest_shared_stride(int64_t stride, int64_t bytes, int64_t reach);
 }  // namespace emu
 }  // namespace fastgan
 
@@ -30,6 +31,20 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     d["threads"] = s.threads;
     return d;
   }, "Kernel launches, blocks and threads run since the module was loaded");
+  const auto shared_dict = [](const SharedStats& s) {
+    pybind11::dict d;
+    d["requests"] = s.requests;
+    d["wavefronts"] = s.wavefronts;
+    return d;
+  };
+  m.def("shared_stats", [shared_dict] { return shared_dict(shared_stats()); },
+        "Shared-memory requests (warp-wide instructions) and the wavefronts the banks needed for them, "
+        "since the module was loaded: wavefronts / requests is the average bank-conflict degree");
+  m.def("shared_stats_per_launch", [shared_dict] {
+    pybind11::list out;
+    for (const SharedStats& s : shared_stats_per_launch()) out.append(shared_dict(s));
+    return out;
+  }, "shared_stats() of each of the latest launches, oldest first");
   m.def("set_device", [](int sm_count, int max_threads_per_sm) {
     TORCH_CHECK(sm_count > 0 && max_threads_per_sm >= 32, "fastgan emu: invalid device");
     device_props().multiProcessorCount = sm_count;
@@ -55,5 +70,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("check_bias_act_backward_args", &fastgan::check_bias_act_backward_args);
   m.def("check_bce_args", &fastgan::check_bce_args);
   m.def("selftest_misaligned_load", &selftest_misaligned_load, "A kernel loading 16 bytes from a misaligned address");
+  m.def("selftest_shared_stride", &selftest_shared_stride, "(requests, wavefronts) of a warp storing and loading "
+        "shared memory at lane * stride (elements of `bytes` bytes); reach > 0 writes past the array's end",
+        pybind11::arg("stride"), pybind11::arg("bytes") = 4, pybind11::arg("reach") = 0);
   m.def("selftest_deadlock", &selftest_deadlock, "A kernel whose threads wait at different barriers");
 }

@@ -1,6 +1,7 @@
 // Kernels with deliberate bugs, to show the emulation catches what it claims to: a shared-
 // memory reduction without its barrier gives wrong, seed-dependent sums, and threads that
-// wait at different barriers are reported as a deadlock. Test-only, like the whole module.
+// wait at different barriers are reported as a deadlock; shared-memory accesses at known strides
+// cost the wavefronts the banks would need. Test-only, like the whole module.
 #include <torch/extension.h>
 
 #include "../cuda/common.cuh"
@@ -35,7 +36,36 @@ __global__ void misaligned_load_kernel(const float* data, float* out) {
   out[threadIdx.x] = v.v[0];
 }
 
+// Each lane stores and then loads one T in shared memory at index lane * stride: 4-byte
+// elements at stride 1 are conflict-free, stride 2 is a 2-way conflict, 32 a 32-way one and 0
+// a broadcast; 8-byte elements at stride 1 take two wavefronts. reach > 0: lane 0 also writes
+// `reach` elements past the array's end.
+template <typename T>
+__global__ void shared_stride_kernel(int stride, int reach, float* out) {
+  constexpr int kCount = 32 * 32;
+  FASTGAN_SHARED(T, sh, kCount);
+  const int lane = int(threadIdx.x);
+  sh[lane * stride] = T(lane);
+  __syncthreads();
+  if (lane == 0 && reach > 0) sh[kCount - 1 + reach] = T(0);
+  out[lane] = float(T(sh[lane * stride]));
+}
+
 }  // namespace
+
+std::pair<int64_t, int64_t> selftest_shared_stride(int64_t stride, int64_t bytes, int64_t reach) {
+  TORCH_CHECK(stride >= 0 && stride <= 32 && (bytes == 4 || bytes == 8), "selftest_shared_stride: stride 0..32, 4 or 8 bytes");
+  at::Tensor out = at::empty({32}, at::kFloat);
+  const SharedStats before = shared_stats();
+  if (bytes == 4)
+    cuda::launch(shared_stride_kernel<float>, dim3(1), dim3(32), 0, cuda::Stream{}, int(stride), int(reach),
+                 out.data_ptr<float>());
+  else
+    cuda::launch(shared_stride_kernel<double>, dim3(1), dim3(32), 0, cuda::Stream{}, int(stride), int(reach),
+                 out.data_ptr<float>());
+  const SharedStats after = shared_stats();
+  return {int64_t(after.requests - before.requests), int64_t(after.wavefronts - before.wavefronts)};
+}
 
 at::Tensor selftest_block_sum(int64_t blocks, bool with_barrier) {
   at::Tensor out = at::full({blocks}, -1, at::kLong);

@@ -65,16 +65,10 @@ template <typename T> constexpr int vec_width() { return 16 / sizeof(T) > 0 ? in
 
 inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
-// Running (count, mean, M2). Counts are small per thread; merges follow Chan et al.
+// (count, mean, M2) of a split or a group of splits; merges follow Chan et al.
 template <typename A>
 struct Welford {
   A n = 0, mean = 0, m2 = 0;
-  __device__ __forceinline__ void push(A x) {
-    n += A(1);
-    const A d = x - mean;
-    mean += d / n;
-    m2 += d * (x - mean);
-  }
   __device__ __forceinline__ void merge(A nb, A mb, A m2b) {
     if (nb == A(0)) return;
     if (n == A(0)) {  // the general formula would compute d * d * 0, NaN once d * d overflows
@@ -116,13 +110,6 @@ template <typename T>
 __device__ __forceinline__ T warp_fold(T v) {
 #pragma unroll
   for (int off = 16; off > 0; off >>= 1) v.merge(v.shfl_down(off));
-  return v;
-}
-
-template <typename A>
-__device__ __forceinline__ A warp_sum(A v) {
-#pragma unroll
-  for (int off = 16; off > 0; off >>= 1) v += __shfl_down_sync(0xffffffffu, v, off);
   return v;
 }
 

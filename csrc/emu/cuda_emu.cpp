@@ -146,7 +146,6 @@ struct Block {
   std::vector<Fiber> fibers;
   std::vector<Warp> warps;
   Barrier barrier;
-  std::vector<unsigned char> smem;
   SharedStats shared{0, 0};
   const std::function<void()>* body = nullptr;
   Fiber* current = nullptr;
@@ -155,6 +154,7 @@ struct Block {
 #else
   ucontext_t scheduler;
 #endif
+  uint64_t serial = 0;  // this OS thread's count of blocks run, this one included (fresh_shared)
   const void* scheduler_stack_bottom = nullptr;  // for AddressSanitizer
   size_t scheduler_stack_bytes = 0;
   void* asan_fake_stack = nullptr;
@@ -165,6 +165,7 @@ struct Block {
 };
 
 thread_local Block* tls_block = nullptr;
+thread_local uint64_t tls_blocks_run = 0;
 thread_local std::vector<std::unique_ptr<Stack>> tls_stacks;
 
 std::atomic<uint64_t> g_seed{0x9e3779b97f4a7c15ull};
@@ -371,6 +372,15 @@ std::vector<SharedStats> shared_stats_per_launch() {
   return {g_shared_log.begin(), g_shared_log.end()};
 }
 
+unsigned char* fresh_shared(unsigned char* bytes, size_t size, uint64_t* seen) {
+  Block& b = block();
+  if (*seen != b.serial) {
+    std::memset(bytes, 0xff, size);
+    *seen = b.serial;
+  }
+  return bytes;
+}
+
 void record_shared_access(const void* p, size_t bytes, const void* begin, const void* end) {
   Block& b = block();
   Fiber& f = *b.current;
@@ -394,7 +404,6 @@ const dim3& thread_idx() { return block().current->idx; }
 const dim3& block_idx() { return block().idx; }
 const dim3& block_dim() { return block().dim; }
 const dim3& grid_dim() { return block().grid; }
-unsigned char* dynamic_shared_memory() { return block().smem.data(); }
 int lane_id() { return block().current->lane; }
 
 void check_aligned(const void* p, size_t bytes) {
@@ -472,14 +481,13 @@ void run_grid(dim3 grid, dim3 block_dim, size_t dynamic_smem, const std::functio
   tls_block = &b;
   for (uint64_t linear : order) {
     b.idx = dim3(unsigned(linear % grid.x), unsigned(linear / grid.x % grid.y), unsigned(linear / grid.x / grid.y));
+    b.serial = ++tls_blocks_run;
     b.barrier = Barrier{int(threads), 0, 0, -1};
     for (size_t w = 0; w < b.warps.size(); ++w) {
       const int lanes = int(std::min<uint64_t>(kWarp, threads - w * kWarp));
       b.warps[w].barrier = Barrier{lanes, 0, 0, int(w)};
       b.warps[w].present = lanes == kWarp ? 0xffffffffu : ((1u << lanes) - 1);
     }
-    // Uninitialised shared memory reads as NaN (all bits set), not as a convenient zero.
-    b.smem.assign(dynamic_smem + 16, 0xff);
     for (uint64_t t = 0; t < threads; ++t) {
       Fiber& f = b.fibers[t];
       f = Fiber();

@@ -59,13 +59,16 @@ std::vector<SharedStats> shared_stats_per_launch();
 // Records one access of `bytes` bytes at p by the calling thread, and fails the launch when p
 // lies outside [begin, end), the array the access was made through.
 void record_shared_access(const void* p, size_t bytes, const void* begin, const void* end);
+// A shared array as a block first sees it: filled with 0xff bytes (a float reads as NaN), not
+// the zeros or the previous block's values the host memory holds. *seen: the block that last
+// filled it (0: none).
+unsigned char* fresh_shared(unsigned char* bytes, size_t size, uint64_t* seen);
 
 // Per-fiber and per-block coordinates, valid inside a running kernel only.
 const dim3& thread_idx();
 const dim3& block_idx();
 const dim3& block_dim();
 const dim3& grid_dim();
-unsigned char* dynamic_shared_memory();
 
 void syncthreads();
 // Warp collectives: every lane of `mask` must reach the same call (checked).
@@ -151,9 +154,11 @@ inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
 // --- Host side: what csrc/cuda/runtime.cuh supplies from CUDA in the real build -------------
 #define FASTGAN_DEVICE_LIBRARY fastgan_emu
 #define FASTGAN_DEVICE_KEY CPU
-#define FASTGAN_SHARED(T, name, count)                                  \
-  alignas(16) static thread_local unsigned char name##_bytes[sizeof(T) * (count)]; \
-  const ::fastgan::cuda::Shared<T> name(reinterpret_cast<T*>(name##_bytes), (count))
+#define FASTGAN_SHARED(T, name, count)                                                                   \
+  alignas(16) static thread_local unsigned char name##_bytes[sizeof(T) * (count)];                      \
+  static thread_local uint64_t name##_block = 0;                                                        \
+  const ::fastgan::cuda::Shared<T> name(                                                                \
+      reinterpret_cast<T*>(::fastgan::emu::fresh_shared(name##_bytes, sizeof(name##_bytes), &name##_block)), (count))
 // x86 forgives a misaligned 16-byte access; a GPU does not ("misaligned address"), so say so.
 #define FASTGAN_CHECK_ALIGNED(ptr, bytes) ::fastgan::emu::check_aligned(ptr, bytes)
 
@@ -177,7 +182,6 @@ class SharedRef {
     return *this;
   }
   SharedRef& operator=(const SharedRef& o) { return *this = T(o); }
-  SharedRef& operator+=(const T& v) { return *this = T(*this) + v; }
 
  private:
   T* p_;
@@ -187,17 +191,10 @@ class SharedRef {
 template <typename T>
 class Shared {
  public:
-  Shared(T* begin, size_t count) : p_(begin), begin_(begin), end_(begin + count) {}
-  SharedRef<T> operator[](int64_t i) const { return SharedRef<T>(p_ + i, begin_, end_); }
-  SharedRef<T> operator*() const { return (*this)[0]; }
-  Shared operator+(int64_t i) const {
-    Shared s = *this;
-    s.p_ += i;
-    return s;
-  }
+  Shared(T* begin, size_t count) : begin_(begin), end_(begin + count) {}
+  SharedRef<T> operator[](int64_t i) const { return SharedRef<T>(begin_ + i, begin_, end_); }
 
  private:
-  T* p_;
   T *begin_, *end_;
 };
 

@@ -175,8 +175,8 @@ def extensions():
         from torch.utils import cpp_extension
     except ImportError:
         fail("torch is not installed. fastgan's kernels are compiled against the torch you will run them with, so "
-             "install torch first, then run `pip install .` again (or set FASTGAN_NO_EXT=1 for the pure-Python "
-             "package).")
+             "install torch first, then run the same `pip install` command again (or set FASTGAN_NO_EXT=1 for the "
+             "pure-Python package).")
     check_torch_version(torch)
 
     sources = sorted(glob.glob("csrc/*.cpp")) + sorted(glob.glob("csrc/cpu/*.cpp"))

@@ -25,7 +25,7 @@ from setuptools.build_meta import *  # noqa: F401,F403  (every hook this module 
 NO_TORCH = ("fastgan build error: torch is not installed in the Python environment fastgan is being installed into "
             "({python}). fastgan's kernels are compiled against the torch you will run them with, so install torch "
             "first, then fastgan: `pip install torch` (a CUDA build on Linux; for the CPU-only build, `pip install "
-            "torch --index-url https://download.pytorch.org/whl/cpu`), then `pip install .` again. "
+            "torch --index-url https://download.pytorch.org/whl/cpu`), then the same `pip install` command again. "
             "FASTGAN_NO_EXT=1 installs the pure-Python package (stock-PyTorch path only).")
 
 

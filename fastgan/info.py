@@ -30,6 +30,30 @@ def op_kernels():
     return kernels
 
 
+def cuda_verdict(info) -> str:
+    """What a CUDA tensor gets from this build, in words: fused kernels, or stock ops and why."""
+    if not info["cuda"]:
+        return ("stock PyTorch ops: this build has no CUDA kernels (it was built against a CPU torch, without "
+                "nvcc, or with FASTGAN_NO_CUDA=1); with a CUDA torch and nvcc, `pip install -e .` again")
+    archs = info["cuda_arch_list"]
+    if not torch.cuda.is_available():
+        return f"fused fastgan kernels, built for arch {archs} (no GPU is visible now)"
+    built = {a.replace("+PTX", "") for a in archs.split(";")}
+    ptx = [a.replace("+PTX", "") for a in archs.split(";") if a.endswith("+PTX")]
+    verdicts = []
+    for i in range(torch.cuda.device_count()):
+        major, minor = torch.cuda.get_device_capability(i)
+        arch = f"{major}.{minor}"
+        if arch in built:
+            verdicts.append(f"GPU {i}: fused fastgan kernels (sm_{major}{minor} is built)")
+        elif any(tuple(map(int, p.split("."))) <= (major, minor) for p in ptx):
+            verdicts.append(f"GPU {i}: fused fastgan kernels, compiled from PTX at first use (sm_{major}{minor})")
+        else:
+            verdicts.append(f"GPU {i}: none for sm_{major}{minor} (built for {archs}); rebuild with "
+                            f"TORCH_CUDA_ARCH_LIST={arch}")
+    return "; ".join(verdicts)
+
+
 def report() -> str:
     from . import __version__
     lines = [f"fastgan {__version__}", f"python {platform.python_version()}",
@@ -40,20 +64,26 @@ def report() -> str:
             major, minor = torch.cuda.get_device_capability(i)
             lines.append(f"  GPU {i}: {torch.cuda.get_device_name(i)} (sm_{major}{minor})")
     built = _backend.BUILT_WITH
-    if built:
+    if built and not _backend.COMPILED:
         lines.append(f"fastgan._C built against: torch {built['torch']} (CUDA {built.get('cuda') or 'none'}, C++11 ABI "
                      f"{'on' if built.get('cxx11_abi') else 'off'}); CUDA kernels: {built.get('cuda_kernels')}")
     if _backend.COMPILED:
         info = _backend._C.build_info()
         lines.append(f"fastgan._C: loaded from {_backend._C.__file__}")
-        lines.append(f"  built against torch {info['torch_version']}; CUDA kernels: {info['cuda']}"
-                     + (f" for arch {info['cuda_arch_list']}" if info["cuda"] else ""))
-        lines.append(f"  CPU kernels: {_backend._C.cpu_capability()}, "
-                     + (f"on up to {torch.get_num_threads()} threads (torch.set_num_threads)" if info["cpu_parallel"]
-                        else "on one thread (built without OpenMP)"))
-        lines.append("  ops (dispatch keys with kernels):")
-        for op, keys in op_kernels().items():
-            lines.append(f"    fastgan::{op}: {', '.join(keys) or 'none'}")
+        lines.append(f"  built against torch {info['torch_version']} (CUDA {built.get('cuda') or 'none'}, C++11 ABI "
+                     f"{'on' if built.get('cxx11_abi') else 'off'})")
+        threads = (f"on up to {torch.get_num_threads()} threads (torch.set_num_threads)" if info["cpu_parallel"]
+                   else "on one thread (built without OpenMP)")
+        lines.append(f"  what runs on CPU tensors: fused fastgan kernels ({_backend._C.cpu_capability()}), {threads}")
+        lines.append(f"  what runs on CUDA tensors: {cuda_verdict(info)}")
+        kernels = op_kernels()
+        lines.append("  device kernels (the devices each op has its own kernel for):")
+        for op in KERNEL_OPS:
+            lines.append(f"    fastgan::{op}: {', '.join(kernels[op]) or 'none'}")
+        lines.append("  layer ops (the conv or matrix product through ATen, then the kernels above; registered for "
+                     "every device, but fastgan's modules and functions send a device without the kernels above to "
+                     "stock ops, saying so once):")
+        lines.append("    " + ", ".join(f"fastgan::{op}" for op in LAYER_OPS))
     else:
         lines.append(f"fastgan._C: NOT loaded: {_backend.LOAD_ERROR}")
         lines.append(f"  to fix: {_backend.FIX}")

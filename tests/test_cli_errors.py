@@ -179,3 +179,18 @@ def test_images_per_second_is_a_moving_average(monkeypatch):
     assert rates[2] == pytest.approx(30 / 12)  # the slow interval shared with the ones before it
     assert rates[3] == pytest.approx(30 / 12)  # window of 3 intervals: steps 1..4, from 1 s to 13 s
     assert speed.mean() == pytest.approx(40 / 13)
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["train", "--stpes", "100"], "fastgan train: error: unrecognized arguments: --stpes 100 (did you mean --steps?)"),
+    (["sample", "--checkpoint", "c.pt", "--out", "g.png", "--nn", "3"],
+     "fastgan sample: error: unrecognized arguments: --nn 3 (did you mean --n?)"),
+    (["train", "--zzz"], "fastgan train: error: unrecognized arguments: --zzz"),
+])
+def test_an_unknown_option_gets_its_commands_usage_and_the_closest_option(capsys, argv, expected):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: fastgan {argv[0]} ")  # the command's usage, not the top level's
+    assert err.strip().splitlines()[-1] == expected

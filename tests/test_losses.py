@@ -71,6 +71,28 @@ def test_logit_loss_double_backward(backend, kind):
     assert torch.autograd.gradgradcheck(lambda t: logit_loss(t, 1.0, kind), (x,))
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_reductions_on_concurrent_streams_give_the_default_streams_bits():
+    """The last-block reduction keeps ticket counters per stream (told apart by their driver
+    ids, so an external stream never shares another's): streams running at once, one of them a
+    torch.cuda.ExternalStream, must each get the bits of a run on the default stream."""
+    from fastgan.functional import logit_loss
+
+    x = torch.randn(1 << 22, device="cuda", generator=torch.Generator("cuda").manual_seed(5))
+    expected = logit_loss(x, 1.0, "bce", "mean")
+    pool = [torch.cuda.Stream() for _ in range(3)]
+    streams = pool[:2] + [torch.cuda.ExternalStream(pool[2].cuda_stream)]
+    torch.cuda.synchronize()
+    got = []
+    for _ in range(4):
+        for stream in streams:
+            with torch.cuda.stream(stream):
+                got.append(logit_loss(x, 1.0, "bce", "mean"))
+    torch.cuda.synchronize()
+    for value in got:
+        assert torch.equal(value, expected)
+
+
 def test_hinge_propagates_nan_like_stock(backend):
     from fastgan.functional import logit_loss
 

@@ -123,6 +123,7 @@ def test_a_missing_network_is_named_with_where_to_get_it(tmp_path, capsys):
     err = cli_error(capsys, "fid", "--inception", str(tmp_path / "nope.pt"), "--real", "digits", "--fake",
                          "digits")
     assert "inception-2015-12-05.pt" in err and "downloads nothing" in err
+    assert "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt" in err
     (tmp_path / "junk.pt").write_bytes(b"not torchscript")
     err = cli_error(capsys, "fid", "--inception", str(tmp_path / "junk.pt"), "--real", "digits", "--fake",
                          "digits")

@@ -15,7 +15,7 @@ pytest.importorskip("PIL")
 from fastgan.app import checkpoint as ckpt_io  # noqa: E402
 from fastgan.app.cli import main  # noqa: E402
 from helpers import cli_error  # noqa: E402
-from fastgan.app.train import TrainConfig, TrainError, Trainer  # noqa: E402
+from fastgan.app.train import TrainConfig, TrainError, Trainer, ema_decay_at  # noqa: E402
 
 TINY = dict(nz=8, ngf=4, ndf=4, batch_size=8, log_every=1, sample_every=1000, checkpoint_every=1000, device="cpu")
 
@@ -140,6 +140,46 @@ def test_conditional_draws_the_asked_class(tmp_path):
     assert main(["sample", "--checkpoint", os.path.join(t.cfg.out, "checkpoint.pt"), "--out", out, "--class", "7",
                  "--n", "8"]) == 0
     assert os.path.getsize(out) > 0
+
+
+def test_ema_decay_ramps_up_with_the_images_seen():
+    assert ema_decay_at(0.999, 0, 64, 0.05) == 0.0  # the first step copies G
+    for images in (64, 6400, 64000):  # while ramping up, the half-life is 5 % of the images seen
+        decay = ema_decay_at(0.999, images, 64, 0.05)
+        assert decay < 0.999
+        assert decay ** (images * 0.05 / 64) == pytest.approx(0.5, rel=1e-12)
+    assert ema_decay_at(0.999, 10**7, 64, 0.05) == 0.999  # a long run: the decay asked for
+    assert ema_decay_at(0.999, 0, 64, 0.0) == ema_decay_at(0.999, 64000, 64, 0.0) == 0.999  # no ramp-up
+    assert ema_decay_at(1.0, 640, 64, 0.05) == 0.5 ** 2  # decay 1 ramps up for ever
+
+
+def test_trainer_ema_follows_the_ramped_decay(tmp_path):
+    """G's EMA after 3 steps equals the EMA of G after steps 1, 2 and 3 (each a run of its own:
+    runs are bit-reproducible) with the decays ema_decay_at gives."""
+    options = dict(dtype="float64", ema=True, ema_decay=0.9, ema_rampup=0.5)
+    gs = [run(tmp_path, f"steps{k}", steps=k, **options).g.state_dict() for k in (1, 2, 3)]
+    ema = run(tmp_path, "ema", steps=3, **options).g_ema.state_dict()
+    batch = TINY["batch_size"]
+    for name, value in ema.items():
+        if not value.is_floating_point() or "running" in name:
+            continue
+        expected = gs[0][name].clone()
+        for k in (2, 3):
+            decay = ema_decay_at(0.9, (k - 1) * batch, batch, 0.5)
+            assert 0.0 < decay < 0.9
+            expected = decay * expected + (1 - decay) * gs[k - 1][name]
+        torch.testing.assert_close(value, expected, rtol=1e-12, atol=1e-14)
+        assert not torch.equal(value, gs[2][name])  # it is an average, not G
+
+
+def test_a_logged_run_opens_with_what_it_trains_and_shows_its_first_step(tmp_path):
+    lines = []
+    cfg = TrainConfig(out=str(tmp_path / "logged"), **{**TINY, "steps": 40, "log_every": 1})
+    Trainer(cfg, log=lines.append).run()
+    assert lines[0] == (f"fastgan train: dcgan (bce loss) on digits (1797 images, 1x32x32), steps 1-40 at batch 8; "
+                        f"device cpu, backend {__import__('fastgan').backend()}; writing {cfg.out}")
+    steps = [line.split()[1] for line in lines if line.startswith("step ")]
+    assert steps == [f"{k}/40" for k in range(1, 40, 2)] + ["40/40"]  # the first step, then every 5 %
 
 
 def test_cli_end_to_end(tmp_path):

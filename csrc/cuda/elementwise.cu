@@ -200,7 +200,8 @@ std::tuple<at::Tensor, at::Tensor> logit_loss_cuda(const at::Tensor& input_, dou
 // same time. The buffer grows (a new zeroed one; the old one is freed in stream order) when a
 // launch needs more counters than it holds. A graph being captured gets counters of its own,
 // zeroed inside the graph: persistent ones would be shared with whatever stream the graph is
-// later replayed on.
+// later replayed on. Streams are told apart by stream_key, never by handle; a stream that is
+// destroyed leaves its counters behind (256 bytes; torch's own streams are never destroyed).
 at::Tensor reduction_tickets(const at::Tensor& like, int64_t count) {
   const auto options = like.options().dtype(at::kInt);
   if (stream_is_capturing()) return at::zeros({count}, options);

@@ -37,7 +37,22 @@ using Stream = cudaStream_t;
 using DeviceGuard = c10::cuda::CUDAGuard;
 inline Stream current_stream() { return at::cuda::getCurrentCUDAStream(); }
 inline const cudaDeviceProp* device_props() { return at::cuda::getCurrentDeviceProperties(); }
-inline uint64_t stream_key(Stream s) { return reinterpret_cast<uintptr_t>(s); }
+// A key for per-stream state that no other stream ever shares. A raw handle is not one: a
+// destroyed stream's handle can be handed to a new stream while the old one's last kernel
+// still runs (torch.cuda.ExternalStream wraps such streams), and the two would then share the
+// state. cudaStreamGetId's ids are unique for the life of the program. The special streams
+// are never destroyed, and asking about the legacy one fails while another thread captures in
+// global mode, so they keep their handles (0-2; ids are moved past them).
+inline uint64_t stream_key(Stream s) {
+  if (s == nullptr || s == cudaStreamLegacy || s == cudaStreamPerThread) return reinterpret_cast<uintptr_t>(s);
+#if CUDART_VERSION >= 12000
+  unsigned long long id = 0;
+  C10_CUDA_CHECK(cudaStreamGetId(s, &id));
+  return 16 + id;
+#else
+  return reinterpret_cast<uintptr_t>(s);  // before CUDA 12 an external stream must outlive its last kernel
+#endif
+}
 inline bool stream_is_capturing() {
   const cudaStream_t stream = current_stream();
   // The legacy default stream cannot be captured, and asking about it fails while another

@@ -1,6 +1,7 @@
 """Command line: `fastgan info | train | sample | fid` (also `python -m fastgan ...`)."""
 import argparse
 import dataclasses
+import difflib
 import os
 import sys
 
@@ -75,6 +76,8 @@ def _train_parser(sub):
     p.add_argument("--cuda-graphs", action="store_true", default=d.cuda_graphs, help="capture each step in a CUDA graph")
     p.add_argument("--ema", action="store_true", default=d.ema, help="keep an EMA of G for samples")
     p.add_argument("--ema-decay", type=float, default=d.ema_decay, help="decay of the EMA of G, in [0, 1]")
+    p.add_argument("--ema-rampup", type=float, default=d.ema_rampup,
+                   help="the EMA's half-life is at most this fraction of the images seen (0: decay from the start)")
     p.add_argument("--conditional", action="store_true", default=d.conditional, help="class-conditional G and D")
     p.add_argument("--resume", action="store_true", default=d.resume,
                    help="continue from the run folder's checkpoint (any number of processes)")
@@ -96,6 +99,24 @@ def _train_parser(sub):
                    help="the Inception network as TorchScript (inception-2015-12-05.pt), for --fid-every")
     p.add_argument("--fid-n", type=int, default=d.fid_n, help="generated (and at most real) images per evaluation")
     return p
+
+
+def _parse(parser, commands, argv):
+    """parser.parse_args, except that an unknown option is refused by its command's parser (its
+    usage, not the top level's) with the closest option it has: `did you mean --steps?`."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        command = commands.get(args.command, parser)
+        options = [option for action in command._actions for option in action.option_strings]
+        hint = ""
+        for word in unknown:
+            if word.startswith("-"):
+                close = difflib.get_close_matches(word.split("=")[0], options, n=1, cutoff=0.75)
+                if close:
+                    hint = f" (did you mean {close[0]}?)"
+                    break
+        command.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
+    return args
 
 
 def main(argv=None) -> int:
@@ -132,7 +153,8 @@ def main(argv=None) -> int:
     f.add_argument("--kid-subset-size", type=int, default=1000, help="images per KID subset (at most --n)")
     f.add_argument("--seed", type=int, default=0, help="seed of the latents and of the subsets")
     argv = sys.argv[1:] if argv is None else argv
-    args = parser.parse_args(argv)
+    commands = {"train": train_parser, "sample": s, "fid": f}
+    args = _parse(parser, commands, argv)
     if args.command == "info":
         from ..info import report
         print(report())
@@ -149,7 +171,7 @@ def main(argv=None) -> int:
                 if unknown:
                     raise TrainError(f"unknown option(s) in {args.config}: {', '.join(sorted(unknown))}")
                 train_parser.set_defaults(**values)
-                args = parser.parse_args(argv)
+                args = _parse(parser, commands, argv)
             from .train import Trainer
             cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
             trainer = Trainer(cfg)

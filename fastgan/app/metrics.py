@@ -17,15 +17,18 @@ non-symmetric S1 S2 can return complex parts and loses digits on near-singular c
 KID is the unbiased estimate of the squared MMD with the cubic polynomial kernel
 k(x, y) = (x.y / d + 1)^3, averaged over random subsets, as in Binkowski et al. (2018)."""
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Optional
 
 import torch
 
 INCEPTION_FILE = "inception-2015-12-05.pt"
+# Where StyleGAN2-ADA's metrics fetch it from (NVIDIA's CDN).
+INCEPTION_URL = f"https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/{INCEPTION_FILE}"
 INCEPTION_HINT = (f"FID/KID need the Inception network as a TorchScript file, {INCEPTION_FILE!r} (the file "
-                  "StyleGAN2-ADA's metrics load; NVIDIA publishes it with stylegan2-ada-pytorch). fastgan "
-                  "downloads nothing: fetch it once and pass its path with --inception")
+                  f"StyleGAN2-ADA's metrics load). fastgan downloads nothing: fetch it once from "
+                  f"{INCEPTION_URL} and pass its path with --inception")
 
 
 class MetricsError(ValueError):
@@ -38,7 +41,11 @@ def load_feature_network(path: Optional[str], device="cpu") -> torch.jit.ScriptM
     if not os.path.isfile(path):
         raise MetricsError(f"--inception {path!r} does not exist. {INCEPTION_HINT}")
     try:
-        net = torch.jit.load(path, map_location=torch.device(device))
+        with warnings.catch_warnings():
+            # The published network is a TorchScript file, so there is no torch.export path to
+            # switch to; newer torch deprecates the loader with a warning at every call.
+            warnings.filterwarnings("ignore", message=r".*torch\.jit\.load. is deprecated", category=DeprecationWarning)
+            net = torch.jit.load(path, map_location=torch.device(device))
     except Exception as exc:  # not a TorchScript archive, a truncated download
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise MetricsError(f"--inception {path!r} is not a loadable TorchScript file ({reason}). "

@@ -34,6 +34,20 @@ from . import distributed, metrics
 from .images import save_grid, to_uint8
 
 
+def ema_decay_at(decay: float, images_before: int, batch: int, rampup: float) -> float:
+    """The decay of G's EMA for a step of `batch` images after `images_before` images. `decay` is
+    the per-step decay of a long run. With rampup > 0 the EMA's half-life, in images, is at most
+    rampup x the images seen (StyleGAN2-ADA's ema_rampup): the first step copies G, and early on
+    the EMA averages over the last few steps instead of lagging behind a G that still changes
+    fast. (A decay d per step of B images has a half-life of B log 0.5 / log d images, so
+    capping the half-life at h caps the decay at 0.5 ** (B / h).)"""
+    if rampup == 0:
+        return decay
+    if images_before == 0:
+        return 0.0
+    return min(decay, 0.5 ** (batch / (images_before * rampup)))
+
+
 class TrainError(ValueError):
     """A problem with the options or the run folder: one line for the user, exit code 2."""
 
@@ -65,6 +79,7 @@ class TrainConfig:
     cuda_graphs: bool = False
     ema: bool = False
     ema_decay: float = 0.999
+    ema_rampup: float = 0.05
     conditional: bool = False
     resume: bool = False
     sync_bn: bool = False
@@ -91,7 +106,8 @@ class TrainConfig:
     # (lowest, highest) accepted; the upper bounds keep a typo from asking for terabytes.
     RANGES = {"batch_size": (1, 1 << 16), "steps": (1, 10**12), "nz": (1, 8192), "ngf": (1, 2048), "ndf": (1, 2048),
               "seed": (0, 2**63 - 1), "sample_every": (1, None), "checkpoint_every": (1, None), "log_every": (1, None),
-              "lr": (0.0, None), "beta1": (0.0, 1.0), "ema_decay": (0.0, 1.0), "dist_timeout": (0.0, None),
+              "lr": (0.0, None), "beta1": (0.0, 1.0), "ema_decay": (0.0, 1.0), "ema_rampup": (0.0, None),
+              "dist_timeout": (0.0, None),
               "fid_every": (0, None), "fid_n": (2, 1 << 20), "r1": (0.0, None), "gp_weight": (0.0, None)}
     EXCLUSIVE_LOW = {"lr", "dist_timeout", "gp_weight"}  # must be > the lowest, not >=
     EXCLUSIVE_HIGH = {"beta1"}
@@ -364,17 +380,34 @@ class Trainer:
         self.scaler.scale(loss_g).backward()
         self.scaler.step(self.opt_g)
         self.scaler.update()
-        if self.g_ema is not None:
-            with torch.no_grad():
-                for pe, p in zip(self.g_ema.parameters(), self.g.parameters()):
-                    pe.lerp_(p, 1.0 - self.cfg.ema_decay)
-                for be, b in zip(self.g_ema.buffers(), self.g.buffers()):
-                    be.copy_(b)
         # D(x) and D(G(z)): probabilities for BCE, D's raw outputs for the other losses.
         squash = torch.sigmoid if kind == "bce" else (lambda t: t)
         stats = torch.stack([loss_d.float(), loss_g.detach().float(),
                              squash(out_real.detach().float()).mean(), squash(out_fake.detach().float()).mean()])
         return stats
+
+    def _opening_line(self):
+        """What a log file needs first: what trains, on what, where, with which path."""
+        cfg = self.cfg
+        processes = f" x {self.world.size} processes" if self.world.size > 1 else ""
+        options = [o for o, on in ((f"amp {cfg.amp}", cfg.amp != "none"), ("channels_last", cfg.channels_last),
+                                   ("CUDA graphs", cfg.cuda_graphs), (cfg.dtype, cfg.dtype != "float32")) if on]
+        return (f"fastgan train: {cfg.arch} ({cfg.loss} loss{', conditional' if cfg.conditional else ''}) on "
+                f"{cfg.data} ({len(self.data.images)} images, {cfg.channels}x{cfg.image_size}x{cfg.image_size}), "
+                f"steps {self.step + 1}-{cfg.steps} at batch {cfg.batch_size}{processes}; device {self.device}, "
+                f"backend {fastgan.backend()}{''.join(', ' + o for o in options)}; writing {cfg.out}")
+
+    def _update_ema(self):
+        """Moves G's EMA towards G after step self.step (outside any captured graph: its decay
+        changes while it ramps up)."""
+        if self.g_ema is None:
+            return
+        batch = self.cfg.batch_size * self.world.size
+        decay = ema_decay_at(self.cfg.ema_decay, (self.step - 1) * batch, batch, self.cfg.ema_rampup)
+        with torch.no_grad():
+            torch._foreach_lerp_(list(self.g_ema.parameters()), list(self.g.parameters()), 1.0 - decay)
+            for be, b in zip(self.g_ema.buffers(), self.g.buffers()):
+                be.copy_(b)
 
     @staticmethod
     def _accumulate(module):
@@ -416,12 +449,14 @@ class Trainer:
         if self.world.is_main:
             self._write_config()
             save_grid(self.fixed_real, os.path.join(cfg.out, "real.png"))
+        self.log(self._opening_line())
         if cfg.cuda_graphs:
             real, labels = self._batch(self.step)
             args = (real,) if labels is None else (real, labels)
             step_fn = (lambda r: self._step(r, None)) if labels is None else self._step
             self.graphed = fastgan.graph.GraphedStep(step_fn, *args, optimizers=[self.opt_g, self.opt_d], warmup=1)
             self.step += 1  # the warm-up was a real step
+            self._update_ema()
         progress = _Progress(self.step, cfg.steps, self.log)
         speed = _Throughput(cfg.batch_size * self.world.size, self.step)
         while self.step < cfg.steps:
@@ -431,6 +466,7 @@ class Trainer:
             else:
                 stats = self._step(real, labels)
             self.step += 1
+            self._update_ema()
             check_now = self.device.type == "cpu" or self.step % cfg.log_every == 0 or self.step == cfg.steps
             if check_now:
                 stats = distributed.mean_over_ranks(stats, self.world)  # every rank sees, and stops on, the same
@@ -668,7 +704,8 @@ class _Throughput:
 
 
 class _Progress:
-    """tqdm on a terminal; a plain line every 5 % of the run otherwise (logs, CI)."""
+    """tqdm on a terminal; otherwise (logs, CI) a plain line at the first logged step, then every
+    5 % of the run."""
 
     def __init__(self, start, total, log):
         self.log, self.total, self.bar = log, total, None
@@ -678,14 +715,14 @@ class _Progress:
                 self.bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True)
             except ImportError:
                 pass
-        self.last = self.printed = start
+        self.start = self.last = self.printed = start
 
     def update(self, step, row):
         text = f"D {row['loss_d']:.3f} G {row['loss_g']:.3f} {row['images_per_s']:.0f} img/s"
         if self.bar is not None:
             self.bar.update(step - self.last)
             self.bar.set_postfix_str(text)
-        elif step == self.total or step - self.printed >= max(1, self.total // 20):
+        elif step == self.total or step - self.printed >= max(1, self.total // 20) or self.printed == self.start:
             self.log(f"step {step}/{self.total}  {text}")
             self.printed = step
         self.last = step

@@ -11,6 +11,7 @@ Variables:
   CUDA_HOME              the CUDA toolkit root (found from `nvcc -dryrun` when unset)
   TORCH_CUDA_ARCH_LIST   GPU architectures; default: the visible GPUs, else 8.0;8.6;8.9;9.0+PTX
   MAX_JOBS               parallel compile jobs (ninja)
+  FASTGAN_DEBUG_INFO=1   compile with -g (debug information; the build takes about 1.7x as long)
   FASTGAN_PTXAS_VERBOSE=1  ptxas reports each kernel's registers, spills and shared memory in the
                          build log (benchmarks/kernel_resources.py makes a table of it)
 """
@@ -22,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import time
 
 from setuptools import find_packages, setup
 
@@ -232,6 +234,20 @@ def persistent_build_ext(cpp_extension, torch, use_cuda):
         def finalize_options(self):
             super().finalize_options()
             self.build_temp = folder
+
+        def build_extensions(self):
+            # Python's own compile flags carry -g. Debug information for torch's templates is
+            # about 40 % of the compile time (ops.cpp: 39 s with it, 23 s without), and a user
+            # never reads it; FASTGAN_DEBUG_INFO=1 keeps it.
+            if not flag("FASTGAN_DEBUG_INFO"):
+                self.compiler.compiler_so = [f for f in self.compiler.compiler_so if f not in ("-g", "-g2", "-g3")]
+            jobs = f"{os.environ['MAX_JOBS']} jobs" if os.environ.get("MAX_JOBS") else "every core"
+            print(f"fastgan: compiling {len(self.extensions[0].sources)} files with ninja ({jobs}) in {folder}; "
+                  f"from scratch this takes about {'4 min' if use_cuda else '1.5 min'} on 2 cores, and files that "
+                  f"did not change are not compiled again", flush=True)
+            start = time.monotonic()
+            super().build_extensions()
+            print(f"fastgan: compiled and linked in {time.monotonic() - start:.0f} s", flush=True)
 
     return BuildExtension
 

@@ -75,10 +75,12 @@ class PeakMemory:
 
 
 def paired_ratio(stock_fn, fastgan_fn, inner, rounds):
-    """Median over rounds of fastgan's time / stock's, the two timed back to back in every round
-    (each side's calls synchronised once on GPU). This shared machine's speed drifts over
-    seconds, so two variants timed in separate windows can differ by tens of per cent for no
-    reason of their own; alternating rounds see the same drift."""
+    """{"paired_ratio", "paired_q1", "paired_q3"}: the median and quartiles over rounds of
+    fastgan's time / stock's, the two timed back to back in every round (each side's calls
+    synchronised once on GPU), for a benchmark's extra_info. This shared machine's speed drifts
+    over seconds, so two variants timed in separate windows can differ by tens of per cent for
+    no reason of their own; alternating rounds see the same drift, and the quartiles say how
+    far the rounds themselves disagree (the report calls a ratio whose quartiles straddle 1 noise)."""
     if QUICK:
         inner, rounds = 1, 1
 
@@ -94,7 +96,8 @@ def paired_ratio(stock_fn, fastgan_fn, inner, rounds):
     for _ in range(rounds):
         stock = timed(stock_fn)
         ratios.append(timed(fastgan_fn) / stock)
-    return round(statistics.median(ratios), 4)
+    q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+    return {"paired_ratio": round(statistics.median(ratios), 4), "paired_q1": round(q1, 4), "paired_q3": round(q3, 4)}
 
 
 @pytest.fixture

@@ -33,7 +33,9 @@ def load(paths):
             if "variant" not in info or not b.get("stats"):
                 continue
             rows.append({"group": b["group"], "variant": info["variant"],
-                         "median": b["stats"]["median"] / info.get("inner", 1), "info": info})
+                         "median": b["stats"]["median"] / info.get("inner", 1),
+                         "iqr": b["stats"].get("iqr", 0.0) / info.get("inner", 1),
+                         "rounds": b["stats"].get("rounds", 0), "info": info})
         if merged is None:
             merged = data
         else:
@@ -42,21 +44,27 @@ def load(paths):
 
 
 def by_group(rows):
-    """groups[group][variant]: the first run's row, its median replaced by the median over runs."""
-    times = defaultdict(list)
+    """groups[group][variant]: the first run's row, its median, spread and paired ratio (with its
+    quartiles) replaced by their medians over runs."""
+    values = defaultdict(lambda: defaultdict(list))
     groups = defaultdict(dict)
     for r in rows:
-        times[r["group"], r["variant"]].append(r["median"])
         groups[r["group"]].setdefault(r["variant"], dict(r))
-    paired = defaultdict(list)
-    for r in rows:
-        if "paired_ratio" in r["info"]:
-            paired[r["group"], r["variant"]].append(r["info"]["paired_ratio"])
-    for (group, variant), ts in times.items():
-        groups[group][variant]["median"] = statistics.median(ts)
-        groups[group][variant]["runs"] = len(ts)
-        if paired.get((group, variant)):
-            groups[group][variant]["paired_ratio"] = statistics.median(paired[group, variant])
+        found = values[r["group"], r["variant"]]
+        found["median"].append(r["median"])
+        found["iqr"].append(r["iqr"])
+        found["rounds"].append(r["rounds"])
+        for key in PAIRED_KEYS:
+            if key in r["info"]:
+                found[key].append(r["info"][key])
+    for (group, variant), found in values.items():
+        row = groups[group][variant]
+        row["runs"] = len(found["median"])
+        row["run_spread"] = max(found["median"]) / min(found["median"]) - 1
+        if found.get("paired_ratio"):
+            row["paired_min"], row["paired_max"] = min(found["paired_ratio"]), max(found["paired_ratio"])
+        for key, vs in found.items():
+            row[key] = statistics.median(vs)
     return groups
 
 
@@ -79,55 +87,123 @@ def baseline_of(variants):
     return variants.get("stock-eager") or variants.get("stock")
 
 
-def step_table(name, variants, ceil):
+def step_ratio(variants, variant):
+    """Each step variant's speed over stock eager, one method per row for the table and the chart."""
+    base, row = baseline_of(variants), variants[variant]
+    if row is base:
+        return None
+    if variant == "fastgan-eager" and "paired_ratio" in row:  # alternating rounds, as the targets use
+        return Ratio(base, row)
+    return Ratio(base, {k: v for k, v in row.items() if k not in PAIRED_KEYS})
+
+
+def step_table(name, variants, ceil, gpu):
     base = baseline_of(variants)
-    lines = [f"### {name}", "", "| variant | median ms | images/s | vs stock eager | peak memory MiB | roofline |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
     floor = None
     if base and "flops" in base["info"] and ceil:
         rate = ceil.get("matmul-bf16" if "bf16" in name else "matmul-tf32")
         if rate and ceil.get("bandwidth"):
             floor = max(base["info"]["flops"] / rate, base["info"]["min_bytes"] / ceil["bandwidth"])
+    # Peak memory is the CUDA allocator's; on the CPU the resident-set increase under malloc's
+    # reuse says little, and the roofline needs a GPU's measured ceilings.
+    header = ["variant", "median ms", "images/s", "vs stock eager"] + ["peak memory MiB"] * gpu + ["roofline"] * bool(floor)
+    lines = [f"### {name}", "", "| " + " | ".join(header) + " |", "| --- |" + " ---: |" * (len(header) - 1)]
     for v, r in sorted(variants.items(), key=lambda kv: kv[1]["median"]):
-        ratio = base["median"] / r["median"] if base else float("nan")
-        if v == "fastgan-eager" and base and "paired_ratio" in r:  # alternating rounds, as the targets use
-            ratio = 1.0 / r["paired_ratio"]
-        roof = f"{floor / r['median']:.0%} of floor" if floor else ""
-        lines.append(f"| {v} | {r['median'] * 1e3:.2f} | {r['info'].get('batch', 0) / r['median']:.0f} | "
-                     f"{ratio:.2f}x | {r['info'].get('peak_mib', 0):.1f} | {roof} |")
+        ratio = step_ratio(variants, v) if base else None
+        cells = [v, f"{r['median'] * 1e3:.2f}", f"{r['info'].get('batch', 0) / r['median']:.0f}",
+                 "1.00x" if base and ratio is None else str(ratio) if ratio else "n/a"]
+        if gpu:
+            cells.append(f"{r['info'].get('peak_mib', 0):.1f}")
+        if floor:
+            cells.append(f"{floor / r['median']:.0%} of floor")
+        lines.append("| " + " | ".join(cells) + " |")
     if base and "paired_ratio" in variants.get("fastgan-eager", {}):
         lines.append("\nfastgan-eager's ratio comes from rounds in which it and stock eager ran alternately; "
-                     "the others divide the medians.")
+                     "the others divide the medians. A ratio the run's spread cannot support is marked noise.")
     if floor:
         lines.append(f"\nFloor: {floor * 1e3:.3f} ms = max(FLOPs {base['info']['flops'] / 1e9:.1f} G over the measured "
                      f"matmul rate, conv bytes {base['info']['min_bytes'] / 1e6:.0f} MB over the measured copy bandwidth).")
     return lines, floor
 
 
+PAIRED_KEYS = ("paired_ratio", "paired_q1", "paired_q3")
+
+
+MIN_ROUNDS = 3  # fewer timed rounds (FASTGAN_BENCH_QUICK=1 has one) give no spread to judge by
+
+
+class Ratio:
+    """stock time / fastgan time (higher: fastgan faster), and whether the run supports it.
+    From the alternating rounds where the benchmark recorded them (conftest.paired_ratio), else
+    from the two medians. It is noise when the rounds' quartiles straddle 1 (the run cannot
+    tell a win from a loss), or when the two medians, timed in separate windows, put the ratio
+    outside those quartiles by more than the medians' own spread: the quartiles of their rounds
+    and, over several runs of the suite, how far the runs' medians lie apart (the drift)."""
+
+    def __init__(self, stock, fastgan):
+        self.by_medians = stock["median"] / fastgan["median"]
+        spread = 1 + sum(row.get("iqr", 0) / row["median"] + row.get("run_spread", 0) for row in (stock, fastgan))
+        paired = fastgan.get("paired_ratio")
+        self.source = "rounds" if not paired or "paired_q1" in fastgan else "runs"
+        if paired and "paired_q1" in fastgan:
+            self.value = 1 / paired
+            self.low, self.high = 1 / fastgan["paired_q3"], 1 / fastgan["paired_q1"]
+        elif paired:  # recorded before the quartiles were: the runs' paired ratios, if several
+            self.value = 1 / paired
+            self.low, self.high = 1 / fastgan.get("paired_max", paired), 1 / fastgan.get("paired_min", paired)
+        else:
+            self.value, self.low, self.high = self.by_medians, self.by_medians / spread, self.by_medians * spread
+        self.rounds = min(stock.get("rounds", 0), fastgan.get("rounds", 0))
+        self.noise = ("rounds" if self.rounds < MIN_ROUNDS else
+                      "straddle" if self.low <= 1 <= self.high else
+                      "medians" if paired and not self.low / spread <= self.by_medians <= self.high * spread else "")
+
+    @property
+    def clean(self):
+        return not self.noise
+
+    def why(self, inverse=False):
+        """The reason it is noise, in the direction shown: stock/fastgan, or fastgan/stock."""
+        shown = (lambda x: f"{1 / x:.2f}") if inverse else (lambda x: f"{x:.2f}x")
+        if self.noise == "rounds":
+            return f"noise: {self.rounds} round(s) give no spread"
+        if self.noise == "straddle":
+            low, high = sorted((shown(self.low), shown(self.high)))
+            return f"noise: the {self.source} span {low}-{high}"
+        return f"noise: the medians say {shown(self.by_medians)}" if self.noise else ""
+
+    def text(self, inverse=False):
+        number = f"{1 / self.value:.2f}" if inverse else f"{self.value:.2f}x"
+        return number + (f" ({self.why(inverse)})" if self.noise else "")
+
+    __str__ = text
+
+
 def speedup(v):
-    """stock / fastgan for a group with both variants: from alternating rounds where the
-    benchmark recorded them (conftest.paired_ratio), else from the two medians."""
-    paired = v["fastgan"].get("paired_ratio")
-    return 1.0 / paired if paired else v["stock"]["median"] / v["fastgan"]["median"]
+    return Ratio(v["stock"], v["fastgan"])
 
 
 def eager_speedup(v):
     """stock eager / fastgan eager for a step group, as speedup() for an op."""
-    return speedup({"stock": v["stock-eager"], "fastgan": v["fastgan-eager"]})
+    return Ratio(v["stock-eager"], v["fastgan-eager"])
 
 
-def op_table(groups, ceil):
-    lines = ["| op | stock ms | fastgan ms | speed-up | fastgan peak MiB | fastgan bandwidth |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+def op_table(groups, ceil, gpu):
+    header = ["op", "stock ms", "fastgan ms", "speed-up"] + ["fastgan peak MiB"] * gpu
+    with_bandwidth = bool(ceil.get("bandwidth"))
+    header += ["fastgan bandwidth"] * with_bandwidth
+    lines = ["| " + " | ".join(header) + " |", "| --- |" + " ---: |" * (len(header) - 1)]
     for name, v in sorted(groups.items()):
         if not name.startswith("op ") or "stock" not in v or "fastgan" not in v:
             continue
         s, f = v["stock"], v["fastgan"]
-        bw = ""
-        if ceil.get("bandwidth") and "min_bytes" in f["info"]:
-            bw = f"{f['info']['min_bytes'] / f['median'] / ceil['bandwidth']:.0%} of copy"
-        lines.append(f"| {name[3:]} | {s['median'] * 1e3:.3f} | {f['median'] * 1e3:.3f} | "
-                     f"{speedup(v):.2f}x | {f['info'].get('peak_mib', 0):.1f} | {bw} |")
+        cells = [name[3:], f"{s['median'] * 1e3:.3f}", f"{f['median'] * 1e3:.3f}", str(speedup(v))]
+        if gpu:
+            cells.append(f"{f['info'].get('peak_mib', 0):.1f}")
+        if with_bandwidth:
+            cells.append(f"{f['info']['min_bytes'] / f['median'] / ceil['bandwidth']:.0%} of copy"
+                         if "min_bytes" in f["info"] else "")
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
@@ -146,9 +222,9 @@ def host_table(groups):
     for case, v in sorted(host.items()):
         s, f = v["stock"]["median"], v["fastgan"]["median"]
         # The ratio of alternating rounds where the benchmark recorded one (see test_host_overhead).
-        ratio = v["fastgan"].get("paired_ratio", f / s)
-        lines.append(f"| {case} | {s * 1e6:.1f} | {f * 1e6:.1f} | {ratio:.2f} |")
-        verdicts.append(check_at_most(f"host time, {case}", ratio, HOST_TARGET))
+        ratio = speedup(v)
+        lines.append(f"| {case} | {s * 1e6:.1f} | {f * 1e6:.1f} | {ratio.text(inverse=True)} |")
+        verdicts.append(check_at_most(f"host time, {case}", 1 / ratio.value, HOST_TARGET, ratio.why(inverse=True)))
         ops_s, ops_f = v["stock"]["info"].get("ops_per_step"), v["fastgan"]["info"].get("ops_per_step")
         if ops_s and ops_f:
             lines.append(f"| ops dispatched per step | {ops_s} | {ops_f} | {ops_f / ops_s:.2f} |")
@@ -156,14 +232,20 @@ def host_table(groups):
     return lines, verdicts
 
 
-def check_at_most(label, value, target):
-    verdict = "met" if value <= target else f"MISSED by {(value - target) / target:.0%}"
+UNCLEAN = "not measured cleanly ({}): neither met nor missed; measure again on a quieter machine or with more runs"
+
+
+def check_at_most(label, value, target, noise=""):
+    verdict = (UNCLEAN.format(noise) if noise else
+               "met" if value <= target else f"MISSED by {(value - target) / target:.0%}")
     return f"- {label}: {value:.2f} of stock (target <= {target}) — {verdict}"
 
 
-def check(label, value, target):
-    ok = value >= target
-    verdict = "met" if ok else f"MISSED by {(target - value) / target:.0%}"
+def check(label, ratio, target):
+    """ratio: a Ratio, or a plain number measured without a stock twin."""
+    value, noise = (ratio.value, ratio.why()) if isinstance(ratio, Ratio) else (ratio, "")
+    verdict = (UNCLEAN.format(noise) if noise else
+               "met" if value >= target else f"MISSED by {(target - value) / target:.0%}")
     return f"- {label}: {value:.2f}x (target {target}x) — {verdict}"
 
 
@@ -178,9 +260,10 @@ def targets(groups, gpu, floors):
                 out.append(check(f"fastgan eager step vs stock eager ({n})", eager_speedup(v), 1.0))
         bn = {n: s for n, s in speed.items() if n.startswith("op bn+") and "fwd+bwd" in n}
         if bn:
-            worst = min(bn, key=bn.get)
+            worst = min(bn, key=lambda n: bn[n].value)
             out.append(check(f"fused BN+act fwd+bwd vs stock pair, worst layer ({worst[3:]})", bn[worst], 1.3))
-            out.append(check("fused BN+act fwd+bwd vs stock pair, median layer", statistics.median(bn.values()), 1.3))
+            ordered = sorted(bn.values(), key=lambda r: r.value)
+            out.append(check("fused BN+act fwd+bwd vs stock pair, median layer", ordered[(len(ordered) - 1) // 2], 1.3))
         return out
     for n, v in steps.items():
         if "fastgan-eager" in v and "stock-eager" in v:
@@ -197,7 +280,7 @@ def targets(groups, gpu, floors):
                                    ("BCE fwd+bwd", r"op bce fwd\+bwd", 2.0)]:
         vals = [s for n, s in speed.items() if re.match(pattern, n)]
         if vals:
-            out.append(check(f"{label}, worst shape", min(vals), target))
+            out.append(check(f"{label}, worst shape", min(vals, key=lambda r: r.value), target))
     return out
 
 
@@ -217,22 +300,28 @@ def chart(groups, path):
     fig, axes = plt.subplots(panels, 1, figsize=(10, 2.2 + 0.35 * max([len(v) for v in steps.values()] + [len(ops) if ops else 0]) * 1.0 * panels / max(panels, 1)), squeeze=False)
     i = 0
     for name, v in steps.items():
-        base = baseline_of(v)
         items = sorted(v.items(), key=lambda kv: kv[1]["median"])
+        ratios = [step_ratio(v, k) for k, _ in items]  # the table's ratios, noise hatched
         ax = axes[i][0]
-        ax.barh([k for k, _ in items], [base["median"] / r["median"] for _, r in items],
-                color=["tab:orange" if k.startswith("fastgan") else "tab:gray" for k, _ in items])
+        bars = ax.barh([k for k, _ in items], [r.value if r else 1.0 for r in ratios],
+                       color=["tab:orange" if k.startswith("fastgan") else "tab:gray" for k, _ in items])
+        for bar, r in zip(bars, ratios):
+            if r and not r.clean:
+                bar.set_hatch("//")
         ax.axvline(1.0, color="k", lw=0.8)
-        ax.set_title(f"{name}: speed-up over stock eager")
+        ax.set_title(f"{name}: speed-up over stock eager (hatched: noise)")
         i += 1
     if ops:
         ax = axes[i][0]
         names = sorted(ops)
-        ax.barh([n[3:] for n in names], [speedup(ops[n]) for n in names],
-                color="tab:orange")
+        ratios = [speedup(ops[n]) for n in names]
+        bars = ax.barh([n[3:] for n in names], [r.value for r in ratios], color="tab:orange")
+        for bar, r in zip(bars, ratios):
+            if not r.clean:
+                bar.set_hatch("//")
         ax.axvline(1.0, color="k", lw=0.8)
         ax.tick_params(axis="y", labelsize=6)
-        ax.set_title("per op: fastgan speed-up over the stock nn.* sequence")
+        ax.set_title("per op: fastgan speed-up over the stock nn.* sequence (hatched: noise)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return True
@@ -263,7 +352,7 @@ def main(argv=None):
     floors = {}
     for name, variants in sorted(groups.items()):
         if name.startswith("step "):
-            lines, floor = step_table(name, variants, ceil)
+            lines, floor = step_table(name, variants, ceil, gpu)
             floors[name] = floor
             md += lines + [""]
     host_lines, host_verdicts = host_table(groups)
@@ -274,7 +363,9 @@ def main(argv=None):
                "rounds in which the two ran alternately, which the machine's drift over seconds hardly biases.", ""] + host_lines + [""]
     md += ["## Per op", "", "Speed-up is stock / fastgan from rounds in which the two ran alternately (the median "
            "of their ratios); the two time columns are each variant's own medians, which this machine's drift "
-           "can move apart, so they need not agree with it.", ""] + op_table(groups, ceil)
+           "can move apart, so they need not agree with it. A speed-up that the rounds' quartiles cannot tell from "
+           "1.00x, or that the medians contradict by more than their own spread, is marked noise, and the Targets "
+           "count neither.", ""] + op_table(groups, ceil, gpu)
     md += ["", "## Targets", ""] + targets(groups, gpu, floors)
     md += host_verdicts
     text = "\n".join(md) + "\n"

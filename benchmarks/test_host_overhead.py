@@ -41,16 +41,21 @@ def host_only():
     it spends about 35 us building a convolution primitive on every call, the same for both
     variants, which would hide the host overhead; ATen's own convolution takes about 4 us on
     these sizes, close to the cost of a kernel launch on a GPU."""
-    threads = torch.get_num_threads()
+    threads, onednn = torch.get_num_threads(), torch.backends.mkldnn.enabled
     torch.set_num_threads(1)
-    with torch.backends.mkldnn.flags(enabled=False):
+    # Only the switch: mkldnn.flags() also sets oneDNN's TF32 mode, which warns on every call
+    # in a torch without Intel GPU support.
+    torch.backends.mkldnn.enabled = False
+    try:
         yield
-    torch.set_num_threads(threads)
+    finally:
+        torch.backends.mkldnn.enabled = onednn
+        torch.set_num_threads(threads)
 
 
 def _time(measure, fn, case, variant, stock_fn=None, **extra):
     if variant == "fastgan" and stock_fn is not None:
-        extra["paired_ratio"] = paired_ratio(stock_fn, fn, inner=50, rounds=30)
+        extra.update(paired_ratio(stock_fn, fn, inner=50, rounds=30))
     measure(fn, group=f"{GROUP} {case}", variant=variant, kind="host", inner=50, rounds=30, **extra)
 
 
@@ -138,7 +143,7 @@ def test_train_step(measure, variant):
     if variant == "fastgan":
         stock_step = make_step("stock")
         stock_step()
-        extra["paired_ratio"] = paired_ratio(stock_step, step, inner=5, rounds=40)
+        extra.update(paired_ratio(stock_step, step, inner=5, rounds=40))
     measure(step, group=f"{GROUP} DCGAN-32 step", variant=variant, kind="host", inner=5, rounds=20, **extra)
 
 

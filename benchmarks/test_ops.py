@@ -57,7 +57,7 @@ def calls_of(fns, x, mode, grad=None):
 def run_timed(measure, calls, variant, group, **extra):
     """Times calls[variant]; for fastgan, also alternating rounds against calls["stock"]."""
     if variant == "fastgan":
-        extra["paired_ratio"] = paired_ratio(calls["stock"], calls["fastgan"], inner=5, rounds=25)
+        extra.update(paired_ratio(calls["stock"], calls["fastgan"], inner=5, rounds=25))
     measure(calls[variant], group=group, variant=variant, kind="op", **extra)
 
 

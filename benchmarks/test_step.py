@@ -81,8 +81,8 @@ def test_train_step(measure, variant, precision):
     if variant == "fastgan-eager":  # the eager target's ratio from alternating rounds
         stock_step, _ = build("stock-eager", precision)
         stock_step(real)
-        extra["paired_ratio"] = paired_ratio(lambda: stock_step(real), run, inner=1 if not CUDA else 5,
-                                             rounds=10 if not CUDA else 15)
+        extra.update(paired_ratio(lambda: stock_step(real), run, inner=1 if not CUDA else 5,
+                                  rounds=10 if not CUDA else 15))
     if not QUICK and variant == "stock-eager":
         extra.update(step_floor_inputs(precision))
     measure(run, group=f"step DCGAN-{S} batch {B} {precision}", variant=variant, kind="step", batch=B,
@@ -127,7 +127,7 @@ def test_mlp_train_step(measure, variant):
     if variant == "fastgan-eager":
         stock_step = mlp_step("stock-eager")
         stock_step()
-        extra["paired_ratio"] = paired_ratio(stock_step, step, inner=5 if CUDA else 2, rounds=15)
+        extra.update(paired_ratio(stock_step, step, inner=5 if CUDA else 2, rounds=15))
     measure(step, group=f"step MLP-GAN-28 batch {B} fp32", variant=variant, kind="step", batch=B,
             inner=5 if CUDA else 2, rounds=10 if CUDA else 15, **extra)
 

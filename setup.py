@@ -243,8 +243,8 @@ def persistent_build_ext(cpp_extension, torch, use_cuda):
                 self.compiler.compiler_so = [f for f in self.compiler.compiler_so if f not in ("-g", "-g2", "-g3")]
             jobs = f"{os.environ['MAX_JOBS']} jobs" if os.environ.get("MAX_JOBS") else "every core"
             print(f"fastgan: compiling {len(self.extensions[0].sources)} files with ninja ({jobs}) in {folder}; "
-                  f"from scratch this takes about {'4 min' if use_cuda else '1.5 min'} on 2 cores, and files that "
-                  f"did not change are not compiled again", flush=True)
+                  f"from scratch this takes about {'2.5 min per GPU architecture' if use_cuda else '1.5 min'} on 2 "
+                  f"cores, and files that did not change are not compiled again", flush=True)
             start = time.monotonic()
             super().build_extensions()
             print(f"fastgan: compiled and linked in {time.monotonic() - start:.0f} s", flush=True)

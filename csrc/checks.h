@@ -199,12 +199,6 @@ inline void check_negative_slope(Activation act, double negative_slope, const La
 
 // --- Op checks: what the kernels need, for ops called directly ----------------------------
 
-inline void check_float_input(const at::Tensor& t, const char* name) {
-  TORCH_CHECK(t.defined(), "fastgan: ", name, " is undefined");
-  TORCH_CHECK(is_float_dtype(t), "fastgan: ", name,
-              " must be float32, float64, float16 or bfloat16, got ", t.scalar_type());
-}
-
 inline void check_same_device(const at::Tensor& t, const at::Tensor& input, const char* name) {
   TORCH_CHECK(t.device() == input.device(), "fastgan: ", name, " is on ", t.device(), " but input is on ",
               input.device());
@@ -221,7 +215,7 @@ inline void check_channel_vector(const c10::optional<at::Tensor>& t, const at::T
 }
 
 inline void check_bn_input(const at::Tensor& input) {
-  check_float_input(input, "input");
+  check_float_tensor(input, "input");
   TORCH_CHECK(input.dim() == 4, "fastgan: batch_norm_act expects a 4-D input (N, C, H, W), got ",
               input.dim(), "-D input of shape ", input.sizes());
 }
@@ -291,13 +285,13 @@ inline void check_update_stats_args(const at::Tensor& running_mean, const at::Te
 }
 
 inline void check_activation_backward_args(const at::Tensor& grad_out, const at::Tensor& output) {
-  check_float_input(output, "output");
+  check_float_tensor(output, "output");
   check_grad_out(grad_out, output, "output");
 }
 
 // bias_act's operands: input (*, C) and a bias of C values, of the input's dtype and device.
 inline void check_bias_act_args(const at::Tensor& input, const at::Tensor& bias) {
-  check_float_input(input, "input");
+  check_float_tensor(input, "input");
   TORCH_CHECK(bias.defined(), "fastgan: bias is undefined");
   TORCH_CHECK_VALUE(input.dim() >= 1 && bias.dim() == 1 && bias.size(0) == input.size(-1),
                     "fastgan: bias_act adds a bias of shape (C,) along the last dimension of input (*, C), got bias "

@@ -80,7 +80,7 @@ def test_compiled_ops_check_their_own_arguments():
         ops.batch_norm_act(torch.randn(2, 4, 3, 3), torch.ones(5), *bn[1:])
     with pytest.raises(ValueError, match="unknown activation"):
         ops.activation(torch.randn(3), "swish", 0.0)
-    with pytest.raises(RuntimeError, match="must be float32"):
+    with pytest.raises(TypeError, match="input must be a floating-point tensor"):
         ops.activation(torch.ones(3, dtype=torch.int32), "relu", 0.0)
     with pytest.raises(ValueError, match="Target size"):
         ops.bce_with_logits(torch.randn(3), torch.randn(4), 0.0, 1)
@@ -156,3 +156,18 @@ def test_fused_and_reference_reject_bad_input_with_the_same_words(case):
             BAD_INPUTS[case]()
         raised[name] = (info.type, str(info.value))
     assert raised["fused"] == raised["reference"]
+
+
+@pytest.mark.skipif(not fastgan._backend.COMPILED, reason="needs fastgan._C")
+@pytest.mark.parametrize("call", [
+    lambda x: torch.ops.fastgan.activation(x, "relu", 0.0),
+    lambda x: torch.ops.fastgan.bias_act(x, torch.zeros(8), "relu", 0.0),
+    lambda x: torch.ops.fastgan.batch_norm_act(x, None, None, None, None, None, True, 0.1, 1e-5, "relu", 0.0),
+    lambda x: torch.ops.fastgan.logit_loss(x, 1.0, "bce", 1),
+    lambda x: torch.ops.fastgan.bce_with_logits(x, None, 1.0, 1),
+], ids=["activation", "bias_act", "batch_norm_act", "logit_loss", "bce_with_logits"])
+def test_every_op_refuses_an_integer_input_with_one_wording(call):
+    with pytest.raises(TypeError) as raised:
+        call(torch.ones(2, 8, 4, 4, dtype=torch.int64))
+    assert str(raised.value).splitlines()[0] == ("fastgan: input must be a floating-point tensor (float32, float64, "
+                                                 "float16 or bfloat16), got torch.int64")

@@ -15,7 +15,7 @@ namespace fastgan {
 namespace {
 
 at::Tensor activation_cpu(const at::Tensor& input_, c10::string_view activation, double negative_slope) {
-  check_float_input(input_, "input");
+  check_float_tensor(input_, "input");
   const Activation act = parse_activation(activation);
   const at::Tensor input = input_.contiguous(layout_of(input_));
   at::Tensor out = at::empty_like(input, input.options(), layout_of(input));

@@ -53,7 +53,7 @@ __global__ void FASTGAN_KERNEL_BOUNDS activation_backward_kernel(const scalar_t*
 }
 
 at::Tensor activation_cuda(const at::Tensor& input_, c10::string_view activation, double negative_slope) {
-  check_float_input(input_, "input");
+  check_float_tensor(input_, "input");
   const Activation act = parse_activation(activation);
   DeviceGuard guard(input_.device());
   const auto fmt = layout_of(input_);

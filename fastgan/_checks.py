@@ -35,7 +35,8 @@ def check_4d(t, name, layer):
                          f"shape {_shape(t)}")
 
 
-def _pair(v):
+def pair(v):
+    """A convolution's int-or-sequence argument as two values, as nn.Conv2d reads it."""
     return (v, v) if isinstance(v, int) else tuple(v) * (2 if len(tuple(v)) == 1 else 1)
 
 
@@ -60,7 +61,7 @@ def check_conv(x, weight, *, transposed, padding, dilation, groups, layer):
                          f"{_shape(weight)}), got {x.size(1)} channels in input of shape {_shape(x)}")
     _check_input_matches_weight(x, weight, layer)
     if not transposed:
-        k, p, d = _pair(weight.shape[2:]), _pair(padding), _pair(dilation)
+        k, p, d = pair(weight.shape[2:]), pair(padding), pair(dilation)
         for axis, name in ((0, "height"), (1, "width")):
             extent = d[axis] * (k[axis] - 1) + 1
             if x.size(2 + axis) + 2 * p[axis] < extent:

@@ -5,6 +5,7 @@ import torch
 from torch._prims_common import suggest_memory_format
 
 from ._backend import COMPILED
+from .reference import stats_dtype
 
 aten = torch.ops.aten
 
@@ -20,12 +21,8 @@ def _layout(t):
     return torch.contiguous_format
 
 
-def _stats_dtype(t):
-    return torch.float64 if t.dtype == torch.float64 else torch.float32
-
-
 def _stats(input):
-    stats = input.new_empty((input.size(1),), dtype=_stats_dtype(input))
+    stats = input.new_empty((input.size(1),), dtype=stats_dtype(input))
     return stats, torch.empty_like(stats)
 
 

@@ -5,7 +5,7 @@ The compiled path is one dispatcher call per layer: the argument checks, the con
 (ATen: oneDNN / cuDNN), the fused BatchNorm + activation, the running-stat update and the
 autograd node are all C++. The reference path runs the same checks in Python (_checks.py,
 the same words) and stock ops."""
-from typing import Optional, Union
+from typing import Optional
 
 import torch
 
@@ -13,7 +13,9 @@ from . import _checks, reference
 from . import _ops  # noqa: F401  (registers the fake kernels)
 from . import _backend as _backend_module
 from ._backend import COMPILED, fused_for
+from ._checks import pair
 from .activations import check_activation
+from .losses import GAN_LOSSES, bce_with_logits, gan_loss, gradient_penalty, logit_loss, r1_penalty  # noqa: F401
 from .sync_batch_norm import sync_batch_norm_act  # noqa: F401  (part of this module's API)
 
 Tensor = torch.Tensor
@@ -28,8 +30,6 @@ if COMPILED:
     _CONV_ACT = torch.ops.fastgan.conv_act.default
     _LINEAR_ACT = torch.ops.fastgan.linear_act.default
     _ACTIVATION = torch.ops.fastgan.activation.default
-    _BCE_WITH_LOGITS = torch.ops.fastgan.bce_with_logits.default
-    _LOGIT_LOSS = torch.ops.fastgan.logit_loss.default
     _eager = _backend_module._C
 
 
@@ -131,8 +131,8 @@ def conv_transpose2d_bn_relu(input, weight, bn_weight, bn_bias, running_mean, ru
                              *, stride=1, padding=0, output_padding=0, groups=1, dilation=1, conv_bias=None,
                              training=False, momentum=0.1, eps=1e-5):
     """relu(batch_norm(conv_transpose2d(input, weight))) : a DCGAN Generator hidden layer."""
-    return conv_bn_act(input, weight, conv_bias, _pair(stride), _pair(padding), _pair(dilation), True,
-                       _pair(output_padding), groups, bn_weight, bn_bias, running_mean, running_var,
+    return conv_bn_act(input, weight, conv_bias, pair(stride), pair(padding), pair(dilation), True,
+                       pair(output_padding), groups, bn_weight, bn_bias, running_mean, running_var,
                        num_batches_tracked, training, momentum, eps, "relu", 0.0)
 
 
@@ -140,7 +140,7 @@ def conv2d_bn_leaky_relu(input, weight, bn_weight, bn_bias, running_mean, runnin
                          *, stride=1, padding=0, groups=1, dilation=1, conv_bias=None, training=False,
                          momentum=0.1, eps=1e-5, negative_slope=0.2):
     """leaky_relu(batch_norm(conv2d(input, weight))) : a DCGAN Discriminator hidden layer."""
-    return conv_bn_act(input, weight, conv_bias, _pair(stride), _pair(padding), _pair(dilation), False, (0, 0),
+    return conv_bn_act(input, weight, conv_bias, pair(stride), pair(padding), pair(dilation), False, (0, 0),
                        groups, bn_weight, bn_bias, running_mean, running_var, num_batches_tracked, training, momentum,
                        eps, "leaky_relu", negative_slope)
 
@@ -148,56 +148,12 @@ def conv2d_bn_leaky_relu(input, weight, bn_weight, bn_bias, running_mean, runnin
 def conv2d_leaky_relu(input, weight, bias=None, *, stride=1, padding=0, groups=1, dilation=1,
                       negative_slope=0.2):
     """leaky_relu(conv2d(input, weight, bias)) : the Discriminator's first layer."""
-    return conv_act(input, weight, bias, _pair(stride), _pair(padding), _pair(dilation), False, (0, 0), groups,
+    return conv_act(input, weight, bias, pair(stride), pair(padding), pair(dilation), False, (0, 0), groups,
                     "leaky_relu", negative_slope)
 
 
 def conv_transpose2d_tanh(input, weight, bias=None, *, stride=1, padding=0, output_padding=0, groups=1,
                           dilation=1):
     """tanh(conv_transpose2d(input, weight, bias)) : the Generator's last layer."""
-    return conv_act(input, weight, bias, _pair(stride), _pair(padding), _pair(dilation), True, _pair(output_padding),
+    return conv_act(input, weight, bias, pair(stride), pair(padding), pair(dilation), True, pair(output_padding),
                     groups, "tanh", 0.0)
-
-
-def _pair(v):
-    return (v, v) if isinstance(v, int) else tuple(v)
-
-
-def bce_with_logits(input: Tensor, target: Union[Tensor, float], reduction: str = "mean") -> Tensor:
-    """Binary cross-entropy on logits, loss and gradient in one pass. target is a tensor of
-    input's shape or a Python float (1.0, 0.0, 0.9 for label smoothing: no tensor is made)."""
-    if not fused_for(input):
-        _checks.check_bce(input, target, reduction)
-        if torch.is_autocast_enabled(input.device.type):
-            input = input.float()  # as torch's own loss does under autocast
-        return reference.bce_with_logits(input, target, reduction)
-    _checks.check_bce_target(input, target, reduction)  # the rest is checked in C++
-    if torch.is_autocast_enabled(input.device.type):
-        input = input.float()
-    tensor = isinstance(target, torch.Tensor)
-    args = (input, target if tensor else None, 0.0 if tensor else float(target), _checks.REDUCTIONS[reduction])
-    if _compiling():
-        return _BCE_WITH_LOGITS(*args)[0]
-    return _eager.bce_with_logits(*args)
-
-
-def logit_loss(input: Tensor, target: float, kind: str, reduction: str = "mean") -> Tensor:
-    """One of the GAN losses on logits against a target value, loss and gradient in one pass:
-    kind bce, hinge (max(0, 1 - s x)), lsgan ((x - t)^2 / 2) or linear (-s x), with s = +1 for
-    target 1.0 (real) and -1 for 0.0 (fake); hinge and linear take only those two targets.
-    fastgan.functional.gan_loss composes D's and G's losses from these."""
-    if not fused_for(input):
-        _checks.check_logit_loss(input, target, kind, reduction)
-        if torch.is_autocast_enabled(input.device.type):
-            input = input.float()  # as torch's own losses do under autocast
-        return reference.logit_loss(input, float(target), kind, reduction)
-    _checks.check_logit_loss_target(target, reduction)  # the rest is checked in C++
-    if torch.is_autocast_enabled(input.device.type):
-        input = input.float()
-    op = (lambda *a: _LOGIT_LOSS(*a)[0]) if _compiling() else _eager.logit_loss
-    return op(input, float(target), kind, _checks.REDUCTIONS[reduction])
-
-
-# The GAN losses and penalties live in losses.py (which uses logit_loss above) and are part
-# of this module's API; imported last because of that.
-from .losses import GAN_LOSSES, gan_loss, gradient_penalty, r1_penalty  # noqa: E402,F401

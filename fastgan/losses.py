@@ -12,16 +12,61 @@ wgan-gp   mean(fake) - mean(real)                    -mean(fake)
 
 D's loss is a sum of a term on the real logits and one on the fake logits (d_real_loss,
 d_fake_loss), so a trainer may run the two passes with separate backwards. Every term is one
-call of fastgan's fused loss+gradient kernel (functional.logit_loss: bce, hinge, lsgan, and
-linear for the Wasserstein terms and G's hinge loss)."""
-from typing import Optional
+call of fastgan's fused loss+gradient kernel (logit_loss below: bce, hinge, lsgan, and linear
+for the Wasserstein terms and G's hinge loss). fastgan.functional exports all of them."""
+from typing import Optional, Union
 
 import torch
 from torch import Tensor
 
-from .functional import logit_loss
+from . import _checks, reference
+from ._backend import COMPILED, fused_for
+from ._backend import _C as _eager
+
+_compiling = torch.compiler.is_compiling
+
+if COMPILED:
+    # torch.compile traces the ops as OpOverloads; eager calls take _C's direct entry points
+    # (see functional.py).
+    _BCE_WITH_LOGITS = torch.ops.fastgan.bce_with_logits.default
+    _LOGIT_LOSS = torch.ops.fastgan.logit_loss.default
 
 GAN_LOSSES = ("bce", "hinge", "lsgan", "wgan-gp")
+
+
+def bce_with_logits(input: Tensor, target: Union[Tensor, float], reduction: str = "mean") -> Tensor:
+    """Binary cross-entropy on logits, loss and gradient in one pass. target is a tensor of
+    input's shape or a Python float (1.0, 0.0, 0.9 for label smoothing: no tensor is made)."""
+    if not fused_for(input):
+        _checks.check_bce(input, target, reduction)
+        if torch.is_autocast_enabled(input.device.type):
+            input = input.float()  # as torch's own loss does under autocast
+        return reference.bce_with_logits(input, target, reduction)
+    _checks.check_bce_target(input, target, reduction)  # the rest is checked in C++
+    if torch.is_autocast_enabled(input.device.type):
+        input = input.float()
+    tensor = isinstance(target, torch.Tensor)
+    args = (input, target if tensor else None, 0.0 if tensor else float(target), _checks.REDUCTIONS[reduction])
+    if _compiling():
+        return _BCE_WITH_LOGITS(*args)[0]
+    return _eager.bce_with_logits(*args)
+
+
+def logit_loss(input: Tensor, target: float, kind: str, reduction: str = "mean") -> Tensor:
+    """One of the GAN losses on logits against a target value, loss and gradient in one pass:
+    kind bce, hinge (max(0, 1 - s x)), lsgan ((x - t)^2 / 2) or linear (-s x), with s = +1 for
+    target 1.0 (real) and -1 for 0.0 (fake); hinge and linear take only those two targets.
+    fastgan.functional.gan_loss composes D's and G's losses from these."""
+    if not fused_for(input):
+        _checks.check_logit_loss(input, target, kind, reduction)
+        if torch.is_autocast_enabled(input.device.type):
+            input = input.float()  # as torch's own losses do under autocast
+        return reference.logit_loss(input, float(target), kind, reduction)
+    _checks.check_logit_loss_target(target, reduction)  # the rest is checked in C++
+    if torch.is_autocast_enabled(input.device.type):
+        input = input.float()
+    op = (lambda *a: _LOGIT_LOSS(*a)[0]) if _compiling() else _eager.logit_loss
+    return op(input, float(target), kind, _checks.REDUCTIONS[reduction])
 
 
 def _check_kind(kind):

@@ -92,13 +92,14 @@ def bce_with_logits(input, target, reduction):
 
 # --- The split BatchNorm ops synchronised BatchNorm runs between its all_reduces. --------------
 
-def _stats_dtype(input):
+def stats_dtype(input):
+    """The dtype BatchNorm statistics are kept in: float64 for float64 input, else float32."""
     return torch.float64 if input.dtype == torch.float64 else torch.float32
 
 
 def batch_norm_stats(input):
     """(mean, biased var) per channel, in the statistics dtype."""
-    var, mean = torch.var_mean(input.to(_stats_dtype(input)), dim=(0, 2, 3), correction=0)
+    var, mean = torch.var_mean(input.to(stats_dtype(input)), dim=(0, 2, 3), correction=0)
     return mean, var
 
 
@@ -108,7 +109,7 @@ def _per_channel(t):
 
 def _grad_pre_activation(grad_out, input, weight, bias, mean, var, eps, activation, negative_slope):
     """(g, x - mean, invstd): g = grad_out * act'(pre-activation), in the statistics dtype."""
-    dt = _stats_dtype(input)
+    dt = stats_dtype(input)
     x = input.to(dt)
     invstd = torch.rsqrt(var.to(dt) + eps)
     xmu = x - _per_channel(mean.to(dt))

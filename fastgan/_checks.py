@@ -4,15 +4,17 @@ never changes what bad input does; tests/test_bad_input.py compares the two mess
 message. Keep the two in step."""
 import torch
 
+from . import reference
+from .activations import module_name
+
 FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
-_MODULE_NAMES = {"relu": "ReLU", "leaky_relu": "LeakyReLU", "tanh": "Tanh", "identity": ""}
 
 
 def layer_name(conv, transposed, batch_norm, activation, linear=False):
     """The stock modules a fused layer stands for: "ConvTranspose2d+BatchNorm2d+ReLU"."""
     parts = ["Linear"] if linear else ["ConvTranspose2d" if transposed else "Conv2d"] if conv else []
     parts += ["BatchNorm2d"] if batch_norm else []
-    parts += [_MODULE_NAMES.get(activation, "")]
+    parts += [module_name(activation)]
     return "+".join(p for p in parts if p)
 
 
@@ -138,7 +140,7 @@ def check_bce_target(input, target, reduction):
         raise TypeError(f"fastgan: target must be a tensor or a Python float, got {type(target).__name__}")
 
 
-LOGIT_LOSSES = ("bce", "hinge", "linear", "lsgan")
+LOGIT_LOSSES = tuple(sorted(reference.LOGIT_LOSSES))
 
 
 def check_logit_loss_target(target, reduction):

@@ -1,20 +1,44 @@
 """The one table of activations. Its keys are the names the compiled kernels accept
 (csrc/activations.h parses the same names), and its functions are the reference path, so
 both paths mean the same thing by each name."""
+from typing import Callable, NamedTuple, Optional, Type
+
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-# name -> (forward(x, slope), d act/d input from the output y). The derivative from the
-# output lets backward save only the output; leaky_relu needs slope >= 0 for it.
+
+class Activation(NamedTuple):
+    forward: Callable  # (x, slope) -> act(x)
+    grad_from_output: Callable  # (y, slope) -> d act / d input, read from the output y
+    module: Optional[Type[nn.Module]]  # the stock module it replaces (fuse, layer names)
+
+
+# The derivative from the output lets backward save only the output; leaky_relu needs
+# slope >= 0 for it.
 ACTIVATIONS = {
-    "identity": (lambda x, slope: x, lambda y, slope: torch.ones_like(y)),
-    "relu": (lambda x, slope: torch.relu(x), lambda y, slope: (y > 0).to(y.dtype)),
-    "leaky_relu": (
+    "identity": Activation(lambda x, slope: x, lambda y, slope: torch.ones_like(y), None),
+    "relu": Activation(lambda x, slope: torch.relu(x), lambda y, slope: (y > 0).to(y.dtype), nn.ReLU),
+    "leaky_relu": Activation(
         lambda x, slope: F.leaky_relu(x, slope),
         lambda y, slope: torch.where(y > 0, torch.ones_like(y), torch.full_like(y, slope)),
+        nn.LeakyReLU,
     ),
-    "tanh": (lambda x, slope: torch.tanh(x), lambda y, slope: 1 - y * y),
+    "tanh": Activation(lambda x, slope: torch.tanh(x), lambda y, slope: 1 - y * y, nn.Tanh),
 }
+_BY_MODULE = {a.module: name for name, a in ACTIVATIONS.items() if a.module is not None}
+
+
+def activation_of(module: nn.Module):
+    """(name, negative_slope) of a stock activation module fastgan fuses, else None."""
+    name = _BY_MODULE.get(type(module))
+    return None if name is None else (name, float(getattr(module, "negative_slope", 0.0)))
+
+
+def module_name(name: str) -> str:
+    """The stock module's class name for an activation ("ReLU"; "" for identity)."""
+    module = ACTIVATIONS[name].module if name in ACTIVATIONS else None
+    return module.__name__ if module is not None else ""
 
 
 def check_activation(name: str) -> None:
@@ -23,8 +47,8 @@ def check_activation(name: str) -> None:
 
 
 def activate(x: torch.Tensor, name: str, negative_slope: float = 0.0) -> torch.Tensor:
-    return ACTIVATIONS[name][0](x, negative_slope)
+    return ACTIVATIONS[name].forward(x, negative_slope)
 
 
 def grad_from_output(y: torch.Tensor, name: str, negative_slope: float = 0.0) -> torch.Tensor:
-    return ACTIVATIONS[name][1](y, negative_slope)
+    return ACTIVATIONS[name].grad_from_output(y, negative_slope)

@@ -18,22 +18,12 @@ from torch import nn
 from . import _checks, reference
 from . import functional as FF
 from ._backend import _C, fast_path
+from .activations import activation_of
 from .sync_batch_norm import SYNC_BATCH_NORMS, needs_sync, sync_batch_norm_act
 
 _BATCH_NORMS = (nn.BatchNorm2d, *SYNC_BATCH_NORMS)
 
 _CONVS = (nn.Conv2d, nn.ConvTranspose2d)
-
-
-def _activation_of(module):
-    """(name, negative_slope) for a fusable activation module, else None."""
-    if type(module) is nn.ReLU:
-        return "relu", 0.0
-    if type(module) is nn.LeakyReLU:
-        return "leaky_relu", float(module.negative_slope)
-    if type(module) is nn.Tanh:
-        return "tanh", 0.0
-    return None
 
 
 def _fusable_conv(module):
@@ -53,19 +43,19 @@ def plan(modules):
     while i < len(modules):
         m = modules[i]
         if _fusable_conv(m) and i + 2 < len(modules) and type(modules[i + 1]) in _BATCH_NORMS \
-                and _activation_of(modules[i + 2]) is not None:
-            name, slope = _activation_of(modules[i + 2])
+                and activation_of(modules[i + 2]) is not None:
+            name, slope = activation_of(modules[i + 2])
             segments.append((3, "conv_bn_act", name, slope))
             i += 3
             continue
-        if _fusable_conv(m) and i + 1 < len(modules) and _activation_of(modules[i + 1]) is not None:
-            name, slope = _activation_of(modules[i + 1])
+        if _fusable_conv(m) and i + 1 < len(modules) and activation_of(modules[i + 1]) is not None:
+            name, slope = activation_of(modules[i + 1])
             if not (name == "leaky_relu" and slope < 0):  # the backward reads the sign from the output
                 segments.append((2, "conv_act", name, slope))
                 i += 2
                 continue
-        if _fusable_linear(m) and i + 1 < len(modules) and _activation_of(modules[i + 1]) is not None:
-            name, slope = _activation_of(modules[i + 1])
+        if _fusable_linear(m) and i + 1 < len(modules) and activation_of(modules[i + 1]) is not None:
+            name, slope = activation_of(modules[i + 1])
             if not (name == "leaky_relu" and slope < 0):
                 segments.append((2, "linear_act", name, slope))
                 i += 2

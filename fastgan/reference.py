@@ -70,17 +70,21 @@ def bias_act_backward(grad_out, output, name, negative_slope):
     return g, g.reshape(-1, g.size(-1)).sum(0)
 
 
+# kind -> the loss of each logit x against the target value t, with stock ops: the one table of
+# logit losses on the Python side (csrc/logit_losses.h holds the kernels' formulas). hinge and
+# linear use the side s = 2t - 1 (+1 real, -1 fake).
+LOGIT_LOSSES = {
+    "bce": lambda x, t: F.binary_cross_entropy_with_logits(x, torch.full_like(x, t), reduction="none"),
+    "hinge": lambda x, t: torch.relu(1.0 - (2.0 * t - 1.0) * x),
+    "linear": lambda x, t: -(2.0 * t - 1.0) * x,
+    "lsgan": lambda x, t: 0.5 * (x - t).square(),
+}
+
+
 def logit_loss(input, target, kind, reduction):
-    """csrc/logit_losses.h's formulas with stock ops."""
-    if kind == "bce":
+    if kind == "bce":  # torch's own reduction, as stock code computes it
         return bce_with_logits(input, target, reduction)
-    side = 2.0 * target - 1.0
-    if kind == "hinge":
-        loss = torch.relu(1.0 - side * input)
-    elif kind == "lsgan":
-        loss = 0.5 * (input - target).square()
-    else:
-        loss = -side * input
+    loss = LOGIT_LOSSES[kind](input, target)
     return loss if reduction == "none" else loss.mean() if reduction == "mean" else loss.sum()
 
 

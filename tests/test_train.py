@@ -182,6 +182,38 @@ def test_a_logged_run_opens_with_what_it_trains_and_shows_its_first_step(tmp_pat
     assert steps == [f"{k}/40" for k in range(1, 40, 2)] + ["40/40"]  # the first step, then every 5 %
 
 
+def test_n_critic_takes_n_d_steps_per_g_step_and_resumes_exactly(tmp_path):
+    options = dict(loss="wgan-gp", n_critic=3, checkpoint_every=2)
+    whole = run(tmp_path, "whole", steps=4, **options)
+    assert whole.opt_d.state_dict()["state"][0]["step"] == 12  # Adam's own count of D's steps
+    assert whole.opt_g.state_dict()["state"][0]["step"] == 4
+    assert [r["d_steps"] for r in metrics(whole)] == [3, 6, 9, 12]
+    run(tmp_path, "half", steps=2, **options)
+    resumed = run(tmp_path, "half", steps=4, resume=True, **options)
+    assert resumed.d_steps == 12
+    for a, b in zip(list(whole.g.state_dict().values()) + list(whole.d.state_dict().values()),
+                    list(resumed.g.state_dict().values()) + list(resumed.d.state_dict().values())):
+        assert torch.equal(a, b)
+    # each D step reads a batch of its own, in order, and a resume continues the sequence
+    seen = []
+
+    class Recording(Trainer):
+        def _batch(self, index):
+            seen.append(index)
+            return super()._batch(index)
+
+    Recording(TrainConfig(out=str(tmp_path / "half"), **{**TINY, **options, "steps": 5, "resume": True}),
+              log=lambda *_: None).run()
+    assert seen == [12, 13, 14]
+
+
+def test_n_critic_refuses_cuda_graphs():
+    with pytest.raises(TrainError, match="--n-critic > 1 cannot be used with --cuda-graphs"):
+        TrainConfig(n_critic=2, cuda_graphs=True).validate()
+    with pytest.raises(TrainError, match="--n-critic: must be >= 1"):
+        TrainConfig(n_critic=0).validate()
+
+
 def test_cli_end_to_end(tmp_path):
     out = tmp_path / "e2e"
     cfg = tmp_path / "run.toml"

@@ -93,6 +93,7 @@ class TrainConfig:
     arch: str = "dcgan"
     loss: str = "bce"
     r1: float = 0.0
+    n_critic: int = 1
     gp_weight: float = 10.0
 
     overwrite: bool = False
@@ -108,7 +109,8 @@ class TrainConfig:
               "seed": (0, 2**63 - 1), "sample_every": (1, None), "checkpoint_every": (1, None), "log_every": (1, None),
               "lr": (0.0, None), "beta1": (0.0, 1.0), "ema_decay": (0.0, 1.0), "ema_rampup": (0.0, None),
               "dist_timeout": (0.0, None),
-              "fid_every": (0, None), "fid_n": (2, 1 << 20), "r1": (0.0, None), "gp_weight": (0.0, None)}
+              "fid_every": (0, None), "fid_n": (2, 1 << 20), "r1": (0.0, None), "gp_weight": (0.0, None),
+              "n_critic": (1, 1000)}
     EXCLUSIVE_LOW = {"lr", "dist_timeout", "gp_weight"}  # must be > the lowest, not >=
     EXCLUSIVE_HIGH = {"beta1"}
 
@@ -150,6 +152,9 @@ class TrainConfig:
             raise TrainError("--conditional needs --arch dcgan (the MLP models have no label input)")
         if self.fid_every and not self.inception:
             raise TrainError(f"argument --fid-every: {metrics.INCEPTION_HINT}")
+        if self.n_critic > 1 and self.cuda_graphs:
+            raise TrainError("--n-critic > 1 cannot be used with --cuda-graphs yet (the captured step is one D and "
+                             "one G step)")
         if self.resume and self.overwrite:
             raise TrainError("--resume continues the run in --out and --overwrite deletes it; give one of them")
 
@@ -296,6 +301,7 @@ class Trainer:
         self.last_checkpoint = None
         self.diversity_real = mean_pairwise_distance(self.fixed_real)  # fixed: computed once
         self.step = 0
+        self.d_steps = 0  # D's optimiser steps: step x --n-critic, unless --n-critic changed on a resume
         self.history = []
         self.graphed = None
         self.folder_ready = False
@@ -328,19 +334,13 @@ class Trainer:
             return torch.randint(self.num_classes, (n,), device=self.device)
         return self._my_share(torch.randint(self.num_classes, (n * self.world.size,), generator=self.latent_gen), n)
 
-    def _step(self, real, labels):
-        cond = self.cfg.conditional
-        n = real.size(0)
-        z, fake_labels = self._latents(n), self._fake_labels(n)
-        autocast = torch.autocast(self.device.type, self.autocast_dtype or torch.float32,
-                                  enabled=self.autocast_dtype is not None)
-        with autocast:
-            fake = self.g_train(z, fake_labels) if cond else self.g_train(z)
+    def _d_step(self, real, labels, fake, fake_labels, autocast):
+        """One optimiser step of D on a real and a fake batch: (D's loss, its outputs on both)."""
+        cond, kind = self.cfg.conditional, self.cfg.loss
         # D's real and fake passes each get their own backward (the gradients add up), so
         # DDP never sees two forwards before one backward, and buffers it broadcasts at a
         # forward are never ones a pending backward saved (the known in-place error).
         # no_sync: the gradients are all-reduced once, after the second backward.
-        kind = self.cfg.loss
         self.opt_d.zero_grad(set_to_none=False)
         with self._accumulate(self.d_train):
             if self.cfg.r1 > 0:
@@ -359,8 +359,30 @@ class Trainer:
                 loss_fake = loss_fake + gradient_penalty(self.d_train, real, fake, self.cfg.gp_weight,
                                                          (labels,) if cond else ())
         self.scaler.scale(loss_fake).backward()
-        loss_d = loss_real.detach() + loss_fake.detach()
         self.scaler.step(self.opt_d)
+        return loss_real.detach() + loss_fake.detach(), out_real, out_fake
+
+    def _step(self, real, labels, critic_batches=()):
+        """One G step after 1 + len(critic_batches) D steps (--n-critic); critic_batches hold the
+        (real, labels) of the extra D steps."""
+        cond = self.cfg.conditional
+        n = real.size(0)
+        z, fake_labels = self._latents(n), self._fake_labels(n)
+        autocast = torch.autocast(self.device.type, self.autocast_dtype or torch.float32,
+                                  enabled=self.autocast_dtype is not None)
+        with autocast:
+            fake = self.g_train(z, fake_labels) if cond else self.g_train(z)
+        kind = self.cfg.loss
+        critic_losses = []
+        for critic_real, critic_labels in critic_batches:  # --n-critic: the extra D steps, each on fresh data
+            z_c, labels_c = self._latents(n), self._fake_labels(n)
+            with torch.no_grad(), autocast:
+                fake_c = self.g_train(z_c, labels_c) if cond else self.g_train(z_c)
+            critic_losses.append(self._d_step(critic_real, critic_labels, fake_c, labels_c, autocast)[0])
+            self.scaler.update()  # a GradScaler steps each optimiser once per update
+        loss_d, out_real, out_fake = self._d_step(real, labels, fake, fake_labels, autocast)
+        if critic_losses:
+            loss_d = torch.stack(critic_losses + [loss_d]).mean()  # metrics: D's loss over this step's D steps
         # G's step runs D as the plain module: D's gradients from it are not used (opt_d
         # zeroes them first), so there is nothing to all-reduce for D.
         with autocast:
@@ -384,7 +406,8 @@ class Trainer:
                                    ("CUDA graphs", cfg.cuda_graphs), (cfg.dtype, cfg.dtype != "float32")) if on]
         return (f"fastgan train: {cfg.arch} ({cfg.loss} loss{', conditional' if cfg.conditional else ''}) on "
                 f"{cfg.data} ({len(self.data.images)} images, {cfg.channels}x{cfg.image_size}x{cfg.image_size}), "
-                f"steps {self.step + 1}-{cfg.steps} at batch {cfg.batch_size}{processes}; device {self.device}, "
+                f"steps {self.step + 1}-{cfg.steps} at batch {cfg.batch_size}{processes}"
+                f"{f', {cfg.n_critic} D steps per G step' if cfg.n_critic > 1 else ''}; device {self.device}, "
                 f"backend {fastgan.backend()}{''.join(', ' + o for o in options)}; writing {cfg.out}")
 
     def _update_ema(self):
@@ -441,21 +464,24 @@ class Trainer:
             save_grid(self.fixed_real, os.path.join(cfg.out, "real.png"))
         self.log(self._opening_line())
         if cfg.cuda_graphs:
-            real, labels = self._batch(self.step)
+            real, labels = self._batch(self.d_steps)
             args = (real,) if labels is None else (real, labels)
             step_fn = (lambda r: self._step(r, None)) if labels is None else self._step
             self.graphed = fastgan.graph.GraphedStep(step_fn, *args, optimizers=[self.opt_g, self.opt_d], warmup=1)
             self.step += 1  # the warm-up was a real step
+            self.d_steps += 1
             self._update_ema()
         progress = _Progress(self.step, cfg.steps, self.log)
-        speed = _Throughput(cfg.batch_size * self.world.size, self.step)
+        speed = _Throughput(cfg.batch_size * self.world.size * cfg.n_critic, self.step)  # real images D sees
         while self.step < cfg.steps:
-            real, labels = self._batch(self.step)
+            critic = [self._batch(self.d_steps + i) for i in range(cfg.n_critic - 1)]
+            real, labels = self._batch(self.d_steps + cfg.n_critic - 1)
             if self.graphed is not None:
                 stats = self.graphed(*((real,) if labels is None else (real, labels)))
             else:
-                stats = self._step(real, labels)
+                stats = self._step(real, labels, critic)
             self.step += 1
+            self.d_steps += cfg.n_critic
             self._update_ema()
             check_now = self.device.type == "cpu" or self.step % cfg.log_every == 0 or self.step == cfg.steps
             if check_now:
@@ -516,7 +542,8 @@ class Trainer:
     # Every rank runs generate() (with --sync-bn its BatchNorm is a collective); rank 0 writes.
     def _log_metrics(self, values, ips):
         fake = generate(self._sampler(), self.fixed_z, self.fixed_labels)
-        row = {"step": self.step, "time": round(time.time(), 3), "loss_d": values[0], "loss_g": values[1],
+        row = {"step": self.step, "d_steps": self.d_steps, "time": round(time.time(), 3), "loss_d": values[0],
+               "loss_g": values[1],
                "d_real": values[2], "d_fake": values[3], "images_per_s": round(ips, 1),
                "diversity_fake": mean_pairwise_distance(fake), "diversity_real": self.diversity_real}
         self.history.append(row)
@@ -563,7 +590,8 @@ class Trainer:
         if not self.world.is_main:
             return
         state = {
-            "format": ckpt_io.FORMAT, "step": self.step, "config": dataclasses.asdict(self.cfg),
+            "format": ckpt_io.FORMAT, "step": self.step, "d_steps": self.d_steps,
+            "config": dataclasses.asdict(self.cfg),
             "class_names": self.data.class_names if self.cfg.conditional else [],
             "G": self.g.state_dict(), "D": self.d.state_dict(),
             "G_ema": self.g_ema.state_dict() if self.g_ema is not None else None,
@@ -608,6 +636,7 @@ class Trainer:
         if state["rng"]["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.step = self.last_checkpoint = int(state["step"])
+        self.d_steps = int(state.get("d_steps", self.step))  # checkpoints from before --n-critic: one per step
         metrics_path = os.path.join(self.cfg.out, "metrics.jsonl")
         if self.world.is_main and os.path.exists(metrics_path):  # keep the rows up to the checkpoint, not later ones
             with open(metrics_path) as f:

@@ -1,9 +1,11 @@
 """Training data for `fastgan train`: the built-in digits, a folder of images (searched
-recursively; labels from sub-folder names), a .zip of images, or a folder holding MNIST's idx
-files. Everything is decoded once
-into a uint8 tensor (N, C, S, S) in memory, with labels when there are any."""
+recursively; labels from sub-folder names), a .zip of images, a folder holding MNIST's idx
+files, or CIFAR-10's python archive or folder. A folder or .zip with a `dataset.json` (as
+StyleGAN2-ADA's dataset_tool writes) takes its labels from it. Everything is decoded once into a
+uint8 tensor (N, C, S, S) in memory, with labels when there are any."""
 import functools
 import io
+import json
 import os
 import zipfile
 from dataclasses import dataclass
@@ -12,7 +14,7 @@ from typing import List, Optional
 import torch
 import torch.nn.functional as F
 
-from . import idx
+from . import cifar, idx
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 BUILTIN = ("digits",)
@@ -41,13 +43,15 @@ class ImageData:
 def load(source: str, image_size: int, channels: int) -> ImageData:
     if source in BUILTIN:
         return _digits(image_size, channels)
+    if cifar.is_archive(source) or (os.path.isdir(source) and cifar.folder_of(source)):
+        return _cifar(source, image_size, channels)
     if source.lower().endswith(".zip"):
         if not os.path.isfile(source):
             raise DataError(f"data file {source!r} does not exist")
         return _from_zip(source, image_size, channels)
     if os.path.isfile(source):
-        raise DataError(f"--data {source!r} is a file; expected a folder of images, a .zip of them, or one of "
-                        f"{', '.join(BUILTIN)}")
+        raise DataError(f"--data {source!r} is a file; expected a folder of images, a .zip of them, CIFAR-10's "
+                        f"{cifar.ARCHIVE}, or one of {', '.join(BUILTIN)}")
     if not os.path.isdir(source):
         raise DataError(f"data folder {source!r} does not exist (expected a folder of images, a .zip, or one of "
                         f"{', '.join(BUILTIN)})")
@@ -62,10 +66,27 @@ def _mnist(folder, image_size, channels):
         images, labels = idx.read_mnist(folder)
     except idx.IdxError as exc:
         raise DataError(str(exc)) from None
-    if images.size(-1) != image_size:
-        x = F.interpolate(images.float(), size=(image_size, image_size), mode="bilinear", align_corners=False)
-        images = x.round_().clamp_(0, 255).to(torch.uint8)
+    images = _resized(images, image_size)
     return ImageData(images.expand(-1, channels, -1, -1).contiguous(), labels, [str(i) for i in range(10)])
+
+
+def _resized(images, image_size):
+    """uint8 (N, C, s, s) images at image_size, bilinear (the fixed-size datasets)."""
+    if images.size(-1) == image_size:
+        return images
+    x = F.interpolate(images.float(), size=(image_size, image_size), mode="bilinear", align_corners=False)
+    return x.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def _cifar(source, image_size, channels):
+    try:
+        images, labels, names = cifar.read(source)
+    except cifar.CifarError as exc:
+        raise DataError(str(exc)) from None
+    if channels == 1:  # ITU-R 601 luma, as Pillow's convert("L") computes it
+        weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+        images = (images.float() * weights).sum(1, keepdim=True).round_().clamp_(0, 255).to(torch.uint8)
+    return ImageData(_resized(images, image_size).contiguous(), labels, names)
 
 
 def _digits(image_size, channels):
@@ -97,8 +118,9 @@ def _decode(raw: bytes, image_size: int, channels: int) -> Optional[torch.Tensor
     return t.view(image_size, image_size, channels).permute(2, 0, 1).contiguous()
 
 
-def _build(entries, image_size, channels, where):
-    """entries: (label_name or None, read() -> bytes)."""
+def _build(entries, image_size, channels, where, numbered=None):
+    """entries: (label_name or None, read() -> bytes). numbered: the number of classes when the
+    labels are class numbers already (dataset.json), which are kept as they are."""
     try:
         import PIL  # noqa: F401
     except ImportError:
@@ -115,6 +137,9 @@ def _build(entries, image_size, channels, where):
         names.append(name)
     if not images:
         raise DataError(f"none of the {skipped} images in {where} could be read")
+    if numbered:
+        return ImageData(torch.stack(images), torch.tensor(names, dtype=torch.long),
+                         [str(i) for i in range(numbered)], skipped)
     class_names = sorted({n for n in names if n is not None})
     labels = None
     if len(class_names) > 1 and all(n is not None for n in names):
@@ -130,14 +155,52 @@ def _label_of(relative_path):
     return parts[0] if len(parts) > 1 else None
 
 
+def _dataset_json_labels(raw, names, where):
+    """({image name: class number}, number of classes) from StyleGAN2-ADA's dataset.json
+    ({"labels": [[name, class], ...]} or {"labels": null}), or None when it gives no labels."""
+    try:
+        labels = json.loads(raw).get("labels")
+    except (ValueError, AttributeError) as exc:
+        raise DataError(f"{where}: dataset.json is not a JSON object ({exc})") from None
+    if labels is None:
+        return None
+    try:
+        by_name = {str(name).replace("\\", "/"): int(label) for name, label in labels}
+    except (TypeError, ValueError):
+        raise DataError(f"{where}: dataset.json's labels must be a list of [file name, class number] pairs") from None
+    unlabelled = [n for n in names if n not in by_name]
+    if unlabelled:
+        raise DataError(f"{where}: dataset.json gives no label for {unlabelled[0]!r}"
+                        + (f" and {len(unlabelled) - 1} other image(s)" if len(unlabelled) > 1 else ""))
+    if any(label < 0 for label in by_name.values()):
+        raise DataError(f"{where}: dataset.json has a negative class number")
+    return by_name, max(by_name[n] for n in names) + 1
+
+
+def _labelled(names, read, dataset_json, image_size, channels, where):
+    """_build over the images `names` (relative, with /), labelled by dataset.json when there is
+    one that gives labels, else by their first folder."""
+    found = _dataset_json_labels(dataset_json, names, where) if dataset_json is not None else None
+    if found is None:
+        return _build([(_label_of(n), lambda n=n: read(n)) for n in names], image_size, channels, where)
+    by_name, classes = found
+    return _build([(by_name[n], lambda n=n: read(n)) for n in names], image_size, channels, where, numbered=classes)
+
+
 def _from_folder(root, image_size, channels):
-    entries = []
+    names = []
     for dirpath, _, files in sorted(os.walk(root)):
         for f in sorted(files):
             if f.lower().endswith(IMAGE_EXTENSIONS):
-                path = os.path.join(dirpath, f)
-                entries.append((_label_of(os.path.relpath(path, root)), lambda p=path: open(p, "rb").read()))
-    return _build(entries, image_size, channels, f"data folder {root!r}")
+                names.append(os.path.relpath(os.path.join(dirpath, f), root).replace(os.sep, "/"))
+
+    def read(name):
+        with open(os.path.join(root, name), "rb") as f:
+            return f.read()
+
+    meta = os.path.join(root, "dataset.json")
+    dataset_json = read("dataset.json") if os.path.isfile(meta) else None
+    return _labelled(names, read, dataset_json, image_size, channels, f"data folder {root!r}")
 
 
 def _from_zip(path, image_size, channels):
@@ -147,8 +210,8 @@ def _from_zip(path, image_size, channels):
         raise DataError(f"{path!r} is not a readable .zip file") from None
     with archive:
         names = sorted(n for n in archive.namelist() if n.lower().endswith(IMAGE_EXTENSIONS) and not n.endswith("/"))
-        entries = [(_label_of(n), lambda n=n: archive.read(n)) for n in names]
-        return _build(entries, image_size, channels, f"archive {path!r}")
+        dataset_json = archive.read("dataset.json") if "dataset.json" in archive.namelist() else None
+        return _labelled(names, archive.read, dataset_json, image_size, channels, f"archive {path!r}")
 
 
 @functools.lru_cache(maxsize=2)  # one epoch's shard serves all of its steps

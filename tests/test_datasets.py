@@ -1,0 +1,136 @@
+"""The dataset formats `fastgan train --data` reads besides folders and MNIST: CIFAR-10's python
+archive and folder, and StyleGAN2-ADA's dataset.json labels in a .zip or a folder. Each test
+writes a tiny file of the format itself; nothing is downloaded."""
+import io
+import json
+import os
+import pickle
+import tarfile
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("PIL")
+from PIL import Image  # noqa: E402
+
+from fastgan.app import cifar  # noqa: E402
+from fastgan.app.data import DataError, load  # noqa: E402
+
+CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def cifar_batches(per_batch=4, seed=0):
+    """{file name: pickled bytes} of a CIFAR-10 folder, with the images and labels they hold."""
+    rng = np.random.default_rng(seed)
+    files, images, labels = {}, [], []
+    for name in cifar.TRAIN_BATCHES:
+        data = rng.integers(0, 256, size=(per_batch, 3072), dtype=np.uint8)
+        lab = rng.integers(0, 10, size=per_batch).tolist()
+        files[name] = pickle.dumps({b"batch_label": name.encode(), b"labels": lab, b"data": data})
+        images.append(data.reshape(-1, 3, 32, 32))
+        labels += lab
+    files["test_batch"] = pickle.dumps({b"labels": [0], b"data": np.zeros((1, 3072), np.uint8)})
+    files[cifar.META] = pickle.dumps({b"label_names": [c.encode() for c in CLASSES]})
+    return files, torch.from_numpy(np.concatenate(images)), torch.tensor(labels)
+
+
+def write_cifar_folder(root):
+    files, images, labels = cifar_batches()
+    folder = root / cifar.FOLDER
+    folder.mkdir(parents=True)
+    for name, raw in files.items():
+        (folder / name).write_bytes(raw)
+    return folder, images, labels
+
+
+def test_cifar_archive_and_folders_give_the_same_images_and_labels(tmp_path):
+    folder, images, labels = write_cifar_folder(tmp_path / "extracted")
+    archive = tmp_path / cifar.ARCHIVE
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname=cifar.FOLDER)
+    for source in (archive, folder, folder.parent):
+        data = load(str(source), 32, 3)
+        assert torch.equal(data.images, images), source
+        assert torch.equal(data.labels, labels) and data.class_names == CLASSES
+    gray = load(str(folder), 32, 1).images
+    expected = (images.double() * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    assert gray.shape == (20, 1, 32, 32) and (gray.double() - expected).abs().max() <= 0.5 + 1e-3  # rounded
+    assert load(str(folder), 64, 3).images.shape == (20, 3, 64, 64)
+
+
+def test_a_cifar_pickle_cannot_run_code(tmp_path):
+    folder, _, _ = write_cifar_folder(tmp_path)
+
+    class Boom:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    (folder / "data_batch_3").write_bytes(pickle.dumps({b"data": Boom(), b"labels": []}))
+    with pytest.raises(DataError, match=r"data_batch_3 .* is not a CIFAR-10 batch \(UnpicklingError: refusing "
+                                        r"(posix|nt)\.system"):
+        load(str(folder), 32, 3)
+
+
+def test_broken_cifar_sources_are_named(tmp_path):
+    folder, _, _ = write_cifar_folder(tmp_path)
+    (folder / "data_batch_5").unlink()
+    (folder / "data_batch_1").write_bytes(pickle.dumps({b"data": np.zeros((2, 10), np.uint8), b"labels": [0, 1]}))
+    archive = tmp_path / cifar.ARCHIVE
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname=cifar.FOLDER)
+    with pytest.raises(DataError, match="lacks CIFAR-10's data_batch_5"):
+        load(str(archive), 32, 3)
+    (folder / "data_batch_5").write_bytes((folder / "data_batch_2").read_bytes())
+    with pytest.raises(DataError, match=r"data_batch_1 in .* is not a CIFAR-10 batch: data of shape \(2, 10\)"):
+        load(str(folder), 32, 3)
+    archive.write_bytes(b"truncated")
+    with pytest.raises(DataError, match="cannot be read as cifar-10-python.tar.gz"):
+        load(str(archive), 32, 3)
+
+
+def png(value, size=8):
+    buf = io.BytesIO()
+    Image.new("L", (size, size), value).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_stylegan_dataset_json_gives_the_labels(tmp_path):
+    names = ["00000/img00000000.png", "00000/img00000001.png", "00000/img00000002.png"]
+    labels = [7, 0, 3]
+    meta = json.dumps({"labels": [[n, c] for n, c in zip(names, labels)]})
+    archive = tmp_path / "data.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for i, n in enumerate(names):
+            z.writestr(n, png(40 * i))
+        z.writestr("dataset.json", meta)
+    folder = tmp_path / "folder"
+    for i, n in enumerate(names):
+        (folder / n).parent.mkdir(parents=True, exist_ok=True)
+        (folder / n).write_bytes(png(40 * i))
+    (folder / "dataset.json").write_text(meta)
+    for source in (archive, folder):
+        data = load(str(source), 32, 1)
+        assert data.labels.tolist() == labels  # class numbers kept, not renumbered
+        assert data.num_classes == 8 and data.class_names == [str(i) for i in range(8)]
+        assert data.images[:, 0, 0, 0].tolist() == [0, 40, 80]
+    (folder / "dataset.json").write_text(json.dumps({"labels": None}))
+    assert load(str(folder), 32, 1).labels is None  # unlabelled, and the one sub-folder is no class
+    (folder / "dataset.json").write_text(json.dumps({"labels": [[names[0], 1]]}))
+    with pytest.raises(DataError, match=r"dataset.json gives no label for '00000/img00000001.png' and 1 other"):
+        load(str(folder), 32, 1)
+    (folder / "dataset.json").write_text(json.dumps({"labels": [[names[0]]]}))
+    with pytest.raises(DataError, match=r"labels must be a list of \[file name, class number\] pairs"):
+        load(str(folder), 32, 1)
+
+
+def test_conditional_training_on_cifar(tmp_path):
+    from fastgan.app.train import TrainConfig, Trainer
+
+    folder, _, labels = write_cifar_folder(tmp_path / "data")
+    cfg = TrainConfig(data=str(folder.parent), out=str(tmp_path / "run"), channels=3, conditional=True, steps=2,
+                      nz=8, ngf=4, ndf=4, batch_size=4, device="cpu")
+    trainer = Trainer(cfg, log=lambda *_: None).run()
+    assert trainer.num_classes == 10 and trainer.step == 2
+    assert torch.equal(trainer.data.labels, labels)

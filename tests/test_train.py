@@ -264,3 +264,27 @@ def test_resume_drops_metrics_rows_past_the_checkpoint(tmp_path):
             f.write(json.dumps({"step": step, "loss_d": 0.0, "loss_g": 0.0}) + "\n")
     resumed = run(tmp_path, steps=3, resume=True)
     assert [r["step"] for r in metrics(resumed)] == [1, 2, 3]
+
+
+def test_tensorboard_events_hold_the_metrics_and_the_grids(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    trainer = run(tmp_path, "tb", steps=4, log_every=2, sample_every=2, tensorboard=True)
+    events = EventAccumulator(os.path.join(trainer.cfg.out, "tb"), size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    rows = metrics(trainer)
+    for key, tag in (("loss_d", "loss/D"), ("loss_g", "loss/G"), ("d_real", "D output/real"),
+                     ("images_per_s", "speed/images per s"), ("diversity_fake", "diversity/fake")):
+        got = [(e.step, e.value) for e in events.Scalars(tag)]
+        assert got == [(r["step"], pytest.approx(r[key], rel=1e-6)) for r in rows], tag
+    grids = events.Images("samples")
+    assert [g.step for g in grids] == [2, 4] and grids[0].width == grids[0].height == 8 * (32 + 2) + 2
+
+
+def test_tensorboard_without_the_package_says_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # import tensorboard now raises ImportError
+    with pytest.raises(TrainError, match=r"^--tensorboard needs the tensorboard package: pip install "
+                                         r"'fastgan\[tensorboard\]'$"):
+        Trainer(TrainConfig(out=str(tmp_path / "o"), tensorboard=True, **TINY), log=lambda *_: None)
+    assert not (tmp_path / "o").exists()

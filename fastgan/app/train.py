@@ -31,7 +31,7 @@ from ..sync_batch_norm import convert_sync_batchnorm
 from . import checkpoint as ckpt_io
 from . import data as data_io
 from . import distributed, metrics
-from .images import save_grid, to_uint8
+from .images import grid, save_grid, to_uint8
 
 
 def ema_decay_at(decay: float, images_before: int, batch: int, rampup: float) -> float:
@@ -94,6 +94,7 @@ class TrainConfig:
     loss: str = "bce"
     r1: float = 0.0
     n_critic: int = 1
+    tensorboard: bool = False
     gp_weight: float = 10.0
 
     overwrite: bool = False
@@ -234,6 +235,13 @@ class Trainer:
         self.world = distributed.world_from_environment()
         self.log = log if self.world.is_main else (lambda *_: None)
         self.device = resolve_device(cfg.device)
+        if cfg.tensorboard and self.world.is_main:
+            try:
+                import tensorboard  # noqa: F401
+            except ImportError:
+                raise TrainError("--tensorboard needs the tensorboard package: pip install 'fastgan[tensorboard]'") \
+                    from None
+        self.tb = None
         if cfg.amp != "none" and self.device.type != "cuda":
             raise TrainError("--amp needs a CUDA device")
         if cfg.cuda_graphs and self.device.type != "cuda":
@@ -462,6 +470,8 @@ class Trainer:
         if self.world.is_main:
             self._write_config()
             save_grid(self.fixed_real, os.path.join(cfg.out, "real.png"))
+            if cfg.tensorboard:  # a resumed run drops the events after its checkpoint, as metrics.jsonl does
+                self.tb = TensorBoardLog(os.path.join(cfg.out, "tb"), purge_step=self.step + 1 if self.step else None)
         self.log(self._opening_line())
         if cfg.cuda_graphs:
             real, labels = self._batch(self.d_steps)
@@ -500,6 +510,8 @@ class Trainer:
             if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
                 self.save_checkpoint()
         progress.close()
+        if self.tb is not None:
+            self.tb.close()
         self.log(f"{speed.mean():.0f} images/s on average over steps {speed.first_step + 1}-{self.step}")
         return self
 
@@ -551,6 +563,8 @@ class Trainer:
             return
         with open(os.path.join(self.cfg.out, "metrics.jsonl"), "a") as f:
             f.write(json.dumps(row) + "\n")
+        if self.tb is not None:
+            self.tb.scalars(row)
 
     # Every rank generates (with --sync-bn G's BatchNorm is a collective); rank 0 scores.
     def _log_fid(self):
@@ -572,6 +586,8 @@ class Trainer:
         self.history.append(row)
         with open(os.path.join(self.cfg.out, "metrics.jsonl"), "a") as f:
             f.write(json.dumps(row) + "\n")
+        if self.tb is not None:
+            self.tb.scalars(row)
         self.log(f"step {self.step}: {scores}")
         plot_fid(self.cfg.out)
 
@@ -579,6 +595,8 @@ class Trainer:
         fake = generate(self._sampler(), self.fixed_z, self.fixed_labels)
         if self.world.is_main:
             save_grid(fake.cpu(), os.path.join(self.cfg.out, "samples", f"step_{self.step:07d}.png"))
+            if self.tb is not None:
+                self.tb.samples(fake, self.step)
 
     def _write_config(self):
         with open(os.path.join(self.cfg.out, "config.json"), "w") as f:
@@ -670,6 +688,31 @@ def _plot_metrics(out, key, name, draw):
     fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
     os.replace(tmp, os.path.join(out, name))
+
+
+class TensorBoardLog:
+    """--tensorboard: metrics.jsonl's figures and the sample grids as TensorBoard events."""
+    TAGS = {"loss_d": "loss/D", "loss_g": "loss/G", "d_real": "D output/real", "d_fake": "D output/fake",
+            "images_per_s": "speed/images per s", "diversity_fake": "diversity/fake",
+            "diversity_real": "diversity/real", "fid": "metrics/FID", "kid": "metrics/KID",
+            "kid_std": "metrics/KID std"}
+
+    def __init__(self, folder, purge_step=None):
+        from torch.utils.tensorboard import SummaryWriter
+        self.writer = SummaryWriter(folder, purge_step=purge_step)
+
+    def scalars(self, row):
+        for key, tag in self.TAGS.items():
+            if key in row:
+                self.writer.add_scalar(tag, row[key], row["step"])
+        self.writer.flush()  # a TensorBoard watching the run sees each row when metrics.jsonl does
+
+    def samples(self, fake, step):
+        self.writer.add_image("samples", grid(to_uint8(fake)).numpy(), step, dataformats="HWC")
+        self.writer.flush()
+
+    def close(self):
+        self.writer.close()
 
 
 def plot_losses(out):

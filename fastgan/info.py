@@ -30,6 +30,18 @@ def op_kernels():
     return kernels
 
 
+def cpu_bf16() -> str:
+    """Whether the CPU does bf16 arithmetic natively (AVX512-BF16 or AMX), which is what makes
+    bf16 autocast faster than float32 on a CPU; read from Linux's /proc/cpuinfo."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = set(next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), []))
+    except OSError:
+        return "unknown (no /proc/cpuinfo)"
+    native = [flag for flag in ("avx512_bf16", "amx_bf16") if flag in flags]
+    return f"native ({', '.join(native)})" if native else "not native (no avx512_bf16 or amx_bf16)"
+
+
 def cuda_verdict(info) -> str:
     """What a CUDA tensor gets from this build, in words: fused kernels, or stock ops and why."""
     if not info["cuda"]:
@@ -58,7 +70,7 @@ def report() -> str:
     from . import __version__
     lines = [f"fastgan {__version__}", f"python {platform.python_version()}",
              f"torch {torch.__version__} (CUDA {torch.version.cuda or 'none'})",
-             f"CUDA available: {torch.cuda.is_available()}"]
+             f"CPU bf16: {cpu_bf16()}", f"CUDA available: {torch.cuda.is_available()}"]
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
             major, minor = torch.cuda.get_device_capability(i)

@@ -134,3 +134,15 @@ def test_conditional_training_on_cifar(tmp_path):
     trainer = Trainer(cfg, log=lambda *_: None).run()
     assert trainer.num_classes == 10 and trainer.step == 2
     assert torch.equal(trainer.data.labels, labels)
+
+
+@pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])
+@pytest.mark.parametrize("numpy_module", [b"numpy._core.multiarray", b"numpy.core.multiarray"])
+def test_cifar_batches_of_any_pickle_protocol_and_numpy_spelling(protocol, numpy_module):
+    """The published files are Python 2 pickles of numpy 1 arrays (numpy.core.multiarray); a
+    batch pickled again by Python 3 at protocol 2 spells its bytes through _codecs.encode."""
+    data = np.arange(2 * 3072, dtype=np.int64).astype(np.uint8).reshape(2, 3072)
+    raw = pickle.dumps({b"data": data, b"labels": [3, 9]}, protocol=protocol)
+    raw = raw.replace(b"numpy._core.multiarray", numpy_module).replace(b"numpy.core.multiarray", numpy_module)
+    images, labels = cifar._batch(raw, "batch")
+    assert torch.equal(images, torch.from_numpy(data.reshape(2, 3, 32, 32))) and labels.tolist() == [3, 9]

@@ -18,9 +18,11 @@ FOLDER = "cifar-10-batches-py"
 ARCHIVE = "cifar-10-python.tar.gz"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 META = "batches.meta"
-# What numpy needs to rebuild an array from a pickle (numpy 1 and 2 spell the module two ways).
+# What numpy needs to rebuild an array from a pickle (numpy 1 and 2 spell the modules two ways;
+# protocol 5 rebuilds from a buffer), and how Python 3's protocol 2 spells a bytes value.
 _NUMPY_GLOBALS = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-                  ("numpy", "ndarray"), ("numpy", "dtype")}
+                  ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+                  ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
 
 
 class CifarError(ValueError):

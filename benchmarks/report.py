@@ -249,6 +249,29 @@ def check(label, ratio, target):
     return f"- {label}: {value:.2f}x (target {target}x) — {verdict}"
 
 
+RESTART_TARGET_S, PEAK_TARGET_MIB = 5.0, 1024.0
+
+
+def data_table(groups):
+    """The data benchmark (benchmarks/test_data.py): time to the first batch and peak memory,
+    on the first run over an image folder (decode into the cache) and on a restart (map it)."""
+    row = groups.get("data first step", {}).get("fastgan")
+    if not row:
+        return []
+    i = row["info"]
+    return ["", "## Data: time to the first batch", "",
+            f"{i['images']} generated 64x64 RGB PNGs; each run a fresh process; peak RSS above a process that only "
+            "imports torch and fastgan.", "",
+            "| run | seconds | peak RSS MiB |", "| --- | ---: | ---: |",
+            f"| first (decode into the cache, {i['cache_mib']:.0f} MiB) | {i['first_s']:.2f} | "
+            f"{i['first_peak_mib']:.0f} |",
+            f"| restart (map the cache) | {i['restart_s']:.2f} | {i['restart_peak_mib']:.0f} |", "",
+            f"Targets: restart under {RESTART_TARGET_S:.0f} s — "
+            + ("met" if i["restart_s"] < RESTART_TARGET_S else "MISSED")
+            + f"; peak RSS under {PEAK_TARGET_MIB:.0f} MiB on both runs — "
+            + ("met" if max(i["first_peak_mib"], i["restart_peak_mib"]) < PEAK_TARGET_MIB else "MISSED") + "."]
+
+
 def targets(groups, gpu, floors):
     out = []
     ops = {n: v for n, v in groups.items() if n.startswith("op ") and "stock" in v and "fastgan" in v}
@@ -366,6 +389,7 @@ def main(argv=None):
            "can move apart, so they need not agree with it. A speed-up that the rounds' quartiles cannot tell from "
            "1.00x, or that the medians contradict by more than their own spread, is marked noise, and the Targets "
            "count neither.", ""] + op_table(groups, ceil, gpu)
+    md += data_table(groups)
     md += ["", "## Targets", ""] + targets(groups, gpu, floors)
     md += host_verdicts
     text = "\n".join(md) + "\n"

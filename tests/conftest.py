@@ -15,6 +15,13 @@ def pytest_report_header(config):
             f"torch {torch.__version__}")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def data_cache(tmp_path_factory):
+    """Decoded-image caches go to a folder of the test session, never the user's ~/.cache (the
+    variable reaches the subprocesses and torchrun ranks the tests start)."""
+    os.environ["FASTGAN_DATA_CACHE"] = str(tmp_path_factory.mktemp("data-cache"))
+
+
 @pytest.fixture(params=["fused", "reference"])
 def backend(request):
     """Runs a test once on the compiled kernels and once on the stock reference path. The

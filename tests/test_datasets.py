@@ -146,3 +146,82 @@ def test_cifar_batches_of_any_pickle_protocol_and_numpy_spelling(protocol, numpy
     raw = raw.replace(b"numpy._core.multiarray", numpy_module).replace(b"numpy.core.multiarray", numpy_module)
     images, labels = cifar._batch(raw, "batch")
     assert torch.equal(images, torch.from_numpy(data.reshape(2, 3, 32, 32))) and labels.tolist() == [3, 9]
+
+
+def image_folder(root, n, classes=("a", "b")):
+    """n small PNGs of distinct greys in one sub-folder per class."""
+    for i in range(n):
+        path = root / classes[i % len(classes)] / f"{i:05d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(png(i % 256))
+    return root
+
+
+def cache_files(folder):
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def test_the_first_load_decodes_into_the_cache_and_later_ones_map_it(tmp_path, monkeypatch):
+    from fastgan.app import data as data_io
+
+    source, cache_dir = image_folder(tmp_path / "images", 12), tmp_path / "cache"
+    in_memory = load(str(source), 16, 1)
+    first = load(str(source), 16, 1, str(cache_dir))
+    assert [n.rsplit(".", 1)[1] for n in cache_files(cache_dir)] == ["json", "npy"]  # no lock or temporary left
+    monkeypatch.setattr(data_io, "_decode_job", None)  # a second decode would fail
+    again = load(str(source), 16, 1, str(cache_dir))
+    for data in (first, again):
+        assert torch.equal(data.images, in_memory.images) and torch.equal(data.labels, in_memory.labels)
+        assert data.class_names == ["a", "b"]
+    assert again.images.data_ptr() != first.images.data_ptr()  # each run maps the file itself
+    monkeypatch.undo()
+    (source / "a" / "00000.png").write_bytes(png(99))  # a changed source is decoded again, under a new name
+    os.utime(source / "a" / "00000.png", ns=(1, 1))
+    changed = load(str(source), 16, 1, str(cache_dir))
+    assert changed.images[0, 0, 0, 0] == 99 and len(cache_files(cache_dir)) == 4
+
+
+def test_an_interrupted_decode_leaves_nothing_a_later_run_trusts(tmp_path, monkeypatch):
+    from fastgan.app import data as data_io
+
+    source, cache_dir = image_folder(tmp_path / "images", 6), tmp_path / "cache"
+    real_decode, calls = data_io._decode_job, []
+
+    def dies_at_the_fourth(job):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real_decode(job)
+
+    monkeypatch.setattr(data_io, "_decode_job", dies_at_the_fourth)
+    with pytest.raises(KeyboardInterrupt):
+        load(str(source), 16, 1, str(cache_dir))
+    assert cache_files(cache_dir) == []
+    monkeypatch.undo()
+    assert load(str(source), 16, 1, str(cache_dir)).images.shape == (6, 1, 16, 16)
+
+
+def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    from fastgan.app import cache
+
+    source, cache_dir = image_folder(tmp_path / "images", 4), tmp_path / "cache"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    name = cache.key(str(source), 16, 1, lambda n: n.endswith(".png") or n == "dataset.json")
+    cache_dir.mkdir()
+    (cache_dir / f"{name}.lock").write_text(f"{socket.gethostname()} {dead.stdout.strip()}")
+    assert load(str(source), 16, 1, str(cache_dir)).images.shape == (4, 1, 16, 16)
+    assert not (cache_dir / f"{name}.lock").exists()
+
+
+def test_decoding_on_all_cores_gives_the_bits_of_one_core(tmp_path, monkeypatch):
+    from fastgan.app import data as data_io
+
+    source = image_folder(tmp_path / "images", 300)
+    parallel = load(str(source), 16, 1)
+    monkeypatch.setattr(data_io.os, "sched_getaffinity", lambda pid: {0})
+    serial = load(str(source), 16, 1)
+    assert torch.equal(parallel.images, serial.images) and torch.equal(parallel.labels, serial.labels)

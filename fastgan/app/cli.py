@@ -76,6 +76,9 @@ def _train_parser(sub):
     p.add_argument("--cuda-graphs", action="store_true", default=d.cuda_graphs, help="capture each step in a CUDA graph")
     p.add_argument("--n-critic", type=int, default=d.n_critic,
                    help="D steps per G step, each on its own batch (WGAN-GP's paper uses 5)")
+    p.add_argument("--data-cache", default=d.data_cache,
+                   help="folder where a folder's or .zip's decoded images are cached and memory-mapped by later runs "
+                        "(default: $FASTGAN_DATA_CACHE or ~/.cache/fastgan/data; 'none': decode at every start)")
     p.add_argument("--tensorboard", action="store_true", default=d.tensorboard,
                    help="also write the metrics and sample grids as TensorBoard events into OUT/tb")
     p.add_argument("--ema", action="store_true", default=d.ema, help="keep an EMA of G for samples")

@@ -1,20 +1,25 @@
 """Training data for `fastgan train`: the built-in digits, a folder of images (searched
 recursively; labels from sub-folder names), a .zip of images, a folder holding MNIST's idx
 files, or CIFAR-10's python archive or folder. A folder or .zip with a `dataset.json` (as
-StyleGAN2-ADA's dataset_tool writes) takes its labels from it. Everything is decoded once into a
-uint8 tensor (N, C, S, S) in memory, with labels when there are any."""
+StyleGAN2-ADA's dataset_tool writes) takes its labels from it. Images come as a uint8 tensor
+(N, C, S, S), with labels when there are any. A folder or .zip is decoded once, on all cores,
+into a cache file that this and later runs memory-map (cache.py); the fixed-size formats are
+read into memory."""
 import functools
 import io
 import json
+import multiprocessing
 import os
+import sys
 import zipfile
 from dataclasses import dataclass
 from typing import List, Optional
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import cifar, idx
+from . import cache, cifar, idx
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 BUILTIN = ("digits",)
@@ -40,7 +45,10 @@ class ImageData:
         return self.images[index].float().div_(127.5).sub_(1.0)
 
 
-def load(source: str, image_size: int, channels: int) -> ImageData:
+def load(source: str, image_size: int, channels: int, cache_dir: Optional[str] = None, log=None) -> ImageData:
+    """The images of `source` at image_size x image_size with `channels` channels. cache_dir:
+    where a folder's or a .zip's decoded images are cached (None: decoded into memory)."""
+    log = log or (lambda *_: None)
     if source in BUILTIN:
         return _digits(image_size, channels)
     if cifar.is_archive(source) or (os.path.isdir(source) and cifar.folder_of(source)):
@@ -48,7 +56,7 @@ def load(source: str, image_size: int, channels: int) -> ImageData:
     if source.lower().endswith(".zip"):
         if not os.path.isfile(source):
             raise DataError(f"data file {source!r} does not exist")
-        return _from_zip(source, image_size, channels)
+        return _cached(source, image_size, channels, cache_dir, log, _from_zip)
     if os.path.isfile(source):
         raise DataError(f"--data {source!r} is a file; expected a folder of images, a .zip of them, CIFAR-10's "
                         f"{cifar.ARCHIVE}, or one of {', '.join(BUILTIN)}")
@@ -57,7 +65,31 @@ def load(source: str, image_size: int, channels: int) -> ImageData:
                         f"{', '.join(BUILTIN)})")
     if idx.is_mnist_folder(source):
         return _mnist(source, image_size, channels)
-    return _from_folder(source, image_size, channels)
+    return _cached(source, image_size, channels, cache_dir, log, _from_folder)
+
+
+def _cached(source, image_size, channels, cache_dir, log, decode):
+    """decode(source, image_size, channels, entry) through the cache entry of its files."""
+    if cache_dir is None:
+        return decode(source, image_size, channels, None)
+    counted = lambda name: name.lower().endswith(IMAGE_EXTENSIONS) or name == "dataset.json"  # noqa: E731
+    entry = cache.Entry(cache_dir, cache.key(source, image_size, channels, counted))
+    try:
+        if entry.acquire():
+            log(f"decoding {source!r} once into {entry.npy} (later runs map it)")
+            try:
+                decode(source, image_size, channels, entry)
+            except BaseException:
+                entry.abandon()
+                raise
+            finally:
+                entry.release()
+    except OSError as exc:
+        raise DataError(f"the data cache {cache_dir!r} cannot be written ({exc}); set --data-cache to a writable "
+                        "folder, or to 'none'") from None
+    images, meta = entry.read()
+    labels = None if meta["labels"] is None else torch.tensor(meta["labels"], dtype=torch.long)
+    return ImageData(torch.from_numpy(images), labels, meta["class_names"], meta["skipped"])
 
 
 def _mnist(folder, image_size, channels):
@@ -102,7 +134,9 @@ def _digits(image_size, channels):
     return ImageData(images, torch.tensor(digits.target, dtype=torch.long), [str(i) for i in range(10)])
 
 
-def _decode(raw: bytes, image_size: int, channels: int) -> Optional[torch.Tensor]:
+def _decode(raw: bytes, image_size: int, channels: int) -> Optional[np.ndarray]:
+    """uint8 (C, S, S), or None when unreadable. numpy only: it runs in forked decoding
+    processes, where torch's thread pool must not be used."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -112,42 +146,87 @@ def _decode(raw: bytes, image_size: int, channels: int) -> Optional[torch.Tensor
             side = min(w, h)  # centre crop to a square, then resize
             img = img.crop(((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side))
             img = img.resize((image_size, image_size), Image.Resampling.BICUBIC)
-            t = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
+            pixels = np.frombuffer(img.tobytes(), dtype=np.uint8)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         return None
-    return t.view(image_size, image_size, channels).permute(2, 0, 1).contiguous()
+    return pixels.reshape(image_size, image_size, channels).transpose(2, 0, 1).copy()  # C order, writable
 
 
-def _build(entries, image_size, channels, where, numbered=None):
+def _decode_job(job):
+    return _decode(*job)
+
+
+DECODE_CHUNK = 2048  # images read ahead of the decoding processes: bounds the raw bytes held
+
+
+def _decoded(reads, image_size, channels, log):
+    """Each image decoded, in order (None where unreadable): on all cores when there are many,
+    with a progress bar on a terminal."""
+    workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    bar = None
+    if sys.stderr.isatty() and len(reads) >= DECODE_CHUNK:
+        try:
+            from tqdm import tqdm
+            bar = tqdm(total=len(reads), unit="image", desc="decoding", dynamic_ncols=True)
+        except ImportError:
+            pass
+    pool = None
+    if workers > 1 and len(reads) >= 256 and "fork" in multiprocessing.get_all_start_methods():
+        pool = multiprocessing.get_context("fork").Pool(workers)
+    try:
+        for start in range(0, len(reads), DECODE_CHUNK):
+            jobs = [(read(), image_size, channels) for read in reads[start:start + DECODE_CHUNK]]
+            yield from pool.map(_decode_job, jobs, chunksize=32) if pool else map(_decode_job, jobs)
+            if bar is not None:
+                bar.update(len(jobs))
+            elif len(reads) >= 10 * DECODE_CHUNK:
+                log(f"decoded {min(start + DECODE_CHUNK, len(reads))} of {len(reads)} images")
+    finally:
+        if pool is not None:
+            pool.terminate()
+        if bar is not None:
+            bar.close()
+
+
+def _build(entries, image_size, channels, where, numbered=None, entry=None, log=None):
     """entries: (label_name or None, read() -> bytes). numbered: the number of classes when the
-    labels are class numbers already (dataset.json), which are kept as they are."""
+    labels are class numbers already (dataset.json), which are kept as they are. entry: the
+    cache entry to decode into (None: into memory)."""
     try:
         import PIL  # noqa: F401
     except ImportError:
         raise DataError("reading image files needs Pillow: pip install 'fastgan[train]'") from None
     if not entries:
         raise DataError(f"{where} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
-    images, names, skipped = [], [], 0
-    for name, read in entries:
-        img = _decode(read(), image_size, channels)
+    out = entry.create(len(entries), channels, image_size) if entry is not None else []
+    names, skipped = [], 0
+    reads = [read for _, read in entries]
+    for (name, _), img in zip(entries, _decoded(reads, image_size, channels, log or (lambda *_: None))):
         if img is None:
             skipped += 1
             continue
-        images.append(img)
+        if entry is not None:
+            out[len(names)] = img
+        else:
+            out.append(torch.from_numpy(img))
         names.append(name)
-    if not images:
+    if not names:
         raise DataError(f"none of the {skipped} images in {where} could be read")
     if numbered:
-        return ImageData(torch.stack(images), torch.tensor(names, dtype=torch.long),
-                         [str(i) for i in range(numbered)], skipped)
-    class_names = sorted({n for n in names if n is not None})
-    labels = None
-    if len(class_names) > 1 and all(n is not None for n in names):
-        index = {n: i for i, n in enumerate(class_names)}
-        labels = torch.tensor([index[n] for n in names], dtype=torch.long)
+        labels, class_names = names, [str(i) for i in range(numbered)]
     else:
-        class_names = []
-    return ImageData(torch.stack(images), labels, class_names, skipped)
+        class_names = sorted({n for n in names if n is not None})
+        labels = None
+        if len(class_names) > 1 and all(n is not None for n in names):
+            index = {n: i for i, n in enumerate(class_names)}
+            labels = [index[n] for n in names]
+        else:
+            class_names = []
+    if entry is not None:
+        entry.commit(out, {"count": len(names), "labels": labels, "class_names": class_names, "skipped": skipped})
+        return None
+    return ImageData(torch.stack(out), None if labels is None else torch.tensor(labels, dtype=torch.long),
+                     class_names, skipped)
 
 
 def _label_of(relative_path):
@@ -177,17 +256,19 @@ def _dataset_json_labels(raw, names, where):
     return by_name, max(by_name[n] for n in names) + 1
 
 
-def _labelled(names, read, dataset_json, image_size, channels, where):
+def _labelled(names, read, dataset_json, image_size, channels, where, entry):
     """_build over the images `names` (relative, with /), labelled by dataset.json when there is
     one that gives labels, else by their first folder."""
     found = _dataset_json_labels(dataset_json, names, where) if dataset_json is not None else None
     if found is None:
-        return _build([(_label_of(n), lambda n=n: read(n)) for n in names], image_size, channels, where)
+        return _build([(_label_of(n), lambda n=n: read(n)) for n in names], image_size, channels, where,
+                      entry=entry)
     by_name, classes = found
-    return _build([(by_name[n], lambda n=n: read(n)) for n in names], image_size, channels, where, numbered=classes)
+    return _build([(by_name[n], lambda n=n: read(n)) for n in names], image_size, channels, where, numbered=classes,
+                  entry=entry)
 
 
-def _from_folder(root, image_size, channels):
+def _from_folder(root, image_size, channels, entry=None):
     names = []
     for dirpath, _, files in sorted(os.walk(root)):
         for f in sorted(files):
@@ -200,10 +281,10 @@ def _from_folder(root, image_size, channels):
 
     meta = os.path.join(root, "dataset.json")
     dataset_json = read("dataset.json") if os.path.isfile(meta) else None
-    return _labelled(names, read, dataset_json, image_size, channels, f"data folder {root!r}")
+    return _labelled(names, read, dataset_json, image_size, channels, f"data folder {root!r}", entry)
 
 
-def _from_zip(path, image_size, channels):
+def _from_zip(path, image_size, channels, entry=None):
     try:
         archive = zipfile.ZipFile(path)
     except zipfile.BadZipFile:
@@ -211,7 +292,7 @@ def _from_zip(path, image_size, channels):
     with archive:
         names = sorted(n for n in archive.namelist() if n.lower().endswith(IMAGE_EXTENSIONS) and not n.endswith("/"))
         dataset_json = archive.read("dataset.json") if "dataset.json" in archive.namelist() else None
-        return _labelled(names, archive.read, dataset_json, image_size, channels, f"archive {path!r}")
+        return _labelled(names, archive.read, dataset_json, image_size, channels, f"archive {path!r}", entry)
 
 
 @functools.lru_cache(maxsize=2)  # one epoch's shard serves all of its steps

@@ -15,7 +15,7 @@ def is_checkpoint(path: str) -> bool:
 
 def real_images(source: str, image_size: int, channels: int, n: int, seed: int = 0) -> torch.Tensor:
     """uint8 images of a data source, at most n of them (a seeded random subset)."""
-    images = data_io.load(source, image_size, channels).images
+    images = data_io.load(source, image_size, channels, data_io.cache.default_folder()).images
     if images.size(0) > n:
         images = images[torch.randperm(images.size(0), generator=torch.Generator().manual_seed(seed))[:n]]
     return images

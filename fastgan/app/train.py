@@ -95,6 +95,7 @@ class TrainConfig:
     r1: float = 0.0
     n_critic: int = 1
     tensorboard: bool = False
+    data_cache: str = ""  # "": cache.default_folder(); "none": decode into memory at every start
     gp_weight: float = 10.0
 
     overwrite: bool = False
@@ -158,6 +159,11 @@ class TrainConfig:
                              "one G step)")
         if self.resume and self.overwrite:
             raise TrainError("--resume continues the run in --out and --overwrite deletes it; give one of them")
+
+
+def data_cache_folder(option: str):
+    """--data-cache: a folder, '' for the default one, 'none' for no cache."""
+    return None if option == "none" else option or data_io.cache.default_folder()
 
 
 def resolve_device(name: str) -> torch.device:
@@ -272,7 +278,7 @@ class Trainer:
         except RuntimeError as exc:
             hint = " (or pass --backend reference)" if cfg.backend == "fused" else ""
             raise TrainError(f"{str(exc).removeprefix('fastgan: ')}{hint}") from None
-        self.data = data_io.load(cfg.data, cfg.image_size, cfg.channels)
+        self.data = data_io.load(cfg.data, cfg.image_size, cfg.channels, data_cache_folder(cfg.data_cache), log)
         if self.data.skipped:
             log(f"skipped {self.data.skipped} unreadable image(s); training on {len(self.data.images)}")
         if cfg.conditional and self.data.labels is None:

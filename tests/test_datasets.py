@@ -225,3 +225,12 @@ def test_decoding_on_all_cores_gives_the_bits_of_one_core(tmp_path, monkeypatch)
     monkeypatch.setattr(data_io.os, "sched_getaffinity", lambda pid: {0})
     serial = load(str(source), 16, 1)
     assert torch.equal(parallel.images, serial.images) and torch.equal(parallel.labels, serial.labels)
+
+
+def test_an_unwritable_cache_is_one_clear_error(tmp_path):
+    source = image_folder(tmp_path / "images", 3)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(DataError, match=r"the data cache .*a-file/cache' cannot be written .* set --data-cache to a "
+                                        r"writable folder, or to 'none'"):
+        load(str(source), 16, 1, str(blocker / "cache"))

@@ -288,3 +288,12 @@ def test_tensorboard_without_the_package_says_how_to_install_it(tmp_path, monkey
                                          r"'fastgan\[tensorboard\]'$"):
         Trainer(TrainConfig(out=str(tmp_path / "o"), tensorboard=True, **TINY), log=lambda *_: None)
     assert not (tmp_path / "o").exists()
+
+
+def test_data_cache_option():
+    from fastgan.app import cache
+    from fastgan.app.train import data_cache_folder
+
+    assert data_cache_folder("none") is None
+    assert data_cache_folder("") == cache.default_folder() == os.environ["FASTGAN_DATA_CACHE"]  # tests/conftest.py
+    assert data_cache_folder("some/folder") == "some/folder"

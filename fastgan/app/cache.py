@@ -48,6 +48,10 @@ def key(source: str, image_size: int, channels: int, wanted=lambda name: True) -
     return h.hexdigest()[:32]
 
 
+class CacheWriteError(Exception):
+    """The cache folder cannot be written (permissions, a full disk)."""
+
+
 class Entry:
     """One cache entry: <folder>/<key>.npy, .json and (while it is being written) .lock."""
 
@@ -67,7 +71,10 @@ class Entry:
 
     def acquire(self, poll_s: float = 0.5) -> bool:
         """True when this process should write the entry; False once another has written it."""
-        os.makedirs(self.folder, exist_ok=True)
+        try:
+            os.makedirs(self.folder, exist_ok=True)
+        except OSError as exc:
+            raise CacheWriteError(str(exc)) from None
         while not self.ready():
             try:
                 fd = os.open(self.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
@@ -77,6 +84,8 @@ class Entry:
                 else:
                     time.sleep(poll_s)
                 continue
+            except OSError as exc:
+                raise CacheWriteError(str(exc)) from None
             with os.fdopen(fd, "w") as f:
                 f.write(f"{socket.gethostname()} {os.getpid()}")
             if self.ready():  # written between our check and our lock
@@ -107,19 +116,25 @@ class Entry:
     def create(self, count_max: int, channels: int, image_size: int):
         """A writable memory map for up to count_max images, under a temporary name."""
         self.tmp = os.path.join(self.folder, f".{os.path.basename(self.npy)}.{os.getpid()}.tmp")
-        return np.lib.format.open_memmap(self.tmp, mode="w+", dtype=np.uint8,
-                                         shape=(count_max, channels, image_size, image_size))
+        try:
+            return np.lib.format.open_memmap(self.tmp, mode="w+", dtype=np.uint8,
+                                             shape=(count_max, channels, image_size, image_size))
+        except OSError as exc:
+            raise CacheWriteError(str(exc)) from None
 
     def commit(self, images, meta: dict):
         """Flushes the images, writes the .json, then renames the .npy into place: the entry
         exists only once both are whole."""
-        images.flush()
-        del images
-        tmp_meta = self.tmp + ".json"
-        with open(tmp_meta, "w") as f:
-            json.dump({"format": FORMAT, **meta}, f)
-        os.replace(tmp_meta, self.meta)
-        os.replace(self.tmp, self.npy)
+        try:
+            images.flush()
+            del images
+            tmp_meta = self.tmp + ".json"
+            with open(tmp_meta, "w") as f:
+                json.dump({"format": FORMAT, **meta}, f)
+            os.replace(tmp_meta, self.meta)
+            os.replace(self.tmp, self.npy)
+        except OSError as exc:
+            raise CacheWriteError(str(exc)) from None
 
     def abandon(self):
         for path in (getattr(self, "tmp", None), getattr(self, "tmp", "") + ".json"):

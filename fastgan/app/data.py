@@ -84,7 +84,7 @@ def _cached(source, image_size, channels, cache_dir, log, decode):
                 raise
             finally:
                 entry.release()
-    except OSError as exc:
+    except cache.CacheWriteError as exc:
         raise DataError(f"the data cache {cache_dir!r} cannot be written ({exc}); set --data-cache to a writable "
                         "folder, or to 'none'") from None
     images, meta = entry.read()

@@ -72,7 +72,7 @@ def _cached(source, image_size, channels, cache_dir, log, decode):
     """decode(source, image_size, channels, entry) through the cache entry of its files."""
     if cache_dir is None:
         return decode(source, image_size, channels, None)
-    counted = lambda name: name.lower().endswith(IMAGE_EXTENSIONS) or name == "dataset.json"  # noqa: E731
+    counted = lambda name: _is_image(name) or name == "dataset.json"  # noqa: E731  (what _from_folder reads)
     entry = cache.Entry(cache_dir, cache.key(source, image_size, channels, counted))
     try:
         if entry.acquire():
@@ -229,6 +229,10 @@ def _build(entries, image_size, channels, where, numbered=None, entry=None, log=
                      class_names, skipped)
 
 
+def _is_image(name):
+    return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
 def _label_of(relative_path):
     parts = relative_path.replace("\\", "/").split("/")
     return parts[0] if len(parts) > 1 else None
@@ -272,7 +276,7 @@ def _from_folder(root, image_size, channels, entry=None):
     names = []
     for dirpath, _, files in sorted(os.walk(root)):
         for f in sorted(files):
-            if f.lower().endswith(IMAGE_EXTENSIONS):
+            if _is_image(f):
                 names.append(os.path.relpath(os.path.join(dirpath, f), root).replace(os.sep, "/"))
 
     def read(name):
@@ -290,7 +294,7 @@ def _from_zip(path, image_size, channels, entry=None):
     except zipfile.BadZipFile:
         raise DataError(f"{path!r} is not a readable .zip file") from None
     with archive:
-        names = sorted(n for n in archive.namelist() if n.lower().endswith(IMAGE_EXTENSIONS) and not n.endswith("/"))
+        names = sorted(n for n in archive.namelist() if _is_image(n) and not n.endswith("/"))
         dataset_json = archive.read("dataset.json") if "dataset.json" in archive.namelist() else None
         return _labelled(names, archive.read, dataset_json, image_size, channels, f"archive {path!r}", entry)
 

@@ -294,6 +294,9 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.g, self.d = build_models(cfg, self.num_classes, self.device)
         self.g_ema = copy.deepcopy(self.g).requires_grad_(False) if cfg.ema else None
+        if self.g_ema is not None:  # the tensors _update_ema moves, listed once (loading a state keeps them)
+            self.ema_pairs = ([*self.g_ema.parameters()], [*self.g.parameters()], [*self.g_ema.buffers()],
+                              [*self.g.buffers()])
         distributed.join(self.world, self.device, cfg.dist_timeout)
         # What the step calls: DDP wrappers under torchrun (self.g / self.d stay the modules,
         # whose state_dicts the checkpoint holds). With --sync-bn the running statistics are
@@ -431,10 +434,10 @@ class Trainer:
             return
         batch = self.cfg.batch_size * self.world.size
         decay = ema_decay_at(self.cfg.ema_decay, (self.step - 1) * batch, batch, self.cfg.ema_rampup)
-        with torch.no_grad():
-            torch._foreach_lerp_(list(self.g_ema.parameters()), list(self.g.parameters()), 1.0 - decay)
-            for be, b in zip(self.g_ema.buffers(), self.g.buffers()):
-                be.copy_(b)
+        ema_params, params, ema_buffers, buffers = self.ema_pairs
+        with torch.no_grad():  # two multi-tensor calls, not one launch per tensor
+            torch._foreach_lerp_(ema_params, params, 1.0 - decay)
+            torch._foreach_copy_(ema_buffers, buffers)
 
     @staticmethod
     def _accumulate(module):

@@ -1,6 +1,6 @@
 """Per-op benchmarks: each fused op against the stock nn.* sequence it replaces, at the
-DCGAN layer shapes, forward and forward+backward, NCHW and channels_last, fp32 (and bf16
-on GPU). Each group holds the stock and the fastgan variant, timed side by side."""
+DCGAN layer shapes, forward and forward+backward, NCHW and channels_last, fp32 and bf16.
+Each group holds the stock and the fastgan variant, timed side by side."""
 import pytest
 import torch
 from torch import nn

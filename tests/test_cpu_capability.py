@@ -1,6 +1,7 @@
 """The CPU kernels are compiled once per instruction set and chosen at run time
 (csrc/cpu/kernel_table.h). Whichever table this processor picks, the other must be right
-too: a wheel built here runs elsewhere. Each table against the stock reference."""
+too: a wheel built here runs elsewhere. Each table against the stock reference, and the
+16-bit loads and stores of every table (csrc/cpu/convert.h) against torch's own conversions."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -95,3 +96,19 @@ def test_bias_act_each_table(capability, dtype, act, slope):
     rdx, rdb = fastgan.reference.bias_act_backward(grad.double(), y.double(), act, slope)
     assert_close(dx, rdx, dtype, msg=f"{capability} grad input")
     assert_close(db, rdb, dtype, scale=50, msg=f"{capability} grad bias")
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("slope", [0.3, 1.7])
+def test_16bit_loads_and_stores_round_as_torch_does(capability, dtype, slope):
+    """Every 16-bit pattern goes through the kernels' load and store. leaky_relu keeps x > 0
+    (a round trip) and multiplies x < 0 by the slope in float (a product to round, subnormal,
+    overflowing at 1.7): bit for bit what torch's float -> 16-bit conversion makes of it."""
+    x = torch.arange(-2**15, 2**15, dtype=torch.int32).to(torch.int16).view(dtype)
+    with fastgan.use_backend("fused"):
+        y = fastgan.functional.activation(x, "leaky_relu", slope)
+    expected = torch.where(x.float() > 0, x.float(), x.float() * slope).to(dtype)
+    nan = expected.isnan()
+    assert nan.sum() > 0 and torch.equal(y.isnan(), nan)
+    mismatched = (y.view(torch.int16) != expected.view(torch.int16)) & ~nan
+    assert not mismatched.any(), f"{int(mismatched.sum())} patterns differ, e.g. {x[mismatched][:4].tolist()}"

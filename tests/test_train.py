@@ -18,6 +18,7 @@ from helpers import cli_error  # noqa: E402
 from fastgan.app.train import TrainConfig, TrainError, Trainer, ema_decay_at  # noqa: E402
 
 TINY = dict(nz=8, ngf=4, ndf=4, batch_size=8, log_every=1, sample_every=1000, checkpoint_every=1000, device="cpu")
+CPU_BF16 = dict(amp="bf16", channels_last=True)  # CPU autocast, as the bf16 step benchmark runs it
 
 
 def run(tmp_path, name="run", **kw):
@@ -41,18 +42,20 @@ def restore_backend():
 
 
 @pytest.mark.skipif(not __import__("fastgan")._backend.COMPILED, reason="needs fastgan._C")
-def test_fused_and_reference_backends_agree(tmp_path):
-    fused = metrics(run(tmp_path, "fused", steps=4, backend="fused"))
-    ref = metrics(run(tmp_path, "ref", steps=4, backend="reference"))
+@pytest.mark.parametrize("precision,tolerance", [({}, 1e-4), (CPU_BF16, 3e-2)])
+def test_fused_and_reference_backends_agree(tmp_path, precision, tolerance):
+    fused = metrics(run(tmp_path, "fused", steps=4, backend="fused", **precision))
+    ref = metrics(run(tmp_path, "ref", steps=4, backend="reference", **precision))
     for a, b in zip(fused, ref):
         for key in ("loss_d", "loss_g", "d_real", "d_fake", "diversity_fake"):
-            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-5), key
+            assert a[key] == pytest.approx(b[key], rel=tolerance, abs=tolerance / 10), key
 
 
-def test_resume_is_exact(tmp_path):
-    whole = run(tmp_path, "whole", steps=6, checkpoint_every=3)
-    half = run(tmp_path, "half", steps=3, checkpoint_every=3)
-    resumed = run(tmp_path, "half", steps=6, checkpoint_every=3, resume=True)
+@pytest.mark.parametrize("precision", [{}, CPU_BF16])
+def test_resume_is_exact(tmp_path, precision):
+    whole = run(tmp_path, "whole", steps=6, checkpoint_every=3, **precision)
+    half = run(tmp_path, "half", steps=3, checkpoint_every=3, **precision)
+    resumed = run(tmp_path, "half", steps=6, checkpoint_every=3, resume=True, **precision)
     assert resumed.step == 6
     for a, b in zip(list(whole.g.state_dict().values()) + list(whole.d.state_dict().values()),
                     list(resumed.g.state_dict().values()) + list(resumed.d.state_dict().values())):
@@ -91,6 +94,8 @@ def test_bad_input_errors(tmp_path, capsys):
     assert "not a file written by torch.save" in cli_error(capsys, "train", "--resume", "--out", str(tmp_path / "ckpt"), "--steps", "1")
     if not torch.cuda.is_available():
         assert "CUDA is not available" in cli_error(capsys, "train", "--device", "cuda", "--out", out)
+    assert "--amp fp16 needs a CUDA device" in cli_error(capsys, "train", "--device", "cpu", "--amp", "fp16",
+                                                          "--out", out)
     folder = tmp_path / "flat"
     folder.mkdir()
     _write_png(folder / "x.png")

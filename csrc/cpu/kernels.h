@@ -25,9 +25,6 @@ inline int64_t grain(int64_t elements_per_item) {
   return std::max<int64_t>(1, kMinTask / std::max<int64_t>(1, elements_per_item));
 }
 
-template <typename scalar_t>
-using acc_type = std::conditional_t<std::is_same<scalar_t, double>::value, double, float>;
-
 // Chan et al.'s merge of (count, mean, M2) partials, in double.
 struct Moments {
   double n = 0, mean = 0, m2 = 0;
@@ -98,7 +95,7 @@ void run_moments(const scalar_t* x, const Geometry& g, int64_t c, const PlaneRun
     for (int64_t j0 = 0; j0 < len; j0 += kLanes) {
       const int64_t w = std::min(kLanes, len - j0);
 #pragma omp simd
-      for (int64_t j = 0; j < w; ++j) lanes[j] += acc_t(p[j0 + j]);
+      for (int64_t j = 0; j < w; ++j) lanes[j] += load(p[j0 + j]);
     }
   }
   const acc_t mean = sum_lanes(lanes) / acc_t(r.count());
@@ -109,7 +106,7 @@ void run_moments(const scalar_t* x, const Geometry& g, int64_t c, const PlaneRun
       const int64_t w = std::min(kLanes, len - j0);
 #pragma omp simd
       for (int64_t j = 0; j < w; ++j) {
-        const acc_t d = acc_t(p[j0 + j]) - mean;
+        const acc_t d = load(p[j0 + j]) - mean;
         lanes[j] += d * d;
       }
     }
@@ -148,7 +145,7 @@ void compute_stats(const scalar_t* x, const Geometry& g, stat_t* mean_out, stat_
     for (int64_t r0 = 0; r0 < rows; r0 += block) {
       const int64_t len = std::min(block, rows - r0);
       const scalar_t* first = x + r0 * g.C + c0;
-      for (int64_t c = 0; c < width; ++c) k[c] = acc_t(first[c]);
+      for (int64_t c = 0; c < width; ++c) k[c] = load(first[c]);
       std::fill(s.begin(), s.end(), acc_t(0));
       std::fill(q.begin(), q.end(), acc_t(0));
       const acc_t* kp = k.data();
@@ -158,7 +155,7 @@ void compute_stats(const scalar_t* x, const Geometry& g, stat_t* mean_out, stat_
         const scalar_t* row = x + r * g.C + c0;
 #pragma omp simd
         for (int64_t c = 0; c < width; ++c) {
-          const acc_t d = acc_t(row[c]) - kp[c];
+          const acc_t d = load(row[c]) - kp[c];
           sp[c] += d;
           qp[c] += d * d;
         }
@@ -187,7 +184,7 @@ void apply(const scalar_t* x, scalar_t* y, const Geometry& g, const acc_t* scale
           const scalar_t* xp = x + p * hw;
           scalar_t* yp = y + p * hw;
 #pragma omp simd
-          for (int64_t i = 0; i < hw; ++i) yp[i] = scalar_t(activate_t<ACT>(affine(acc_t(xp[i]), s, b), slope));
+          for (int64_t i = 0; i < hw; ++i) yp[i] = store<scalar_t>(activate_t<ACT>(affine(load(xp[i]), s, b), slope));
         }
       });
     });
@@ -198,7 +195,7 @@ void apply(const scalar_t* x, scalar_t* y, const Geometry& g, const acc_t* scale
       const scalar_t* xp = x + r * g.C;
       scalar_t* yp = y + r * g.C;
 #pragma omp simd
-      for (int64_t c = 0; c < g.C; ++c) yp[c] = scalar_t(activate_t<ACT>(affine(acc_t(xp[c]), scale[c], shift[c]), slope));
+      for (int64_t c = 0; c < g.C; ++c) yp[c] = store<scalar_t>(activate_t<ACT>(affine(load(xp[c]), scale[c], shift[c]), slope));
     }
   });
 }
@@ -225,8 +222,8 @@ void run_grad_sums(const scalar_t* dy, const scalar_t* x, const Geometry& g, int
       const int64_t w = std::min(kLanes, len - j0);
 #pragma omp simd
       for (int64_t j = 0; j < w; ++j) {
-        const acc_t xv = acc_t(xp[j0 + j]);
-        const acc_t gv = acc_t(dp[j0 + j]) * activation_grad_from_input_t<ACT>(affine(xv, s, b), slope);
+        const acc_t xv = load(xp[j0 + j]);
+        const acc_t gv = load(dp[j0 + j]) * activation_grad_from_input_t<ACT>(affine(xv, s, b), slope);
         ag[j] += gv;
         agx[j] += gv * (xv - m);
       }
@@ -275,8 +272,8 @@ void backward_sums(const scalar_t* dy, const scalar_t* x, const Geometry& g, con
         acc_t* agxp = agx.data();
 #pragma omp simd
         for (int64_t c = 0; c < width; ++c) {
-          const acc_t xv = acc_t(xp[c]);
-          const acc_t gv = acc_t(dp[c]) * activation_grad_from_input_t<ACT>(affine(xv, sp[c], bp[c]), slope);
+          const acc_t xv = load(xp[c]);
+          const acc_t gv = load(dp[c]) * activation_grad_from_input_t<ACT>(affine(xv, sp[c], bp[c]), slope);
           agp[c] += gv;
           agxp[c] += gv * (xv - mp[c]);
         }
@@ -309,9 +306,9 @@ void backward_input(const scalar_t* dy, const scalar_t* x, scalar_t* dx, const G
           scalar_t* op = dx + p * hw;
 #pragma omp simd
           for (int64_t i = 0; i < hw; ++i) {
-            const acc_t xv = acc_t(xp[i]);
-            const acc_t gv = acc_t(dp[i]) * activation_grad_from_input_t<ACT>(affine(xv, s, b), slope);
-            op[i] = scalar_t(s * (gv - km - (xv - m) * kx));
+            const acc_t xv = load(xp[i]);
+            const acc_t gv = load(dp[i]) * activation_grad_from_input_t<ACT>(affine(xv, s, b), slope);
+            op[i] = store<scalar_t>(s * (gv - km - (xv - m) * kx));
           }
         }
       });
@@ -325,9 +322,9 @@ void backward_input(const scalar_t* dy, const scalar_t* x, scalar_t* dx, const G
       scalar_t* op = dx + r * g.C;
 #pragma omp simd
       for (int64_t c = 0; c < g.C; ++c) {
-        const acc_t xv = acc_t(xp[c]);
-        const acc_t gv = acc_t(dp[c]) * activation_grad_from_input_t<ACT>(affine(xv, scale[c], shift[c]), slope);
-        op[c] = scalar_t(scale[c] * (gv - k_mean_g[c] - (xv - mean[c]) * k_x[c]));
+        const acc_t xv = load(xp[c]);
+        const acc_t gv = load(dp[c]) * activation_grad_from_input_t<ACT>(affine(xv, scale[c], shift[c]), slope);
+        op[c] = store<scalar_t>(scale[c] * (gv - k_mean_g[c] - (xv - mean[c]) * k_x[c]));
       }
     }
   });
@@ -342,7 +339,7 @@ void activation_loop(const scalar_t* x, scalar_t* y, int64_t n, double negative_
   const acc_t slope = acc_t(negative_slope);
   at::parallel_for(0, n, kGrain, [&, slope](int64_t i0, int64_t i1) {
 #pragma omp simd
-    for (int64_t i = i0; i < i1; ++i) y[i] = scalar_t(activate_t<ACT>(acc_t(x[i]), slope));
+    for (int64_t i = i0; i < i1; ++i) y[i] = store<scalar_t>(activate_t<ACT>(load(x[i]), slope));
   });
 }
 
@@ -354,7 +351,7 @@ void activation_backward_loop(const scalar_t* dy, const scalar_t* y, scalar_t* d
   at::parallel_for(0, n, kGrain, [&, slope](int64_t i0, int64_t i1) {
 #pragma omp simd
     for (int64_t i = i0; i < i1; ++i)
-      dx[i] = scalar_t(acc_t(dy[i]) * activation_grad_from_output_t<ACT>(acc_t(y[i]), slope));
+      dx[i] = store<scalar_t>(load(dy[i]) * activation_grad_from_output_t<ACT>(load(y[i]), slope));
   });
 }
 
@@ -369,7 +366,7 @@ void bias_act_loop(const scalar_t* x, const scalar_t* bias, scalar_t* y, int64_t
       const scalar_t* xp = x + r * C;
       scalar_t* yp = y + r * C;
 #pragma omp simd
-      for (int64_t c = 0; c < C; ++c) yp[c] = scalar_t(activate_t<ACT>(acc_t(xp[c]) + acc_t(bias[c]), slope));
+      for (int64_t c = 0; c < C; ++c) yp[c] = store<scalar_t>(activate_t<ACT>(load(xp[c]) + load(bias[c]), slope));
     }
   });
 }
@@ -403,14 +400,14 @@ void bias_act_backward_loop(const scalar_t* dy, const scalar_t* y, scalar_t* dx,
         scalar_t* op = dx + r * C + c0;
 #pragma omp simd
         for (int64_t c = 0; c < width; ++c) {
-          const acc_t gv = acc_t(dp[c]) * activation_grad_from_output_t<ACT>(acc_t(yp[c]), slope);
-          op[c] = scalar_t(gv);
+          const acc_t gv = load(dp[c]) * activation_grad_from_output_t<ACT>(load(yp[c]), slope);
+          op[c] = store<scalar_t>(gv);
           pp[c] += gv;
         }
       }
       for (int64_t c = 0; c < width; ++c) total[c] += double(part[c]);
     }
-    for (int64_t c = 0; c < width; ++c) grad_bias[c0 + c] = scalar_t(total[c]);
+    for (int64_t c = 0; c < width; ++c) grad_bias[c0 + c] = store<scalar_t>(total[c]);
   });
 }
 
@@ -430,9 +427,9 @@ double loss_loop(const scalar_t* x, const scalar_t* t, double target_value, scal
     at::parallel_for(0, n, kGrain, [&, tv, gscale](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) {
         acc_t l, gr;
-        loss_point<K>(acc_t(x[i]), t ? acc_t(t[i]) : tv, l, gr);
-        lp[i] = scalar_t(l);
-        gp[i] = scalar_t(gr);
+        loss_point<K>(load(x[i]), t ? load(t[i]) : tv, l, gr);
+        lp[i] = store<scalar_t>(l);
+        gp[i] = store<scalar_t>(gr);
       }
     });
     return 0.0;
@@ -445,9 +442,9 @@ double loss_loop(const scalar_t* x, const scalar_t* t, double target_value, scal
       acc_t s = 0;
       for (int64_t i = b * kBceBlock; i < i1; ++i) {
         acc_t l, gr;
-        loss_point<K>(acc_t(x[i]), t ? acc_t(t[i]) : tv, l, gr);
+        loss_point<K>(load(x[i]), t ? load(t[i]) : tv, l, gr);
         s += l;
-        gp[i] = scalar_t(gr * gscale);
+        gp[i] = store<scalar_t>(gr * gscale);
       }
       partial[b] = double(s);
     }

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <vector>
 
+#include "convert.h"
 #include "kernel_table.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))

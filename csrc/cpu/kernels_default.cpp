@@ -6,6 +6,7 @@
 #include <cmath>
 #include <vector>
 
+#include "convert.h"
 #include "kernel_table.h"
 
 namespace fastgan {

@@ -68,11 +68,11 @@ def _train_parser(sub):
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device, help="where to train")
     p.add_argument("--backend", choices=("fused", "reference"), default=d.backend,
                    help="fastgan's kernels or the stock-PyTorch reference path")
-    p.add_argument("--amp", choices=("none", "bf16", "fp16"), default=d.amp, help="mixed precision on GPU")
+    p.add_argument("--amp", choices=("none", "bf16", "fp16"), default=d.amp, help="mixed precision: bf16 (GPU, or a CPU with native bf16) or fp16 (GPU)")
     p.add_argument("--dtype", choices=("float32", "float64"), default=d.dtype,
                    help="the models' and data's dtype (float64: for checking numbers, slow)")
     p.add_argument("--channels-last", action="store_true", default=d.channels_last,
-                   help="NHWC activations (faster with --amp on GPUs)")
+                   help="NHWC activations (faster with --amp)")
     p.add_argument("--cuda-graphs", action="store_true", default=d.cuda_graphs, help="capture each step in a CUDA graph")
     p.add_argument("--n-critic", type=int, default=d.n_critic,
                    help="D steps per G step, each on its own batch (WGAN-GP's paper uses 5)")

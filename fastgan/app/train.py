@@ -248,8 +248,8 @@ class Trainer:
                 raise TrainError("--tensorboard needs the tensorboard package: pip install 'fastgan[tensorboard]'") \
                     from None
         self.tb = None
-        if cfg.amp != "none" and self.device.type != "cuda":
-            raise TrainError("--amp needs a CUDA device")
+        if cfg.amp == "fp16" and self.device.type != "cuda":
+            raise TrainError("--amp fp16 needs a CUDA device (its loss scaling is CUDA's); on a CPU use --amp bf16")
         if cfg.cuda_graphs and self.device.type != "cuda":
             raise TrainError("--cuda-graphs needs a CUDA device")
         if cfg.cuda_graphs and cfg.amp == "fp16":

@@ -3,7 +3,8 @@ emulation build (tests/emu.py) runs the real CUDA kernels on the DCGAN-64 batch-
 and counts their launches and blocks; bytes moved follow from the passes each kernel makes
 (statistics: read x; apply: read x, write y; backward reduce: read x, dy; backward input: read
 x, dy, write dx); shared-memory bank conflicts are the emulation's count of wavefronts per
-request (1 = none; the worst kernel of the pass). Prints a markdown table for benchmarks/results/NOTES.md, which the first GPU
+request (1 = none; the worst kernel of the pass). Prints a markdown table for benchmarks/results/NOTES.md,
+which the first GPU
 run confirms or refutes line by line.
 
   python benchmarks/predicted_times.py [--bandwidth 3.35e12] [--sms 132]

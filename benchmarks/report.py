@@ -106,7 +106,8 @@ def step_table(name, variants, ceil, gpu):
             floor = max(base["info"]["flops"] / rate, base["info"]["min_bytes"] / ceil["bandwidth"])
     # Peak memory is the CUDA allocator's; on the CPU the resident-set increase under malloc's
     # reuse says little, and the roofline needs a GPU's measured ceilings.
-    header = ["variant", "median ms", "images/s", "vs stock eager"] + ["peak memory MiB"] * gpu + ["roofline"] * bool(floor)
+    header = (["variant", "median ms", "images/s", "vs stock eager"] + ["peak memory MiB"] * gpu
+              + ["roofline"] * bool(floor))
     lines = [f"### {name}", "", "| " + " | ".join(header) + " |", "| --- |" + " ---: |" * (len(header) - 1)]
     for v, r in sorted(variants.items(), key=lambda kv: kv[1]["median"]):
         ratio = step_ratio(variants, v) if base else None
@@ -122,7 +123,8 @@ def step_table(name, variants, ceil, gpu):
                      "the others divide the medians. A ratio the run's spread cannot support is marked noise.")
     if floor:
         lines.append(f"\nFloor: {floor * 1e3:.3f} ms = max(FLOPs {base['info']['flops'] / 1e9:.1f} G over the measured "
-                     f"matmul rate, conv bytes {base['info']['min_bytes'] / 1e6:.0f} MB over the measured copy bandwidth).")
+                     f"matmul rate, conv bytes {base['info']['min_bytes'] / 1e6:.0f} MB over the measured copy "
+                     "bandwidth).")
     return lines, floor
 
 
@@ -295,7 +297,8 @@ def targets(groups, gpu, floors):
             out.append(check(f"fastgan eager vs stock eager ({n})", eager_speedup(v), 1.3))
         compiled = [r["median"] for k, r in v.items() if k.startswith("stock-compile")]
         if "fastgan-graph" in v and compiled:
-            out.append(check(f"fastgan graph vs best torch.compile ({n})", min(compiled) / v["fastgan-graph"]["median"], 1.15))
+            out.append(check(f"fastgan graph vs best torch.compile ({n})",
+                             min(compiled) / v["fastgan-graph"]["median"], 1.15))
         if "bf16" in n and "fastgan-graph" in v and floors.get(n):
             ratio = v["fastgan-graph"]["median"] / floors[n]
             out.append(f"- bf16 channels_last fastgan graph: {ratio:.2f}x the roofline floor (target within 2.5x) — "
@@ -322,7 +325,8 @@ def chart(groups, path):
     panels = len(steps) + (1 if ops else 0)
     if panels == 0:
         return False
-    fig, axes = plt.subplots(panels, 1, figsize=(10, 2.2 + 0.35 * max([len(v) for v in steps.values()] + [len(ops) if ops else 0]) * 1.0 * panels / max(panels, 1)), squeeze=False)
+    rows = max([len(v) for v in steps.values()] + [len(ops) if ops else 0])
+    fig, axes = plt.subplots(panels, 1, figsize=(10, 2.2 + 0.35 * rows * panels / max(panels, 1)), squeeze=False)
     i = 0
     for name, v in steps.items():
         items = sorted(v.items(), key=lambda kv: kv[1]["median"])
@@ -371,7 +375,8 @@ def main(argv=None):
           + (f"; each time the median of {runs_of(rows)} runs of the suite." if runs_of(rows) > 1 else "."), ""]
     if ceil:
         md.append("Measured ceilings: " + ", ".join(
-            f"copy {v / 1e12:.2f} TB/s" if k == "bandwidth" else f"{k} {v / 1e12:.0f} TFLOP/s" for k, v in ceil.items()))
+            f"copy {v / 1e12:.2f} TB/s" if k == "bandwidth" else f"{k} {v / 1e12:.0f} TFLOP/s"
+            for k, v in ceil.items()))
         md.append("")
     md += ["## Training step", ""]
     floors = {}
@@ -385,7 +390,8 @@ def main(argv=None):
         md += ["## Host overhead", "", "Tiny tensors (batch 2, 4 channels, 2x2; DCGAN-32 at width 8 for the step), one "
                "thread, oneDNN off, so that what remains is the host's time per call: Python, dispatcher, autograd. "
                "Lower is better. The times are each variant's own medians; fastgan / stock is the median ratio of "
-               "rounds in which the two ran alternately, which the machine's drift over seconds hardly biases.", ""] + host_lines + [""]
+               "rounds in which the two ran alternately, which the machine's drift over seconds hardly biases.",
+               ""] + host_lines + [""]
     md += ["## Per op", "", "Speed-up is stock / fastgan from rounds in which the two ran alternately (the median "
            "of their ratios); the two time columns are each variant's own medians, which this machine's drift "
            "can move apart, so they need not agree with it. A speed-up that the rounds' quartiles cannot tell from "

@@ -310,7 +310,7 @@ inline void check_bias_act_backward_args(const at::Tensor& grad_out, const at::T
 
 // Returns whether a target tensor was given. Worded as fastgan/_checks.py check_bce (the
 // size message is torch's own).
-inline bool check_bce_args(const at::Tensor& input, const c10::optional<at::Tensor>& target, int64_t reduction) {
+inline bool check_loss_args(const at::Tensor& input, const c10::optional<at::Tensor>& target, int64_t reduction) {
   check_float_tensor(input, "input");
   TORCH_CHECK_VALUE(reduction >= 0 && reduction <= 2,
                     "fastgan: reduction must be 0 (none), 1 (mean) or 2 (sum), got ", reduction);

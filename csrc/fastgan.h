@@ -5,12 +5,12 @@
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 
+#include "acc_type.h"
 #include "activations.h"
 #include "checks.h"
+#include "logit_losses.h"
 
 namespace fastgan {
-
-enum class Reduction : int64_t { None = 0, Mean = 1, Sum = 2 };
 
 // The layout the kernels walk: NCHW or NHWC, both dense. Anything else is copied into the
 // layout it is closest to, so the output keeps the caller's memory format.
@@ -61,16 +61,17 @@ inline BackwardInputs backward_inputs(const at::Tensor& grad_out, const at::Tens
   return b;
 }
 
-// The inputs and outputs of the BCE kernels in the input's layout. Shared by CPU and CUDA.
-struct BceTensors {
+// The inputs and outputs of the loss kernels (bce_with_logits, logit_loss) in the input's layout.
+// Shared by CPU and CUDA.
+struct LossTensors {
   at::Tensor input, target, grad, loss;
   bool has_target;
   Reduction reduction;
 };
 
-inline BceTensors bce_tensors(const at::Tensor& input, const c10::optional<at::Tensor>& target, int64_t reduction) {
-  BceTensors b;
-  b.has_target = check_bce_args(input, target, reduction);
+inline LossTensors loss_tensors(const at::Tensor& input, const c10::optional<at::Tensor>& target, int64_t reduction) {
+  LossTensors b;
+  b.has_target = check_loss_args(input, target, reduction);
   const auto fmt = layout_of(input);
   b.input = input.contiguous(fmt);
   b.target = b.has_target ? target->to(b.input.scalar_type()).contiguous(fmt) : at::Tensor();

@@ -1,7 +1,7 @@
 // The fused layers, composed once for every device: the convolution through ATen (oneDNN on
 // the CPU, cuDNN on the GPU), then one fastgan op for everything after it. Registered as
 // CompositeExplicitAutograd, so a layer is one dispatcher call and one autograd node (its
-// autograd kernel is in autograd.cpp), and its argument checks run in C++.
+// autograd kernel is in autograd_layers.cpp), and its argument checks run in C++.
 //
 // Under autocast the layers cast input, weight and bias as torch casts a convolution's;
 // BatchNorm's parameters and running statistics stay in float, as in native batch_norm.

@@ -16,6 +16,9 @@ namespace fastgan {
 
 enum class LossKind : int { BCE = 0, Hinge = 1, LeastSquares = 2, Linear = 3 };
 
+// A loss op's reduction argument, numbered as torch's (at::Reduction): none, mean, sum.
+enum class Reduction : int64_t { None = 0, Mean = 1, Sum = 2 };
+
 inline LossKind parse_loss_kind(c10::string_view name) {
   if (name == "bce") return LossKind::BCE;
   if (name == "hinge") return LossKind::Hinge;

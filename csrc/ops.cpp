@@ -2,7 +2,7 @@
 // schemas.h, shared with the test-only emulated CUDA library). CPU and CUDA kernels
 // register implementations under the same names in cpu/ and cuda/; the layer ops are
 // composed once for every device in layers.cpp; autograd is registered once, in C++
-// (autograd.cpp), and the fake kernels in fastgan/_ops.py.
+// (autograd_layers.cpp, autograd_elementwise.cpp), and the fake kernels in fastgan/_ops.py.
 #include <torch/extension.h>
 
 #include "cpu/kernel_table.h"

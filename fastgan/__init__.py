@@ -4,5 +4,6 @@ from . import functional, graph, nn, models  # noqa: E402
 from .fuse import fuse, unfuse, FusedSequential  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["backend", "set_backend", "use_backend", "functional", "graph", "nn", "models", "fuse", "unfuse", "FusedSequential",
+__all__ = ["backend", "set_backend", "use_backend", "functional", "graph", "nn", "models", "fuse", "unfuse",
+           "FusedSequential",
            "__version__"]

@@ -1,6 +1,6 @@
 """The Python face of torch.ops.fastgan: the fake kernels (output shapes, dtypes and layouts
 for torch.compile and opcheck), registered once. Autograd and the argument checks are in
-C++ (csrc/autograd.cpp, csrc/checks.h), so an eager call never runs Python here."""
+C++ (csrc/autograd_*.cpp, csrc/checks.h), so an eager call never runs Python here."""
 import torch
 from torch._prims_common import suggest_memory_format
 

@@ -1,6 +1,6 @@
 """The fastgan ops made of stock torch ops: the fallback when fastgan._C is not built, and
 the oracle the tests compare the kernels with. (The fused ops' double backward has its own
-stock-op formula in C++, csrc/autograd.cpp.)"""
+stock-op formula in C++, csrc/autograd_layers.cpp.)"""
 import torch
 import torch.nn.functional as F
 

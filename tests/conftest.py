@@ -38,3 +38,18 @@ def backend(request):
 @pytest.fixture(params=DEVICES)
 def device(request):
     return request.param
+
+
+@pytest.fixture(scope="session")
+def emu():
+    """The emulation build of the CUDA kernels (tests/emu.py), built on first use."""
+    if os.environ.get("FASTGAN_NO_EXT") == "1":
+        pytest.skip("FASTGAN_NO_EXT=1: no C++ toolchain expected")
+    from emu import load
+
+    return load()
+
+
+@pytest.fixture
+def ops(emu):
+    return torch.ops.fastgan_emu

@@ -57,8 +57,9 @@ def compare(backend, device, dtype, shape, act, slope, layout, training=True, mo
             scale = 4.0 if name != "input" else 2.0  # sums over N*H*W elements
             assert_close(a, e, dtype, scale=scale, msg=f"grad {name}, step {step}")
         if track:
-            assert_close(fused_bn.running_mean, stock_bn.running_mean, torch.float32 if dtype != torch.float64 else dtype)
-            assert_close(fused_bn.running_var, stock_bn.running_var, torch.float32 if dtype != torch.float64 else dtype)
+            stats_dtype = torch.float32 if dtype != torch.float64 else dtype
+            assert_close(fused_bn.running_mean, stock_bn.running_mean, stats_dtype)
+            assert_close(fused_bn.running_var, stock_bn.running_var, stats_dtype)
             assert int(fused_bn.num_batches_tracked) == int(stock_bn.num_batches_tracked)
 
 

@@ -169,11 +169,11 @@ def test_runs_folder_is_ignored_by_git():
 
 
 def test_images_per_second_is_a_moving_average(monkeypatch):
-    import fastgan.app.train as train_module
+    from fastgan.app import run_log
 
     clock = iter([0.0, 1.0, 2.0, 12.0, 13.0])  # one slow interval among fast ones
-    monkeypatch.setattr(train_module.time, "perf_counter", lambda: next(clock))
-    speed = train_module._Throughput(images_per_step=10, step=0, window=3)
+    monkeypatch.setattr(run_log.time, "perf_counter", lambda: next(clock))
+    speed = run_log.Throughput(images_per_step=10, step=0, window=3)
     rates = [speed.update(step) for step in (1, 2, 3, 4)]
     assert rates[:2] == [10.0, 10.0]
     assert rates[2] == pytest.approx(30 / 12)  # the slow interval shared with the ones before it

@@ -126,7 +126,8 @@ def test_stylegan_dataset_json_gives_the_labels(tmp_path):
 
 
 def test_conditional_training_on_cifar(tmp_path):
-    from fastgan.app.train import TrainConfig, Trainer
+    from fastgan.app.config import TrainConfig
+    from fastgan.app.train import Trainer
 
     folder, _, labels = write_cifar_folder(tmp_path / "data")
     cfg = TrainConfig(data=str(folder.parent), out=str(tmp_path / "run"), channels=3, conditional=True, steps=2,

@@ -18,7 +18,8 @@ pytest.importorskip("sklearn")
 pytest.importorskip("PIL")
 pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs gloo")
 
-from fastgan.app.train import TrainConfig, Trainer  # noqa: E402
+from fastgan.app.config import TrainConfig  # noqa: E402
+from fastgan.app.train import Trainer  # noqa: E402
 
 TINY = ["--nz", "8", "--ngf", "4", "--ndf", "4", "--device", "cpu", "--sample-every", "1000", "--log-every", "5"]
 

@@ -1,5 +1,5 @@
 """Gradients of the fused layers, first and second order, by finite differences in fp64.
-The compiled layers' backward is C++ (csrc/autograd.cpp) and their double backward is a
+The compiled layers' backward is C++ (csrc/autograd_layers.cpp) and their double backward is a
 separate stock-op formula there; gradgradcheck proves that formula, which gradient penalties
 (R1, WGAN-GP) through fused models depend on."""
 import pytest

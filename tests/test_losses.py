@@ -190,7 +190,8 @@ def test_critic_without_batch_norm_uses_the_fused_conv_act_layer():
 
 pytest.importorskip("sklearn")
 from fastgan.app.cli import main  # noqa: E402
-from fastgan.app.train import TrainConfig, Trainer  # noqa: E402
+from fastgan.app.config import TrainConfig  # noqa: E402
+from fastgan.app.train import Trainer  # noqa: E402
 
 
 @pytest.mark.parametrize("kind,r1", [("bce", 0.0), ("hinge", 0.0), ("lsgan", 0.0), ("wgan-gp", 0.0), ("bce", 1.0)])

@@ -4,6 +4,7 @@ that nothing is downloaded."""
 import json
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,7 +15,8 @@ pytest.importorskip("PIL")
 
 from fastgan.app.cli import main  # noqa: E402
 from helpers import cli_error  # noqa: E402
-from fastgan.app.train import TrainConfig, Trainer  # noqa: E402
+from fastgan.app.config import TrainConfig  # noqa: E402
+from fastgan.app.train import Trainer  # noqa: E402
 
 
 def random_spd(d, generator, scale=1.0):
@@ -105,7 +107,7 @@ def test_kid_separates_distributions_and_is_unbiased_for_equal_ones():
 # --- the feature network and the commands -----------------------------------------------
 
 class TinyFeatures(torch.nn.Module):
-    """Stands in for the Inception network: same call, 48 pooled-colour features."""
+    """Stands in for the Inception network: same call, 96 pooled-colour features (RGB)."""
 
     def forward(self, images: torch.Tensor, return_features: bool = False) -> torch.Tensor:
         x = torch.nn.functional.adaptive_avg_pool2d(images.float() / 255.0, 4)
@@ -156,6 +158,52 @@ def test_fid_command_on_image_sets_and_on_a_checkpoint(tmp_path, tiny_network, c
                  "--kid-subset-size", "32"]) == 0
     fid_untrained = float(capsys.readouterr().out.split()[1])
     assert fid_untrained > 10 * fid_same  # a G after two steps is far from the data
+
+
+def test_statistics_files_hold_pytorch_fids_layout_and_score_as_the_images_do(tmp_path, tiny_network, capsys):
+    from fastgan.app.evaluate import real_images
+
+    stats = tmp_path / "digits.npz"
+    common = ["fid", "--inception", tiny_network, "--n", "300", "--image-size", "32", "--channels", "1"]
+    assert main([*common, "--real", "digits", "--save-stats", str(stats)]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {stats}"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".npz") == ["digits.npz"]  # no temporary left
+    feats = metrics.features(metrics.load_feature_network(tiny_network), real_images("digits", 32, 1, 300)).numpy()
+    with np.load(stats) as f:
+        assert f["mu"].dtype == f["sigma"].dtype == np.float64 and int(f["n"]) == 300
+        np.testing.assert_allclose(f["mu"], feats.mean(0), rtol=1e-12)
+        np.testing.assert_allclose(f["sigma"], np.cov(feats, rowvar=False), rtol=1e-10, atol=1e-14)
+
+    kid = ["--kid-subsets", "2", "--kid-subset-size", "50"]
+    assert main([*common, "--real", "digits", "--fake", "digits", *kid]) == 0
+    from_images = capsys.readouterr().out
+    assert main([*common, "--real", str(stats), "--fake", "digits"]) == 0
+    from_file = capsys.readouterr().out
+    assert float(from_file.split()[1]) == pytest.approx(float(from_images.split()[1]), rel=1e-9)
+    assert float(from_file.split()[1]) > 0
+    assert "KID n/a (real statistics from a file)" in from_file and "(300 real, 300 generated images)" in from_file
+
+
+def test_bad_statistics_files_and_options_get_one_line(tmp_path, tiny_network, capsys):
+    fid = ["fid", "--inception", tiny_network, "--n", "50", "--image-size", "32", "--channels", "1"]
+    score = [*fid, "--fake", "digits", "--real"]
+    (tmp_path / "junk.npz").write_bytes(b"junk")
+    np.savez(tmp_path / "no-mu.npz", sigma=np.eye(3))
+    np.savez(tmp_path / "shapes.npz", mu=np.zeros(3), sigma=np.eye(4))
+    np.savez(tmp_path / "other-net.npz", mu=np.zeros(3), sigma=np.eye(3))
+    np.savez(tmp_path / "nan.npz", mu=np.full(96, np.nan), sigma=np.eye(96))
+    np.savez(tmp_path / "pickled.npz", mu=np.array([object()], dtype=object), sigma=np.eye(1))
+    for name, expected in (("missing.npz", "does not exist"), ("junk.npz", "not a readable .npz statistics file"),
+                           ("no-mu.npz", "has no mu array"), ("shapes.npz", "expected (D,) and (D, D)"),
+                           ("other-net.npz", "3-d statistics and the network gives 96-d features"),
+                           ("nan.npz", "NaN or infinite"), ("pickled.npz", "not a readable .npz statistics file")):
+        assert expected in cli_error(capsys, *score, str(tmp_path / name)), name
+    assert "must end in .npz" in cli_error(capsys, *fid, "--real", "digits", "--save-stats", str(tmp_path / "s.txt"))
+    assert "does not exist" in cli_error(capsys, *fid, "--real", "digits", "--save-stats",
+                                         str(tmp_path / "nope" / "s.npz"))
+    assert "needs --fake" in cli_error(capsys, *fid, "--real", "digits")
+    assert "already a statistics file" in cli_error(capsys, *fid, "--real", str(tmp_path / "nan.npz"),
+                                                    "--save-stats", str(tmp_path / "s.npz"))
 
 
 def test_train_logs_fid_and_kid(tmp_path, tiny_network):

@@ -13,7 +13,8 @@ pytest.importorskip("PIL")
 
 from fastgan.app import data as data_io  # noqa: E402
 from fastgan.app.cli import main  # noqa: E402
-from fastgan.app.train import TrainConfig, Trainer  # noqa: E402
+from fastgan.app.config import TrainConfig  # noqa: E402
+from fastgan.app.train import Trainer  # noqa: E402
 
 
 def write_idx(path, array, compress):

@@ -119,7 +119,7 @@ def test_layers_are_drop_in(backend, device, cls, args, stock):
             randomise_bn(m)
     assert list(fused.state_dict()) == list(ref.state_dict())
     ref.load_state_dict(fused.state_dict())
-    for step in range(3):
+    for _ in range(3):
         x = torch.randn(3, 6, 8, 8, device=device, dtype=torch.float64)
         x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
         y1, y2 = fused(x1), ref(x2)

@@ -15,11 +15,11 @@ INTERNAL = re.compile(r"^(torch/csrc/|c10/core/impl/|ATen/core/dispatch/|ATen/na
 # header -> why fastgan uses it (and where).
 ALLOWED = {
     "torch/csrc/autograd/function.h":
-        "autograd.cpp: torch::autograd::Node, the base of fastgan's hand-written graph nodes, which cost less "
+        "autograd_support.h: torch::autograd::Node, the base of fastgan's hand-written graph nodes, which cost less "
         "host time per call than torch::autograd::Function. How a Node is owned changed in torch 2.13; "
         "NodePtr reads it off the type.",
     "torch/csrc/autograd/functions/utils.h":
-        "autograd.cpp: compute_requires_grad, collect_next_edges and set_history, to record those nodes.",
+        "autograd_support.h: compute_requires_grad, collect_next_edges and set_history, to record those nodes.",
     "ATen/core/dispatch/Dispatcher.h":
         "op_handles.h: typed handles to fastgan's own ops, looked up once, so C++ calls skip the name lookup.",
     "c10/core/impl/LocalDispatchKeySet.h":

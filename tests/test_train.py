@@ -15,7 +15,8 @@ pytest.importorskip("PIL")
 from fastgan.app import checkpoint as ckpt_io  # noqa: E402
 from fastgan.app.cli import main  # noqa: E402
 from helpers import cli_error  # noqa: E402
-from fastgan.app.train import TrainConfig, TrainError, Trainer, ema_decay_at  # noqa: E402
+from fastgan.app.config import TrainConfig, TrainError  # noqa: E402
+from fastgan.app.train import Trainer, ema_decay_at  # noqa: E402
 
 TINY = dict(nz=8, ngf=4, ndf=4, batch_size=8, log_every=1, sample_every=1000, checkpoint_every=1000, device="cpu")
 CPU_BF16 = dict(amp="bf16", channels_last=True)  # CPU autocast, as the bf16 step benchmark runs it
@@ -91,7 +92,8 @@ def test_bad_input_errors(tmp_path, capsys):
     assert "could be read" in cli_error(capsys, "train", "--data", str(bad), "--out", out)
     (tmp_path / "ckpt").mkdir()
     (tmp_path / "ckpt" / "checkpoint.pt").write_bytes(b"garbage")
-    assert "not a file written by torch.save" in cli_error(capsys, "train", "--resume", "--out", str(tmp_path / "ckpt"), "--steps", "1")
+    assert "not a file written by torch.save" in cli_error(capsys, "train", "--resume", "--out", str(tmp_path / "ckpt"),
+                                                           "--steps", "1")
     if not torch.cuda.is_available():
         assert "CUDA is not available" in cli_error(capsys, "train", "--device", "cuda", "--out", out)
     assert "--amp fp16 needs a CUDA device" in cli_error(capsys, "train", "--device", "cpu", "--amp", "fp16",
@@ -297,7 +299,7 @@ def test_tensorboard_without_the_package_says_how_to_install_it(tmp_path, monkey
 
 def test_data_cache_option():
     from fastgan.app import cache
-    from fastgan.app.train import data_cache_folder
+    from fastgan.app.config import data_cache_folder
 
     assert data_cache_folder("none") is None
     assert data_cache_folder("") == cache.default_folder() == os.environ["FASTGAN_DATA_CACHE"]  # tests/conftest.py

@@ -18,9 +18,6 @@ namespace {
 
 using cpu::Geometry;
 
-template <typename scalar_t>
-using acc_type = std::conditional_t<std::is_same<scalar_t, double>::value, double, float>;
-
 Geometry geometry_of(const at::Tensor& x) {
   return {x.size(0), x.size(1), x.size(2) * x.size(3),
           layout_of(x) == at::MemoryFormat::ChannelsLast};

@@ -15,11 +15,10 @@
 #include <cstring>
 #include <type_traits>
 
+#include "../acc_type.h"
+
 namespace fastgan {
 namespace cpu {
-
-template <typename scalar_t>
-using acc_type = std::conditional_t<std::is_same<scalar_t, double>::value, double, float>;
 
 namespace bits {
 C10_ALWAYS_INLINE float as_float(uint32_t u) {

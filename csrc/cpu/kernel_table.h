@@ -22,8 +22,6 @@ struct Geometry {
   int64_t count() const { return N * HW; }
 };
 
-enum class BceReduction : int { None = 0, Mean = 1, Sum = 2 };
-
 // Pointers are to the tensor's dtype (x, y, dy, dx, grad, loss) or to the accumulation type,
 // float (double for double tensors): per-channel statistics and coefficients.
 struct KernelTable {
@@ -49,7 +47,7 @@ struct KernelTable {
   // Writes the gradient (scaled for the mean) and, for reduction None, the loss per element;
   // returns the reduced loss otherwise. target may be null (target_value for every element).
   double (*loss)(c10::ScalarType, LossKind, const void* x, const void* target, double target_value, void* grad,
-                 void* loss, int64_t n, BceReduction);
+                 void* loss, int64_t n, Reduction);
 };
 
 namespace default_ { const KernelTable& table(); }

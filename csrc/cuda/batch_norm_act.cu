@@ -104,13 +104,13 @@ struct Statistics {
 };
 
 template <typename scalar_t, int VEC, bool CL>
-Statistics<acc_t<scalar_t>> batch_statistics(const at::Tensor& input, const Geometry& g, const Plan& plan,
+Statistics<acc_type<scalar_t>> batch_statistics(const at::Tensor& input, const Geometry& g, const Plan& plan,
                                         const at::Tensor& weight, const at::Tensor& bias, double eps, at::Tensor& mean,
                                         at::Tensor& var, bool want_coef, const at::Tensor& running_mean,
                                         const at::Tensor& running_var,
                                         const c10::optional<at::Tensor>& num_batches_tracked,
                                         c10::optional<double> momentum) {
-  using A = acc_t<scalar_t>;
+  using A = acc_type<scalar_t>;
   const int64_t partial_size = g.C * plan.splits * 3;
   at::Tensor scratch = at::empty({partial_size + (want_coef ? 2 * g.C : 0)}, mean.options());
   A* partial = scratch.data_ptr<A>();
@@ -153,7 +153,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_cuda(
   const at::Tensor rmean = use_batch ? at::Tensor() : as_stats(running_mean_, input);
   const at::Tensor rvar = use_batch ? at::Tensor() : as_stats(running_var_, input);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "batch_norm_act_cuda", [&] {
-    using A = acc_t<scalar_t>;
+    using A = acc_type<scalar_t>;
     const scalar_t* x = input.const_data_ptr<scalar_t>();
     scalar_t* y = out.data_ptr<scalar_t>();
     dispatch_layout<scalar_t>(g, can_vectorize<scalar_t>(g, {x, y}), [&](auto vec_c, auto cl_c) {
@@ -182,9 +182,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_cuda(
 // wanted (non-null); one launch. partial: g.C * plan.splits * 2 values of scratch.
 template <typename scalar_t, int VEC, bool CL>
 void backward_sums(const BackwardInputs& b, const Geometry& g, const Plan& plan, double eps, Activation act,
-                   double negative_slope, acc_t<scalar_t>* partial, acc_t<scalar_t>* sum_dy,
-                   acc_t<scalar_t>* sum_dy_xmu, acc_t<scalar_t>* grad_weight, acc_t<scalar_t>* grad_bias) {
-  using A = acc_t<scalar_t>;
+                   double negative_slope, acc_type<scalar_t>* partial, acc_type<scalar_t>* sum_dy,
+                   acc_type<scalar_t>* sum_dy_xmu, acc_type<scalar_t>* grad_weight, acc_type<scalar_t>* grad_bias) {
+  using A = acc_type<scalar_t>;
   const ChannelParams<A> p = channel_params<A>(b.mean, b.var, b.weight, b.bias, eps);
   const at::Tensor tickets = reduction_tickets(b.input, plan.grid.x);
   const BackwardSumsArgs<A> sums{partial, plan.splits, sum_dy, sum_dy_xmu, grad_weight, grad_bias};
@@ -198,9 +198,9 @@ void backward_sums(const BackwardInputs& b, const Geometry& g, const Plan& plan,
 
 template <typename scalar_t, int VEC, bool CL>
 void backward_input(const BackwardInputs& b, const Geometry& g, const Plan& plan, double eps, Activation act,
-                    double negative_slope, const acc_t<scalar_t>* sum_dy, const acc_t<scalar_t>* sum_dy_xmu,
+                    double negative_slope, const acc_type<scalar_t>* sum_dy, const acc_type<scalar_t>* sum_dy_xmu,
                     double inv_count, bool training, at::Tensor& grad_input) {
-  using A = acc_t<scalar_t>;
+  using A = acc_type<scalar_t>;
   const InputGradArgs<A> args{channel_params<A>(b.mean, b.var, b.weight, b.bias, eps), sum_dy, sum_dy_xmu,
                               A(inv_count), training};
   dispatch_act(act, [&](auto tag) {
@@ -224,7 +224,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_backward_cuda(
   at::Tensor grad_bias = at::empty({g.C}, b.input.options().dtype(sdt));
   if (b.input.numel() == 0) return {grad_input, grad_weight.zero_(), grad_bias.zero_()};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, b.input.scalar_type(), "batch_norm_act_backward_cuda", [&] {
-    using A = acc_t<scalar_t>;
+    using A = acc_type<scalar_t>;
     const bool vectorize = can_vectorize<scalar_t>(
         g, {b.input.const_data_ptr(), b.grad_out.const_data_ptr(), grad_input.const_data_ptr()});
     dispatch_layout<scalar_t>(g, vectorize, [&](auto vec_c, auto cl_c) {
@@ -294,7 +294,7 @@ std::tuple<at::Tensor, at::Tensor> batch_norm_act_backward_reduce_cuda(
   at::Tensor sum_dy_xmu = at::empty({g.C}, b.input.options().dtype(sdt));
   if (b.input.numel() == 0) return {sum_dy.zero_(), sum_dy_xmu.zero_()};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, b.input.scalar_type(), "batch_norm_act_backward_reduce_cuda", [&] {
-    using A = acc_t<scalar_t>;
+    using A = acc_type<scalar_t>;
     const bool vectorize = can_vectorize<scalar_t>(g, {b.input.const_data_ptr(), b.grad_out.const_data_ptr()});
     dispatch_layout<scalar_t>(g, vectorize, [&](auto vec_c, auto cl_c) {
       constexpr int VEC = decltype(vec_c)::value;
@@ -330,8 +330,8 @@ at::Tensor batch_norm_act_backward_elemt_cuda(
       constexpr bool CL = decltype(cl_c)::value;
       backward_input<scalar_t, VEC, CL>(b, g, make_plan(g, VEC, kBlocksPerSmOf<scalar_t>), eps, act,
                                         negative_slope,
-                                        mean_dy.const_data_ptr<acc_t<scalar_t>>(),
-                                        mean_dy_xmu.const_data_ptr<acc_t<scalar_t>>(), 1.0, true, grad_input);
+                                        mean_dy.const_data_ptr<acc_type<scalar_t>>(),
+                                        mean_dy_xmu.const_data_ptr<acc_type<scalar_t>>(), 1.0, true, grad_input);
     });
   });
   return grad_input;

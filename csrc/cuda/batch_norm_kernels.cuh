@@ -1,4 +1,5 @@
-// Device code of fused BatchNorm + activation (host wrappers: batch_norm_act.cu).
+// Device code of fused BatchNorm + activation (host wrappers: batch_norm_act.cu). One header of
+// kernels (over 450 lines) because the host wrappers instantiate all of them per dtype together.
 //
 // Training forward, two launches:
 //   stats   one pass over x: per thread, sums around a shift its block shares, added over the
@@ -183,8 +184,8 @@ __global__ void FASTGAN_KERNEL_BOUNDS update_stats_kernel(RunningStats r, const 
 template <typename scalar_t, int VEC, bool CL>
 __global__ void FASTGAN_KERNEL_BOUNDS_OF(scalar_t)
     stats_kernel(const scalar_t* __restrict__ x, int64_t N, int64_t C, int64_t HW, int64_t chunk,
-                 acc_t<scalar_t>* partial, FinalizeArgs<acc_t<scalar_t>> fin, RunningStats run, unsigned int* tickets) {
-  using A = acc_t<scalar_t>;
+                 acc_type<scalar_t>* partial, FinalizeArgs<acc_type<scalar_t>> fin, RunningStats run, unsigned int* tickets) {
+  using A = acc_type<scalar_t>;
   using P = Pack<scalar_t, VEC>;
   const int s = blockIdx.y, splits = gridDim.y;
   const int64_t begin = s * chunk, end = min64(N * HW, begin + chunk);
@@ -275,8 +276,8 @@ __device__ __forceinline__ void apply_coeffs(const ApplyArgs<A>& a, int64_t c, b
 template <typename scalar_t, int VEC, bool CL, Activation ACT>
 __global__ void FASTGAN_KERNEL_BOUNDS_OF(scalar_t)
     apply_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ y, int64_t N, int64_t C, int64_t HW,
-                 int64_t chunk, ApplyArgs<acc_t<scalar_t>> a, acc_t<scalar_t> slope) {
-  using A = acc_t<scalar_t>;
+                 int64_t chunk, ApplyArgs<acc_type<scalar_t>> a, acc_type<scalar_t> slope) {
+  using A = acc_type<scalar_t>;
   using P = Pack<scalar_t, VEC>;
   const int s = blockIdx.y;
   const int64_t begin = s * chunk, end = min64(N * HW, begin + chunk);
@@ -366,9 +367,9 @@ constexpr int kPairsInFlight = CL && VEC >= 8 ? 1 : kLoadsInFlight / 2;
 template <typename scalar_t, int VEC, bool CL, Activation ACT>
 __global__ void FASTGAN_KERNEL_BOUNDS_OF(scalar_t) backward_reduce_kernel(
     const scalar_t* __restrict__ dy, const scalar_t* __restrict__ x, int64_t N, int64_t C, int64_t HW, int64_t chunk,
-    ChannelParams<acc_t<scalar_t>> p, acc_t<scalar_t> slope, acc_t<scalar_t>* partial,
-    BackwardSumsArgs<acc_t<scalar_t>> sums_args, unsigned int* tickets) {
-  using A = acc_t<scalar_t>;
+    ChannelParams<acc_type<scalar_t>> p, acc_type<scalar_t> slope, acc_type<scalar_t>* partial,
+    BackwardSumsArgs<acc_type<scalar_t>> sums_args, unsigned int* tickets) {
+  using A = acc_type<scalar_t>;
   using PP = PackPair<scalar_t, VEC>;
   const int s = blockIdx.y, splits = gridDim.y;
   const int64_t begin = s * chunk, end = min64(N * HW, begin + chunk);
@@ -457,8 +458,8 @@ __device__ __forceinline__ void input_grad_coeffs(const InputGradArgs<A>& a, int
 template <typename scalar_t, int VEC, bool CL, Activation ACT>
 __global__ void FASTGAN_KERNEL_BOUNDS_OF(scalar_t) backward_input_kernel(
     const scalar_t* __restrict__ dy, const scalar_t* __restrict__ x, scalar_t* __restrict__ dx, int64_t N, int64_t C,
-    int64_t HW, int64_t chunk, InputGradArgs<acc_t<scalar_t>> a, acc_t<scalar_t> slope) {
-  using A = acc_t<scalar_t>;
+    int64_t HW, int64_t chunk, InputGradArgs<acc_type<scalar_t>> a, acc_type<scalar_t> slope) {
+  using A = acc_type<scalar_t>;
   using P = Pack<scalar_t, VEC>;
   using PP = PackPair<scalar_t, VEC>;
   const int s = blockIdx.y;

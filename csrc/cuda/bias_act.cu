@@ -21,8 +21,8 @@ template <typename scalar_t, int VEC, Activation ACT>
 __global__ void FASTGAN_KERNEL_BOUNDS bias_act_kernel(const scalar_t* __restrict__ x,
                                                       const scalar_t* __restrict__ bias,
                                                       scalar_t* __restrict__ y, int64_t rows, int64_t C,
-                                                      int64_t chunk, acc_t<scalar_t> slope) {
-  using A = acc_t<scalar_t>;
+                                                      int64_t chunk, acc_type<scalar_t> slope) {
+  using A = acc_type<scalar_t>;
   using P = Pack<scalar_t, VEC>;
   const int64_t c0 = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * VEC;
   if (c0 >= C) return;
@@ -47,9 +47,9 @@ __global__ void FASTGAN_KERNEL_BOUNDS bias_act_kernel(const scalar_t* __restrict
 template <typename scalar_t, int VEC, Activation ACT>
 __global__ void FASTGAN_KERNEL_BOUNDS bias_act_backward_kernel(
     const scalar_t* __restrict__ dy, const scalar_t* __restrict__ y, scalar_t* __restrict__ dx, int64_t rows,
-    int64_t C, int64_t chunk, acc_t<scalar_t> slope, acc_t<scalar_t>* __restrict__ partial, unsigned int* ticket,
+    int64_t C, int64_t chunk, acc_type<scalar_t> slope, acc_type<scalar_t>* __restrict__ partial, unsigned int* ticket,
     scalar_t* __restrict__ grad_bias) {
-  using A = acc_t<scalar_t>;
+  using A = acc_type<scalar_t>;
   using P = Pack<scalar_t, VEC>;
   struct Loaded {
     P dy, y;
@@ -118,7 +118,7 @@ at::Tensor bias_act_cuda(const at::Tensor& input_, const at::Tensor& bias_, c10:
   const int64_t C = t.C, rows = t.rows;
   auto stream = current_stream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "bias_act_cuda", [&] {
-    using A = acc_t<scalar_t>;
+    using A = acc_type<scalar_t>;
     constexpr int V = vec_width<scalar_t>();
     const scalar_t* x = input.const_data_ptr<scalar_t>();
     const scalar_t* b = bias.const_data_ptr<scalar_t>();
@@ -150,7 +150,7 @@ std::tuple<at::Tensor, at::Tensor> bias_act_backward_cuda(const at::Tensor& grad
   if (rows == 0) return {grad_in, grad_bias.zero_()};
   auto stream = current_stream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, output.scalar_type(), "bias_act_backward_cuda", [&] {
-    using A = acc_t<scalar_t>;
+    using A = acc_type<scalar_t>;
     constexpr int V = vec_width<scalar_t>();
     const scalar_t* y = output.const_data_ptr<scalar_t>();
     const scalar_t* dy = grad_out.const_data_ptr<scalar_t>();

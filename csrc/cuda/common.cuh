@@ -1,4 +1,4 @@
-// Helpers shared by the CUDA kernels: accumulation types, 16-byte packs, Welford merges.
+// Helpers shared by the CUDA kernels: block sizes, 16-byte packs, Welford merges.
 #pragma once
 
 #include <algorithm>
@@ -24,11 +24,6 @@ template <typename scalar_t>
 constexpr int kBlocksPerSmOf = sizeof(scalar_t) == 8 ? 3 : kBlocksPerSm;
 #define FASTGAN_KERNEL_BOUNDS __launch_bounds__(::fastgan::cuda::kThreads, ::fastgan::cuda::kBlocksPerSm)
 #define FASTGAN_KERNEL_BOUNDS_OF(T) __launch_bounds__(::fastgan::cuda::kThreads, ::fastgan::cuda::kBlocksPerSmOf<T>)
-
-// fp32 accumulation for fp32/fp16/bf16, fp64 for fp64.
-template <typename T> struct Acc { using type = float; };
-template <> struct Acc<double> { using type = double; };
-template <typename T> using acc_t = typename Acc<T>::type;
 
 // VEC consecutive elements moved as one 16-byte (or smaller) access.
 template <typename T, int VEC>

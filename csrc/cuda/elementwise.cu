@@ -25,8 +25,8 @@ int grid_for(int64_t items) {
 // same memory format), so the kernels walk storage order.
 template <typename scalar_t, int VEC, Activation ACT>
 __global__ void FASTGAN_KERNEL_BOUNDS activation_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ y,
-                                                        int64_t packs, acc_t<scalar_t> slope) {
-  using A = acc_t<scalar_t>;
+                                                        int64_t packs, acc_type<scalar_t> slope) {
+  using A = acc_type<scalar_t>;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < packs; i += int64_t(gridDim.x) * blockDim.x) {
     const auto v = load_pack<scalar_t, VEC>(x + i * VEC);
     Pack<scalar_t, VEC> o;
@@ -40,8 +40,8 @@ template <typename scalar_t, int VEC, Activation ACT>
 __global__ void FASTGAN_KERNEL_BOUNDS activation_backward_kernel(const scalar_t* __restrict__ dy,
                                                                  const scalar_t* __restrict__ y,
                                                                  scalar_t* __restrict__ dx, int64_t packs,
-                                                                 acc_t<scalar_t> slope) {
-  using A = acc_t<scalar_t>;
+                                                                 acc_type<scalar_t> slope) {
+  using A = acc_type<scalar_t>;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < packs; i += int64_t(gridDim.x) * blockDim.x) {
     const auto yv = load_pack<scalar_t, VEC>(y + i * VEC);
     const auto dv = load_pack<scalar_t, VEC>(dy + i * VEC);
@@ -63,7 +63,7 @@ at::Tensor activation_cuda(const at::Tensor& input_, c10::string_view activation
   if (n == 0) return out;
   auto stream = current_stream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "activation_cuda", [&] {
-    using A = acc_t<scalar_t>;
+    using A = acc_type<scalar_t>;
     constexpr int V = vec_width<scalar_t>();
     const scalar_t* x = input.const_data_ptr<scalar_t>();
     scalar_t* y = out.data_ptr<scalar_t>();
@@ -92,7 +92,7 @@ at::Tensor activation_backward_cuda(const at::Tensor& grad_out_, const at::Tenso
   if (n == 0) return grad_in;
   auto stream = current_stream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, output.scalar_type(), "activation_backward_cuda", [&] {
-    using A = acc_t<scalar_t>;
+    using A = acc_type<scalar_t>;
     constexpr int V = vec_width<scalar_t>();
     const scalar_t* y = output.const_data_ptr<scalar_t>();
     const scalar_t* dy = grad_out.const_data_ptr<scalar_t>();
@@ -118,12 +118,12 @@ at::Tensor activation_backward_cuda(const at::Tensor& grad_out_, const at::Tenso
 // ticket back to zero for the next call, so no call needs a memset.
 template <typename scalar_t, LossKind K>
 __global__ void FASTGAN_KERNEL_BOUNDS loss_kernel(const scalar_t* __restrict__ x, const scalar_t* __restrict__ t,
-                                                  acc_t<scalar_t> target_value, int64_t n,
+                                                  acc_type<scalar_t> target_value, int64_t n,
                                                   scalar_t* __restrict__ loss_elems, scalar_t* __restrict__ grad,
-                                                  acc_t<scalar_t> grad_scale, acc_t<scalar_t>* partial,
+                                                  acc_type<scalar_t> grad_scale, acc_type<scalar_t>* partial,
                                                   unsigned int* ticket, scalar_t* __restrict__ loss_out,
-                                                  acc_t<scalar_t> loss_scale) {
-  using A = acc_t<scalar_t>;
+                                                  acc_type<scalar_t> loss_scale) {
+  using A = acc_type<scalar_t>;
   A sum = 0;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     A l, g;
@@ -145,7 +145,7 @@ __global__ void FASTGAN_KERNEL_BOUNDS loss_kernel(const scalar_t* __restrict__ x
 }
 
 // Runs the loss kernel over b's tensors, reduced by the last block: (loss, d loss / d input).
-std::tuple<at::Tensor, at::Tensor> loss_cuda(BceTensors& b, LossKind kind, double target_value) {
+std::tuple<at::Tensor, at::Tensor> loss_cuda(LossTensors& b, LossKind kind, double target_value) {
   const at::Tensor &input = b.input, &target = b.target;
   at::Tensor &grad = b.grad, &loss = b.loss;
   const bool has_target = b.has_target;
@@ -164,7 +164,7 @@ std::tuple<at::Tensor, at::Tensor> loss_cuda(BceTensors& b, LossKind kind, doubl
     ticket = reduction_tickets(input);
   }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "logit_loss_cuda", [&] {
-    using A = acc_t<scalar_t>;
+    using A = acc_type<scalar_t>;
     const A inv_n = A(1) / A(n);
     dispatch_loss_kind(kind, [&](auto tag) {
       launch(loss_kernel<scalar_t, decltype(tag)::value>, blocks, kThreads, 0, stream,
@@ -181,7 +181,7 @@ std::tuple<at::Tensor, at::Tensor> loss_cuda(BceTensors& b, LossKind kind, doubl
 std::tuple<at::Tensor, at::Tensor> bce_with_logits_cuda(const at::Tensor& input_, const c10::optional<at::Tensor>& target_,
                                                         double target_value, int64_t reduction) {
   DeviceGuard guard(input_.device());
-  BceTensors b = bce_tensors(input_, target_, reduction);
+  LossTensors b = loss_tensors(input_, target_, reduction);
   return loss_cuda(b, LossKind::BCE, target_value);
 }
 
@@ -189,7 +189,7 @@ std::tuple<at::Tensor, at::Tensor> logit_loss_cuda(const at::Tensor& input_, dou
                                                    int64_t reduction) {
   DeviceGuard guard(input_.device());
   const LossKind k = check_logit_loss_args(input_, target, kind, reduction);
-  BceTensors b = bce_tensors(input_, c10::nullopt, reduction);
+  LossTensors b = loss_tensors(input_, c10::nullopt, reduction);
   return loss_cuda(b, k, target);
 }
 

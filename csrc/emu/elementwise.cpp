@@ -1,4 +1,4 @@
-// The CUDA activation and BCE kernels, compiled for the emulation (see cuda_emu.h).
+// The CUDA activation, bias+activation and loss kernels, compiled for the emulation (see cuda_emu.h).
 #ifndef FASTGAN_CUDA_EMU
 #define FASTGAN_CUDA_EMU 1
 #endif

@@ -68,7 +68,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("check_activation_backward_args", &fastgan::check_activation_backward_args);
   m.def("check_bias_act_args", &fastgan::check_bias_act_args);
   m.def("check_bias_act_backward_args", &fastgan::check_bias_act_backward_args);
-  m.def("check_bce_args", &fastgan::check_bce_args);
+  m.def("check_loss_args", &fastgan::check_loss_args);
   m.def("selftest_misaligned_load", &selftest_misaligned_load, "A kernel loading 16 bytes from a misaligned address");
   m.def("selftest_shared_stride", &selftest_shared_stride, "(requests, wavefronts) of a warp storing and loading "
         "shared memory at lane * stride (elements of `bytes` bytes); reach > 0 writes past the array's end",

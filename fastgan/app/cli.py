@@ -8,7 +8,7 @@ import sys
 
 def _config_file(path):
     """Options from a TOML or YAML file; keys are option names (dashes or underscores)."""
-    from .train import TrainError
+    from .config import TrainError
 
     if not os.path.isfile(path):
         raise TrainError(f"config file {path!r} does not exist")
@@ -41,7 +41,7 @@ def _config_file(path):
 
 
 def _train_parser(sub):
-    from .train import TrainConfig
+    from .config import TrainConfig
 
     d = TrainConfig()
     p = sub.add_parser("train", help="train a DCGAN with the fused layers",
@@ -68,12 +68,14 @@ def _train_parser(sub):
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device, help="where to train")
     p.add_argument("--backend", choices=("fused", "reference"), default=d.backend,
                    help="fastgan's kernels or the stock-PyTorch reference path")
-    p.add_argument("--amp", choices=("none", "bf16", "fp16"), default=d.amp, help="mixed precision: bf16 (GPU, or a CPU with native bf16) or fp16 (GPU)")
+    p.add_argument("--amp", choices=("none", "bf16", "fp16"), default=d.amp,
+                   help="mixed precision: bf16 (GPU, or a CPU with native bf16) or fp16 (GPU)")
     p.add_argument("--dtype", choices=("float32", "float64"), default=d.dtype,
                    help="the models' and data's dtype (float64: for checking numbers, slow)")
     p.add_argument("--channels-last", action="store_true", default=d.channels_last,
                    help="NHWC activations (faster with --amp)")
-    p.add_argument("--cuda-graphs", action="store_true", default=d.cuda_graphs, help="capture each step in a CUDA graph")
+    p.add_argument("--cuda-graphs", action="store_true", default=d.cuda_graphs,
+                   help="capture each step in a CUDA graph")
     p.add_argument("--n-critic", type=int, default=d.n_critic,
                    help="D steps per G step, each on its own batch (WGAN-GP's paper uses 5)")
     p.add_argument("--data-cache", default=d.data_cache,
@@ -147,8 +149,12 @@ def main(argv=None) -> int:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     f.add_argument("--inception", required=True,
                    help="the Inception network as TorchScript (inception-2015-12-05.pt); never downloaded")
-    f.add_argument("--real", required=True, help="real images: 'digits', a folder or a .zip")
-    f.add_argument("--fake", required=True, help="a checkpoint.pt whose G generates the images, or a folder/.zip")
+    f.add_argument("--real", required=True,
+                   help="real images: 'digits', a folder or a .zip; or a statistics file (.npz with mu and sigma, "
+                        "as pytorch-fid and --save-stats write it: FID only)")
+    f.add_argument("--fake", help="a checkpoint.pt whose G generates the images, or a folder/.zip")
+    f.add_argument("--save-stats", metavar="STATS.npz",
+                   help="write the real images' feature statistics (mu, sigma) to this .npz, to pass as --real later")
     f.add_argument("--n", type=int, default=10000, help="generated images (and at most this many real ones)")
     f.add_argument("--batch-size", type=int, default=64, help="images per forward of G and of the network")
     f.add_argument("--image-size", type=int, choices=(28, 32, 64, 128), default=64,
@@ -169,7 +175,7 @@ def main(argv=None) -> int:
     from .checkpoint import CheckpointError
     from .data import DataError
     from .metrics import MetricsError
-    from .train import PeerLostError, TrainConfig, TrainError
+    from .config import PeerLostError, TrainConfig, TrainError
     try:
         if args.command == "train":
             if args.config:  # the file sets defaults; flags given on the command line win
@@ -192,8 +198,13 @@ def main(argv=None) -> int:
             print(f"wrote {args.out}")
         elif args.command == "fid":
             from .evaluate import evaluate
-            print(evaluate(args.inception, args.real, args.fake, args.n, args.batch_size, args.device,
-                           args.image_size, args.channels, args.kid_subsets, args.kid_subset_size, args.seed))
+            result = evaluate(args.inception, args.real, args.fake, args.n, args.batch_size, args.device,
+                              args.image_size, args.channels, args.kid_subsets, args.kid_subset_size, args.seed,
+                              args.save_stats)
+            if args.save_stats:
+                print(f"wrote {args.save_stats}")
+            if result is not None:
+                print(result)
     except (TrainError, DataError, CheckpointError, MetricsError) as exc:
         print(f"fastgan: error: {exc}", file=sys.stderr)
         if isinstance(exc, PeerLostError):

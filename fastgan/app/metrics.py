@@ -15,8 +15,13 @@ rounding stays at the level of an eigendecomposition, where the general sqrtm of
 non-symmetric S1 S2 can return complex parts and loses digits on near-singular covariances.
 
 KID is the unbiased estimate of the squared MMD with the cubic polynomial kernel
-k(x, y) = (x.y / d + 1)^3, averaged over random subsets, as in Binkowski et al. (2018)."""
+k(x, y) = (x.y / d + 1)^3, averaged over random subsets, as in Binkowski et al. (2018).
+
+A statistics file is a .npz with the float64 arrays `mu` (D,) and `sigma` (D, D), the layout
+pytorch-fid writes and reads (fastgan adds `n`, the number of images). Scores against one are
+comparable only when it was computed with the same network, image size and resizing."""
 import os
+import tempfile
 import warnings
 from dataclasses import dataclass
 from typing import Optional
@@ -88,6 +93,58 @@ class Gaussian:
         return Gaussian(mean, d.T @ d / (x.size(0) - 1))
 
 
+def check_stats_path(path: str) -> str:
+    """The folder a statistics file will be written to; checked before any work is done."""
+    if not path.endswith(".npz"):
+        raise MetricsError(f"argument --save-stats: {path!r} must end in .npz (numpy would add the suffix)")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise MetricsError(f"argument --save-stats: the folder {folder!r} does not exist")
+    return folder
+
+
+def save_stats(gaussian: Gaussian, n: int, path: str) -> None:
+    """Writes the .npz under a temporary name in the same folder, then renames it: a killed
+    write never leaves a truncated file where a later run would read it."""
+    import numpy as np
+
+    folder = check_stats_path(path)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".stats-", suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez_compressed(f, mu=gaussian.mean.numpy(), sigma=gaussian.cov.numpy(), n=np.int64(n))
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def load_stats(path: str):
+    """(Gaussian, number of images or None) from a statistics file; every way it can be wrong
+    is a MetricsError naming the file."""
+    import numpy as np
+
+    if not os.path.isfile(path):
+        raise MetricsError(f"--real {path!r} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (OSError, ValueError, EOFError) as exc:
+        raise MetricsError(f"--real {path!r} is not a readable .npz statistics file ({exc})") from None
+    missing = [k for k in ("mu", "sigma") if k not in arrays]
+    if missing:
+        raise MetricsError(f"--real {path!r} has no {' or '.join(missing)} array; a statistics file holds mu (D,) "
+                           f"and sigma (D, D), as pytorch-fid writes them")
+    mu, sigma = torch.from_numpy(arrays["mu"]).double(), torch.from_numpy(arrays["sigma"]).double()
+    if mu.dim() != 1 or sigma.shape != (mu.numel(), mu.numel()):
+        raise MetricsError(f"--real {path!r}: mu has shape {tuple(mu.shape)} and sigma {tuple(sigma.shape)}; "
+                           "expected (D,) and (D, D)")
+    if not (mu.isfinite().all() and sigma.isfinite().all()):
+        raise MetricsError(f"--real {path!r} holds NaN or infinite values")
+    n = int(arrays["n"]) if "n" in arrays and arrays["n"].shape == () else None
+    return Gaussian(mu, sigma), n
+
+
 def _sqrt_psd(m: torch.Tensor) -> torch.Tensor:
     """The symmetric square root of a symmetric positive semi-definite matrix (eigenvalues
     below zero from rounding are taken as zero)."""
@@ -144,9 +201,9 @@ def kid(real_feats: torch.Tensor, fake_feats: torch.Tensor, subsets: int = 100, 
 @dataclass
 class Scores:
     fid: float
-    kid: float
-    kid_std: float
-    n_real: int
+    kid: Optional[float]  # None against a statistics file: KID needs the real features
+    kid_std: Optional[float]
+    n_real: Optional[int]  # None: a statistics file that does not say
     n_fake: int
 
     def as_dict(self):
@@ -154,13 +211,22 @@ class Scores:
                 "n_fake": self.n_fake}
 
     def __str__(self):
-        return (f"FID {self.fid:.3f}  KID {self.kid:.5f} +- {self.kid_std:.5f}  "
-                f"({self.n_real} real, {self.n_fake} generated images)")
+        kid = "KID n/a (real statistics from a file)" if self.kid is None else \
+            f"KID {self.kid:.5f} +- {self.kid_std:.5f}"
+        n_real = "?" if self.n_real is None else self.n_real  # a statistics file need not say
+        return f"FID {self.fid:.3f}  {kid}  ({n_real} real, {self.n_fake} generated images)"
 
 
 def scores(real_feats, fake_feats, kid_subsets=100, kid_subset_size=1000) -> Scores:
     k, k_std = kid(real_feats, fake_feats, kid_subsets, kid_subset_size)
     return Scores(fid(real_feats, fake_feats), k, k_std, real_feats.size(0), fake_feats.size(0))
+
+
+def scores_against_stats(real: Gaussian, n_real: Optional[int], fake_feats) -> Scores:
+    if real.mean.numel() != fake_feats.size(1):
+        raise MetricsError(f"the statistics file holds {real.mean.numel()}-d statistics and the network gives "
+                           f"{fake_feats.size(1)}-d features: they come from different networks")
+    return Scores(frechet_distance(real, Gaussian.fit(fake_feats)), None, None, n_real, fake_feats.size(0))
 
 
 def n_images(value) -> int:

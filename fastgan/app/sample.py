@@ -5,7 +5,8 @@ import torch
 
 from . import checkpoint as ckpt_io
 from .images import save_grid
-from .train import TrainConfig, TrainError, build_models, generate
+from .config import TrainConfig, TrainError
+from .model_factory import build_models, generate
 
 
 MAX_IMAGES = 4096

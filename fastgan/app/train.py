@@ -9,29 +9,26 @@ Under torchrun every rank trains a shard of each batch in DistributedDataParalle
 GPUs, gloo on CPU); rank 0 alone writes the run folder. A run's batches and latents depend
 on the global batch (batch_size * ranks) and the step, not on how it is split, so 2 ranks x
 batch B train as 1 process x batch 2B does (exactly so with --sync-bn)."""
-import collections
 import contextlib
 import copy
 import dataclasses
-import json
 import math
 import os
-import sys
 import time
-from dataclasses import dataclass
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
 import fastgan
-from ..losses import GAN_LOSSES, d_fake_loss, d_real_loss, g_loss, gradient_penalty, r1_penalty
-from ..models import (IMAGE_SIZES, ConditionalDiscriminator, ConditionalGenerator, Discriminator, Generator,
-                      MLPDiscriminator, MLPGenerator, weights_init)
-from ..sync_batch_norm import convert_sync_batchnorm
+from ..losses import d_fake_loss, d_real_loss, g_loss, gradient_penalty, r1_penalty
 from . import checkpoint as ckpt_io
 from . import data as data_io
-from . import distributed, metrics
-from .images import grid, save_grid, to_uint8
+from . import distributed, metrics, run_folder
+from .config import (DTYPES, PeerLostError, TrainConfig, TrainError, check_machine, data_cache_folder,
+                     resolve_device)
+from .images import save_grid
+from .model_factory import build_models, generate, generated_images, mean_pairwise_distance
+from .run_log import Progress, TensorBoardLog, Throughput, plot_fid, plot_losses
 
 
 def ema_decay_at(decay: float, images_before: int, batch: int, rampup: float) -> float:
@@ -48,192 +45,6 @@ def ema_decay_at(decay: float, images_before: int, batch: int, rampup: float) ->
     return min(decay, 0.5 ** (batch / (images_before * rampup)))
 
 
-class TrainError(ValueError):
-    """A problem with the options or the run folder: one line for the user, exit code 2."""
-
-
-class PeerLostError(TrainError):
-    """Another rank died or stopped answering. The process group cannot be torn down cleanly
-    then (gloo's threads still wait on the lost peer), so the CLI exits at once after saying so."""
-
-
-@dataclass
-class TrainConfig:
-    data: str = "digits"
-    image_size: int = 32
-    channels: int = 1
-    batch_size: int = 64
-    steps: int = 2000
-    lr: float = 2e-4
-    beta1: float = 0.5
-    nz: int = 64
-    ngf: int = 32
-    ndf: int = 32
-    seed: int = 0
-    out: str = "runs/dcgan"
-    device: str = "auto"
-    backend: str = "fused"
-    amp: str = "none"
-    dtype: str = "float32"
-    channels_last: bool = False
-    cuda_graphs: bool = False
-    ema: bool = False
-    ema_decay: float = 0.999
-    ema_rampup: float = 0.05
-    conditional: bool = False
-    resume: bool = False
-    sync_bn: bool = False
-    dist_timeout: float = 600.0
-    sample_every: int = 500
-    checkpoint_every: int = 500
-    log_every: int = 25
-    fid_every: int = 0
-    inception: str = ""
-    fid_n: int = 2000
-    arch: str = "dcgan"
-    loss: str = "bce"
-    r1: float = 0.0
-    n_critic: int = 1
-    tensorboard: bool = False
-    data_cache: str = ""  # "": cache.default_folder(); "none": decode into memory at every start
-    gp_weight: float = 10.0
-
-    overwrite: bool = False
-
-    # loss: wgan-gp's critic has no BatchNorm, and a run keeps its loss.
-    ARCHITECTURE = ("arch", "image_size", "channels", "nz", "ngf", "ndf", "conditional", "loss")
-    CHOICES = {"arch": ("dcgan", "mlp"), "image_size": (28, 32, 64, 128), "channels": (1, 3),
-               "device": ("auto", "cpu", "cuda"),
-               "backend": ("fused", "reference"), "amp": ("none", "bf16", "fp16"), "dtype": ("float32", "float64"),
-               "loss": GAN_LOSSES}
-    # (lowest, highest) accepted; the upper bounds keep a typo from asking for terabytes.
-    RANGES = {"batch_size": (1, 1 << 16), "steps": (1, 10**12), "nz": (1, 8192), "ngf": (1, 2048), "ndf": (1, 2048),
-              "seed": (0, 2**63 - 1), "sample_every": (1, None), "checkpoint_every": (1, None), "log_every": (1, None),
-              "lr": (0.0, None), "beta1": (0.0, 1.0), "ema_decay": (0.0, 1.0), "ema_rampup": (0.0, None),
-              "dist_timeout": (0.0, None),
-              "fid_every": (0, None), "fid_n": (2, 1 << 20), "r1": (0.0, None), "gp_weight": (0.0, None),
-              "n_critic": (1, 1000)}
-    EXCLUSIVE_LOW = {"lr", "dist_timeout", "gp_weight"}  # must be > the lowest, not >=
-    EXCLUSIVE_HIGH = {"beta1"}
-
-    def validate(self) -> None:
-        """Every option's type and range, worded as argparse words its errors ("argument --x: ...")
-        so that a config file and the command line fail the same way."""
-        for field in dataclasses.fields(self):
-            name, value = field.name, getattr(self, field.name)
-            flag = "--" + name.replace("_", "-")
-            kind = field.type
-            ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
-            if kind is float and isinstance(value, int) and not isinstance(value, bool):
-                ok, value = True, float(value)
-                setattr(self, name, value)
-            if not ok:
-                raise TrainError(f"argument {flag}: expected {kind.__name__}, got {value!r}")
-            if kind is float and not math.isfinite(value):
-                raise TrainError(f"argument {flag}: must be a finite number, got {value!r}")
-            if name in self.CHOICES and value not in self.CHOICES[name]:
-                choices = ", ".join(repr(c) for c in self.CHOICES[name])
-                raise TrainError(f"argument {flag}: invalid choice: {value!r} (choose from {choices})")
-            if name in self.RANGES:
-                low, high = self.RANGES[name]
-                too_low = value <= low if name in self.EXCLUSIVE_LOW else value < low
-                too_high = high is not None and (value >= high if name in self.EXCLUSIVE_HIGH else value > high)
-                if too_low or too_high:
-                    lo = f"> {low}" if name in self.EXCLUSIVE_LOW else f">= {low}"
-                    below = "<" if name in self.EXCLUSIVE_HIGH else "<="
-                    hi = "" if high is None else f" and {below} {high}"
-                    raise TrainError(f"argument {flag}: must be {lo}{hi}, got {value}")
-        if not self.data:
-            raise TrainError("argument --data: must not be empty ('digits', a folder or a .zip)")
-        if not self.out:
-            raise TrainError("argument --out: must not be empty")
-        if self.arch == "dcgan" and self.image_size not in IMAGE_SIZES:
-            raise TrainError(f"argument --image-size: the DCGAN takes {', '.join(map(str, IMAGE_SIZES))}, got "
-                             f"{self.image_size} (--arch mlp takes any of {self.CHOICES['image_size']})")
-        if self.arch == "mlp" and self.conditional:
-            raise TrainError("--conditional needs --arch dcgan (the MLP models have no label input)")
-        if self.fid_every and not self.inception:
-            raise TrainError(f"argument --fid-every: {metrics.INCEPTION_HINT}")
-        if self.n_critic > 1 and self.cuda_graphs:
-            raise TrainError("--n-critic > 1 cannot be used with --cuda-graphs yet (the captured step is one D and "
-                             "one G step)")
-        if self.resume and self.overwrite:
-            raise TrainError("--resume continues the run in --out and --overwrite deletes it; give one of them")
-
-
-def data_cache_folder(option: str):
-    """--data-cache: a folder, '' for the default one, 'none' for no cache."""
-    return None if option == "none" else option or data_io.cache.default_folder()
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise TrainError(f"--device cuda, but CUDA is not available (torch {torch.__version__}"
-                         f"{' is a CPU build' if torch.version.cuda is None else ' sees no GPU'}); use --device cpu")
-    return torch.device(name)
-
-
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-def d_norm(cfg: TrainConfig) -> str:
-    """A WGAN-GP critic has no BatchNorm: its penalty is per sample, BatchNorm mixes samples."""
-    return "none" if cfg.loss == "wgan-gp" else "batch"
-
-
-def build_models(cfg: TrainConfig, num_classes: int, device):
-    shape = (cfg.channels, cfg.image_size, cfg.image_size)
-    if cfg.arch == "mlp":  # the tutorial widths at the default ngf = ndf = 32: (256, 512, 1024) and (512, 256)
-        g = MLPGenerator(cfg.nz, (cfg.ngf * 8, cfg.ngf * 16, cfg.ngf * 32), shape)
-        d = MLPDiscriminator(shape, (cfg.ndf * 16, cfg.ndf * 8))
-    elif cfg.conditional:
-        g = ConditionalGenerator(num_classes, cfg.nz, cfg.ngf, cfg.channels, cfg.image_size)
-        d = ConditionalDiscriminator(num_classes, cfg.ndf, cfg.channels, cfg.image_size, d_norm(cfg))
-    else:
-        g = Generator(cfg.nz, cfg.ngf, cfg.channels, cfg.image_size)
-        d = Discriminator(cfg.ndf, cfg.channels, cfg.image_size, d_norm(cfg))
-    g.apply(weights_init), d.apply(weights_init)
-    if cfg.sync_bn:
-        g, d = convert_sync_batchnorm(g), convert_sync_batchnorm(d)
-    g, d = g.to(device, DTYPES[cfg.dtype]), d.to(device, DTYPES[cfg.dtype])
-    if cfg.channels_last:
-        g, d = g.to(memory_format=torch.channels_last), d.to(memory_format=torch.channels_last)
-    return g, d
-
-
-@torch.no_grad()
-def generate(g, z, labels=None):
-    """Samples with batch statistics, as during training, without touching G's running stats."""
-    buffers = [b.clone() for b in g.buffers()]
-    training = g.training
-    g.train()
-    out = g(z, labels) if labels is not None else g(z)
-    for b, saved in zip(g.buffers(), buffers):
-        b.copy_(saved)
-    g.train(training)
-    return out.float()
-
-
-@torch.no_grad()
-def generated_images(g, nz: int, n: int, batch_size: int, device, num_classes: int = 0, seed: int = 0) -> torch.Tensor:
-    """n uint8 images from G in batches (generate's batch statistics), from seeded latents."""
-    gen = torch.Generator().manual_seed(seed)
-    dtype = next(g.parameters()).dtype
-    out = []
-    for i in range(0, n, batch_size):
-        m = min(batch_size, n - i)
-        z = torch.randn(m, nz, generator=gen).to(device, dtype)
-        labels = (torch.arange(i, i + m) % num_classes).to(device) if num_classes else None
-        out.append(to_uint8(generate(g, z, labels)))
-    return torch.cat(out)
-
-
-def mean_pairwise_distance(x):
-    return torch.pdist(x.flatten(1).float()).mean().item()
-
-
 class Trainer:
     def __init__(self, cfg: TrainConfig, log=print):
         cfg.validate()  # every value and range; what remains below depends on the machine or the data
@@ -248,25 +59,7 @@ class Trainer:
                 raise TrainError("--tensorboard needs the tensorboard package: pip install 'fastgan[tensorboard]'") \
                     from None
         self.tb = None
-        if cfg.amp == "fp16" and self.device.type != "cuda":
-            raise TrainError("--amp fp16 needs a CUDA device (its loss scaling is CUDA's); on a CPU use --amp bf16")
-        if cfg.cuda_graphs and self.device.type != "cuda":
-            raise TrainError("--cuda-graphs needs a CUDA device")
-        if cfg.cuda_graphs and cfg.amp == "fp16":
-            raise TrainError("--cuda-graphs cannot capture fp16 loss scaling (it reads the scale on the host); "
-                             "use --amp bf16")
-        if cfg.dtype == "float64" and cfg.amp != "none":
-            raise TrainError("--amp mixes float16/bfloat16 into a float32 model; it cannot be used with --dtype float64")
-        if cfg.cuda_graphs and self.world.active:
-            raise TrainError(f"--cuda-graphs cannot be used with {self.world.size} processes: the step would have to "
-                             "capture DistributedDataParallel's gradient all-reduce; leave it out under torchrun")
-        penalties = [flag for flag, on in (("--r1", cfg.r1 > 0), ("--loss wgan-gp", cfg.loss == "wgan-gp")) if on]
-        if penalties and self.world.active:
-            raise TrainError(f"{penalties[0]} differentiates D's input gradient (double backward), which "
-                             "DistributedDataParallel does not support; run it in one process")
-        if penalties and cfg.cuda_graphs:
-            raise TrainError(f"{penalties[0]} cannot be used with --cuda-graphs yet (the gradient penalty's double "
-                             "backward has not been captured and checked on a GPU)")
+        check_machine(cfg, self.device, self.world)
         try:
             self.device = distributed.device_for(self.world, self.device)
         except ValueError as exc:
@@ -466,7 +259,7 @@ class Trainer:
     def _run(self):
         cfg = self.cfg
         if not self.folder_ready:  # a second run() of this trainer continues its own run
-            problem = self._prepare_run_folder() if self.world.is_main else None
+            problem = run_folder.prepare(cfg.out, cfg.resume, cfg.overwrite) if self.world.is_main else None
             problem = distributed.broadcast_from_main(problem, self.world)
             if problem:
                 raise TrainError(problem)
@@ -477,7 +270,7 @@ class Trainer:
             self.log(f"already at step {self.step} of {cfg.steps}; nothing to do")
             return self
         if self.world.is_main:
-            self._write_config()
+            run_folder.write_config(cfg.out, dataclasses.asdict(cfg))
             save_grid(self.fixed_real, os.path.join(cfg.out, "real.png"))
             if cfg.tensorboard:  # a resumed run drops the events after its checkpoint, as metrics.jsonl does
                 self.tb = TensorBoardLog(os.path.join(cfg.out, "tb"), purge_step=self.step + 1 if self.step else None)
@@ -490,8 +283,8 @@ class Trainer:
             self.step += 1  # the warm-up was a real step
             self.d_steps += 1
             self._update_ema()
-        progress = _Progress(self.step, cfg.steps, self.log)
-        speed = _Throughput(cfg.batch_size * self.world.size * cfg.n_critic, self.step)  # real images D sees
+        progress = Progress(self.step, cfg.steps, self.log)
+        speed = Throughput(cfg.batch_size * self.world.size * cfg.n_critic, self.step)  # real images D sees
         while self.step < cfg.steps:
             critic = [self._batch(self.d_steps + i) for i in range(cfg.n_critic - 1)]
             real, labels = self._batch(self.d_steps + cfg.n_critic - 1)
@@ -524,36 +317,6 @@ class Trainer:
         self.log(f"{speed.mean():.0f} images/s on average over steps {speed.first_step + 1}-{self.step}")
         return self
 
-    # The files a run writes into its folder; nothing else there is touched.
-    RUN_FILES = ("checkpoint.pt", "metrics.jsonl", "config.json", "real.png", "loss.png", "fid.png")
-
-    def _prepare_run_folder(self):
-        """Rank 0: make the run folder, or say why not (returned, so every rank can raise it).
-        A folder holding another run is only written into with --resume, or cleared first with
-        --overwrite: two runs' metrics and samples must never mix."""
-        out = self.cfg.out
-        if os.path.exists(out) and not os.path.isdir(out):
-            return f"--out {out!r} is a file; the run folder must be a folder (it is created if missing)"
-        held = [f for f in ("checkpoint.pt", "metrics.jsonl", "config.json") if os.path.exists(os.path.join(out, f))]
-        if held and not self.cfg.resume:
-            if not self.cfg.overwrite:
-                return (f"--out {out!r} already holds a run ({', '.join(held)}); pass --resume to continue it, "
-                        "--overwrite to delete it and start over, or another --out")
-            for name in self.RUN_FILES:
-                path = os.path.join(out, name)
-                if os.path.isfile(path):
-                    os.unlink(path)
-            samples = os.path.join(out, "samples")
-            if os.path.isdir(samples):
-                for name in os.listdir(samples):
-                    if name.startswith("step_") and name.endswith(".png"):
-                        os.unlink(os.path.join(samples, name))
-        try:
-            os.makedirs(os.path.join(out, "samples"), exist_ok=True)
-        except OSError as exc:
-            return f"cannot create the run folder {out!r}: {exc.strerror or exc}"
-        return None
-
     def _last_losses(self):
         return next(r for r in reversed(self.history) if "loss_d" in r)
 
@@ -570,8 +333,7 @@ class Trainer:
         self.history.append(row)
         if not self.world.is_main:
             return
-        with open(os.path.join(self.cfg.out, "metrics.jsonl"), "a") as f:
-            f.write(json.dumps(row) + "\n")
+        run_folder.append_metrics(self.cfg.out, row)
         if self.tb is not None:
             self.tb.scalars(row)
 
@@ -593,8 +355,7 @@ class Trainer:
         row = {"step": self.step, "time": round(time.time(), 3), "fid": scores.fid, "kid": scores.kid,
                "kid_std": scores.kid_std}
         self.history.append(row)
-        with open(os.path.join(self.cfg.out, "metrics.jsonl"), "a") as f:
-            f.write(json.dumps(row) + "\n")
+        run_folder.append_metrics(self.cfg.out, row)
         if self.tb is not None:
             self.tb.scalars(row)
         self.log(f"step {self.step}: {scores}")
@@ -606,10 +367,6 @@ class Trainer:
             save_grid(fake.cpu(), os.path.join(self.cfg.out, "samples", f"step_{self.step:07d}.png"))
             if self.tb is not None:
                 self.tb.samples(fake, self.step)
-
-    def _write_config(self):
-        with open(os.path.join(self.cfg.out, "config.json"), "w") as f:
-            json.dump(dataclasses.asdict(self.cfg), f, indent=2)
 
     # --- checkpoints --------------------------------------------------------------------
     def save_checkpoint(self):
@@ -664,139 +421,6 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.step = self.last_checkpoint = int(state["step"])
         self.d_steps = int(state.get("d_steps", self.step))  # checkpoints from before --n-critic: one per step
-        metrics_path = os.path.join(self.cfg.out, "metrics.jsonl")
-        if self.world.is_main and os.path.exists(metrics_path):  # keep the rows up to the checkpoint, not later ones
-            with open(metrics_path) as f:
-                rows = [json.loads(line) for line in f if line.strip()]
-            self.history = [r for r in rows if r["step"] <= self.step]
-            if len(self.history) < len(rows):
-                with open(metrics_path, "w") as f:
-                    f.writelines(json.dumps(r) + "\n" for r in self.history)
+        if self.world.is_main:  # keep the rows up to the checkpoint, not later ones
+            self.history = run_folder.keep_metrics_up_to(self.cfg.out, self.step)
         self.log(f"resumed from {path} at step {self.step}")
-
-
-def _plot_metrics(out, key, name, draw):
-    """out/name from the rows of metrics.jsonl that hold `key`: draw(plt, rows) makes the figure,
-    which is written atomically (needs matplotlib; skipped quietly without it)."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return
-    path = os.path.join(out, "metrics.jsonl")
-    if not os.path.exists(path):
-        return
-    with open(path) as f:
-        rows = [r for r in (json.loads(line) for line in f if line.strip()) if key in r]
-    if not rows:
-        return
-    fig = draw(plt, rows)
-    fig.tight_layout()
-    tmp = os.path.join(out, f".{name}.tmp")
-    fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    os.replace(tmp, os.path.join(out, name))
-
-
-class TensorBoardLog:
-    """--tensorboard: metrics.jsonl's figures and the sample grids as TensorBoard events."""
-    TAGS = {"loss_d": "loss/D", "loss_g": "loss/G", "d_real": "D output/real", "d_fake": "D output/fake",
-            "images_per_s": "speed/images per s", "diversity_fake": "diversity/fake",
-            "diversity_real": "diversity/real", "fid": "metrics/FID", "kid": "metrics/KID",
-            "kid_std": "metrics/KID std"}
-
-    def __init__(self, folder, purge_step=None):
-        from torch.utils.tensorboard import SummaryWriter
-        self.writer = SummaryWriter(folder, purge_step=purge_step)
-
-    def scalars(self, row):
-        for key, tag in self.TAGS.items():
-            if key in row:
-                self.writer.add_scalar(tag, row[key], row["step"])
-        self.writer.flush()  # a TensorBoard watching the run sees each row when metrics.jsonl does
-
-    def samples(self, fake, step):
-        self.writer.add_image("samples", grid(to_uint8(fake)).numpy(), step, dataformats="HWC")
-        self.writer.flush()
-
-    def close(self):
-        self.writer.close()
-
-
-def plot_losses(out):
-    """loss.png: D's and G's losses over the steps."""
-    def draw(plt, rows):
-        fig, ax = plt.subplots(figsize=(7, 3.5))
-        steps = [r["step"] for r in rows]
-        ax.plot(steps, [r["loss_d"] for r in rows], label="D loss")
-        ax.plot(steps, [r["loss_g"] for r in rows], label="G loss")
-        ax.set_xlabel("step")
-        ax.legend()
-        return fig
-
-    _plot_metrics(out, "loss_d", "loss.png", draw)
-
-
-def plot_fid(out):
-    """fid.png: FID and KID (with its standard deviation) over the steps."""
-    def draw(plt, rows):
-        fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
-        steps = [r["step"] for r in rows]
-        left.plot(steps, [r["fid"] for r in rows], marker="o")
-        left.set_title("FID")
-        right.errorbar(steps, [r["kid"] for r in rows], yerr=[r["kid_std"] for r in rows], marker="o", capsize=3)
-        right.set_title("KID")
-        for ax in (left, right):
-            ax.set_xlabel("step")
-        return fig
-
-    _plot_metrics(out, "fid", "fid.png", draw)
-
-
-class _Throughput:
-    """Images per second over the last `window` log intervals (one interval swings with
-    whatever else the machine does), and over the whole run."""
-
-    def __init__(self, images_per_step: int, step: int, window: int = 10):
-        self.images_per_step, self.first_step = images_per_step, step
-        self.start = time.perf_counter()
-        self.points = collections.deque([(self.start, step)], maxlen=window + 1)
-
-    def update(self, step: int) -> float:
-        self.points.append((time.perf_counter(), step))
-        (t0, s0), (t1, s1) = self.points[0], self.points[-1]
-        return (s1 - s0) * self.images_per_step / max(t1 - t0, 1e-9)
-
-    def mean(self) -> float:
-        t1, s1 = self.points[-1]
-        return (s1 - self.first_step) * self.images_per_step / max(t1 - self.start, 1e-9)
-
-
-class _Progress:
-    """tqdm on a terminal; otherwise (logs, CI) a plain line at the first logged step, then every
-    5 % of the run."""
-
-    def __init__(self, start, total, log):
-        self.log, self.total, self.bar = log, total, None
-        if sys.stderr.isatty():
-            try:
-                from tqdm import tqdm
-                self.bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True)
-            except ImportError:
-                pass
-        self.start = self.last = self.printed = start
-
-    def update(self, step, row):
-        text = f"D {row['loss_d']:.3f} G {row['loss_g']:.3f} {row['images_per_s']:.0f} img/s"
-        if self.bar is not None:
-            self.bar.update(step - self.last)
-            self.bar.set_postfix_str(text)
-        elif step == self.total or step - self.printed >= max(1, self.total // 20) or self.printed == self.start:
-            self.log(f"step {step}/{self.total}  {text}")
-            self.printed = step
-        self.last = step
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()

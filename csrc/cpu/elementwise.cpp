@@ -58,16 +58,16 @@ std::tuple<at::Tensor, at::Tensor> bias_act_backward_cpu(const at::Tensor& grad_
 }
 
 // Runs the loss kernel over b's tensors and reduces: (loss, d loss / d input).
-std::tuple<at::Tensor, at::Tensor> loss_cpu(BceTensors& b, LossKind kind, double target_value) {
+std::tuple<at::Tensor, at::Tensor> loss_cpu(LossTensors& b, LossKind kind, double target_value) {
   const int64_t n = b.input.numel();
-  const auto red = static_cast<cpu::BceReduction>(b.reduction);
+  const Reduction red = b.reduction;
   double total = cpu::kernels().loss(b.input.scalar_type(), kind, b.input.const_data_ptr(),
                                      b.has_target ? b.target.const_data_ptr() : nullptr, target_value,
-                                     b.grad.data_ptr(), red == cpu::BceReduction::None ? b.loss.data_ptr() : nullptr,
+                                     b.grad.data_ptr(), red == Reduction::None ? b.loss.data_ptr() : nullptr,
                                      n, red);
-  if (red == cpu::BceReduction::None) return {b.loss, b.grad};
+  if (red == Reduction::None) return {b.loss, b.grad};
   // Mean of an empty tensor is NaN, as in torch.
-  if (red == cpu::BceReduction::Mean) total = n == 0 ? std::nan("") : total / double(n);
+  if (red == Reduction::Mean) total = n == 0 ? std::nan("") : total / double(n);
   b.loss.fill_(total);
   return {b.loss, b.grad};
 }
@@ -75,14 +75,14 @@ std::tuple<at::Tensor, at::Tensor> loss_cpu(BceTensors& b, LossKind kind, double
 std::tuple<at::Tensor, at::Tensor> bce_with_logits_cpu(const at::Tensor& input_,
                                                        const c10::optional<at::Tensor>& target_,
                                                        double target_value, int64_t reduction) {
-  BceTensors b = bce_tensors(input_, target_, reduction);
+  LossTensors b = loss_tensors(input_, target_, reduction);
   return loss_cpu(b, LossKind::BCE, target_value);
 }
 
 std::tuple<at::Tensor, at::Tensor> logit_loss_cpu(const at::Tensor& input_, double target, c10::string_view kind,
                                                   int64_t reduction) {
   const LossKind k = check_logit_loss_args(input_, target, kind, reduction);
-  BceTensors b = bce_tensors(input_, c10::nullopt, reduction);
+  LossTensors b = loss_tensors(input_, c10::nullopt, reduction);
   return loss_cpu(b, k, target);
 }
 

@@ -68,15 +68,29 @@ inline const char* activation_module_name(Activation a) {
 
 // The stock modules a fused layer stands for, printed "ConvTranspose2d+BatchNorm2d+ReLU".
 // Printed only when a check fails, so the hot path never builds the string.
+enum class Weighted { None, Conv2d, ConvTranspose2d, Linear };  // the layer's weighted module
+enum class Norm { None, BatchNorm2d };
+
+inline Weighted conv_module(bool transposed) { return transposed ? Weighted::ConvTranspose2d : Weighted::Conv2d; }
+
 struct Layer {
-  bool conv, transposed, batch_norm;
+  Weighted weighted;
+  Norm norm;
   Activation act;
-  bool linear = false;  // Linear instead of a convolution
 };
 
+inline const char* module_name(Weighted w) {
+  switch (w) {
+    case Weighted::Conv2d: return "Conv2d";
+    case Weighted::ConvTranspose2d: return "ConvTranspose2d";
+    case Weighted::Linear: return "Linear";
+    default: return "";
+  }
+}
+
 inline std::ostream& operator<<(std::ostream& out, const Layer& layer) {
-  const char* parts[] = {layer.linear ? "Linear" : layer.conv ? (layer.transposed ? "ConvTranspose2d" : "Conv2d") : "",
-                         layer.batch_norm ? "BatchNorm2d" : "", activation_module_name(layer.act)};
+  const char* parts[] = {module_name(layer.weighted), layer.norm == Norm::BatchNorm2d ? "BatchNorm2d" : "",
+                         activation_module_name(layer.act)};
   bool first = true;
   for (const char* part : parts) {
     if (!*part) continue;
@@ -237,7 +251,7 @@ inline bool check_batch_norm_act_args(const at::Tensor& input, const c10::option
                                       const c10::optional<at::Tensor>& running_var,
                                       const c10::optional<at::Tensor>& num_batches_tracked, bool training,
                                       Activation act) {
-  const Layer layer{false, false, true, act};
+  const Layer layer{Weighted::None, Norm::BatchNorm2d, act};
   check_4d(input, "input", layer);
   check_bn_params(input, weight, bias, running_mean, running_var, layer);
   check_num_batches_tracked(num_batches_tracked, input, layer);

@@ -26,7 +26,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> conv_bn_act(
     const OptTensor& running_var, const OptTensor& num_batches_tracked, bool training,
     c10::optional<double> momentum, double eps, c10::string_view activation, double negative_slope) {
   const Activation act = parse_activation(activation);
-  const Layer layer{true, transposed, true, act};
+  const Layer layer{conv_module(transposed), Norm::BatchNorm2d, act};
   check_conv(input, weight, padding, dilation, groups, transposed, layer);
   Tensor y = at::convolution(input, weight, conv_bias, stride, padding, dilation, transposed, output_padding, groups);
   check_bn_params(y, bn_weight, bn_bias, running_mean, running_var, layer);
@@ -73,7 +73,7 @@ Tensor conv_act(const Tensor& input, const Tensor& weight, const OptTensor& bias
                 at::IntArrayRef padding, at::IntArrayRef dilation, bool transposed, at::IntArrayRef output_padding,
                 int64_t groups, c10::string_view activation, double negative_slope) {
   const Activation act = parse_activation(activation);
-  const Layer layer{true, transposed, false, act};
+  const Layer layer{conv_module(transposed), Norm::None, act};
   check_negative_slope(act, negative_slope, layer);
   check_conv(input, weight, padding, dilation, groups, transposed, layer);
   const Tensor y = at::convolution(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups);
@@ -95,8 +95,7 @@ std::tuple<Tensor, Tensor, Tensor> conv_act_backward(const Tensor& grad_out, con
 Tensor linear_act(const Tensor& input, const Tensor& weight, const OptTensor& bias, c10::string_view activation,
                   double negative_slope) {
   const Activation act = parse_activation(activation);
-  Layer layer{false, false, false, act};
-  layer.linear = true;
+  const Layer layer{Weighted::Linear, Norm::None, act};
   check_negative_slope(act, negative_slope, layer);
   check_linear(input, weight, bias, layer);
   // The matrix product on its own (BLAS / cuBLAS); fastgan's kernel adds the bias as it

@@ -10,12 +10,14 @@ from .activations import module_name
 FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
 
-def layer_name(conv, transposed, batch_norm, activation, linear=False):
-    """The stock modules a fused layer stands for: "ConvTranspose2d+BatchNorm2d+ReLU"."""
-    parts = ["Linear"] if linear else ["ConvTranspose2d" if transposed else "Conv2d"] if conv else []
-    parts += ["BatchNorm2d"] if batch_norm else []
-    parts += [module_name(activation)]
-    return "+".join(p for p in parts if p)
+def conv_module(transposed):
+    return "ConvTranspose2d" if transposed else "Conv2d"
+
+
+def layer_name(*modules, activation):
+    """The stock modules a fused layer stands for, e.g. layer_name("ConvTranspose2d",
+    "BatchNorm2d", activation="relu") is "ConvTranspose2d+BatchNorm2d+ReLU"."""
+    return "+".join(p for p in [*modules, module_name(activation)] if p)
 
 
 def _shape(t):

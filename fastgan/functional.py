@@ -47,7 +47,7 @@ def batch_norm_act(input: Tensor, running_mean: Optional[Tensor], running_var: O
         return _eager.batch_norm_act(input, weight, bias, running_mean, running_var, num_batches_tracked, training,
                                      momentum, eps, activation, negative_slope)
     check_activation(activation)
-    layer = _checks.layer_name(False, False, True, activation)
+    layer = _checks.layer_name("BatchNorm2d", activation=activation)
     _checks.check_4d(input, "input", layer)
     _check_batch_norm(input, weight, bias, running_mean, running_var, num_batches_tracked, training, layer)
     return reference.batch_norm_act_training(input, running_mean, running_var, weight, bias, training, momentum, eps,
@@ -77,7 +77,7 @@ def conv_bn_act(input: Tensor, weight: Tensor, conv_bias: Optional[Tensor], stri
                                   groups, bn_weight, bn_bias, running_mean, running_var, num_batches_tracked, training,
                                   momentum, eps, activation, negative_slope)
     check_activation(activation)
-    layer = _checks.layer_name(True, transposed, True, activation)
+    layer = _checks.layer_name(_checks.conv_module(transposed), "BatchNorm2d", activation=activation)
     _checks.check_conv(input, weight, transposed=transposed, padding=padding, dilation=dilation, groups=groups,
                        layer=layer)
     y = reference.conv(input, weight, conv_bias, stride, padding, dilation, transposed, output_padding, groups)
@@ -95,7 +95,7 @@ def conv_act(input: Tensor, weight: Tensor, bias: Optional[Tensor], stride, padd
         return op(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups, activation,
                   negative_slope)
     check_activation(activation)
-    layer = _checks.layer_name(True, transposed, False, activation)
+    layer = _checks.layer_name(_checks.conv_module(transposed), activation=activation)
     _checks.check_negative_slope(activation, negative_slope, layer)
     _checks.check_conv(input, weight, transposed=transposed, padding=padding, dilation=dilation, groups=groups,
                        layer=layer)
@@ -111,7 +111,7 @@ def linear_act(input: Tensor, weight: Tensor, bias: Optional[Tensor], activation
         op = _LINEAR_ACT if _compiling() else _eager.linear_act
         return op(input, weight, bias, activation, negative_slope)
     check_activation(activation)
-    layer = _checks.layer_name(False, False, False, activation, linear=True)
+    layer = _checks.layer_name("Linear", activation=activation)
     _checks.check_negative_slope(activation, negative_slope, layer)
     _checks.check_linear(input, weight, bias, layer)
     return reference.activation(reference.linear(input, weight, bias), activation, negative_slope)

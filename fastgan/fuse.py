@@ -74,7 +74,7 @@ def _conv_args(conv):
 def conv_bn_act(conv, bn, activation, slope, x):
     if type(bn) in SYNC_BATCH_NORMS and needs_sync(bn):
         transposed = isinstance(conv, nn.ConvTranspose2d)
-        layer = _checks.layer_name(True, transposed, True, activation)
+        layer = _checks.layer_name(_checks.conv_module(transposed), "BatchNorm2d", activation=activation)
         _checks.check_conv(x, conv.weight, transposed=transposed, padding=conv.padding, dilation=conv.dilation,
                            groups=conv.groups, layer=layer)
         y = reference.conv(x, conv.weight, conv.bias, *_conv_args(conv))

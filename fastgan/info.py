@@ -5,28 +5,31 @@ import torch
 
 from . import _backend
 
-# The device kernels (csrc/cpu, csrc/cuda) and the layer ops composed of them for every
-# device (csrc/layers.cpp).
-KERNEL_OPS = ("batch_norm_act", "batch_norm_act_backward", "batch_norm_update_stats", "batch_norm_stats",
-              "batch_norm_act_backward_reduce", "batch_norm_act_backward_elemt", "activation",
-              "activation_backward", "bias_act", "bias_act_backward", "bce_with_logits", "logit_loss")
-LAYER_OPS = ("conv_bn_act", "conv_bn_act_backward", "conv_act", "conv_act_backward", "linear_act",
-             "linear_act_backward")
-OPS = KERNEL_OPS + LAYER_OPS
 DISPATCH_KEYS = ("CPU", "CUDA")
+
+
+def _has_kernel(op, key):
+    return torch._C._dispatch_has_kernel_for_dispatch_key(f"fastgan::{op}", key)
+
+
+def registered_ops():
+    """(device kernel ops, layer ops), as the compiled module registered them (csrc/ops.cpp's
+    schemas; empty when _C did not load). A layer op is composed once for every device
+    (csrc/layers.cpp: a CompositeExplicitAutograd kernel); the others have their own kernel per
+    device (csrc/cpu, csrc/cuda)."""
+    if not _backend.COMPILED:
+        return (), ()
+    names = sorted(n.split("::", 1)[1] for n in torch._C._dispatch_get_all_op_names() if n.startswith("fastgan::"))
+    layer = tuple(op for op in names if _has_kernel(op, "CompositeExplicitAutograd"))
+    return tuple(op for op in names if op not in layer), layer
 
 
 def op_kernels():
     """{op: [dispatch keys with a kernel]} for every fastgan op (empty when _C did not load).
     A layer op counts as having a device's kernel when it is composed for every device."""
-    if not _backend.COMPILED:
-        return {}
-    has = torch._C._dispatch_has_kernel_for_dispatch_key
-    kernels = {}
-    for op in OPS:
-        name = f"fastgan::{op}"
-        composite = has(name, "CompositeExplicitAutograd")
-        kernels[op] = [key for key in DISPATCH_KEYS if composite or has(name, key)]
+    kernel_ops, layer_ops = registered_ops()
+    kernels = {op: [key for key in DISPATCH_KEYS if _has_kernel(op, key)] for op in kernel_ops}
+    kernels.update({op: list(DISPATCH_KEYS) for op in layer_ops})
     return kernels
 
 
@@ -89,13 +92,14 @@ def report() -> str:
         lines.append(f"  what runs on CPU tensors: fused fastgan kernels ({_backend._C.cpu_capability()}), {threads}")
         lines.append(f"  what runs on CUDA tensors: {cuda_verdict(info)}")
         kernels = op_kernels()
+        kernel_ops, layer_ops = registered_ops()
         lines.append("  device kernels (the devices each op has its own kernel for):")
-        for op in KERNEL_OPS:
+        for op in kernel_ops:
             lines.append(f"    fastgan::{op}: {', '.join(kernels[op]) or 'none'}")
         lines.append("  layer ops (the conv or matrix product through ATen, then the kernels above; registered for "
                      "every device, but fastgan's modules and functions send a device without the kernels above to "
                      "stock ops, saying so once):")
-        lines.append("    " + ", ".join(f"fastgan::{op}" for op in LAYER_OPS))
+        lines.append("    " + ", ".join(f"fastgan::{op}" for op in layer_ops))
     else:
         lines.append(f"fastgan._C: NOT loaded: {_backend.LOAD_ERROR}")
         lines.append(f"  to fix: {_backend.FIX}")

@@ -19,7 +19,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ["csrc/emu/cuda_emu.cpp", "csrc/emu/module.cpp", "csrc/emu/batch_norm_act.cpp", "csrc/emu/elementwise.cpp",
-           "csrc/emu/bias_act.cpp", "csrc/emu/selftest.cpp", "csrc/emu/context_switch.cpp"]
+           "csrc/emu/bias_act.cpp", "csrc/emu/selftest.cpp", "csrc/emu/fibers.cpp"]
 
 
 @functools.lru_cache(maxsize=None)

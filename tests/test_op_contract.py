@@ -1,11 +1,14 @@
 """The op contract: opcheck (schema, fake kernels, autograd registration), torch.compile
 with fullgraph=True, and kernels registered for every op."""
+import re
+from pathlib import Path
+
 import pytest
 import torch
 
 import fastgan
 from fastgan import _backend
-from fastgan.info import OPS, op_kernels
+from fastgan.info import op_kernels
 from fastgan.models import Discriminator, Generator
 
 pytestmark = pytest.mark.skipif(not _backend.COMPILED, reason="needs fastgan._C")
@@ -27,7 +30,10 @@ def sample_inputs(device):
 
 def test_every_op_has_a_kernel_for_each_built_device():
     kernels = op_kernels()
-    assert set(kernels) == set(OPS)
+    csrc = Path(__file__).resolve().parent.parent / "csrc"
+    sources = (csrc / "ops.cpp").read_text() + (csrc / "schemas.h").read_text()
+    schemas = set(re.findall(r'm\.def\(\s*"(\w+)\(', sources))  # fastgan info lists what the dispatcher has
+    assert len(schemas) >= 18 and set(kernels) == schemas
     for op, keys in kernels.items():
         assert "CPU" in keys, op
         if _backend._C.build_info()["cuda"]:

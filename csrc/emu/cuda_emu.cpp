@@ -10,9 +10,6 @@
 // an error: both are undefined behaviour on a GPU that often goes unnoticed there.
 #include "cuda_emu.h"
 
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
 #include <deque>
@@ -34,9 +31,9 @@
 #define FASTGAN_EMU_ASAN 1
 #endif
 
-#if defined(__x86_64__)
-#include "context_switch.h"
-#else
+#include "fibers.h"
+
+#if !defined(__x86_64__)
 #include <ucontext.h>
 #endif
 
@@ -44,26 +41,7 @@ namespace fastgan {
 namespace emu {
 namespace {
 
-constexpr size_t kStackBytes = 256 * 1024;
 constexpr int kWarp = 32;
-
-// One fiber stack with an inaccessible page below it, so an overflow faults at once
-// instead of corrupting the neighbouring fiber.
-struct Stack {
-  void* base = nullptr;  // the guard page
-  size_t bytes = 0;
-  Stack() {
-    const size_t page = size_t(sysconf(_SC_PAGESIZE));
-    bytes = kStackBytes + page;
-    base = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    TORCH_CHECK(base != MAP_FAILED, "fastgan emu: cannot allocate a fiber stack");
-    mprotect(base, page, PROT_NONE);
-  }
-  ~Stack() { munmap(base, bytes); }
-  Stack(const Stack&) = delete;
-  Stack& operator=(const Stack&) = delete;
-  char* top() const { return static_cast<char*>(base) + bytes; }
-};
 
 struct Barrier {
   int expected = 0, arrived = 0;
@@ -248,8 +226,8 @@ void fiber_trampoline() { fiber_main(nullptr); }
 #endif
 
 void start_fiber(Block& b, Fiber& f, Stack& stack) {
-  f.stack_bottom = stack.top() - kStackBytes;
-  f.stack_bytes = kStackBytes;
+  f.stack_bottom = stack.bottom();
+  f.stack_bytes = Stack::kBytes;
 #if defined(__x86_64__)
   // The frame fastgan_emu_switch pops: control words, r15, r14, r13, r12, rbx, rbp, return address.
   auto* top = reinterpret_cast<uint64_t*>(reinterpret_cast<uintptr_t>(stack.top()) & ~uintptr_t(15));
@@ -265,8 +243,8 @@ void start_fiber(Block& b, Fiber& f, Stack& stack) {
   f.sp = sp;
 #else
   getcontext(&f.context);
-  f.context.uc_stack.ss_sp = static_cast<char*>(stack.base) + (stack.bytes - kStackBytes);
-  f.context.uc_stack.ss_size = kStackBytes;
+  f.context.uc_stack.ss_sp = stack.bottom();
+  f.context.uc_stack.ss_size = Stack::kBytes;
   f.context.uc_link = nullptr;
   makecontext(&f.context, fiber_trampoline, 0);
 #endif

@@ -104,17 +104,20 @@ def _data(dtype, fmt):
 
 def _worker(rank, init_file, backend_name):
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
-    try:
-        fastgan.set_backend(backend_name)
-        for dtype in (torch.float64, torch.float32):
-            for fmt in (torch.contiguous_format, torch.channels_last):
-                for kind in ("conv", "deconv"):
-                    _check_sync_matches_whole_batch(rank, kind, dtype, fmt)
-                    _check_unsynced_matches_per_rank_stock(rank, kind, dtype, fmt)
-        _check_standalone_sync_batch_norm(rank)
-        _check_ddp_discriminator_two_forwards_one_backward(rank)
-    finally:
-        dist.destroy_process_group()
+    fastgan.set_backend(backend_name)
+    for dtype in (torch.float64, torch.float32):
+        for fmt in (torch.contiguous_format, torch.channels_last):
+            for kind in ("conv", "deconv"):
+                _check_sync_matches_whole_batch(rank, kind, dtype, fmt)
+                _check_unsynced_matches_per_rank_stock(rank, kind, dtype, fmt)
+    _check_standalone_sync_batch_norm(rank)
+    _check_ddp_discriminator_two_forwards_one_backward(rank)
+    # Torn down only on success, and only once both ranks are past their last collective: one
+    # rank destroying gloo's pairs while the other still uses them aborted a run ("terminate
+    # called without an active exception", seen once with torch 2.13). On a failure
+    # mp.spawn reports it and stops the other rank.
+    dist.barrier()
+    dist.destroy_process_group()
 
 
 def _check_sync_matches_whole_batch(rank, kind, dtype, fmt):

@@ -1,7 +1,7 @@
 """`fastgan train`'s options: TrainConfig (the command line's and a config file's fields, with
 their choices and ranges), its validation, and the errors a run reports to the user in one line.
-What can only be checked on the machine (the device, the backend, the data) is checked by
-check_machine when the trainer starts."""
+Combinations that depend on the device or the number of processes are checked by check_machine
+when the trainer starts; the backend and the data by the trainer itself."""
 import dataclasses
 import math
 from dataclasses import dataclass

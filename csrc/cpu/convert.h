@@ -3,8 +3,8 @@
 // conversions go through a struct temporary per element, and GCC then gives up on the whole
 // loop ("more than one data ref in stmt"): every 16-bit CPU kernel ran as scalar code, 10-20x
 // slower than its fp32 twin. These work on the raw bits, with the same rounding as c10
-// (round to nearest even; NaN to c10's quiet NaN); tests/test_cpu_kernels_16bit.py compares
-// them with c10 on every 16-bit pattern.
+// (round to nearest even; NaN to c10's quiet NaN); tests/test_cpu_capability.py puts every
+// 16-bit pattern through them and compares the bits with torch's own conversions.
 #pragma once
 
 #include <c10/util/BFloat16.h>

@@ -12,12 +12,14 @@ class CheckpointError(ValueError):
     pass
 
 
-def save_atomic(obj, path: str) -> None:
+def write_atomic(path: str, write) -> None:
+    """write(f) into a temporary file beside path, synced, then renamed over path: a kill at any
+    moment leaves either the old file or the new one, never a part of it."""
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -25,6 +27,10 @@ def save_atomic(obj, path: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def save_atomic(obj, path: str) -> None:
+    write_atomic(path, lambda f: torch.save(obj, f))
 
 
 def _first_line(exc: BaseException) -> str:

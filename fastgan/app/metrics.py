@@ -21,7 +21,6 @@ A statistics file is a .npz with the float64 arrays `mu` (D,) and `sigma` (D, D)
 pytorch-fid writes and reads (fastgan adds `n`, the number of images). Scores against one are
 comparable only when it was computed with the same network, image size and resizing."""
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from typing import Optional
@@ -93,30 +92,25 @@ class Gaussian:
         return Gaussian(mean, d.T @ d / (x.size(0) - 1))
 
 
-def check_stats_path(path: str) -> str:
-    """The folder a statistics file will be written to; checked before any work is done."""
+def check_stats_path(path: str) -> None:
+    """Refuses a path a statistics file cannot be written to, before any work is done."""
     if not path.endswith(".npz"):
         raise MetricsError(f"argument --save-stats: {path!r} must end in .npz (numpy would add the suffix)")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise MetricsError(f"argument --save-stats: the folder {folder!r} does not exist")
-    return folder
 
 
 def save_stats(gaussian: Gaussian, n: int, path: str) -> None:
-    """Writes the .npz under a temporary name in the same folder, then renames it: a killed
-    write never leaves a truncated file where a later run would read it."""
+    """Written atomically (checkpoint.write_atomic): a killed write never leaves a truncated
+    file where a later run would read it."""
     import numpy as np
 
-    folder = check_stats_path(path)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".stats-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, mu=gaussian.mean.numpy(), sigma=gaussian.cov.numpy(), n=np.int64(n))
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    from .checkpoint import write_atomic
+
+    check_stats_path(path)
+    write_atomic(path, lambda f: np.savez_compressed(f, mu=gaussian.mean.numpy(), sigma=gaussian.cov.numpy(),
+                                                     n=np.int64(n)))
 
 
 def load_stats(path: str):

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "fastgan.h"
-#include "op_handles.h"
+#include "op_list.h"
 
 namespace fastgan {
 namespace autograd_support {

@@ -10,7 +10,7 @@
 #include <torch/library.h>
 
 #include "fastgan.h"
-#include "op_handles.h"
+#include "op_list.h"
 
 namespace fastgan {
 namespace {
@@ -123,42 +123,36 @@ std::tuple<Tensor, Tensor, Tensor> linear_act_backward(const Tensor& grad_out, c
   return {grad_input, grad_weight, grad_bias};
 }
 
-// --- Autocast: the convolution's operands in the autocast dtype, the rest as given. --------
+// --- Autocast: the layer's first three operands (input, weight, bias: the convolution's or
+// the matrix product's) in the autocast dtype, the rest as given. ---------------------------
 
 template <c10::DeviceType D>
-struct AutocastLayers {
-  static Tensor cast(const Tensor& t) { return at::autocast::cached_cast(at::autocast::get_autocast_dtype(D), t, D); }
-  static OptTensor cast(const OptTensor& t) {
-    return at::autocast::cached_cast(at::autocast::get_autocast_dtype(D), t, D);
-  }
+Tensor autocast_operand(const Tensor& t) {
+  return at::autocast::cached_cast(at::autocast::get_autocast_dtype(D), t, D);
+}
+template <c10::DeviceType D>
+OptTensor autocast_operand(const OptTensor& t) {
+  return at::autocast::cached_cast(at::autocast::get_autocast_dtype(D), t, D);
+}
 
-  static std::tuple<Tensor, Tensor, Tensor, Tensor> conv_bn_act(
-      const Tensor& input, const Tensor& weight, const OptTensor& conv_bias, at::IntArrayRef stride,
-      at::IntArrayRef padding, at::IntArrayRef dilation, bool transposed, at::IntArrayRef output_padding,
-      int64_t groups, const OptTensor& bn_weight, const OptTensor& bn_bias, const OptTensor& running_mean,
-      const OptTensor& running_var, const OptTensor& num_batches_tracked, bool training,
-      c10::optional<double> momentum, double eps, c10::string_view activation, double negative_slope) {
+template <c10::DeviceType D, class Sig>
+struct Autocast;
+template <c10::DeviceType D, class R, class Input, class Weight, class Bias, class... Rest>
+struct Autocast<D, R(Input, Weight, Bias, Rest...)> {
+  template <const c10::TypedOperatorHandle<R(Input, Weight, Bias, Rest...)>& (*handle)()>
+  static R kernel(Input input, Weight weight, Bias bias, Rest... rest) {
     c10::impl::ExcludeDispatchKeyGuard no_autocast(at::autocast::get_autocast_dispatch_key_from_device_type(D));
-    return op::conv_bn_act().call(cast(input), cast(weight), cast(conv_bias), stride, padding, dilation, transposed,
-                                  output_padding, groups, bn_weight, bn_bias, running_mean, running_var,
-                                  num_batches_tracked, training, momentum, eps, activation, negative_slope);
-  }
-
-  static Tensor conv_act(const Tensor& input, const Tensor& weight, const OptTensor& bias, at::IntArrayRef stride,
-                         at::IntArrayRef padding, at::IntArrayRef dilation, bool transposed,
-                         at::IntArrayRef output_padding, int64_t groups, c10::string_view activation,
-                         double negative_slope) {
-    c10::impl::ExcludeDispatchKeyGuard no_autocast(at::autocast::get_autocast_dispatch_key_from_device_type(D));
-    return op::conv_act().call(cast(input), cast(weight), cast(bias), stride, padding, dilation, transposed,
-                               output_padding, groups, activation, negative_slope);
-  }
-
-  static Tensor linear_act(const Tensor& input, const Tensor& weight, const OptTensor& bias,
-                           c10::string_view activation, double negative_slope) {
-    c10::impl::ExcludeDispatchKeyGuard no_autocast(at::autocast::get_autocast_dispatch_key_from_device_type(D));
-    return op::linear_act().call(cast(input), cast(weight), cast(bias), activation, negative_slope);
+    return handle().call(autocast_operand<D>(input), autocast_operand<D>(weight), autocast_operand<D>(bias),
+                         rest...);
   }
 };
+
+template <c10::DeviceType D>
+void register_autocast(torch::Library& m) {
+  m.impl("conv_bn_act", &Autocast<D, op::sig::conv_bn_act>::template kernel<&op::conv_bn_act>);
+  m.impl("conv_act", &Autocast<D, op::sig::conv_act>::template kernel<&op::conv_act>);
+  m.impl("linear_act", &Autocast<D, op::sig::linear_act>::template kernel<&op::linear_act>);
+}
 
 }  // namespace
 
@@ -171,16 +165,8 @@ TORCH_LIBRARY_IMPL(fastgan, CompositeExplicitAutograd, m) {
   m.impl("linear_act_backward", &linear_act_backward);
 }
 
-TORCH_LIBRARY_IMPL(fastgan, AutocastCPU, m) {
-  m.impl("conv_bn_act", &AutocastLayers<c10::DeviceType::CPU>::conv_bn_act);
-  m.impl("conv_act", &AutocastLayers<c10::DeviceType::CPU>::conv_act);
-  m.impl("linear_act", &AutocastLayers<c10::DeviceType::CPU>::linear_act);
-}
+TORCH_LIBRARY_IMPL(fastgan, AutocastCPU, m) { register_autocast<c10::DeviceType::CPU>(m); }
 
-TORCH_LIBRARY_IMPL(fastgan, AutocastCUDA, m) {
-  m.impl("conv_bn_act", &AutocastLayers<c10::DeviceType::CUDA>::conv_bn_act);
-  m.impl("conv_act", &AutocastLayers<c10::DeviceType::CUDA>::conv_act);
-  m.impl("linear_act", &AutocastLayers<c10::DeviceType::CUDA>::linear_act);
-}
+TORCH_LIBRARY_IMPL(fastgan, AutocastCUDA, m) { register_autocast<c10::DeviceType::CUDA>(m); }
 
 }  // namespace fastgan

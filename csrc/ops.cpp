@@ -1,51 +1,21 @@
-// The op schemas: the single source of truth for every fastgan op (the kernel ops' are in
-// schemas.h, shared with the test-only emulated CUDA library). CPU and CUDA kernels
-// register implementations under the same names in cpu/ and cuda/; the layer ops are
-// composed once for every device in layers.cpp; autograd is registered once, in C++
-// (autograd_layers.cpp, autograd_elementwise.cpp), and the fake kernels in fastgan/_ops.py.
+// The compiled module: TORCH_LIBRARY(fastgan) with every op of the list (op_list.inc), the
+// eager entry points, and build_info. CPU and CUDA kernels register implementations under the
+// same names in cpu/ and cuda/; the layer ops are composed once for every device in
+// layers.cpp; autograd is registered once, in C++ (autograd_layers.cpp,
+// autograd_elementwise.cpp), and the fake kernels in fastgan/_ops.py.
 #include <torch/extension.h>
 
 #include "cpu/kernel_table.h"
-#include "op_handles.h"
-#include "schemas.h"
+#include "op_list.h"
 
 #include <string>
+#include <type_traits>
 
 #ifndef FASTGAN_CUDA_ARCH_LIST
 #define FASTGAN_CUDA_ARCH_LIST ""
 #endif
 
-TORCH_LIBRARY(fastgan, m) {
-  fastgan::define_kernel_ops(m);
-  // The fused layers, one dispatcher call each: convolution (ATen: oneDNN / cuDNN) then
-  // BatchNorm + activation, or the activation alone. conv_bn_act returns (output,
-  // convolution output, saved mean, saved biased variance); the last three are what its
-  // backward reads. The backward ops compute the convolution's gradients where
-  // output_mask (input, weight, conv bias) asks for them and return undefined elsewhere.
-  m.def(
-      "conv_bn_act(Tensor input, Tensor weight, Tensor? conv_bias, int[] stride, int[] padding, "
-      "int[] dilation, bool transposed, int[] output_padding, int groups, Tensor? bn_weight, Tensor? bn_bias, "
-      "Tensor(a!)? running_mean, Tensor(b!)? running_var, Tensor(c!)? num_batches_tracked, bool training, "
-      "float? momentum, float eps, str activation, float negative_slope) -> (Tensor, Tensor, Tensor, Tensor)");
-  m.def(
-      "conv_bn_act_backward(Tensor grad_out, Tensor input, Tensor weight, Tensor conv_out, Tensor? bn_weight, "
-      "Tensor? bn_bias, Tensor save_mean, Tensor save_var, int[] stride, int[] padding, int[] dilation, "
-      "bool transposed, int[] output_padding, int groups, bool batch_stats, float eps, str activation, "
-      "float negative_slope, bool[3] output_mask) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
-  m.def(
-      "conv_act(Tensor input, Tensor weight, Tensor? bias, int[] stride, int[] padding, int[] dilation, "
-      "bool transposed, int[] output_padding, int groups, str activation, float negative_slope) -> Tensor");
-  m.def(
-      "conv_act_backward(Tensor grad_out, Tensor input, Tensor weight, Tensor output, int[] stride, "
-      "int[] padding, int[] dilation, bool transposed, int[] output_padding, int groups, str activation, "
-      "float negative_slope, bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
-  // activation(linear(input, weight, bias)): the matrix product (with its bias) through ATen
-  // (BLAS / cuBLAS), then the activation kernel; the backward recomputes nothing.
-  m.def("linear_act(Tensor input, Tensor weight, Tensor? bias, str activation, float negative_slope) -> Tensor");
-  m.def(
-      "linear_act_backward(Tensor grad_out, Tensor input, Tensor weight, Tensor output, str activation, "
-      "float negative_slope, bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
-}
+TORCH_LIBRARY(fastgan, m) { fastgan::op::define_ops(m, /*with_layers=*/true); }
 
 static pybind11::dict build_info() {
   pybind11::dict info;
@@ -66,70 +36,57 @@ static pybind11::dict build_info() {
   return info;
 }
 
-// Eager entry points: the same ops called through their typed dispatcher handles. A call
-// through torch.ops parses its arguments against the schema in Python-facing C++ and costs
-// about 5 us; these cost about 1 us, which on a GPU is a large part of a layer's host time.
-// torch.compile traces torch.ops instead (fastgan/functional.py picks).
-void bind_eager_ops(pybind11::module& m) {
-  using namespace fastgan;
-  using OptT = c10::optional<at::Tensor>;
-  const auto no_gil = pybind11::call_guard<pybind11::gil_scoped_release>();
-  m.def(
-      "conv_bn_act",
-      [](const at::Tensor& input, const at::Tensor& weight, const OptT& conv_bias, at::IntArrayRef stride,
-         at::IntArrayRef padding, at::IntArrayRef dilation, bool transposed, at::IntArrayRef output_padding,
-         int64_t groups, const OptT& bn_weight, const OptT& bn_bias, const OptT& running_mean, const OptT& running_var,
-         const OptT& num_batches_tracked, bool training, c10::optional<double> momentum, double eps,
-         const std::string& activation, double negative_slope) {
-        return std::get<0>(op::conv_bn_act().call(input, weight, conv_bias, stride, padding, dilation, transposed,
-                                                  output_padding, groups, bn_weight, bn_bias, running_mean,
-                                                  running_var, num_batches_tracked, training, momentum, eps,
-                                                  activation, negative_slope));
-      },
-      no_gil);
-  m.def(
-      "conv_act",
-      [](const at::Tensor& input, const at::Tensor& weight, const OptT& bias, at::IntArrayRef stride,
-         at::IntArrayRef padding, at::IntArrayRef dilation, bool transposed, at::IntArrayRef output_padding,
-         int64_t groups, const std::string& activation, double negative_slope) {
-        return op::conv_act().call(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups,
-                                   activation, negative_slope);
-      },
-      no_gil);
-  m.def(
-      "linear_act",
-      [](const at::Tensor& input, const at::Tensor& weight, const OptT& bias, const std::string& activation,
-         double negative_slope) { return op::linear_act().call(input, weight, bias, activation, negative_slope); },
-      no_gil);
-  m.def(
-      "batch_norm_act",
-      [](const at::Tensor& input, const OptT& weight, const OptT& bias, const OptT& running_mean,
-         const OptT& running_var, const OptT& num_batches_tracked, bool training, c10::optional<double> momentum,
-         double eps, const std::string& activation, double negative_slope) {
-        return std::get<0>(op::batch_norm_act().call(input, weight, bias, running_mean, running_var,
-                                                     num_batches_tracked, training, momentum, eps, activation,
-                                                     negative_slope));
-      },
-      no_gil);
-  m.def(
-      "activation",
-      [](const at::Tensor& input, const std::string& activation, double negative_slope) {
-        return op::activation().call(input, activation, negative_slope);
-      },
-      no_gil);
-  m.def(
-      "logit_loss",
-      [](const at::Tensor& input, double target, const std::string& kind, int64_t reduction) {
-        return std::get<0>(op::logit_loss().call(input, target, kind, reduction));
-      },
-      no_gil);
-  m.def(
-      "bce_with_logits",
-      [](const at::Tensor& input, const OptT& target, double target_value, int64_t reduction) {
-        return std::get<0>(op::bce_with_logits().call(input, target, target_value, reduction));
-      },
-      no_gil);
+// Eager entry points: the ops the list marks `eager`, called through their typed dispatcher
+// handles. A call through torch.ops parses its arguments against the schema in Python-facing
+// C++ and costs about 5 us; these cost about 1 us, which on a GPU is a large part of a layer's
+// host time. torch.compile traces torch.ops instead (fastgan/functional.py picks).
+namespace {
+
+// pybind11 has no caster for c10::string_view; a std::string converts to one.
+template <class T>
+struct PyArg {
+  using type = T;
+};
+template <>
+struct PyArg<c10::string_view> {
+  using type = const std::string&;
+};
+
+template <class R>
+auto first_output(R&& outputs) {
+  if constexpr (std::is_same_v<std::decay_t<R>, at::Tensor>)
+    return outputs;
+  else
+    return std::get<0>(std::forward<R>(outputs));
 }
+
+template <class Sig>
+struct EagerEntry;
+template <class R, class... Args>
+struct EagerEntry<R(Args...)> {
+  template <const c10::TypedOperatorHandle<R(Args...)>& (*handle)()>
+  static auto make() {
+    return [](typename PyArg<Args>::type... args) { return first_output(handle().call(args...)); };
+  }
+};
+
+template <fastgan::op::Entry entry, class Sig, const c10::TypedOperatorHandle<Sig>& (*handle)()>
+void bind_eager(pybind11::module& m, const char* name) {
+  if constexpr (entry == fastgan::op::Entry::eager)
+    m.def(name, EagerEntry<Sig>::template make<handle>(), pybind11::call_guard<pybind11::gil_scoped_release>());
+}
+
+// Looks every handle up, so that a signature that does not match its schema fails the import
+// with the op's name rather than the first call that happens to use it.
+void bind_ops(pybind11::module& m) {
+  using namespace fastgan::op;
+#define FASTGAN_OP(library, entry, name, schema, ...) \
+  name();                                             \
+  bind_eager<Entry::entry, sig::name, &name>(m, #name);
+#include "op_list.inc"
+}
+
+}  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "fastgan compiled kernels; the ops live in torch.ops.fastgan";
@@ -137,5 +94,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("cpu_capability", &fastgan::cpu::capability, "The instruction set the CPU kernels run with");
   m.def("set_cpu_capability", &fastgan::cpu::set_capability,
         "Run the CPU kernels with 'default' (baseline) or 'avx2' instructions (for tests)");
-  bind_eager_ops(m);
+  bind_ops(m);
 }

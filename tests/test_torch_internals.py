@@ -21,7 +21,7 @@ ALLOWED = {
     "torch/csrc/autograd/functions/utils.h":
         "autograd_support.h: compute_requires_grad, collect_next_edges and set_history, to record those nodes.",
     "ATen/core/dispatch/Dispatcher.h":
-        "op_handles.h: typed handles to fastgan's own ops, looked up once, so C++ calls skip the name lookup.",
+        "op_list.h: typed handles to fastgan's own ops, looked up once, so C++ calls skip the name lookup.",
     "c10/core/impl/LocalDispatchKeySet.h":
         "layers.cpp: the autocast kernels exclude the Autocast keys around the inner call, as ATen's own "
         "autocast wrappers do.",

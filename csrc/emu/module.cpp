@@ -4,7 +4,7 @@
 #include <torch/extension.h>
 
 #include "../checks.h"
-#include "../schemas.h"
+#include "../op_list.h"
 #include "cuda_emu.h"
 
 namespace fastgan {
@@ -17,7 +17,7 @@ std::pair<int64_t, int64_t> selftest_shared_stride(int64_t stride, int64_t bytes
 }  // namespace emu
 }  // namespace fastgan
 
-TORCH_LIBRARY(fastgan_emu, m) { fastgan::define_kernel_ops(m); }
+TORCH_LIBRARY(fastgan_emu, m) { fastgan::op::define_ops(m, /*with_layers=*/false); }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   using namespace fastgan::emu;

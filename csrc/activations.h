@@ -28,14 +28,41 @@ namespace fastgan {
 
 enum class Activation : int { Identity = 0, ReLU = 1, LeakyReLU = 2, Tanh = 3 };
 
+// The one C++ table of activations: each name as fastgan/activations.py spells it (sorted, as
+// the error below lists them), and the stock module it stands for in a layer's name.
+// fastgan._C.activations() exports it; tests/test_op_contract.py checks it against
+// activations.py's ACTIVATIONS.
+struct ActivationEntry {
+  const char* name;
+  Activation act;
+  const char* module;
+};
+inline constexpr ActivationEntry kActivations[] = {{"identity", Activation::Identity, ""},
+                                                   {"leaky_relu", Activation::LeakyReLU, "LeakyReLU"},
+                                                   {"relu", Activation::ReLU, "ReLU"},
+                                                   {"tanh", Activation::Tanh, "Tanh"}};
+
+// "['a', 'b']": the names of a table as Python prints a sorted list of them, for the errors
+// that must read as the reference path's.
+template <class Entry, size_t N>
+std::string python_list_of_names(const Entry (&table)[N]) {
+  std::string out = "[";
+  for (size_t i = 0; i < N; ++i) out += std::string(i ? ", '" : "'") + table[i].name + "'";
+  return out + "]";
+}
+
 inline Activation parse_activation(c10::string_view name) {
-  if (name == "identity") return Activation::Identity;
-  if (name == "relu") return Activation::ReLU;
-  if (name == "leaky_relu") return Activation::LeakyReLU;
-  if (name == "tanh") return Activation::Tanh;
+  for (const ActivationEntry& e : kActivations)
+    if (name == e.name) return e.act;
   // Worded as fastgan/activations.py words it (a ValueError on both paths).
-  TORCH_CHECK_VALUE(false, "fastgan: unknown activation '", std::string(name),
-                    "'; expected one of ['identity', 'leaky_relu', 'relu', 'tanh']");
+  TORCH_CHECK_VALUE(false, "fastgan: unknown activation '", std::string(name), "'; expected one of ",
+                    python_list_of_names(kActivations));
+}
+
+inline const char* activation_module_name(Activation a) {
+  for (const ActivationEntry& e : kActivations)
+    if (e.act == a) return e.module;
+  return "";
 }
 
 // x*s + b written once so that forward and backward compute the pre-activation with the

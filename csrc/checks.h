@@ -57,15 +57,6 @@ inline bool is_float_dtype(const at::Tensor& t) {
   return s == at::kFloat || s == at::kDouble || s == at::kHalf || s == at::kBFloat16;
 }
 
-inline const char* activation_module_name(Activation a) {
-  switch (a) {
-    case Activation::ReLU: return "ReLU";
-    case Activation::LeakyReLU: return "LeakyReLU";
-    case Activation::Tanh: return "Tanh";
-    default: return "";
-  }
-}
-
 // The stock modules a fused layer stands for, printed "ConvTranspose2d+BatchNorm2d+ReLU".
 // Printed only when a check fails, so the hot path never builds the string.
 enum class Weighted { None, Conv2d, ConvTranspose2d, Linear };  // the layer's weighted module

@@ -20,6 +20,18 @@ inline at::MemoryFormat layout_of(const at::Tensor& t) {
   return at::MemoryFormat::Contiguous;
 }
 
+// The tensor a BatchNorm kernel walks: N x C x HW, NCHW or NHWC (channels_last). One
+// definition for the CPU loops and the CUDA kernels' grid planners.
+struct Geometry {
+  int64_t N, C, HW;
+  bool channels_last;
+  int64_t count() const { return N * HW; }
+};
+
+inline Geometry geometry_of(const at::Tensor& x) {
+  return {x.size(0), x.size(1), x.size(2) * x.size(3), layout_of(x) == at::MemoryFormat::ChannelsLast};
+}
+
 // t in the given dtype. Tensor::to is a dispatched op even when it has nothing to do, which
 // on a hot path (every backward) costs host time for nothing.
 inline at::Tensor in_dtype(const at::Tensor& t, at::ScalarType dtype) {

@@ -19,14 +19,30 @@ enum class LossKind : int { BCE = 0, Hinge = 1, LeastSquares = 2, Linear = 3 };
 // A loss op's reduction argument, numbered as torch's (at::Reduction): none, mean, sum.
 enum class Reduction : int64_t { None = 0, Mean = 1, Sum = 2 };
 
+// The one C++ table of the logit losses' names (sorted, as the error below lists them), as
+// fastgan/reference.py's LOGIT_LOSSES spells them; and of the reductions' numbers, as
+// fastgan/_checks.py's REDUCTIONS numbers them. fastgan._C exports both; tests/test_op_contract.py
+// checks them against Python's.
+struct LossKindEntry {
+  const char* name;
+  LossKind kind;
+};
+inline constexpr LossKindEntry kLogitLosses[] = {
+    {"bce", LossKind::BCE}, {"hinge", LossKind::Hinge}, {"linear", LossKind::Linear}, {"lsgan", LossKind::LeastSquares}};
+
+struct ReductionEntry {
+  const char* name;
+  Reduction reduction;
+};
+inline constexpr ReductionEntry kReductions[] = {
+    {"none", Reduction::None}, {"mean", Reduction::Mean}, {"sum", Reduction::Sum}};
+
 inline LossKind parse_loss_kind(c10::string_view name) {
-  if (name == "bce") return LossKind::BCE;
-  if (name == "hinge") return LossKind::Hinge;
-  if (name == "lsgan") return LossKind::LeastSquares;
-  if (name == "linear") return LossKind::Linear;
+  for (const LossKindEntry& e : kLogitLosses)
+    if (name == e.name) return e.kind;
   // Worded as fastgan/_checks.py words it.
-  TORCH_CHECK_VALUE(false, "fastgan: unknown logit loss '", std::string(name),
-                    "'; expected one of ['bce', 'hinge', 'linear', 'lsgan']");
+  TORCH_CHECK_VALUE(false, "fastgan: unknown logit loss '", std::string(name), "'; expected one of ",
+                    python_list_of_names(kLogitLosses));
 }
 
 // hinge and linear read the target as a side (1: real, 0: fake), so only those two are allowed.

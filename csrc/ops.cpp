@@ -2,10 +2,11 @@
 // eager entry points, and build_info. CPU and CUDA kernels register implementations under the
 // same names in cpu/ and cuda/; the layer ops are composed once for every device in
 // layers.cpp; autograd is registered once, in C++ (autograd_layers.cpp,
-// autograd_elementwise.cpp), and the fake kernels in fastgan/_ops.py.
+// autograd_elementwise.cpp), and each fake kernel beside its op's Python function (fastgan/_fake.py).
 #include <torch/extension.h>
 
-#include "cpu/kernel_table.h"
+#include "cpu/isa.h"
+#include "logit_losses.h"
 #include "op_list.h"
 
 #include <string>
@@ -95,4 +96,20 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("set_cpu_capability", &fastgan::cpu::set_capability,
         "Run the CPU kernels with 'default' (baseline) or 'avx2' instructions (for tests)");
   bind_ops(m);
+  // The C++ tables, for the test that holds the Python fallback's copies to them.
+  m.def("activations", [] {
+    pybind11::dict d;
+    for (const fastgan::ActivationEntry& e : fastgan::kActivations) d[e.name] = e.module;
+    return d;
+  }, "Activation names the kernels accept, with the stock module each stands for");
+  m.def("logit_losses", [] {
+    pybind11::list names;
+    for (const fastgan::LossKindEntry& e : fastgan::kLogitLosses) names.append(e.name);
+    return names;
+  }, "The logit losses' names the kernels accept");
+  m.def("reductions", [] {
+    pybind11::dict d;
+    for (const fastgan::ReductionEntry& e : fastgan::kReductions) d[e.name] = static_cast<int64_t>(e.reduction);
+    return d;
+  }, "The loss ops' reduction numbers");
 }

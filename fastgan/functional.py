@@ -10,10 +10,10 @@ from typing import Optional
 import torch
 
 from . import _checks, reference
-from . import _ops  # noqa: F401  (registers the fake kernels)
 from . import _backend as _backend_module
 from ._backend import COMPILED, fused_for
 from ._checks import pair
+from ._fake import aten, conv_grads, empty_like_layout, fake, param_grad, stats_like
 from .activations import check_activation
 from .losses import GAN_LOSSES, bce_with_logits, gan_loss, gradient_penalty, logit_loss, r1_penalty  # noqa: F401
 from .sync_batch_norm import sync_batch_norm_act  # noqa: F401  (part of this module's API)
@@ -61,6 +61,23 @@ def _check_batch_norm(y, weight, bias, running_mean, running_var, num_batches_tr
         _checks.check_training_batch(y)
 
 
+@fake("batch_norm_act")
+def _batch_norm_act_fake(input, weight, bias, running_mean, running_var, num_batches_tracked, training, momentum, eps,
+                         activation, negative_slope):
+    return (empty_like_layout(input), *stats_like(input))
+
+
+@fake("batch_norm_act_backward")
+def _batch_norm_act_backward_fake(grad_out, input, weight, bias, save_mean, save_var, training, eps, activation,
+                                  negative_slope):
+    return (empty_like_layout(input), *stats_like(input))
+
+
+@fake("batch_norm_update_stats")
+def _batch_norm_update_stats_fake(running_mean, running_var, num_batches_tracked, save_mean, save_var, momentum, count):
+    return None
+
+
 def conv_bn_act(input: Tensor, weight: Tensor, conv_bias: Optional[Tensor], stride, padding, dilation,
                 transposed: bool, output_padding, groups: int, bn_weight: Optional[Tensor],
                 bn_bias: Optional[Tensor], running_mean: Optional[Tensor], running_var: Optional[Tensor],
@@ -86,6 +103,25 @@ def conv_bn_act(input: Tensor, weight: Tensor, conv_bias: Optional[Tensor], stri
                                              eps, activation, negative_slope, num_batches_tracked)
 
 
+@fake("conv_bn_act")
+def _conv_bn_act_fake(input, weight, conv_bias, stride, padding, dilation, transposed, output_padding, groups,
+                      bn_weight, bn_bias, running_mean, running_var, num_batches_tracked, training, momentum, eps,
+                      activation, negative_slope):
+    y = aten.convolution(input, weight, conv_bias, stride, padding, dilation, transposed, output_padding, groups)
+    return (empty_like_layout(y), y, *stats_like(y))
+
+
+@fake("conv_bn_act_backward")
+def _conv_bn_act_backward_fake(grad_out, input, weight, conv_out, bn_weight, bn_bias, save_mean, save_var, stride,
+                               padding, dilation, transposed, output_padding, groups, batch_stats, eps, activation,
+                               negative_slope, output_mask):
+    grad_y = empty_like_layout(conv_out)
+    gi, gw, gb = conv_grads(grad_y, input, weight, conv_out.size(1), stride, padding, dilation, transposed,
+                             output_padding, groups, output_mask)
+    stats = stats_like(conv_out)[0]
+    return gi, gw, gb, param_grad(stats, bn_weight), param_grad(stats, bn_bias)
+
+
 def conv_act(input: Tensor, weight: Tensor, bias: Optional[Tensor], stride, padding, dilation, transposed: bool,
              output_padding, groups: int, activation: str, negative_slope: float = 0.0) -> Tensor:
     """activation(conv(input)); the backward reads the activation's derivative from its
@@ -103,6 +139,20 @@ def conv_act(input: Tensor, weight: Tensor, bias: Optional[Tensor], stride, padd
     return reference.activation(y, activation, negative_slope)
 
 
+@fake("conv_act")
+def _conv_act_fake(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups, activation,
+                   negative_slope):
+    y = aten.convolution(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups)
+    return empty_like_layout(y)
+
+
+@fake("conv_act_backward")
+def _conv_act_backward_fake(grad_out, input, weight, output, stride, padding, dilation, transposed, output_padding,
+                            groups, activation, negative_slope, output_mask):
+    return conv_grads(empty_like_layout(output), input, weight, output.size(1), stride, padding, dilation,
+                       transposed, output_padding, groups, output_mask)
+
+
 def linear_act(input: Tensor, weight: Tensor, bias: Optional[Tensor], activation: str,
                negative_slope: float = 0.0) -> Tensor:
     """activation(linear(input, weight, bias)), input (*, in_features); the backward reads the
@@ -117,6 +167,28 @@ def linear_act(input: Tensor, weight: Tensor, bias: Optional[Tensor], activation
     return reference.activation(reference.linear(input, weight, bias), activation, negative_slope)
 
 
+@fake("linear_act")
+def _linear_act_fake(input, weight, bias, activation, negative_slope):
+    return input.new_empty((*input.shape[:-1], weight.size(0)))
+
+
+@fake("linear_act_backward")
+def _linear_act_backward_fake(grad_out, input, weight, output, activation, negative_slope, output_mask):
+    return (input.new_empty(input.shape) if output_mask[0] else None,
+            weight.new_empty(weight.shape) if output_mask[1] else None,
+            weight.new_empty(weight.size(0)) if output_mask[2] else None)
+
+
+@fake("bias_act")
+def _bias_act_fake(input, bias, activation, negative_slope):
+    return input.new_empty(input.shape)
+
+
+@fake("bias_act_backward")
+def _bias_act_backward_fake(grad_out, output, activation, negative_slope):
+    return output.new_empty(output.shape), output.new_empty(output.shape[-1:])
+
+
 def activation(input: Tensor, name: str, negative_slope: float = 0.0) -> Tensor:
     """An activation whose backward needs only its output (leaky_relu with slope >= 0, tanh, relu)."""
     check_activation(name)
@@ -125,6 +197,16 @@ def activation(input: Tensor, name: str, negative_slope: float = 0.0) -> Tensor:
     if fused_for(input):
         return (_ACTIVATION if _compiling() else _eager.activation)(input, name, negative_slope)
     return reference.activation(input, name, negative_slope)
+
+
+@fake("activation")
+def _activation_fake(input, activation, negative_slope):
+    return empty_like_layout(input)
+
+
+@fake("activation_backward")
+def _activation_backward_fake(grad_out, output, activation, negative_slope):
+    return empty_like_layout(output)
 
 
 def conv_transpose2d_bn_relu(input, weight, bn_weight, bn_bias, running_mean, running_var, num_batches_tracked=None,

@@ -22,6 +22,7 @@ from torch import Tensor
 from . import _checks, reference
 from ._backend import COMPILED, fused_for
 from ._backend import _C as _eager
+from ._fake import empty_like_layout, fake
 
 _compiling = torch.compiler.is_compiling
 
@@ -67,6 +68,18 @@ def logit_loss(input: Tensor, target: float, kind: str, reduction: str = "mean")
         input = input.float()
     op = (lambda *a: _LOGIT_LOSS(*a)[0]) if _compiling() else _eager.logit_loss
     return op(input, float(target), kind, _checks.REDUCTIONS[reduction])
+
+
+@fake("bce_with_logits")
+def _bce_with_logits_fake(input, target, target_value, reduction):
+    loss = empty_like_layout(input) if reduction == 0 else input.new_empty(())
+    return loss, empty_like_layout(input)
+
+
+@fake("logit_loss")
+def _logit_loss_fake(input, target, kind, reduction):
+    loss = empty_like_layout(input) if reduction == 0 else input.new_empty(())
+    return loss, empty_like_layout(input)
 
 
 def _check_kind(kind):

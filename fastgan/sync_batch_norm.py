@@ -23,6 +23,7 @@ from torch.autograd.function import once_differentiable
 
 from . import _checks, reference
 from ._backend import fused_for
+from ._fake import empty_like_layout, fake, stats_like
 from .activations import check_activation
 
 # The variance comes from sum(x^2)/n - mean^2, which cancels: float64 keeps about
@@ -42,6 +43,22 @@ def _stats(input, fused):
     if fused:
         return torch.ops.fastgan.batch_norm_stats(input)
     return reference.batch_norm_stats(input)
+
+
+@fake("batch_norm_stats")
+def _batch_norm_stats_fake(input):
+    return stats_like(input)
+
+
+@fake("batch_norm_act_backward_reduce")
+def _batch_norm_act_backward_reduce_fake(grad_out, input, weight, bias, mean, var, eps, activation, negative_slope):
+    return stats_like(input)
+
+
+@fake("batch_norm_act_backward_elemt")
+def _batch_norm_act_backward_elemt_fake(grad_out, input, weight, bias, mean, var, mean_dy, mean_dy_xmu, eps, activation,
+                                        negative_slope):
+    return empty_like_layout(input)
 
 
 def _all_reduce(t, group):

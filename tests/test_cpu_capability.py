@@ -1,7 +1,7 @@
-"""The CPU kernels are compiled once per instruction set and chosen at run time
-(csrc/cpu/kernel_table.h). Whichever table this processor picks, the other must be right
-too: a wheel built here runs elsewhere. Each table against the stock reference, and the
-16-bit loads and stores of every table (csrc/cpu/convert.h) against torch's own conversions."""
+"""The CPU kernels' loops are compiled once per instruction set and chosen at run time
+(csrc/cpu/isa.h, for_each_isa.h). Whichever set this processor picks, the other must be right
+too: a wheel built here runs elsewhere. Each set against the stock reference, and the 16-bit
+loads and stores of every set (csrc/cpu/convert.h) against torch's own conversions."""
 import pytest
 import torch
 import torch.nn.functional as F

@@ -1,5 +1,6 @@
 """The op contract: opcheck (schema, fake kernels, autograd registration), torch.compile
-with fullgraph=True, and kernels registered for every op."""
+with fullgraph=True, kernels registered for every op, and the compiled tables equal to the
+Python fallback's copies."""
 import re
 from pathlib import Path
 
@@ -40,6 +41,16 @@ def test_every_op_has_a_kernel_for_each_built_device():
         assert "CPU" in keys, op
         if _backend._C.build_info()["cuda"]:
             assert "CUDA" in keys, op
+
+
+def test_the_compiled_tables_are_the_python_fallbacks():
+    from fastgan import _checks, activations, reference
+
+    _C = _backend._C
+    # Same names, same order (the error messages list them sorted), same stock modules.
+    assert _C.activations() == {name: activations.module_name(name) for name in sorted(activations.ACTIVATIONS)}
+    assert _C.logit_losses() == sorted(reference.LOGIT_LOSSES) == list(_checks.LOGIT_LOSSES)
+    assert _C.reductions() == _checks.REDUCTIONS
 
 
 def test_opcheck(device):

@@ -1,7 +1,9 @@
 // The CPU ops of fused BatchNorm + activation: statistics, normalise+affine+activate in one
 // pass, and the backward (one reduction pass, one elementwise pass). This file checks the
-// arguments, allocates and folds the per-channel coefficients; the loops are in kernels.h,
-// reached through the kernel table of this processor's instruction set.
+// arguments, allocates and folds the per-channel coefficients; the loops are in
+// batch_norm_loops.h, compiled once per instruction set (for_each_isa.h), and the ops call the
+// set this processor runs (FASTGAN_CPU_LOOP).
+#ifndef FASTGAN_CPU_ISA  // the ops, compiled once
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -11,17 +13,13 @@
 #include <vector>
 
 #include "../fastgan.h"
-#include "kernel_table.h"
+#include "isa.h"
+
+#define FASTGAN_CPU_LOOPS "batch_norm_act.cpp"
+#include "for_each_isa.h"
 
 namespace fastgan {
 namespace {
-
-using cpu::Geometry;
-
-Geometry geometry_of(const at::Tensor& x) {
-  return {x.size(0), x.size(1), x.size(2) * x.size(3),
-          layout_of(x) == at::MemoryFormat::ChannelsLast};
-}
 
 // scale = weight * invstd, shift = bias - mean * scale, per channel, in the accumulation type.
 template <typename acc_t, typename stat_t>
@@ -67,15 +65,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_cpu(
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "batch_norm_act_cpu", [&] {
     using acc_t = acc_type<scalar_t>;
     using stat_t = acc_t;
-    const auto& k = cpu::kernels();
-    if (use_batch) k.stats(input.scalar_type(), input.const_data_ptr(), g, mean.data_ptr(), var.data_ptr());
+    if (use_batch) FASTGAN_CPU_LOOP(stats_entry)(input.scalar_type(), input.const_data_ptr(), g, mean.data_ptr(), var.data_ptr());
     std::vector<acc_t> scale(g.C), shift(g.C), invstd(g.C);
     fold_affine(mean.const_data_ptr<stat_t>(), var.const_data_ptr<stat_t>(),
                 weight.defined() ? weight.const_data_ptr<stat_t>() : nullptr,
                 bias.defined() ? bias.const_data_ptr<stat_t>() : nullptr, eps, g.C, scale.data(),
                 shift.data(), invstd.data());
-    k.apply(input.scalar_type(), act, input.const_data_ptr(), out.data_ptr(), g, scale.data(), shift.data(),
-            negative_slope);
+    FASTGAN_CPU_LOOP(apply_entry)(input.scalar_type(), act, input.const_data_ptr(), out.data_ptr(), g, scale.data(),
+                                  shift.data(), negative_slope);
   });
   if (training && running_mean_.has_value() && running_mean_->defined()) {
     at::Tensor running_mean = *running_mean_, running_var = *running_var_;
@@ -117,25 +114,25 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_backward_cpu(
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, b.input.scalar_type(), "batch_norm_act_backward_cpu", [&] {
     using acc_t = acc_type<scalar_t>;
     using stat_t = acc_t;
-    const BackwardPlan<scalar_t> k(b.mean, b.var, b.weight, b.bias, eps, g.C);
+    const BackwardPlan<scalar_t> plan(b.mean, b.var, b.weight, b.bias, eps, g.C);
     std::vector<acc_t> k_mean_g(g.C, 0), k_x(g.C, 0);
     std::vector<double> sum_g(g.C), sum_gx(g.C);
-    cpu::kernels().backward_sums(b.input.scalar_type(), act, b.grad_out.const_data_ptr(), b.input.const_data_ptr(),
-                                 g, k.scale.data(), k.shift.data(), k.mean.data(), negative_slope, sum_g.data(),
+    FASTGAN_CPU_LOOP(backward_sums_entry)(b.input.scalar_type(), act, b.grad_out.const_data_ptr(), b.input.const_data_ptr(),
+                                 g, plan.scale.data(), plan.shift.data(), plan.mean.data(), negative_slope, sum_g.data(),
                                  sum_gx.data());
     const double n = double(g.count());
     stat_t* gw = grad_weight.data_ptr<stat_t>();
     stat_t* gb = grad_bias.data_ptr<stat_t>();
     for (int64_t c = 0; c < g.C; ++c) {
       gb[c] = stat_t(sum_g[c]);
-      gw[c] = stat_t(sum_gx[c] * double(k.invstd[c]));
+      gw[c] = stat_t(sum_gx[c] * double(plan.invstd[c]));
       if (training) {
         k_mean_g[c] = acc_t(sum_g[c] / n);
-        k_x[c] = acc_t(sum_gx[c] / n * double(k.invstd[c]) * double(k.invstd[c]));
+        k_x[c] = acc_t(sum_gx[c] / n * double(plan.invstd[c]) * double(plan.invstd[c]));
       }
     }
-    cpu::kernels().backward_input(b.input.scalar_type(), act, b.grad_out.const_data_ptr(), b.input.const_data_ptr(),
-                                  grad_input.data_ptr(), g, k.scale.data(), k.shift.data(), k.mean.data(),
+    FASTGAN_CPU_LOOP(backward_input_entry)(b.input.scalar_type(), act, b.grad_out.const_data_ptr(), b.input.const_data_ptr(),
+                                  grad_input.data_ptr(), g, plan.scale.data(), plan.shift.data(), plan.mean.data(),
                                   k_mean_g.data(), k_x.data(), negative_slope);
   });
   return {grad_input, grad_weight, grad_bias};
@@ -152,7 +149,7 @@ std::tuple<at::Tensor, at::Tensor> batch_norm_stats_cpu(const at::Tensor& input_
   at::Tensor mean = at::zeros({g.C}, input.options().dtype(sdt));
   at::Tensor var = at::zeros({g.C}, input.options().dtype(sdt));
   if (input.numel() == 0) return {mean, var};  // a rank with no samples adds count 0
-  cpu::kernels().stats(input.scalar_type(), input.const_data_ptr(), g, mean.data_ptr(), var.data_ptr());
+  FASTGAN_CPU_LOOP(stats_entry)(input.scalar_type(), input.const_data_ptr(), g, mean.data_ptr(), var.data_ptr());
   return {mean, var};
 }
 
@@ -169,10 +166,10 @@ std::tuple<at::Tensor, at::Tensor> batch_norm_act_backward_reduce_cpu(
   if (b.input.numel() == 0) return {sum_dy, sum_dy_xmu};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, b.input.scalar_type(), "batch_norm_act_backward_reduce_cpu", [&] {
     using acc_t = acc_type<scalar_t>;
-    const BackwardPlan<scalar_t> k(b.mean, b.var, b.weight, b.bias, eps, g.C);
+    const BackwardPlan<scalar_t> plan(b.mean, b.var, b.weight, b.bias, eps, g.C);
     std::vector<double> sum_g(g.C), sum_gx(g.C);
-    cpu::kernels().backward_sums(b.input.scalar_type(), act, b.grad_out.const_data_ptr(), b.input.const_data_ptr(),
-                                 g, k.scale.data(), k.shift.data(), k.mean.data(), negative_slope, sum_g.data(),
+    FASTGAN_CPU_LOOP(backward_sums_entry)(b.input.scalar_type(), act, b.grad_out.const_data_ptr(), b.input.const_data_ptr(),
+                                 g, plan.scale.data(), plan.shift.data(), plan.mean.data(), negative_slope, sum_g.data(),
                                  sum_gx.data());
     acc_t* sd = sum_dy.data_ptr<acc_t>();
     acc_t* sdx = sum_dy_xmu.data_ptr<acc_t>();
@@ -198,14 +195,14 @@ at::Tensor batch_norm_act_backward_elemt_cpu(
   const at::Tensor mean_dy = as_stats(mean_dy_, b.input), mean_dy_xmu = as_stats(mean_dy_xmu_, b.input);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, b.input.scalar_type(), "batch_norm_act_backward_elemt_cpu", [&] {
     using acc_t = acc_type<scalar_t>;
-    const BackwardPlan<scalar_t> k(b.mean, b.var, b.weight, b.bias, eps, g.C);
+    const BackwardPlan<scalar_t> plan(b.mean, b.var, b.weight, b.bias, eps, g.C);
     std::vector<acc_t> k_mean_g(g.C), k_x(g.C);
     for (int64_t c = 0; c < g.C; ++c) {
       k_mean_g[c] = mean_dy.const_data_ptr<acc_t>()[c];
-      k_x[c] = mean_dy_xmu.const_data_ptr<acc_t>()[c] * k.invstd[c] * k.invstd[c];
+      k_x[c] = mean_dy_xmu.const_data_ptr<acc_t>()[c] * plan.invstd[c] * plan.invstd[c];
     }
-    cpu::kernels().backward_input(b.input.scalar_type(), act, b.grad_out.const_data_ptr(), b.input.const_data_ptr(),
-                                  grad_input.data_ptr(), g, k.scale.data(), k.shift.data(), k.mean.data(),
+    FASTGAN_CPU_LOOP(backward_input_entry)(b.input.scalar_type(), act, b.grad_out.const_data_ptr(), b.input.const_data_ptr(),
+                                  grad_input.data_ptr(), g, plan.scale.data(), plan.shift.data(), plan.mean.data(),
                                   k_mean_g.data(), k_x.data(), negative_slope);
   });
   return grad_input;
@@ -266,3 +263,7 @@ TORCH_LIBRARY_IMPL(fastgan, CPU, m) {
 }
 
 }  // namespace fastgan
+
+#else  // FASTGAN_CPU_ISA: the loops, compiled once per instruction set (for_each_isa.h)
+#include "batch_norm_loops.h"
+#endif  // FASTGAN_CPU_ISA

@@ -13,18 +13,13 @@ namespace {
 
 using namespace bn;
 
-struct Geometry {
-  int64_t N, C, HW;
-  bool cl;
-};
-
 using Plan = GridPlan;
 
 // How a (channels x elements-per-channel) problem is spread over the grid: NHWC as rows of
 // channels (plan_rows); NCHW with one channel per blockIdx.x and its elements split over
 // blockIdx.y.
 Plan make_plan(const Geometry& g, int vec, int blocks_per_sm) {
-  if (g.cl) return plan_rows(g.N * g.HW, g.C, vec, blocks_per_sm);
+  if (g.channels_last) return plan_rows(g.N * g.HW, g.C, vec, blocks_per_sm);
   const int64_t total = g.N * g.HW;
   const int64_t s = row_splits(total, int64_t(kThreads) * vec, g.C, blocks_per_sm);
   Plan p;
@@ -35,14 +30,10 @@ Plan make_plan(const Geometry& g, int vec, int blocks_per_sm) {
   return p;
 }
 
-Geometry geometry_of(const at::Tensor& x) {
-  return {x.size(0), x.size(1), x.size(2) * x.size(3), layout_of(x) == at::MemoryFormat::ChannelsLast};
-}
-
 template <typename scalar_t>
 bool can_vectorize(const Geometry& g, std::initializer_list<const void*> ptrs) {
   constexpr int vec = vec_width<scalar_t>();
-  if ((g.cl ? g.C : g.HW) % vec != 0) return false;
+  if ((g.channels_last ? g.C : g.HW) % vec != 0) return false;
   for (const void* p : ptrs)
     if (!aligned16(p)) return false;
   return true;
@@ -52,7 +43,7 @@ bool can_vectorize(const Geometry& g, std::initializer_list<const void*> ptrs) {
 template <typename scalar_t, typename F>
 void dispatch_layout(const Geometry& g, bool vectorize, F&& f) {
   constexpr int V = vec_width<scalar_t>();
-  if (g.cl) {
+  if (g.channels_last) {
     if (vectorize) f(std::integral_constant<int, V>(), std::true_type());
     else f(std::integral_constant<int, 1>(), std::true_type());
   } else {

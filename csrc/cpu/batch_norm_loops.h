@@ -1,30 +1,13 @@
-// The loops of every CPU kernel, compiled once per instruction set: a kernels_<isa>.cpp
-// file includes this header inside namespace fastgan::cpu::<isa> (see kernel_table.h), with
-// the compiler told which instructions it may use. Everything defined here is per-ISA; the
-// helpers it calls from other headers are inlined into it. Loops are plain C++ the compiler
-// vectorises (-fopenmp-simd); channels are spread over threads with at::parallel_for. Every
-// per-channel result is computed by one thread in a fixed order, so results do not depend
-// on the thread count.
+// The loops of fused BatchNorm + activation (statistics, normalise + activate, the backward's
+// reduction and elementwise passes), compiled once per instruction set: batch_norm_act.cpp
+// includes it through for_each_isa.h. Loops are plain C++ the compiler vectorises
+// (-fopenmp-simd); channels are spread over threads with at::parallel_for. Every per-channel
+// result is computed by one thread in a fixed order, so results do not depend on the thread
+// count.
 //
-// No #pragma once: included once per ISA translation unit, by design. One file (over 450 lines)
-// because every loop here is instantiated together, per ISA, behind one KernelTable.
+// No #pragma once: included once per instruction set, by design.
 
 namespace {
-
-// Runs short enough to stay in L1/L2, so the two-pass statistics inside one run cost one
-// read from memory. Fixed, so chunking never depends on the thread count.
-constexpr int64_t kRun = 4096;
-
-// The loop lambdas capture the activation's slope by value: captured by reference, GCC's
-// vectoriser gave up on the LeakyReLU loops (it cannot give a vector type to a float&) and
-// ran them as scalar code with a branch per element, 5x slower on random data.
-
-// Below this many elements per task, waking another thread costs more than it saves.
-constexpr int64_t kMinTask = 32768;
-
-inline int64_t grain(int64_t elements_per_item) {
-  return std::max<int64_t>(1, kMinTask / std::max<int64_t>(1, elements_per_item));
-}
 
 // Chan et al.'s merge of (count, mean, M2) partials, in double.
 struct Moments {
@@ -331,135 +314,7 @@ void backward_input(const scalar_t* dy, const scalar_t* x, scalar_t* dx, const G
   });
 }
 
-constexpr int64_t kGrain = 32768;
-
-// Loops live outside the AT_DISPATCH lambdas: a #pragma cannot sit inside a macro argument.
-template <Activation ACT, typename scalar_t>
-void activation_loop(const scalar_t* x, scalar_t* y, int64_t n, double negative_slope) {
-  using acc_t = acc_type<scalar_t>;
-  const acc_t slope = acc_t(negative_slope);
-  at::parallel_for(0, n, kGrain, [&, slope](int64_t i0, int64_t i1) {
-#pragma omp simd
-    for (int64_t i = i0; i < i1; ++i) y[i] = store<scalar_t>(activate_t<ACT>(load(x[i]), slope));
-  });
-}
-
-template <Activation ACT, typename scalar_t>
-void activation_backward_loop(const scalar_t* dy, const scalar_t* y, scalar_t* dx, int64_t n,
-                              double negative_slope) {
-  using acc_t = acc_type<scalar_t>;
-  const acc_t slope = acc_t(negative_slope);
-  at::parallel_for(0, n, kGrain, [&, slope](int64_t i0, int64_t i1) {
-#pragma omp simd
-    for (int64_t i = i0; i < i1; ++i)
-      dx[i] = store<scalar_t>(load(dy[i]) * activation_grad_from_output_t<ACT>(load(y[i]), slope));
-  });
-}
-
-// A Linear layer's bias and activation over rows of C features.
-template <Activation ACT, typename scalar_t>
-void bias_act_loop(const scalar_t* x, const scalar_t* bias, scalar_t* y, int64_t rows, int64_t C,
-                   double negative_slope) {
-  using acc_t = acc_type<scalar_t>;
-  const acc_t slope = acc_t(negative_slope);
-  at::parallel_for(0, rows, grain(C), [&, slope](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const scalar_t* xp = x + r * C;
-      scalar_t* yp = y + r * C;
-#pragma omp simd
-      for (int64_t c = 0; c < C; ++c) yp[c] = store<scalar_t>(activate_t<ACT>(load(xp[c]) + load(bias[c]), slope));
-    }
-  });
-}
-
-// Each thread owns a range of columns and walks every row, in blocks of a fixed number of
-// rows (partial sums in acc_t, totals in double): a column's sum is added in the same order
-// whatever the thread count, and the inner loop runs along contiguous columns. The ranges are
-// whole tiles of kColumnTile columns, so two threads never write the same cache line of dx.
-constexpr int64_t kColumnTile = 32;
-
-template <Activation ACT, typename scalar_t>
-void bias_act_backward_loop(const scalar_t* dy, const scalar_t* y, scalar_t* dx, scalar_t* grad_bias, int64_t rows,
-                            int64_t C, double negative_slope) {
-  using acc_t = acc_type<scalar_t>;
-  const acc_t slope = acc_t(negative_slope);
-  const int64_t block = std::max<int64_t>(1, kRun * 4 / std::max<int64_t>(C, 1));
-  const int64_t tiles = (C + kColumnTile - 1) / kColumnTile;
-  // Twice the usual work per task: measured on 64 x 784, splitting this loop over two threads
-  // cost more than it saved, where a plain elementwise loop of that size gained.
-  at::parallel_for(0, tiles, 2 * grain(rows * kColumnTile), [&, slope](int64_t t0, int64_t t1) {
-    const int64_t c0 = t0 * kColumnTile, c1 = std::min(C, t1 * kColumnTile);
-    const int64_t width = c1 - c0;
-    std::vector<acc_t> part(width);
-    std::vector<double> total(width, 0.0);
-    for (int64_t r0 = 0; r0 < rows; r0 += block) {
-      std::fill(part.begin(), part.end(), acc_t(0));
-      acc_t* pp = part.data();
-      for (int64_t r = r0; r < std::min(rows, r0 + block); ++r) {
-        const scalar_t* dp = dy + r * C + c0;
-        const scalar_t* yp = y + r * C + c0;
-        scalar_t* op = dx + r * C + c0;
-#pragma omp simd
-        for (int64_t c = 0; c < width; ++c) {
-          const acc_t gv = load(dp[c]) * activation_grad_from_output_t<ACT>(load(yp[c]), slope);
-          op[c] = store<scalar_t>(gv);
-          pp[c] += gv;
-        }
-      }
-      for (int64_t c = 0; c < width; ++c) total[c] += double(part[c]);
-    }
-    for (int64_t c = 0; c < width; ++c) grad_bias[c0 + c] = store<scalar_t>(total[c]);
-  });
-}
-
-// Fixed-size blocks summed in order: the same bits for any thread count.
-constexpr int64_t kLossBlock = 4096;
-
-
-// Reduction None: loss and gradient per element. Sum/Mean: blocks of fixed size summed in
-// order (the same bits for any thread count), the gradient scaled by 1/n for the mean.
-template <LossKind K, typename scalar_t>
-double loss_loop(const scalar_t* x, const scalar_t* t, double target_value, scalar_t* gp, scalar_t* lp, int64_t n,
-                Reduction red) {
-  using acc_t = acc_type<scalar_t>;
-  const acc_t tv = acc_t(target_value);
-  const acc_t gscale = red == Reduction::Mean ? acc_t(1) / acc_t(std::max<int64_t>(n, 1)) : acc_t(1);
-  if (red == Reduction::None) {
-    at::parallel_for(0, n, kGrain, [&, tv, gscale](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i) {
-        acc_t l, gr;
-        loss_point<K>(load(x[i]), t ? load(t[i]) : tv, l, gr);
-        lp[i] = store<scalar_t>(l);
-        gp[i] = store<scalar_t>(gr);
-      }
-    });
-    return 0.0;
-  }
-  const int64_t blocks = (n + kLossBlock - 1) / kLossBlock;
-  std::vector<double> partial(blocks, 0.0);
-  at::parallel_for(0, blocks, 1, [&, tv, gscale](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b) {
-      const int64_t i1 = std::min(n, (b + 1) * kLossBlock);
-      acc_t s = 0;
-      for (int64_t i = b * kLossBlock; i < i1; ++i) {
-        acc_t l, gr;
-        loss_point<K>(load(x[i]), t ? load(t[i]) : tv, l, gr);
-        s += l;
-        gp[i] = store<scalar_t>(gr * gscale);
-      }
-      partial[b] = double(s);
-    }
-  });
-  double total = 0;
-  for (double p : partial) total += p;
-  return total;
-}
-
-
-// --- Type-erased entry points: the dtype and activation switches, once per call. ---------
-
-#define FASTGAN_CPU_DISPATCH(dtype, name, ...) \
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, name, __VA_ARGS__)
+// --- Entry points -----------------------------------------------------------------------
 
 void stats_entry(c10::ScalarType dt, const void* x, const Geometry& g, void* mean, void* var) {
   FASTGAN_CPU_DISPATCH(dt, "fastgan_stats", [&] {
@@ -506,66 +361,4 @@ void backward_input_entry(c10::ScalarType dt, Activation act, const void* dy, co
   });
 }
 
-void activation_entry(c10::ScalarType dt, Activation act, const void* x, void* y, int64_t n, double slope) {
-  FASTGAN_CPU_DISPATCH(dt, "fastgan_activation", [&] {
-    dispatch_activation(act, [&](auto tag) {
-      activation_loop<decltype(tag)::value>(static_cast<const scalar_t*>(x), static_cast<scalar_t*>(y), n, slope);
-    });
-  });
-}
-
-void activation_backward_entry(c10::ScalarType dt, Activation act, const void* dy, const void* y, void* dx,
-                               int64_t n, double slope) {
-  FASTGAN_CPU_DISPATCH(dt, "fastgan_activation_backward", [&] {
-    dispatch_activation(act, [&](auto tag) {
-      activation_backward_loop<decltype(tag)::value>(static_cast<const scalar_t*>(dy),
-                                                     static_cast<const scalar_t*>(y), static_cast<scalar_t*>(dx),
-                                                     n, slope);
-    });
-  });
-}
-
-void bias_act_entry(c10::ScalarType dt, Activation act, const void* x, const void* bias, void* y, int64_t rows,
-                    int64_t C, double slope) {
-  FASTGAN_CPU_DISPATCH(dt, "fastgan_bias_act", [&] {
-    dispatch_activation(act, [&](auto tag) {
-      bias_act_loop<decltype(tag)::value>(static_cast<const scalar_t*>(x), static_cast<const scalar_t*>(bias),
-                                          static_cast<scalar_t*>(y), rows, C, slope);
-    });
-  });
-}
-
-void bias_act_backward_entry(c10::ScalarType dt, Activation act, const void* dy, const void* y, void* dx,
-                             void* grad_bias, int64_t rows, int64_t C, double slope) {
-  FASTGAN_CPU_DISPATCH(dt, "fastgan_bias_act_backward", [&] {
-    dispatch_activation(act, [&](auto tag) {
-      bias_act_backward_loop<decltype(tag)::value>(static_cast<const scalar_t*>(dy), static_cast<const scalar_t*>(y),
-                                                   static_cast<scalar_t*>(dx), static_cast<scalar_t*>(grad_bias),
-                                                   rows, C, slope);
-    });
-  });
-}
-
-double loss_entry(c10::ScalarType dt, LossKind kind, const void* x_, const void* t_, double target_value, void* grad,
-                  void* loss, int64_t n, Reduction red) {
-  double total = 0;
-  FASTGAN_CPU_DISPATCH(dt, "fastgan_logit_loss", [&] {
-    dispatch_loss_kind(kind, [&](auto tag) {
-      total = loss_loop<decltype(tag)::value>(static_cast<const scalar_t*>(x_), static_cast<const scalar_t*>(t_),
-                                              target_value, static_cast<scalar_t*>(grad), static_cast<scalar_t*>(loss),
-                                              n, red);
-    });
-  });
-  return total;
-}
-
-#undef FASTGAN_CPU_DISPATCH
-
 }  // namespace
-
-const KernelTable& table() {
-  static const KernelTable t{FASTGAN_CPU_ISA_NAME, &stats_entry, &apply_entry, &backward_sums_entry,
-                             &backward_input_entry, &activation_entry, &activation_backward_entry, &bias_act_entry,
-                             &bias_act_backward_entry, &loss_entry};
-  return t;
-}

@@ -1,6 +1,6 @@
-// Which CPU kernel table runs: the widest instruction set the processor has, unless
+// Which instruction set's loops run: the widest the processor has, unless
 // FASTGAN_CPU_CAPABILITY names one.
-#include "kernel_table.h"
+#include "isa.h"
 
 #include <c10/util/Exception.h>
 
@@ -19,30 +19,30 @@ bool has_avx2() {
 #endif
 }
 
-const KernelTable* by_name(const std::string& name) {
-  if (name == "default") return &default_::table();
+Isa by_name(const std::string& name) {
+  if (name == "default") return Isa::default_;
   if (name == "avx2") {
     TORCH_CHECK_VALUE(has_avx2(), "fastgan: FASTGAN_CPU_CAPABILITY=avx2, but this processor has no AVX2 + FMA");
-    return &avx2::table();
+    return Isa::avx2;
   }
   TORCH_CHECK_VALUE(false, "fastgan: unknown CPU capability '", name, "'; expected 'default' or 'avx2'");
 }
 
-const KernelTable* choose() {
+Isa choose() {
   if (const char* env = std::getenv("FASTGAN_CPU_CAPABILITY"); env && *env) return by_name(env);
-  return has_avx2() ? &avx2::table() : &default_::table();
+  return has_avx2() ? Isa::avx2 : Isa::default_;
 }
 
-std::atomic<const KernelTable*>& current() {
-  static std::atomic<const KernelTable*> table{choose()};
-  return table;
+std::atomic<Isa>& current() {
+  static std::atomic<Isa> set{choose()};
+  return set;
 }
 
 }  // namespace
 
-const KernelTable& kernels() { return *current().load(std::memory_order_relaxed); }
+Isa isa() { return current().load(std::memory_order_relaxed); }
 
-std::string capability() { return kernels().name; }
+std::string capability() { return isa() == Isa::avx2 ? "avx2" : "default"; }
 
 void set_capability(const std::string& name) { current().store(by_name(name)); }
 

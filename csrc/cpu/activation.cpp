@@ -1,0 +1,95 @@
+// The CPU activation op (a convolution's LeakyReLU or Tanh without BatchNorm) and its
+// backward. The op comes first; its loops follow, compiled once per instruction set
+// (for_each_isa.h), and the op calls the set this processor runs (FASTGAN_CPU_LOOP).
+#ifndef FASTGAN_CPU_ISA  // the op, compiled once
+#include <torch/library.h>
+
+#include "../fastgan.h"
+#include "isa.h"
+
+#define FASTGAN_CPU_LOOPS "activation.cpp"
+#include "for_each_isa.h"
+
+namespace fastgan {
+namespace {
+
+at::Tensor activation_cpu(const at::Tensor& input_, c10::string_view activation, double negative_slope) {
+  check_float_tensor(input_, "input");
+  const Activation act = parse_activation(activation);
+  const at::Tensor input = input_.contiguous(layout_of(input_));
+  at::Tensor out = at::empty_like(input, input.options(), layout_of(input));
+  FASTGAN_CPU_LOOP(activation_entry)(input.scalar_type(), act, input.const_data_ptr(), out.data_ptr(), input.numel(),
+                            negative_slope);
+  return out;
+}
+
+at::Tensor activation_backward_cpu(const at::Tensor& grad_out_, const at::Tensor& output_,
+                                   c10::string_view activation, double negative_slope) {
+  check_activation_backward_args(grad_out_, output_);
+  const Activation act = parse_activation(activation);
+  const auto fmt = layout_of(output_);
+  const at::Tensor output = output_.contiguous(fmt);
+  const at::Tensor grad_out = in_dtype(grad_out_, output.scalar_type()).contiguous(fmt);
+  at::Tensor grad_in = at::empty_like(output, output.options(), fmt);
+  FASTGAN_CPU_LOOP(activation_backward_entry)(output.scalar_type(), act, grad_out.const_data_ptr(), output.const_data_ptr(),
+                                     grad_in.data_ptr(), output.numel(), negative_slope);
+  return grad_in;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(fastgan, CPU, m) {
+  m.impl("activation", &activation_cpu);
+  m.impl("activation_backward", &activation_backward_cpu);
+}
+
+}  // namespace fastgan
+
+#else  // FASTGAN_CPU_ISA: the loops, compiled once per instruction set (for_each_isa.h)
+
+namespace {
+
+template <Activation ACT, typename scalar_t>
+void activation_loop(const scalar_t* x, scalar_t* y, int64_t n, double negative_slope) {
+  using acc_t = acc_type<scalar_t>;
+  const acc_t slope = acc_t(negative_slope);
+  at::parallel_for(0, n, kGrain, [&, slope](int64_t i0, int64_t i1) {
+#pragma omp simd
+    for (int64_t i = i0; i < i1; ++i) y[i] = store<scalar_t>(activate_t<ACT>(load(x[i]), slope));
+  });
+}
+
+template <Activation ACT, typename scalar_t>
+void activation_backward_loop(const scalar_t* dy, const scalar_t* y, scalar_t* dx, int64_t n,
+                              double negative_slope) {
+  using acc_t = acc_type<scalar_t>;
+  const acc_t slope = acc_t(negative_slope);
+  at::parallel_for(0, n, kGrain, [&, slope](int64_t i0, int64_t i1) {
+#pragma omp simd
+    for (int64_t i = i0; i < i1; ++i)
+      dx[i] = store<scalar_t>(load(dy[i]) * activation_grad_from_output_t<ACT>(load(y[i]), slope));
+  });
+}
+
+void activation_entry(c10::ScalarType dt, Activation act, const void* x, void* y, int64_t n, double slope) {
+  FASTGAN_CPU_DISPATCH(dt, "fastgan_activation", [&] {
+    dispatch_activation(act, [&](auto tag) {
+      activation_loop<decltype(tag)::value>(static_cast<const scalar_t*>(x), static_cast<scalar_t*>(y), n, slope);
+    });
+  });
+}
+
+void activation_backward_entry(c10::ScalarType dt, Activation act, const void* dy, const void* y, void* dx,
+                               int64_t n, double slope) {
+  FASTGAN_CPU_DISPATCH(dt, "fastgan_activation_backward", [&] {
+    dispatch_activation(act, [&](auto tag) {
+      activation_backward_loop<decltype(tag)::value>(static_cast<const scalar_t*>(dy),
+                                                     static_cast<const scalar_t*>(y), static_cast<scalar_t*>(dx),
+                                                     n, slope);
+    });
+  });
+}
+
+}  // namespace
+
+#endif  // FASTGAN_CPU_ISA

@@ -32,7 +32,14 @@ if COMPILED:
     _BCE_WITH_LOGITS = torch.ops.fastgan.bce_with_logits.default
     _LOGIT_LOSS = torch.ops.fastgan.logit_loss.default
 
-GAN_LOSSES = ("bce", "hinge", "lsgan", "wgan-gp")
+# Each GAN loss as (kind of logit_loss, target) for D's real term, D's fake term and G's loss.
+_TERMS = {
+    "bce": (("bce", 1.0), ("bce", 0.0), ("bce", 1.0)),
+    "hinge": (("hinge", 1.0), ("hinge", 0.0), ("linear", 1.0)),
+    "lsgan": (("lsgan", 1.0), ("lsgan", 0.0), ("lsgan", 1.0)),
+    "wgan-gp": (("linear", 1.0), ("linear", 0.0), ("linear", 1.0)),
+}
+GAN_LOSSES = tuple(_TERMS)
 
 
 def bce_with_logits(input: Tensor, target: Union[Tensor, float], reduction: str = "mean") -> Tensor:
@@ -85,15 +92,6 @@ def _logit_loss_fake(input, target, kind, reduction):
 def _check_kind(kind):
     if kind not in GAN_LOSSES:
         raise ValueError(f"fastgan: unknown GAN loss {kind!r}; expected one of {list(GAN_LOSSES)}")
-
-
-# Each GAN loss as (kind of logit_loss, target) for D's real term, D's fake term and G's loss.
-_TERMS = {
-    "bce": (("bce", 1.0), ("bce", 0.0), ("bce", 1.0)),
-    "hinge": (("hinge", 1.0), ("hinge", 0.0), ("linear", 1.0)),
-    "lsgan": (("lsgan", 1.0), ("lsgan", 0.0), ("lsgan", 1.0)),
-    "wgan-gp": (("linear", 1.0), ("linear", 0.0), ("linear", 1.0)),
-}
 
 
 def d_real_loss(real_logits: Tensor, kind: str = "bce") -> Tensor:

@@ -1,6 +1,7 @@
-// Every argument check of the fastgan ops, one set for the CPU and the CUDA kernels.
+// The argument checks the fastgan ops share, one set for the CPU and the CUDA kernels; each
+// op's own checks, and the input preparation its CPU and CUDA ops share, are in args/<op>.h.
 //
-// The layer checks (first half) run on the hot path of the fused layers and must say
+// The layer checks run on the hot path of the fused layers and must say
 // exactly what fastgan/_checks.py says on the reference path: same exception type, same
 // text, so switching backends never changes what bad input does (tests/test_bad_input.py
 // compares the two). Values are therefore printed the way Python prints them.
@@ -219,12 +220,6 @@ inline void check_channel_vector(const c10::optional<at::Tensor>& t, const at::T
   TORCH_CHECK(is_float_dtype(*t), "fastgan: ", name, " must be floating point, got ", t->scalar_type());
 }
 
-inline void check_bn_input(const at::Tensor& input) {
-  check_float_tensor(input, "input");
-  TORCH_CHECK(input.dim() == 4, "fastgan: batch_norm_act expects a 4-D input (N, C, H, W), got ",
-              input.dim(), "-D input of shape ", input.sizes());
-}
-
 inline void check_grad_out(const at::Tensor& grad_out, const at::Tensor& like, const char* like_name) {
   TORCH_CHECK(grad_out.defined(), "fastgan: grad_out is undefined");
   TORCH_CHECK(grad_out.sizes() == like.sizes(), "fastgan: grad_out has shape ", grad_out.sizes(), " but ",
@@ -232,116 +227,6 @@ inline void check_grad_out(const at::Tensor& grad_out, const at::Tensor& like, c
   TORCH_CHECK(grad_out.device() == like.device(), "fastgan: grad_out is on ", grad_out.device(), " but ",
               like_name, " is on ", like.device());
   TORCH_CHECK(is_float_dtype(grad_out), "fastgan: grad_out must be floating point, got ", grad_out.scalar_type());
-}
-
-// Returns whether batch statistics are used (training, or no running statistics). The
-// layer checks run first, so a layer's errors name the layer.
-inline bool check_batch_norm_act_args(const at::Tensor& input, const c10::optional<at::Tensor>& weight,
-                                      const c10::optional<at::Tensor>& bias,
-                                      const c10::optional<at::Tensor>& running_mean,
-                                      const c10::optional<at::Tensor>& running_var,
-                                      const c10::optional<at::Tensor>& num_batches_tracked, bool training,
-                                      Activation act) {
-  const Layer layer{Weighted::None, Norm::BatchNorm2d, act};
-  check_4d(input, "input", layer);
-  check_bn_params(input, weight, bias, running_mean, running_var, layer);
-  check_num_batches_tracked(num_batches_tracked, input, layer);
-  const bool use_batch = training || !running_mean.has_value() || !running_mean->defined();
-  if (use_batch) check_training_batch(input);
-  return use_batch;
-}
-
-inline void check_batch_norm_act_backward_args(const at::Tensor& grad_out, const at::Tensor& input,
-                                               const c10::optional<at::Tensor>& weight,
-                                               const c10::optional<at::Tensor>& bias, const at::Tensor& save_mean,
-                                               const at::Tensor& save_var) {
-  check_bn_input(input);
-  check_grad_out(grad_out, input, "input");
-  check_channel_vector(weight, input, "weight");
-  check_channel_vector(bias, input, "bias");
-  check_channel_vector(save_mean, input, "save_mean");
-  check_channel_vector(save_var, input, "save_var");
-}
-
-// The globally reduced sums the elementwise backward of synchronised BatchNorm divides by the count.
-inline void check_backward_elemt_sums(const at::Tensor& input, const at::Tensor& mean_dy, const at::Tensor& mean_dy_xmu) {
-  check_channel_vector(mean_dy, input, "mean_dy");
-  check_channel_vector(mean_dy_xmu, input, "mean_dy_xmu");
-}
-
-inline void check_update_stats_args(const at::Tensor& running_mean, const at::Tensor& running_var,
-                                    const c10::optional<at::Tensor>& num_batches_tracked, const at::Tensor& save_mean,
-                                    const at::Tensor& save_var, int64_t count) {
-  TORCH_CHECK(count > 1, "fastgan: batch_norm_update_stats needs more than one value per channel, got ", count);
-  TORCH_CHECK(running_mean.numel() == save_mean.numel() && running_var.numel() == save_var.numel() &&
-                  running_mean.numel() == running_var.numel(),
-              "fastgan: running stats and batch stats must have one value per channel each");
-  TORCH_CHECK(running_mean.scalar_type() == running_var.scalar_type(),
-              "fastgan: running_mean and running_var must have the same dtype");
-  for (const at::Tensor* t : {&running_var, &save_mean, &save_var})
-    TORCH_CHECK(t->device() == running_mean.device(), "fastgan: batch_norm_update_stats: every tensor must be on ",
-                running_mean.device(), ", got one on ", t->device());
-  if (num_batches_tracked.has_value() && num_batches_tracked->defined())
-    TORCH_CHECK(num_batches_tracked->numel() == 1 && num_batches_tracked->scalar_type() == at::kLong &&
-                    num_batches_tracked->device() == running_mean.device(),
-                "fastgan: num_batches_tracked must be a one-element int64 tensor on ", running_mean.device(), ", got ",
-                num_batches_tracked->scalar_type(), " of shape ", num_batches_tracked->sizes(), " on ",
-                num_batches_tracked->device());
-}
-
-inline void check_activation_backward_args(const at::Tensor& grad_out, const at::Tensor& output) {
-  check_float_tensor(output, "output");
-  check_grad_out(grad_out, output, "output");
-}
-
-// bias_act's operands: input (*, C) and a bias of C values, of the input's dtype and device.
-inline void check_bias_act_args(const at::Tensor& input, const at::Tensor& bias) {
-  check_float_tensor(input, "input");
-  TORCH_CHECK(bias.defined(), "fastgan: bias is undefined");
-  TORCH_CHECK_VALUE(input.dim() >= 1 && bias.dim() == 1 && bias.size(0) == input.size(-1),
-                    "fastgan: bias_act adds a bias of shape (C,) along the last dimension of input (*, C), got bias "
-                    "of shape ", py_shape(bias.sizes()), " and input of shape ", py_shape(input.sizes()));
-  check_same_device(bias, input, "bias");
-  TORCH_CHECK_TYPE(bias.scalar_type() == input.scalar_type(), "fastgan: bias dtype ", py_dtype(bias.scalar_type()),
-                   " does not match input dtype ", py_dtype(input.scalar_type()));
-}
-
-// bias_act_backward's: the gradient of an output (*, C) of bias_act.
-inline void check_bias_act_backward_args(const at::Tensor& grad_out, const at::Tensor& output) {
-  check_activation_backward_args(grad_out, output);
-  TORCH_CHECK_VALUE(output.dim() >= 1, "fastgan: bias_act_backward expects an output of shape (*, C), got a 0-D "
-                    "tensor");
-}
-
-// Returns whether a target tensor was given. Worded as fastgan/_checks.py check_bce (the
-// size message is torch's own).
-inline bool check_loss_args(const at::Tensor& input, const c10::optional<at::Tensor>& target, int64_t reduction) {
-  check_float_tensor(input, "input");
-  TORCH_CHECK_VALUE(reduction >= 0 && reduction <= 2,
-                    "fastgan: reduction must be 0 (none), 1 (mean) or 2 (sum), got ", reduction);
-  const bool has_target = target.has_value() && target->defined();
-  if (has_target) {
-    TORCH_CHECK_VALUE(target->sizes() == input.sizes(), "Target size (", torch_size(target->sizes()),
-                      ") must be the same as input size (", torch_size(input.sizes()), ")");
-    TORCH_CHECK_TYPE(target->is_floating_point(), "fastgan: target must be a floating-point tensor, got ",
-                     py_dtype(target->scalar_type()));
-    TORCH_CHECK_VALUE(target->device() == input.device(), "fastgan: target is on ", target->device(),
-                      " but input is on ", input.device());
-  }
-  return has_target;
-}
-
-// The logit-loss op's arguments; returns the kind. Worded as fastgan/_checks.py
-// check_logit_loss.
-inline LossKind check_logit_loss_args(const at::Tensor& input, double target, c10::string_view kind,
-                                      int64_t reduction) {
-  check_float_tensor(input, "input");
-  TORCH_CHECK_VALUE(reduction >= 0 && reduction <= 2,
-                    "fastgan: reduction must be 0 (none), 1 (mean) or 2 (sum), got ", reduction);
-  const LossKind k = parse_loss_kind(kind);
-  TORCH_CHECK_VALUE(!loss_takes_a_side(k) || target == 0.0 || target == 1.0, "fastgan: the ", std::string(kind),
-                    " loss takes target 1.0 (real) or 0.0 (fake), got ", target);
-  return k;
 }
 
 }  // namespace fastgan

@@ -5,6 +5,7 @@
 #include <torch/library.h>
 
 #include "../fastgan.h"
+#include "../args/activation.h"
 #include "isa.h"
 
 #define FASTGAN_CPU_LOOPS "activation.cpp"

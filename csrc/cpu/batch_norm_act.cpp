@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "../fastgan.h"
+#include "../args/batch_norm_act.h"
 #include "isa.h"
 
 #define FASTGAN_CPU_LOOPS "batch_norm_act.cpp"

@@ -6,6 +6,7 @@
 #include <torch/library.h>
 
 #include "../fastgan.h"
+#include "../args/bias_act.h"
 #include "isa.h"
 
 #define FASTGAN_CPU_LOOPS "bias_act.cpp"

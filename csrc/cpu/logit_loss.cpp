@@ -7,6 +7,7 @@
 #include <torch/library.h>
 
 #include "../fastgan.h"
+#include "../args/logit_loss.h"
 #include "isa.h"
 
 #define FASTGAN_CPU_LOOPS "logit_loss.cpp"

@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "batch_norm_kernels.cuh"
+#include "../args/batch_norm_act.h"
 
 namespace fastgan {
 namespace cuda {

@@ -12,6 +12,7 @@
 #include <torch/library.h>
 
 #include "common.cuh"
+#include "../args/bias_act.h"
 
 namespace fastgan {
 namespace cuda {

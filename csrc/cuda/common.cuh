@@ -134,6 +134,12 @@ inline int64_t blocks_to_fill(int blocks_per_sm = kBlocksPerSm) {
   return int64_t(device_props()->multiProcessorCount) * blocks_per_sm;
 }
 
+// Blocks for `items` items, one per thread, at most one wave: an elementwise kernel strides
+// over the rest (grid-stride loop).
+inline int grid_for(int64_t items) {
+  return int(std::max<int64_t>(1, std::min<int64_t>(ceil_div(items, kThreads), blocks_to_fill())));
+}
+
 // Loads each thread keeps in flight in the element loops (walk_unrolled), and the rows a
 // thread should walk so that its block's reduction is a small part of its time.
 constexpr int kLoadsInFlight = 4;

@@ -11,15 +11,12 @@
 #include <utility>
 
 #include "common.cuh"
+#include "../args/activation.h"
+#include "../args/logit_loss.h"
 
 namespace fastgan {
 namespace cuda {
 namespace {
-
-// Blocks for `items` items, one per thread, at most one wave (the kernels stride over the rest).
-int grid_for(int64_t items) {
-  return int(std::max<int64_t>(1, std::min<int64_t>(ceil_div(items, kThreads), blocks_to_fill())));
-}
 
 // Layout does not matter elementwise: input and output share strides (both dense in the
 // same memory format), so the kernels walk storage order.

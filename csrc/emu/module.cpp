@@ -3,7 +3,10 @@
 // never shadows the real CPU kernels. Built by tests/emu.py.
 #include <torch/extension.h>
 
-#include "../checks.h"
+#include "../args/activation.h"
+#include "../args/batch_norm_act.h"
+#include "../args/bias_act.h"
+#include "../args/logit_loss.h"
 #include "../op_list.h"
 #include "cuda_emu.h"
 

@@ -1,0 +1,93 @@
+// The BatchNorm + activation ops' arguments (batch_norm_act, its backward, the running-stat
+// update, and the split backward synchronised BatchNorm runs): their checks and the
+// preparation the CPU and CUDA ops share. Worded as fastgan/_checks.py (tests/test_bad_input.py).
+#pragma once
+
+#include "../fastgan.h"
+
+namespace fastgan {
+
+inline void check_bn_input(const at::Tensor& input) {
+  check_float_tensor(input, "input");
+  TORCH_CHECK(input.dim() == 4, "fastgan: batch_norm_act expects a 4-D input (N, C, H, W), got ",
+              input.dim(), "-D input of shape ", input.sizes());
+}
+
+// Returns whether batch statistics are used (training, or no running statistics). The
+// layer checks run first, so a layer's errors name the layer.
+inline bool check_batch_norm_act_args(const at::Tensor& input, const c10::optional<at::Tensor>& weight,
+                                      const c10::optional<at::Tensor>& bias,
+                                      const c10::optional<at::Tensor>& running_mean,
+                                      const c10::optional<at::Tensor>& running_var,
+                                      const c10::optional<at::Tensor>& num_batches_tracked, bool training,
+                                      Activation act) {
+  const Layer layer{Weighted::None, Norm::BatchNorm2d, act};
+  check_4d(input, "input", layer);
+  check_bn_params(input, weight, bias, running_mean, running_var, layer);
+  check_num_batches_tracked(num_batches_tracked, input, layer);
+  const bool use_batch = training || !running_mean.has_value() || !running_mean->defined();
+  if (use_batch) check_training_batch(input);
+  return use_batch;
+}
+
+inline void check_batch_norm_act_backward_args(const at::Tensor& grad_out, const at::Tensor& input,
+                                               const c10::optional<at::Tensor>& weight,
+                                               const c10::optional<at::Tensor>& bias, const at::Tensor& save_mean,
+                                               const at::Tensor& save_var) {
+  check_bn_input(input);
+  check_grad_out(grad_out, input, "input");
+  check_channel_vector(weight, input, "weight");
+  check_channel_vector(bias, input, "bias");
+  check_channel_vector(save_mean, input, "save_mean");
+  check_channel_vector(save_var, input, "save_var");
+}
+
+// The globally reduced sums the elementwise backward of synchronised BatchNorm divides by the count.
+inline void check_backward_elemt_sums(const at::Tensor& input, const at::Tensor& mean_dy, const at::Tensor& mean_dy_xmu) {
+  check_channel_vector(mean_dy, input, "mean_dy");
+  check_channel_vector(mean_dy_xmu, input, "mean_dy_xmu");
+}
+
+inline void check_update_stats_args(const at::Tensor& running_mean, const at::Tensor& running_var,
+                                    const c10::optional<at::Tensor>& num_batches_tracked, const at::Tensor& save_mean,
+                                    const at::Tensor& save_var, int64_t count) {
+  TORCH_CHECK(count > 1, "fastgan: batch_norm_update_stats needs more than one value per channel, got ", count);
+  TORCH_CHECK(running_mean.numel() == save_mean.numel() && running_var.numel() == save_var.numel() &&
+                  running_mean.numel() == running_var.numel(),
+              "fastgan: running stats and batch stats must have one value per channel each");
+  TORCH_CHECK(running_mean.scalar_type() == running_var.scalar_type(),
+              "fastgan: running_mean and running_var must have the same dtype");
+  for (const at::Tensor* t : {&running_var, &save_mean, &save_var})
+    TORCH_CHECK(t->device() == running_mean.device(), "fastgan: batch_norm_update_stats: every tensor must be on ",
+                running_mean.device(), ", got one on ", t->device());
+  if (num_batches_tracked.has_value() && num_batches_tracked->defined())
+    TORCH_CHECK(num_batches_tracked->numel() == 1 && num_batches_tracked->scalar_type() == at::kLong &&
+                    num_batches_tracked->device() == running_mean.device(),
+                "fastgan: num_batches_tracked must be a one-element int64 tensor on ", running_mean.device(), ", got ",
+                num_batches_tracked->scalar_type(), " of shape ", num_batches_tracked->sizes(), " on ",
+                num_batches_tracked->device());
+}
+
+// The inputs of the backward ops, checked and put in the layout the kernels walk (the
+// input's), with per-channel vectors in the statistics dtype. Shared by CPU and CUDA.
+struct BackwardInputs {
+  at::Tensor grad_out, input, mean, var, weight, bias;
+  at::MemoryFormat fmt;
+};
+
+inline BackwardInputs backward_inputs(const at::Tensor& grad_out, const at::Tensor& input,
+                                      const c10::optional<at::Tensor>& weight, const c10::optional<at::Tensor>& bias,
+                                      const at::Tensor& mean, const at::Tensor& var) {
+  check_batch_norm_act_backward_args(grad_out, input, weight, bias, mean, var);
+  BackwardInputs b;
+  b.fmt = layout_of(input);
+  b.input = input.contiguous(b.fmt);
+  b.grad_out = in_dtype(grad_out, b.input.scalar_type()).contiguous(b.fmt);
+  b.mean = as_stats(mean, b.input);
+  b.var = as_stats(var, b.input);
+  b.weight = as_stats(weight, b.input);
+  b.bias = as_stats(bias, b.input);
+  return b;
+}
+
+}  // namespace fastgan

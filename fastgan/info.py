@@ -24,10 +24,11 @@ def registered_ops():
     return tuple(op for op in names if op not in layer), layer
 
 
-def op_kernels():
+def op_kernels(ops=None):
     """{op: [dispatch keys with a kernel]} for every fastgan op (empty when _C did not load).
-    A layer op counts as having a device's kernel when it is composed for every device."""
-    kernel_ops, layer_ops = registered_ops()
+    A layer op counts as having a device's kernel when it is composed for every device.
+    ops: registered_ops(), when the caller has it already."""
+    kernel_ops, layer_ops = registered_ops() if ops is None else ops
     kernels = {op: [key for key in DISPATCH_KEYS if _has_kernel(op, key)] for op in kernel_ops}
     kernels.update({op: list(DISPATCH_KEYS) for op in layer_ops})
     return kernels
@@ -91,8 +92,8 @@ def report() -> str:
                    else "on one thread (built without OpenMP)")
         lines.append(f"  what runs on CPU tensors: fused fastgan kernels ({_backend._C.cpu_capability()}), {threads}")
         lines.append(f"  what runs on CUDA tensors: {cuda_verdict(info)}")
-        kernels = op_kernels()
         kernel_ops, layer_ops = registered_ops()
+        kernels = op_kernels((kernel_ops, layer_ops))
         lines.append("  device kernels (the devices each op has its own kernel for):")
         for op in kernel_ops:
             lines.append(f"    fastgan::{op}: {', '.join(kernels[op]) or 'none'}")

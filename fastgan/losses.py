@@ -77,16 +77,21 @@ def logit_loss(input: Tensor, target: float, kind: str, reduction: str = "mean")
     return op(input, float(target), kind, _checks.REDUCTIONS[reduction])
 
 
-@fake("bce_with_logits")
-def _bce_with_logits_fake(input, target, target_value, reduction):
+def _loss_outputs(input, reduction):
+    """(loss, d loss / d input) as both loss ops return them: the loss per element (reduction
+    0, none) or a scalar, and the gradient in the input's layout."""
     loss = empty_like_layout(input) if reduction == 0 else input.new_empty(())
     return loss, empty_like_layout(input)
+
+
+@fake("bce_with_logits")
+def _bce_with_logits_fake(input, target, target_value, reduction):
+    return _loss_outputs(input, reduction)
 
 
 @fake("logit_loss")
 def _logit_loss_fake(input, target, kind, reduction):
-    loss = empty_like_layout(input) if reduction == 0 else input.new_empty(())
-    return loss, empty_like_layout(input)
+    return _loss_outputs(input, reduction)
 
 
 def _check_kind(kind):

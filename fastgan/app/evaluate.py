@@ -66,8 +66,9 @@ def evaluate(inception: str, real: str, fake: Optional[str], n: int = 10000, bat
     if real_stats is not None:
         return metrics.scores_against_stats(*real_stats, fake_feats)
     real_feats = metrics.features(net, real_images(real, image_size, channels, n, seed), batch_size, device)
+    real_gaussian = metrics.Gaussian.fit(real_feats)
     if save_stats is not None:
-        metrics.save_stats(metrics.Gaussian.fit(real_feats), real_feats.size(0), save_stats)
+        metrics.save_stats(real_gaussian, real_feats.size(0), save_stats)
     if fake_feats is None:
         return None
-    return metrics.scores(real_feats, fake_feats, kid_subsets, kid_subset_size)
+    return metrics.scores(real_feats, fake_feats, kid_subsets, kid_subset_size, real=real_gaussian)

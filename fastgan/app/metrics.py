@@ -211,9 +211,12 @@ class Scores:
         return f"FID {self.fid:.3f}  {kid}  ({n_real} real, {self.n_fake} generated images)"
 
 
-def scores(real_feats, fake_feats, kid_subsets=100, kid_subset_size=1000) -> Scores:
+def scores(real_feats, fake_feats, kid_subsets=100, kid_subset_size=1000, real: Optional[Gaussian] = None) -> Scores:
+    """real: the real features' Gaussian, when the caller has fitted it already (a fit of 2048-d
+    features is a covariance over every image: not worth doing twice)."""
     k, k_std = kid(real_feats, fake_feats, kid_subsets, kid_subset_size)
-    return Scores(fid(real_feats, fake_feats), k, k_std, real_feats.size(0), fake_feats.size(0))
+    real = Gaussian.fit(real_feats) if real is None else real
+    return Scores(frechet_distance(real, Gaussian.fit(fake_feats)), k, k_std, real_feats.size(0), fake_feats.size(0))
 
 
 def scores_against_stats(real: Gaussian, n_real: Optional[int], fake_feats) -> Scores:

@@ -78,7 +78,7 @@ class Trainer:
             raise TrainError(f"--conditional needs labelled data, and {cfg.data!r} has none (a folder needs one "
                              "sub-folder per class)")
         self.num_classes = self.data.num_classes if cfg.conditional else 0
-        self.fid_net = self.fid_real = None
+        self.fid_net = self.fid_real = self.fid_real_gaussian = None
         if cfg.fid_every and self.world.is_main:  # before anything is written: a bad path costs nothing
             try:
                 self.fid_net = metrics.load_feature_network(cfg.inception, self.device)
@@ -351,7 +351,9 @@ class Trainer:
                 pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.cfg.seed + 4))
                 images = images[pick[:self.cfg.fid_n]]
             self.fid_real = metrics.features(self.fid_net, images, self.cfg.batch_size, self.device)
-        scores = metrics.scores(self.fid_real, metrics.features(self.fid_net, fake, self.cfg.batch_size, self.device))
+            self.fid_real_gaussian = metrics.Gaussian.fit(self.fid_real)
+        fake_feats = metrics.features(self.fid_net, fake, self.cfg.batch_size, self.device)
+        scores = metrics.scores(self.fid_real, fake_feats, real=self.fid_real_gaussian)
         row = {"step": self.step, "time": round(time.time(), 3), "fid": scores.fid, "kid": scores.kid,
                "kid_std": scores.kid_std}
         self.history.append(row)

@@ -23,7 +23,11 @@ THREADS_PER_BLOCK = 256  # every fastgan kernel's block (kThreads)
 
 ENTRY = re.compile(r"Compiling entry function '([^']+)' for '(sm_\d+a?)'")
 FRAME = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
-USED = re.compile(r"Used (\d+) registers(?:, used (\d+) barriers)?(?:, (\d+) bytes smem)?")
+# "Used 64 registers, used 1 barriers, 16 bytes cumulative stack size, 16641 bytes smem, ...": the
+# figures after the registers come in an order that depends on what the kernel has, so each is
+# read on its own.
+USED = re.compile(r"Used (\d+) registers")
+SMEM = re.compile(r"(\d+) bytes smem")
 
 
 def parse(text, arch="sm_90"):
@@ -42,7 +46,8 @@ def parse(text, arch="sm_90"):
         if m := FRAME.search(line):
             current.update(stack=int(m.group(1)), spill_stores=int(m.group(2)), spill_loads=int(m.group(3)))
         elif m := USED.search(line):
-            current.update(registers=int(m.group(1)), smem=int(m.group(3) or 0))
+            smem = SMEM.search(line)
+            current.update(registers=int(m.group(1)), smem=int(smem.group(1)) if smem else 0)
             current = None
     return list(kernels.values())
 

@@ -322,6 +322,107 @@ def test_kernels_reach_shared_memory_only_through_the_counting_accessor():
     assert not raw, f"declare shared memory with FASTGAN_SHARED: {raw}"
 
 
+def finish_rounds_of(emu, fn):
+    """The most rounds of loads any warp ran in series in the last-block folds of fn's launches
+    (csrc/cuda/common.cuh fold_partials: one L2 round trip each), and fn's result."""
+    emu.reset_stats()
+    out = fn()
+    return emu.stats()["finish_rounds"], out
+
+
+@pytest.fixture
+def h200(emu):
+    """The emulated device as an H200 (132 SMs): the planners size grids, and so splits, from it."""
+    emu.set_device(132)
+    yield
+    emu.set_device(132)
+
+
+@pytest.mark.parametrize("channels,size", DCGAN64_BN_LAYERS, ids=lambda v: str(v))
+@pytest.mark.parametrize("dtype,layout", [(torch.float32, "contiguous"), (torch.bfloat16, "channels_last")],
+                         ids=["fp32-nchw", "bf16-nhwc"])
+def test_reductions_finish_in_at_most_two_rounds(emu, ops, h200, channels, size, dtype, layout):
+    """Each channel tile's last block adds the tile's partials in at most 2 rounds of loads
+    (each lane 8 loads in flight, one L2 round trip a round) on every DCGAN-64 BatchNorm layer at
+    batch 128. In channels_last a tile used to hold up to 256 channels, folded by one block a warp
+    per channel: 8-32 rounds in series per warp."""
+    g = torch.Generator().manual_seed(13)
+    x = make((128, channels, size, size), dtype, layout, g)
+    weight, bias, rm, rv = bn_params(channels, g)
+    nbt = torch.tensor(0, dtype=torch.long)
+    rounds, (_, mean, var) = finish_rounds_of(
+        emu, lambda: ops.batch_norm_act(x, weight, bias, rm, rv, nbt, True, 0.1, EPS, "relu", 0.0))
+    assert 1 <= rounds <= 2, f"statistics: {rounds} rounds"
+    rounds, _ = finish_rounds_of(
+        emu, lambda: ops.batch_norm_act_backward(x, x, weight, bias, mean, var, True, EPS, "relu", 0.0))
+    assert 1 <= rounds <= 2, f"backward reduce: {rounds} rounds"
+    rounds, _ = finish_rounds_of(emu, lambda: ops.batch_norm_stats(x))
+    assert 1 <= rounds <= 2, f"SyncBatchNorm statistics: {rounds} rounds"
+
+
+@pytest.mark.parametrize("features", [256, 512, 784, 1024], ids=str)
+@pytest.mark.parametrize("batch", [64, 128, 4096], ids=lambda b: f"batch{b}")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_bias_gradient_finishes_in_at_most_two_rounds(emu, ops, h200, features, batch, dtype):
+    """bias_act_backward's bias gradient at the MLP GAN's sizes (and a batch large enough for many
+    row splits): at most 2 rounds of loads in its last blocks' folds (0 with one split: no fold)."""
+    g = torch.Generator().manual_seed(14)
+    dy = torch.randn(batch, features, generator=g).to(dtype)
+    y = torch.randn(batch, features, generator=g).to(dtype)
+    rounds, (_, grad_bias) = finish_rounds_of(emu, lambda: ops.bias_act_backward(dy, y, "leaky_relu", 0.2))
+    assert rounds <= 2, f"{rounds} rounds"
+    if batch == 4096:
+        assert rounds >= 1, "many row splits: the last blocks fold"
+    expected = reference.activation_backward(dy.double(), y.double(), "leaky_relu", 0.2).sum(0)
+    assert_close(grad_bias, expected, dtype, scale=4)
+
+
+def test_reduction_counters_are_per_host_thread_on_the_per_thread_stream(emu, ops):
+    """cudaStreamPerThread is one handle for a different stream in each host thread, so two
+    threads' reductions run concurrently on it: each thread must get counters of its own (keyed by
+    the handle, they shared them; two concurrent launches then mixed their tickets and left a
+    counter non-zero, which broke every later call on that key). Here two threads on their
+    per-thread streams reduce concurrently and every result is the single-threaded one."""
+    import threading
+
+    x = torch.randn(4, 8, 64, 64)
+
+    def tickets_seen_by_a_thread(per_thread):
+        out = {}
+
+        def run():
+            emu.use_per_thread_stream(per_thread)
+            out["ptr"] = emu.ticket_buffer(x).data_ptr()
+
+        t = threading.Thread(target=run)
+        t.start()
+        t.join()
+        return out["ptr"]
+
+    assert tickets_seen_by_a_thread(True) != tickets_seen_by_a_thread(True), "per-thread streams share counters"
+    assert tickets_seen_by_a_thread(False) == tickets_seen_by_a_thread(False), "the legacy stream is one stream"
+
+    inputs = [torch.randn(4, 8, 64, 64, generator=torch.Generator().manual_seed(i)) for i in range(2)]
+    expected = [ops.batch_norm_stats(xi) for xi in inputs]
+    errors = []
+
+    def worker(i):
+        try:
+            emu.use_per_thread_stream(True)
+            for _ in range(8):
+                mean, var = ops.batch_norm_stats(inputs[i])
+                assert torch.equal(mean, expected[i][0]) and torch.equal(var, expected[i][1]), f"thread {i}"
+        except Exception as e:  # noqa: BLE001 - reported by the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+
+
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 def test_statistics_of_huge_values(ops, layout):
     """Means near 1e20 in fp32: merging a partial into an empty Welford accumulator used to

@@ -17,12 +17,17 @@ using namespace bn;
 using Plan = GridPlan;
 
 // How a (channels x elements-per-channel) problem is spread over the grid: NHWC as rows of
-// channels (plan_rows); NCHW with one channel per blockIdx.x and its elements split over
-// blockIdx.y.
-Plan make_plan(const Geometry& g, int vec, int blocks_per_sm) {
-  if (g.channels_last) return plan_rows(g.N * g.HW, g.C, vec, blocks_per_sm);
+// channels (plan_rows for the elementwise kernels, plan_reduction_rows for the reductions, whose
+// tiles' last blocks finish them); NCHW with one channel per blockIdx.x and its elements split
+// over blockIdx.y, the same for both.
+enum class Pass { Elementwise, Reduction };
+
+Plan make_plan(const Geometry& g, int vec, int blocks_per_sm, Pass pass) {
+  if (g.channels_last)
+    return pass == Pass::Reduction ? plan_reduction_rows(g.N * g.HW, g.C, vec, blocks_per_sm)
+                                   : plan_rows(g.N * g.HW, g.C, vec, blocks_per_sm);
   const int64_t total = g.N * g.HW;
-  const int64_t s = row_splits(total, int64_t(kThreads) * vec, g.C, blocks_per_sm);
+  const int64_t s = std::min(row_splits(total, int64_t(kThreads) * vec, g.C, blocks_per_sm), max_finish_splits(1));
   Plan p;
   p.chunk = ceil_div(ceil_div(total, s), vec) * vec;
   p.splits = int(ceil_div(total, p.chunk));
@@ -31,26 +36,38 @@ Plan make_plan(const Geometry& g, int vec, int blocks_per_sm) {
   return p;
 }
 
-template <typename scalar_t>
+// Whether the VEC-wide path applies: whole packs along the contiguous dimension, and storage
+// aligned to a pack.
+template <typename scalar_t, int VEC>
 bool can_vectorize(const Geometry& g, std::initializer_list<const void*> ptrs) {
-  constexpr int vec = vec_width<scalar_t>();
-  if ((g.channels_last ? g.C : g.HW) % vec != 0) return false;
+  if ((g.channels_last ? g.C : g.HW) % VEC != 0) return false;
   for (const void* p : ptrs)
-    if (!aligned16(p)) return false;
+    if (reinterpret_cast<uintptr_t>(p) % (VEC * sizeof(scalar_t)) != 0) return false;
   return true;
 }
 
-// Calls f(std::integral_constant<int, VEC>, std::integral_constant<bool, CL>).
-template <typename scalar_t, typename F>
-void dispatch_layout(const Geometry& g, bool vectorize, F&& f) {
-  constexpr int V = vec_width<scalar_t>();
+// Calls f(std::integral_constant<int, VEC>, std::integral_constant<bool, CL>), VEC = V_NCHW or
+// V_CL where the pointers allow it (can_vectorize), else 1.
+template <typename scalar_t, int V_NCHW, int V_CL, typename F>
+void dispatch_layout(const Geometry& g, std::initializer_list<const void*> ptrs, F&& f) {
   if (g.channels_last) {
-    if (vectorize) f(std::integral_constant<int, V>(), std::true_type());
+    if (can_vectorize<scalar_t, V_CL>(g, ptrs)) f(std::integral_constant<int, V_CL>(), std::true_type());
     else f(std::integral_constant<int, 1>(), std::true_type());
   } else {
-    if (vectorize) f(std::integral_constant<int, V>(), std::false_type());
+    if (can_vectorize<scalar_t, V_NCHW>(g, ptrs)) f(std::integral_constant<int, V_NCHW>(), std::false_type());
     else f(std::integral_constant<int, 1>(), std::false_type());
   }
+}
+
+// The forward kernels move 16 bytes per access; the backward ones backward_vec_width.
+template <typename scalar_t, typename F>
+void dispatch_forward_layout(const Geometry& g, std::initializer_list<const void*> ptrs, F&& f) {
+  dispatch_layout<scalar_t, vec_width<scalar_t>(), vec_width<scalar_t>()>(g, ptrs, f);
+}
+
+template <typename scalar_t, typename F>
+void dispatch_backward_layout(const Geometry& g, std::initializer_list<const void*> ptrs, F&& f) {
+  dispatch_layout<scalar_t, backward_vec_width<scalar_t, false>(), backward_vec_width<scalar_t, true>()>(g, ptrs, f);
 }
 
 template <typename A>
@@ -96,20 +113,22 @@ struct Statistics {
 };
 
 template <typename scalar_t, int VEC, bool CL>
-Statistics<acc_type<scalar_t>> batch_statistics(const at::Tensor& input, const Geometry& g, const Plan& plan,
-                                        const at::Tensor& weight, const at::Tensor& bias, double eps, at::Tensor& mean,
-                                        at::Tensor& var, bool want_coef, const at::Tensor& running_mean,
-                                        const at::Tensor& running_var,
-                                        const c10::optional<at::Tensor>& num_batches_tracked,
-                                        c10::optional<double> momentum) {
+Statistics<acc_type<scalar_t>> batch_statistics(const at::Tensor& input, const Geometry& g, const at::Tensor& weight,
+                                                const at::Tensor& bias, double eps, at::Tensor& mean, at::Tensor& var,
+                                                bool want_coef, const at::Tensor& running_mean,
+                                                const at::Tensor& running_var,
+                                                const c10::optional<at::Tensor>& num_batches_tracked,
+                                                c10::optional<double> momentum) {
   using A = acc_type<scalar_t>;
-  const int64_t partial_size = g.C * plan.splits * 3;
-  at::Tensor scratch = at::empty({partial_size + (want_coef ? 2 * g.C : 0)}, mean.options());
-  A* partial = scratch.data_ptr<A>();
-  A* coef = want_coef ? partial + partial_size : nullptr;
+  const Plan plan = make_plan(g, VEC, kBlocksPerSmOf<scalar_t>, Pass::Reduction);
+  // coef first, so that it is 16-byte aligned for the apply kernel's vector loads.
+  const int64_t coef_size = want_coef ? 2 * g.C : 0;
+  at::Tensor scratch = at::empty({coef_size + g.C * plan.splits * 2}, mean.options());
+  A* coef = want_coef ? scratch.data_ptr<A>() : nullptr;
+  A* partial = scratch.data_ptr<A>() + coef_size;
   const at::Tensor tickets = reduction_tickets(input, int64_t(plan.grid.x) + 1);
-  const FinalizeArgs<A> fin{partial, plan.splits, A(g.N * g.HW), ptr_or_null<A>(weight), ptr_or_null<A>(bias),
-                            A(eps), mean.data_ptr<A>(), var.data_ptr<A>(), coef};
+  const FinalizeArgs<A> fin{plan.splits, A(g.N * g.HW), ptr_or_null<A>(weight), ptr_or_null<A>(bias), A(eps),
+                            mean.data_ptr<A>(), var.data_ptr<A>(), coef};
   launch(stats_kernel<scalar_t, VEC, CL>, plan.grid, plan.block, 0,
          current_stream(), input.const_data_ptr<scalar_t>(), g.N, g.C, g.HW, plan.chunk, partial, fin,
          running_stats(running_mean, running_var, num_batches_tracked, momentum, g.N * g.HW),
@@ -148,14 +167,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_cuda(
     using A = acc_type<scalar_t>;
     const scalar_t* x = input.const_data_ptr<scalar_t>();
     scalar_t* y = out.data_ptr<scalar_t>();
-    dispatch_layout<scalar_t>(g, can_vectorize<scalar_t>(g, {x, y}), [&](auto vec_c, auto cl_c) {
+    dispatch_forward_layout<scalar_t>(g, {x, y}, [&](auto vec_c, auto cl_c) {
       constexpr int VEC = decltype(vec_c)::value;
       constexpr bool CL = decltype(cl_c)::value;
-      const Plan plan = make_plan(g, VEC, kBlocksPerSmOf<scalar_t>);
+      const Plan plan = make_plan(g, VEC, kBlocksPerSmOf<scalar_t>, Pass::Elementwise);
       ApplyArgs<A> args{nullptr, ChannelParams<A>{}, nullptr, nullptr};
       Statistics<A> stats;
       if (use_batch) {
-        stats = batch_statistics<scalar_t, VEC, CL>(input, g, plan, weight, bias, eps, mean, var, true, running_mean,
+        stats = batch_statistics<scalar_t, VEC, CL>(input, g, weight, bias, eps, mean, var, true, running_mean,
                                                     running_var, num_batches_tracked, momentum);
         args.coef = stats.coef;
       } else {
@@ -171,7 +190,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_cuda(
 }
 
 // The backward reduction: per-channel sum_dy and sum_dy_xmu, and grad_weight / grad_bias where
-// wanted (non-null); one launch. partial: g.C * plan.splits * 2 values of scratch.
+// wanted (non-null); one launch. plan: make_plan(..., Pass::Reduction); partial: g.C *
+// plan.splits * 2 values of scratch.
 template <typename scalar_t, int VEC, bool CL>
 void backward_sums(const BackwardInputs& b, const Geometry& g, const Plan& plan, double eps, Activation act,
                    double negative_slope, acc_type<scalar_t>* partial, acc_type<scalar_t>* sum_dy,
@@ -179,7 +199,7 @@ void backward_sums(const BackwardInputs& b, const Geometry& g, const Plan& plan,
   using A = acc_type<scalar_t>;
   const ChannelParams<A> p = channel_params<A>(b.mean, b.var, b.weight, b.bias, eps);
   const at::Tensor tickets = reduction_tickets(b.input, plan.grid.x);
-  const BackwardSumsArgs<A> sums{partial, plan.splits, sum_dy, sum_dy_xmu, grad_weight, grad_bias};
+  const BackwardSumsArgs<A> sums{plan.splits, sum_dy, sum_dy_xmu, grad_weight, grad_bias};
   dispatch_act(act, [&](auto tag) {
     launch(backward_reduce_kernel<scalar_t, VEC, CL, decltype(tag)::value>, plan.grid, plan.block,
            0, current_stream(), b.grad_out.const_data_ptr<scalar_t>(),
@@ -189,10 +209,11 @@ void backward_sums(const BackwardInputs& b, const Geometry& g, const Plan& plan,
 }
 
 template <typename scalar_t, int VEC, bool CL>
-void backward_input(const BackwardInputs& b, const Geometry& g, const Plan& plan, double eps, Activation act,
-                    double negative_slope, const acc_type<scalar_t>* sum_dy, const acc_type<scalar_t>* sum_dy_xmu,
-                    double inv_count, bool training, at::Tensor& grad_input) {
+void backward_input(const BackwardInputs& b, const Geometry& g, double eps, Activation act, double negative_slope,
+                    const acc_type<scalar_t>* sum_dy, const acc_type<scalar_t>* sum_dy_xmu, double inv_count,
+                    bool training, at::Tensor& grad_input) {
   using A = acc_type<scalar_t>;
+  const Plan plan = make_plan(g, VEC, kBlocksPerSmOf<scalar_t>, Pass::Elementwise);
   const InputGradArgs<A> args{channel_params<A>(b.mean, b.var, b.weight, b.bias, eps), sum_dy, sum_dy_xmu,
                               A(inv_count), training};
   dispatch_act(act, [&](auto tag) {
@@ -217,20 +238,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_backward_cuda(
   if (b.input.numel() == 0) return {grad_input, grad_weight.zero_(), grad_bias.zero_()};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, b.input.scalar_type(), "batch_norm_act_backward_cuda", [&] {
     using A = acc_type<scalar_t>;
-    const bool vectorize = can_vectorize<scalar_t>(
-        g, {b.input.const_data_ptr(), b.grad_out.const_data_ptr(), grad_input.const_data_ptr()});
-    dispatch_layout<scalar_t>(g, vectorize, [&](auto vec_c, auto cl_c) {
+    const auto ptrs = {b.input.const_data_ptr(), b.grad_out.const_data_ptr(), grad_input.const_data_ptr()};
+    dispatch_backward_layout<scalar_t>(g, ptrs, [&](auto vec_c, auto cl_c) {
       constexpr int VEC = decltype(vec_c)::value;
       constexpr bool CL = decltype(cl_c)::value;
-      const Plan plan = make_plan(g, VEC, kBlocksPerSmOf<scalar_t>);
+      const Plan plan = make_plan(g, VEC, kBlocksPerSmOf<scalar_t>, Pass::Reduction);
       // One scratch allocation: sum_dy, sum_dy_xmu, then the partials.
       at::Tensor scratch = at::empty({g.C * (2 + int64_t(plan.splits) * 2)}, b.input.options().dtype(sdt));
       A* sum_dy = scratch.data_ptr<A>();
       A* sum_dy_xmu = sum_dy + g.C;
       backward_sums<scalar_t, VEC, CL>(b, g, plan, eps, act, negative_slope, sum_dy_xmu + g.C, sum_dy, sum_dy_xmu,
                                        grad_weight.data_ptr<A>(), grad_bias.data_ptr<A>());
-      backward_input<scalar_t, VEC, CL>(b, g, plan, eps, act, negative_slope, sum_dy, sum_dy_xmu,
-                                        1.0 / double(g.N * g.HW), training, grad_input);
+      backward_input<scalar_t, VEC, CL>(b, g, eps, act, negative_slope, sum_dy, sum_dy_xmu, 1.0 / double(g.N * g.HW),
+                                        training, grad_input);
     });
   });
   return {grad_input, grad_weight, grad_bias};
@@ -262,12 +282,11 @@ std::tuple<at::Tensor, at::Tensor> batch_norm_stats_cuda(const at::Tensor& input
   at::Tensor var = at::empty({g.C}, input.options().dtype(sdt));
   if (input.numel() == 0) return {mean.zero_(), var.zero_()};  // a rank with no samples adds count 0
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "batch_norm_stats_cuda", [&] {
-    dispatch_layout<scalar_t>(g, can_vectorize<scalar_t>(g, {input.const_data_ptr()}), [&](auto vec_c, auto cl_c) {
+    dispatch_forward_layout<scalar_t>(g, {input.const_data_ptr()}, [&](auto vec_c, auto cl_c) {
       constexpr int VEC = decltype(vec_c)::value;
       constexpr bool CL = decltype(cl_c)::value;
-      batch_statistics<scalar_t, VEC, CL>(input, g, make_plan(g, VEC, kBlocksPerSmOf<scalar_t>), at::Tensor(),
-                                          at::Tensor(), 0.0, mean, var, false, at::Tensor(), at::Tensor(),
-                                          c10::nullopt, c10::nullopt);
+      batch_statistics<scalar_t, VEC, CL>(input, g, at::Tensor(), at::Tensor(), 0.0, mean, var, false, at::Tensor(),
+                                          at::Tensor(), c10::nullopt, c10::nullopt);
     });
   });
   return {mean, var};
@@ -287,11 +306,11 @@ std::tuple<at::Tensor, at::Tensor> batch_norm_act_backward_reduce_cuda(
   if (b.input.numel() == 0) return {sum_dy.zero_(), sum_dy_xmu.zero_()};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, b.input.scalar_type(), "batch_norm_act_backward_reduce_cuda", [&] {
     using A = acc_type<scalar_t>;
-    const bool vectorize = can_vectorize<scalar_t>(g, {b.input.const_data_ptr(), b.grad_out.const_data_ptr()});
-    dispatch_layout<scalar_t>(g, vectorize, [&](auto vec_c, auto cl_c) {
+    dispatch_backward_layout<scalar_t>(g, {b.input.const_data_ptr(), b.grad_out.const_data_ptr()}, [&](auto vec_c,
+                                                                                                    auto cl_c) {
       constexpr int VEC = decltype(vec_c)::value;
       constexpr bool CL = decltype(cl_c)::value;
-      const Plan plan = make_plan(g, VEC, kBlocksPerSmOf<scalar_t>);
+      const Plan plan = make_plan(g, VEC, kBlocksPerSmOf<scalar_t>, Pass::Reduction);
       at::Tensor partial = at::empty({g.C * int64_t(plan.splits) * 2}, b.input.options().dtype(sdt));
       backward_sums<scalar_t, VEC, CL>(b, g, plan, eps, act, negative_slope, partial.data_ptr<A>(),
                                        sum_dy.data_ptr<A>(), sum_dy_xmu.data_ptr<A>(), nullptr, nullptr);
@@ -315,14 +334,11 @@ at::Tensor batch_norm_act_backward_elemt_cuda(
   // Already divided by the global count, so the kernel multiplies them by 1.
   const at::Tensor mean_dy = as_stats(mean_dy_, b.input), mean_dy_xmu = as_stats(mean_dy_xmu_, b.input);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, b.input.scalar_type(), "batch_norm_act_backward_elemt_cuda", [&] {
-    const bool vectorize = can_vectorize<scalar_t>(
-        g, {b.input.const_data_ptr(), b.grad_out.const_data_ptr(), grad_input.const_data_ptr()});
-    dispatch_layout<scalar_t>(g, vectorize, [&](auto vec_c, auto cl_c) {
+    const auto ptrs = {b.input.const_data_ptr(), b.grad_out.const_data_ptr(), grad_input.const_data_ptr()};
+    dispatch_backward_layout<scalar_t>(g, ptrs, [&](auto vec_c, auto cl_c) {
       constexpr int VEC = decltype(vec_c)::value;
       constexpr bool CL = decltype(cl_c)::value;
-      backward_input<scalar_t, VEC, CL>(b, g, make_plan(g, VEC, kBlocksPerSmOf<scalar_t>), eps, act,
-                                        negative_slope,
-                                        mean_dy.const_data_ptr<acc_type<scalar_t>>(),
+      backward_input<scalar_t, VEC, CL>(b, g, eps, act, negative_slope, mean_dy.const_data_ptr<acc_type<scalar_t>>(),
                                         mean_dy_xmu.const_data_ptr<acc_type<scalar_t>>(), 1.0, true, grad_input);
     });
   });

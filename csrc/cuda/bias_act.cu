@@ -6,8 +6,9 @@
 //             Per block, the rows' sums are added (fold_rows); with one split the block
 //             writes grad_bias itself, otherwise every block writes its partial sums and the
 //             last block of each column tile to finish (an integer ticket) adds them in a
-//             fixed order with all its threads. No float atomics, so results are the same bits from
-//             run to run, and it is one launch.
+//             fixed order with all its threads (fold_partials; column tiles of at most
+//             kFinishChannels, plan_reduction_rows). No float atomics, so results are the same
+//             bits from run to run, and it is one launch.
 #include <ATen/Dispatch.h>
 #include <torch/library.h>
 
@@ -84,20 +85,19 @@ __global__ void FASTGAN_KERNEL_BOUNDS bias_act_backward_kernel(
       grad_bias[c] = scalar_t(t[0]);
     } else {
       partial[int64_t(blockIdx.y) * C + c] = t[0];
-      __threadfence();  // this thread's partials are visible before its block takes a ticket
     }
   });
   // The last block of this tile of columns adds the splits' partials in a fixed order, the
-  // whole block working (fold_splits).
+  // whole block working.
   if (one_split || !last_block_to_finish(ticket + blockIdx.x, gridDim.y)) return;
-  fold_splits<Sums<A, 1>>(
+  fold_partials<1, A>(
       int(min64(C - tile, int64_t(tx) * VEC)), int(gridDim.y),
       [&](int c, int sp) {
         Sums<A, 1> t;
         t.v[0] = __ldcg(partial + int64_t(sp) * C + tile + c);
         return t;
       },
-      [&](int c, const Sums<A, 1>& t) { grad_bias[tile + c] = scalar_t(t.v[0]); });
+      [&](int c, const A (&t)[1]) { grad_bias[tile + c] = scalar_t(t[0]); });
 }
 
 // The 16-byte path needs whole packs in every row and aligned storage.
@@ -157,7 +157,7 @@ std::tuple<at::Tensor, at::Tensor> bias_act_backward_cuda(const at::Tensor& grad
     const scalar_t* dy = grad_out.const_data_ptr<scalar_t>();
     scalar_t* dx = grad_in.data_ptr<scalar_t>();
     const bool vectorize = use_vectors<V>(C, {y, dy, dx});
-    const GridPlan p = plan_rows(rows, C, vectorize ? V : 1);
+    const GridPlan p = plan_reduction_rows(rows, C, vectorize ? V : 1);
     at::Tensor partial, ticket;
     if (p.splits > 1) {
       partial = at::empty({int64_t(p.splits) * C}, output.options().dtype(stats_dtype(output)));

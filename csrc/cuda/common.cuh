@@ -1,4 +1,5 @@
-// Helpers shared by the CUDA kernels: block sizes, 16-byte packs, Welford merges.
+// Helpers shared by the CUDA kernels: block sizes, 16-byte packs, grid planners, block folds and
+// the last-block reductions.
 #pragma once
 
 #include <algorithm>
@@ -60,53 +61,12 @@ template <typename T> constexpr int vec_width() { return 16 / sizeof(T) > 0 ? in
 
 inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
-// (count, mean, M2) of a split or a group of splits; merges follow Chan et al.
-template <typename A>
-struct Welford {
-  A n = 0, mean = 0, m2 = 0;
-  __device__ __forceinline__ void merge(A nb, A mb, A m2b) {
-    if (nb == A(0)) return;
-    if (n == A(0)) {  // the general formula would compute d * d * 0, NaN once d * d overflows
-      n = nb;
-      mean = mb;
-      m2 = m2b;
-      return;
-    }
-    const A nn = n + nb, d = mb - mean, f = nb / nn;
-    mean += d * f;
-    m2 += m2b + d * d * n * f;
-    n = nn;
-  }
-  __device__ __forceinline__ void merge(const Welford& o) { merge(o.n, o.mean, o.m2); }
-  __device__ __forceinline__ Welford shfl_down(int off) const {
-    return {__shfl_down_sync(0xffffffffu, n, off), __shfl_down_sync(0xffffffffu, mean, off),
-            __shfl_down_sync(0xffffffffu, m2, off)};
-  }
-};
-
-// K running sums (the BatchNorm backward's sum g and sum g * (x - mean); a bias gradient).
+// K running sums (the BatchNorm statistics' sum d and sum d^2 around a shift; the backward's sum
+// g and sum g * (x - mean); a bias gradient; a loss).
 template <typename A, int K>
 struct Sums {
   A v[K] = {};
-  __device__ __forceinline__ void merge(const Sums& o) {
-#pragma unroll
-    for (int k = 0; k < K; ++k) v[k] += o.v[k];
-  }
-  __device__ __forceinline__ Sums shfl_down(int off) const {
-    Sums r;
-#pragma unroll
-    for (int k = 0; k < K; ++k) r.v[k] = __shfl_down_sync(0xffffffffu, v[k], off);
-    return r;
-  }
 };
-
-// Folds a warp's values into lane 0 in a fixed shuffle tree (T: Welford or Sums).
-template <typename T>
-__device__ __forceinline__ T warp_fold(T v) {
-#pragma unroll
-  for (int off = 16; off > 0; off >>= 1) v.merge(v.shfl_down(off));
-  return v;
-}
 
 __device__ __forceinline__ int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
@@ -159,6 +119,25 @@ inline int64_t row_splits(int64_t rows, int64_t per_block, int64_t tiles, int bl
   return std::max<int64_t>(1, std::min<int64_t>(s, 1024));
 }
 
+// The finishing fold of a last-block reduction (fold_partials): each lane of the finishing block
+// keeps kFinishLoads loads in flight, and a fold takes at most kFinishRounds such rounds (one
+// L2 round trip each) per warp. A tile it finishes has at most kFinishChannels channels, one per
+// lane of a warp, so a tile's last block folds all of its channels at once, the block's warps
+// taking the splits in turn; the reduction planners keep tiles that narrow and cap the splits
+// (max_finish_splits), so the bound holds by construction (the emulation counts the rounds:
+// FASTGAN_FINISH_ROUND, tests/test_cuda_emu.py).
+constexpr int kFinishLoads = 8;
+constexpr int kFinishRounds = 2;
+constexpr int kFinishChannels = 32;
+
+// The most splits a tile of `channels` channels can have for its finishing fold to take at most
+// kFinishRounds rounds: kThreads / width lanes per channel, width = channels rounded up to a power
+// of two (fold_partials).
+inline int64_t max_finish_splits(int64_t channels) {
+  const int64_t width = next_pow2(std::min<int64_t>(std::max<int64_t>(channels, 1), kFinishChannels));
+  return int64_t(kThreads) / width * kFinishLoads * kFinishRounds;
+}
+
 // How a problem of rows of C contiguous channels (channels_last activations, a Linear layer's
 // rows of features) is spread over the grid: threadIdx.x across packs of VEC channels, so a
 // warp reads consecutive addresses; threadIdx.y across rows; blockIdx.x across channel tiles;
@@ -169,18 +148,34 @@ struct GridPlan {
   int splits;
 };
 
-inline GridPlan plan_rows(int64_t rows, int64_t C, int vec, int blocks_per_sm = kBlocksPerSm) {
+inline GridPlan plan_rows_of(int64_t rows, int64_t C, int vec, int blocks_per_sm, int64_t max_tile_channels,
+                             int64_t max_splits) {
   const int64_t cvecs = ceil_div(C, vec);
-  const int tx = int(std::min<int64_t>(32, next_pow2(cvecs)));
+  const int tx = int(std::min<int64_t>(std::max<int64_t>(1, max_tile_channels / vec), next_pow2(cvecs)));
   const int ty = kThreads / tx;
   const int64_t cblocks = ceil_div(cvecs, tx);
-  const int64_t s = row_splits(rows, ty, cblocks, blocks_per_sm);
+  int64_t s = row_splits(rows, ty, cblocks, blocks_per_sm);
+  s = std::max<int64_t>(1, std::min(s, max_splits));
   GridPlan p;
   p.chunk = std::max<int64_t>(1, ceil_div(rows, s));
   p.splits = int(std::max<int64_t>(1, ceil_div(rows, p.chunk)));
   p.block = dim3(unsigned(tx), unsigned(ty));
   p.grid = dim3(unsigned(cblocks), unsigned(p.splits));
   return p;
+}
+
+// An elementwise pass over rows: tiles of up to 32 lanes x VEC channels (a warp reads up to 512
+// contiguous bytes per row).
+inline GridPlan plan_rows(int64_t rows, int64_t C, int vec, int blocks_per_sm = kBlocksPerSm) {
+  return plan_rows_of(rows, C, vec, blocks_per_sm, int64_t(32) * vec, rows);
+}
+
+// A reduction over rows finished by each tile's last block: tiles of at most kFinishChannels
+// channels, so that the C / 32 tiles' last blocks finish in parallel, each folding its channels at
+// once, and splits capped so that the fold takes at most kFinishRounds rounds.
+inline GridPlan plan_reduction_rows(int64_t rows, int64_t C, int vec, int blocks_per_sm = kBlocksPerSm) {
+  return plan_rows_of(rows, C, vec, blocks_per_sm, std::max(kFinishChannels, vec),
+                      max_finish_splits(std::min<int64_t>(C, kFinishChannels)));
 }
 
 // A thread's walk over rows of C channels: rows index, first + step, ..., its elements at
@@ -200,10 +195,14 @@ struct RowCursor {
 // time: the U loads are issued before any of their uses, so U requests per thread are in
 // flight (one load per iteration waits a whole memory latency for each). load(offset) returns
 // what use(offset, loaded) consumes.
+//
+// The bounds are written `end > at.index`, never `at.index < end`: in C++20 mode (torch 2.14
+// passes -std=c++20) nvcc's front end reads `at.index <`, a member of an object of dependent
+// type followed by `<`, as the start of a template argument list and stops.
 template <int U, typename Cursor, typename Load, typename Use>
 __device__ __forceinline__ void walk_unrolled(Cursor at, int64_t end, Load load, Use use) {
   using Loaded = decltype(load(int64_t(0)));
-  for (; at.index + (U - 1) * at.step < end;) {
+  for (; end > at.index + (U - 1) * at.step;) {
     int64_t off[U];
     Loaded v[U];
 #pragma unroll
@@ -215,7 +214,7 @@ __device__ __forceinline__ void walk_unrolled(Cursor at, int64_t end, Load load,
 #pragma unroll
     for (int u = 0; u < U; ++u) use(off[u], v[u]);
   }
-  for (; at.index < end; at.advance()) {
+  for (; end > at.index; at.advance()) {
     const int64_t off = at.offset();
     use(off, load(off));
   }
@@ -260,64 +259,69 @@ __device__ __forceinline__ void fold_rows(A (&v)[K][VEC], int tx, Out out) {
   }
 }
 
-// Last-block reductions: every block writes its partial results (each writing thread then
-// fences), and the last block to finish folds them, so a reduction and its finish are one
-// launch and use no float atomics. Every thread of the block calls this; it returns true in
-// the block that took the last of `blocks` tickets from *ticket (zero on entry), which also
-// puts *ticket back to zero for the next launch. That block then reads the partials with
-// __ldcg (from L2, never from a stale L1 line).
+// Last-block reductions: every block writes its partial results, and the last block to finish
+// folds them, so a reduction and its finish are one launch and use no float atomics. Every
+// thread of the block calls this; it returns true in the block that took the last of `blocks`
+// tickets from *ticket (zero on entry), which also puts *ticket back to zero for the next
+// launch.
+//
+// Why one atomic by one thread is enough (the PTX memory model): each thread's plain stores of
+// its partials precede, in its program order, the barrier below; bar.sync synchronises the
+// block, so they precede thread 0's ticket in causality order; the ticket is a device-scope
+// acquire-release read-modify-write, and a release is cumulative: it publishes every write
+// that precedes it in causality order, not only thread 0's own. The block that takes the last
+// ticket acquires from every earlier ticket (they form one release sequence on *ticket), and its
+// second barrier extends that to all of its threads, which then read the partials with __ldcg
+// (from L2, where the writers' stores are; never from an L1 line of this SM). So there is no
+// fence per thread on either side.
 __device__ __forceinline__ bool last_block_to_finish(unsigned int* ticket, unsigned int blocks) {
   FASTGAN_SHARED(bool, last, 1);
   __syncthreads();
   if (threadIdx.x == 0 && threadIdx.y == 0) {
-    const bool mine = atomicAdd(ticket, 1u) == blocks - 1;
-    if (mine) *ticket = 0;  // every other block has taken its ticket
+    ::cuda::atomic_ref<unsigned int, ::cuda::thread_scope_device> counter(*ticket);
+    const bool mine = counter.fetch_add(1u, ::cuda::memory_order_acq_rel) == blocks - 1;
+    if (mine) counter.store(0u, ::cuda::memory_order_relaxed);  // every other block has taken its ticket
     last[0] = mine;
   }
   __syncthreads();
-  const bool is_last = last[0];
-  if (is_last) __threadfence();
-  return is_last;
+  return last[0];
 }
 
-// In the last block of a tile of `channels` channels: folds each channel's `splits` partials
-// (load(c, s) -> T, T a Welford or Sums) and calls finish(c, total) in one thread per channel.
-// The whole block works: a group of warps per channel (all of them for one channel), splits
-// strided over the group's lanes, four loads issued before their merges, then a shuffle tree
-// and, across the group's warps, shared memory in warp order. The order depends on the shape
-// alone, so the bits are the same from run to run. Every thread of the block calls it.
-template <typename T, typename Load, typename Finish>
-__device__ __forceinline__ void fold_splits(int channels, int splits, Load load, Finish finish) {
-  constexpr int kUnroll = 4;
-  const int tid = int(threadIdx.y * blockDim.x + threadIdx.x);
-  const int warps = int(blockDim.x * blockDim.y) / 32, warp = tid / 32, lane = tid % 32;
-  int per = channels > 0 ? warps / channels : warps;  // warps per channel, a power of two
-  per = per < 1 ? 1 : per;
-  while (per & (per - 1)) per &= per - 1;
-  const int groups = warps / per, group = warp / per, rank = (warp % per) * 32 + lane, width = per * 32;
-  FASTGAN_SHARED(T, across, 32);
-  for (int base = 0; base < channels; base += groups) {  // the same trip count in every thread
-    const int c = base + group;
-    T acc{};
-    if (c < channels) {
-      for (int s0 = rank; s0 < splits; s0 += width * kUnroll) {
-        T v[kUnroll];
+// In the last block of a tile of `channels` (<= kFinishChannels) channels: adds each channel's
+// `splits` partials, K values each (load(c, s) -> Sums<A, K>), and calls finish(c, totals) for
+// every channel c in thread c of the block (threadIdx.y * blockDim.x + threadIdx.x == c), so
+// what a thread loaded for channel c before the fold (weight, bias, running statistics: issue
+// those loads first, so they overlap the fold) is at hand in finish. Lanes run across the
+// channels (width = channels rounded up to a power of two) and the kThreads / width lane groups
+// across the splits, each lane issuing kFinishLoads loads before adding them: a round is one L2
+// round trip, and the planners keep the rounds <= kFinishRounds. The lanes' sums are then added
+// by fold_rows. The order depends on the shape alone, so the bits are the same from run to
+// run. Every thread of the block calls it.
+template <int K, typename A, typename Load, typename Finish>
+__device__ __forceinline__ void fold_partials(int channels, int splits, Load load, Finish finish) {
+  int width = 1;
+  while (width < channels) width *= 2;
+  const int threads = int(blockDim.x * blockDim.y), tid = int(threadIdx.y * blockDim.x + threadIdx.x);
+  const int c = tid % width, stride = threads / width;
+  A acc[K][1];
 #pragma unroll
-        for (int u = 0; u < kUnroll; ++u) v[u] = s0 + u * width < splits ? load(c, s0 + u * width) : T{};
+  for (int k = 0; k < K; ++k) acc[k][0] = A(0);
+  if (c < channels) {
+    for (int s = tid / width; s < splits; s += stride * kFinishLoads) {
+      FASTGAN_FINISH_ROUND();
+      Sums<A, K> v[kFinishLoads];
 #pragma unroll
-        for (int u = 0; u < kUnroll; ++u) acc.merge(v[u]);
-      }
+      for (int u = 0; u < kFinishLoads; ++u)
+        if (s + u * stride < splits) v[u] = load(c, s + u * stride);
+#pragma unroll
+      for (int u = 0; u < kFinishLoads; ++u)
+#pragma unroll
+        for (int k = 0; k < K; ++k) acc[k][0] += v[u].v[k];
     }
-    acc = warp_fold(acc);
-    if (per > 1) {
-      __syncthreads();  // the previous round's reads of `across` are done
-      if (lane == 0) across[warp] = acc;
-      __syncthreads();
-      if (rank == 0)
-        for (int w = 1; w < per; ++w) acc.merge(across[warp + w]);
-    }
-    if (rank == 0 && c < channels) finish(c, acc);
   }
+  fold_rows<K, 1>(acc, width, [&](int x, int, const A (&t)[K]) {
+    if (x < channels) finish(x, t);
+  });
 }
 
 // Zeroed int counters for last-block reductions on the current stream (elementwise.cu), at

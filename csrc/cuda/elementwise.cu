@@ -19,18 +19,24 @@ namespace cuda {
 namespace {
 
 // Layout does not matter elementwise: input and output share strides (both dense in the
-// same memory format), so the kernels walk storage order.
+// same memory format), so the kernels walk storage order, in packs of VEC elements, each thread
+// a grid-stride walk with kLoadsInFlight packs loaded before any is used (walk_unrolled): one
+// 16-byte load per step would leave one wave of 4 blocks per SM about 2 MB in flight, half of
+// what an H200's bandwidth needs.
 template <typename scalar_t, int VEC, Activation ACT>
 __global__ void FASTGAN_KERNEL_BOUNDS activation_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ y,
                                                         int64_t packs, acc_type<scalar_t> slope) {
   using A = acc_type<scalar_t>;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < packs; i += int64_t(gridDim.x) * blockDim.x) {
-    const auto v = load_pack<scalar_t, VEC>(x + i * VEC);
-    Pack<scalar_t, VEC> o;
+  using P = Pack<scalar_t, VEC>;
+  const int64_t first = blockIdx.x * int64_t(blockDim.x) + threadIdx.x, step = int64_t(gridDim.x) * blockDim.x;
+  walk_unrolled<kLoadsInFlight>(
+      RowCursor(first, step, VEC, 0), packs, [&](int64_t off) { return load_pack<scalar_t, VEC>(x + off); },
+      [&](int64_t off, const P& v) {
+        P o;
 #pragma unroll
-    for (int k = 0; k < VEC; ++k) o.v[k] = scalar_t(activate_t<ACT>(A(v.v[k]), slope));
-    store_pack<scalar_t, VEC>(y + i * VEC, o);
-  }
+        for (int k = 0; k < VEC; ++k) o.v[k] = scalar_t(activate_t<ACT>(A(v.v[k]), slope));
+        store_pack<scalar_t, VEC>(y + off, o);
+      });
 }
 
 template <typename scalar_t, int VEC, Activation ACT>
@@ -39,14 +45,21 @@ __global__ void FASTGAN_KERNEL_BOUNDS activation_backward_kernel(const scalar_t*
                                                                  scalar_t* __restrict__ dx, int64_t packs,
                                                                  acc_type<scalar_t> slope) {
   using A = acc_type<scalar_t>;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < packs; i += int64_t(gridDim.x) * blockDim.x) {
-    const auto yv = load_pack<scalar_t, VEC>(y + i * VEC);
-    const auto dv = load_pack<scalar_t, VEC>(dy + i * VEC);
-    Pack<scalar_t, VEC> o;
+  using P = Pack<scalar_t, VEC>;
+  struct Loaded {
+    P y, dy;
+  };
+  const int64_t first = blockIdx.x * int64_t(blockDim.x) + threadIdx.x, step = int64_t(gridDim.x) * blockDim.x;
+  walk_unrolled<kLoadsInFlight / 2>(
+      RowCursor(first, step, VEC, 0), packs,
+      [&](int64_t off) { return Loaded{load_pack<scalar_t, VEC>(y + off), load_pack<scalar_t, VEC>(dy + off)}; },
+      [&](int64_t off, const Loaded& v) {
+        P o;
 #pragma unroll
-    for (int k = 0; k < VEC; ++k) o.v[k] = scalar_t(A(dv.v[k]) * activation_grad_from_output_t<ACT>(A(yv.v[k]), slope));
-    store_pack<scalar_t, VEC>(dx + i * VEC, o);
-  }
+        for (int k = 0; k < VEC; ++k)
+          o.v[k] = scalar_t(A(v.dy.v[k]) * activation_grad_from_output_t<ACT>(A(v.y.v[k]), slope));
+        store_pack<scalar_t, VEC>(dx + off, o);
+      });
 }
 
 at::Tensor activation_cuda(const at::Tensor& input_, c10::string_view activation, double negative_slope) {
@@ -131,14 +144,16 @@ __global__ void FASTGAN_KERNEL_BOUNDS loss_kernel(const scalar_t* __restrict__ x
   }
   if (loss_elems) return;
   A sums[1][1] = {{sum}};
-  fold_rows(sums, 1, [&](int, int, const A (&t)[1]) {  // in one thread
-    partial[blockIdx.x] = t[0];
-    __threadfence();
-  });
+  fold_rows(sums, 1, [&](int, int, const A (&t)[1]) { partial[blockIdx.x] = t[0]; });  // in one thread
   if (!last_block_to_finish(ticket, gridDim.x)) return;  // its barriers also free fold_rows' shared memory
-  sums[0][0] = 0;
-  for (int i = threadIdx.x; i < int(gridDim.x); i += blockDim.x) sums[0][0] += __ldcg(partial + i);
-  fold_rows(sums, 1, [&](int, int, const A (&t)[1]) { *loss_out = scalar_t(t[0] * loss_scale); });
+  fold_partials<1, A>(
+      1, int(gridDim.x),
+      [&](int, int s) {
+        Sums<A, 1> v;
+        v.v[0] = __ldcg(partial + s);
+        return v;
+      },
+      [&](int, const A (&t)[1]) { *loss_out = scalar_t(t[0] * loss_scale); });
 }
 
 // Runs the loss kernel over b's tensors, reduced by the last block: (loss, d loss / d input).

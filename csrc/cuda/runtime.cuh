@@ -4,10 +4,13 @@
 // kernel files themselves are the same in both builds.
 #pragma once
 
+#include "host_thread_key.h"
+
 #ifdef FASTGAN_CUDA_EMU
 #include "../emu/cuda_emu.h"
 #else
 #include <ATen/cuda/CUDAContext.h>
+#include <cuda/atomic>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 
@@ -27,6 +30,8 @@
   const ::fastgan::cuda::Shared<T> name = reinterpret_cast<T*>(name##_bytes)
 // A vector access must be aligned to its size; the GPU faults if not (the emulation checks it).
 #define FASTGAN_CHECK_ALIGNED(ptr, bytes)
+// One round of a last-block fold (common.cuh fold_partials): the emulation counts them per warp.
+#define FASTGAN_FINISH_ROUND()
 
 namespace fastgan {
 namespace cuda {
@@ -40,11 +45,14 @@ inline const cudaDeviceProp* device_props() { return at::cuda::getCurrentDeviceP
 // A key for per-stream state that no other stream ever shares. A raw handle is not one: a
 // destroyed stream's handle can be handed to a new stream while the old one's last kernel
 // still runs (torch.cuda.ExternalStream wraps such streams), and the two would then share the
-// state. cudaStreamGetId's ids are unique for the life of the program. The special streams
-// are never destroyed, and asking about the legacy one fails while another thread captures in
-// global mode, so they keep their handles (0-2; ids are moved past them).
+// state. cudaStreamGetId's ids are unique for the life of the program. The legacy default
+// stream is never destroyed, and asking about it fails while another thread captures in global
+// mode, so it keeps its handle (0 or 1). cudaStreamPerThread is one handle for a different
+// stream in every host thread: kernels of two threads on it run concurrently, so each host
+// thread gets a key of its own (per_host_thread_key).
 inline uint64_t stream_key(Stream s) {
-  if (s == nullptr || s == cudaStreamLegacy || s == cudaStreamPerThread) return reinterpret_cast<uintptr_t>(s);
+  if (s == cudaStreamPerThread) return per_host_thread_key();
+  if (s == nullptr || s == cudaStreamLegacy) return reinterpret_cast<uintptr_t>(s);
 #if CUDART_VERSION >= 12000
   unsigned long long id = 0;
   C10_CUDA_CHECK(cudaStreamGetId(s, &id));

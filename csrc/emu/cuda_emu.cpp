@@ -64,6 +64,7 @@ struct Fiber {
   const uint64_t* waiting_on = nullptr;  // a barrier's generation, while waiting at it
   uint64_t waiting_since = 0;
   size_t shared_accesses = 0;  // since the warp's last barrier: the next one's instruction
+  uint64_t finish_rounds = 0;  // FASTGAN_FINISH_ROUND calls
 };
 
 struct Warp {
@@ -80,6 +81,7 @@ struct Block {
   std::vector<Warp> warps;
   Barrier barrier;
   SharedStats shared{0, 0};
+  uint64_t finish_rounds = 0;  // the most any thread of any block of the launch counted
   const std::function<void()>* body = nullptr;
   Fiber* current = nullptr;
 #if defined(__x86_64__)
@@ -104,6 +106,8 @@ thread_local std::vector<std::unique_ptr<Stack>> tls_stacks;
 std::atomic<uint64_t> g_seed{0x9e3779b97f4a7c15ull};
 std::atomic<uint64_t> g_launches{0}, g_blocks{0}, g_threads{0};
 std::atomic<uint64_t> g_shared_requests{0}, g_shared_wavefronts{0};
+std::atomic<uint64_t> g_finish_rounds{0};  // the most of any launch
+thread_local uintptr_t tls_stream = kLegacyStream;
 std::mutex g_log_mutex;
 std::deque<SharedStats> g_shared_log;  // per launch, the latest kSharedLog
 constexpr size_t kSharedLog = 4096;
@@ -288,6 +292,7 @@ void run_block(Block& b, uint64_t& rng) {
     }
   }
   for (size_t w = 0; w < b.warps.size(); ++w) settle_shared(b, int(w));  // after the last barrier
+  for (const Fiber& f : b.fibers) b.finish_rounds = std::max(b.finish_rounds, f.finish_rounds);
 }
 
 }  // namespace
@@ -298,7 +303,16 @@ DeviceProps& device_props() {
 }
 
 void set_seed(uint64_t seed) { g_seed = seed; }
-Stats stats() { return {g_launches.load(), g_blocks.load(), g_threads.load()}; }
+Stats stats() { return {g_launches.load(), g_blocks.load(), g_threads.load(), g_finish_rounds.load()}; }
+void reset_stats() {
+  g_launches = g_blocks = g_threads = g_finish_rounds = 0;
+  g_shared_requests = g_shared_wavefronts = 0;
+  const std::lock_guard<std::mutex> lock(g_log_mutex);
+  g_shared_log.clear();
+}
+void count_finish_round() { ++block().current->finish_rounds; }
+void use_per_thread_stream(bool on) { tls_stream = on ? kPerThreadStream : kLegacyStream; }
+uintptr_t current_stream_handle() { return tls_stream; }
 SharedStats shared_stats() { return {g_shared_requests.load(), g_shared_wavefronts.load()}; }
 std::vector<SharedStats> shared_stats_per_launch() {
   const std::lock_guard<std::mutex> lock(g_log_mutex);
@@ -438,6 +452,8 @@ void run_grid(dim3 grid, dim3 block_dim, size_t dynamic_smem, const std::functio
   tls_block = nullptr;
   g_shared_requests += b.shared.requests;
   g_shared_wavefronts += b.shared.wavefronts;
+  for (uint64_t seen = g_finish_rounds.load(); seen < b.finish_rounds;)
+    if (g_finish_rounds.compare_exchange_weak(seen, b.finish_rounds)) break;
   const std::lock_guard<std::mutex> lock(g_log_mutex);
   g_shared_log.push_back(b.shared);
   if (g_shared_log.size() > kSharedLog) g_shared_log.pop_front();

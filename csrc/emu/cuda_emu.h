@@ -22,6 +22,8 @@
 #include <utility>
 #include <vector>
 
+#include "../cuda/host_thread_key.h"
+
 struct dim3 {
   unsigned x, y, z;
   constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
@@ -42,8 +44,20 @@ DeviceProps& device_props();
 void set_seed(uint64_t seed);
 struct Stats {
   uint64_t launches, blocks, threads;
+  uint64_t finish_rounds;  // the most rounds any warp ran in one launch's last-block folds
 };
 Stats stats();
+// Starts every counter (stats(), shared_stats()) from zero again.
+void reset_stats();
+// Counts a round of a last-block fold in the calling thread (FASTGAN_FINISH_ROUND): a launch's
+// figure is the most that any thread counted (a warp runs as many rounds as its busiest lane).
+void count_finish_round();
+
+// The stream the calling host thread launches on: the legacy default stream, or (for tests of
+// per-stream state) its per-thread default stream, whose handle is the same in every thread.
+constexpr uintptr_t kLegacyStream = 0, kPerThreadStream = 2;  // cudaStreamLegacy-like 0, cudaStreamPerThread
+void use_per_thread_stream(bool on);
+uintptr_t current_stream_handle();
 
 // Shared-memory traffic as the GPU's banks would serve it. A lane's n-th shared access since
 // its warp's last barrier (a __syncthreads or warp collective) belongs to the same instruction
@@ -105,6 +119,27 @@ inline void __syncthreads() { ::fastgan::emu::syncthreads(); }
 inline void __syncwarp(unsigned mask = 0xffffffffu) { ::fastgan::emu::syncwarp(mask); }
 inline void __threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 
+// libcu++'s atomic_ref, as much of it as the kernels use (integers, device scope).
+namespace cuda {
+enum thread_scope { thread_scope_system, thread_scope_device, thread_scope_block, thread_scope_thread };
+enum memory_order { memory_order_relaxed = __ATOMIC_RELAXED, memory_order_acquire = __ATOMIC_ACQUIRE,
+                    memory_order_release = __ATOMIC_RELEASE, memory_order_acq_rel = __ATOMIC_ACQ_REL,
+                    memory_order_seq_cst = __ATOMIC_SEQ_CST };
+template <typename T, thread_scope Scope = thread_scope_system>
+class atomic_ref {
+  static_assert(std::is_integral<T>::value, "emulated atomic_ref: integers only");
+
+ public:
+  explicit atomic_ref(T& ref) : p_(&ref) {}
+  T fetch_add(T v, memory_order order = memory_order_seq_cst) const { return __atomic_fetch_add(p_, v, int(order)); }
+  T load(memory_order order = memory_order_seq_cst) const { return __atomic_load_n(p_, int(order)); }
+  void store(T v, memory_order order = memory_order_seq_cst) const { __atomic_store_n(p_, v, int(order)); }
+
+ private:
+  T* p_;
+};
+}  // namespace cuda
+
 template <typename T>
 inline T __ldcg(const T* p) {
   return *p;
@@ -161,6 +196,7 @@ inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
       reinterpret_cast<T*>(::fastgan::emu::fresh_shared(name##_bytes, sizeof(name##_bytes), &name##_block)), (count))
 // x86 forgives a misaligned 16-byte access; a GPU does not ("misaligned address"), so say so.
 #define FASTGAN_CHECK_ALIGNED(ptr, bytes) ::fastgan::emu::check_aligned(ptr, bytes)
+#define FASTGAN_FINISH_ROUND() ::fastgan::emu::count_finish_round()
 
 namespace fastgan {
 namespace cuda {
@@ -198,10 +234,15 @@ class Shared {
   T *begin_, *end_;
 };
 
-struct Stream {};
-inline Stream current_stream() { return {}; }
+struct Stream {
+  uintptr_t handle;
+};
+inline Stream current_stream() { return {emu::current_stream_handle()}; }
 inline const emu::DeviceProps* device_props() { return &emu::device_props(); }
-inline uint64_t stream_key(Stream) { return 0; }
+// As runtime.cuh's: the per-thread default stream is a different stream in each host thread.
+inline uint64_t stream_key(Stream s) {
+  return s.handle == emu::kPerThreadStream ? per_host_thread_key() : uint64_t(s.handle);
+}
 inline bool stream_is_capturing() { return false; }
 
 // The emulated kernels run on CPU tensors; there is no device to select.

@@ -9,6 +9,7 @@
 #include "../args/logit_loss.h"
 #include "../op_list.h"
 #include "cuda_emu.h"
+#include "../cuda/common.cuh"
 
 namespace fastgan {
 namespace emu {
@@ -32,8 +33,16 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     d["launches"] = s.launches;
     d["blocks"] = s.blocks;
     d["threads"] = s.threads;
+    d["finish_rounds"] = s.finish_rounds;
     return d;
-  }, "Kernel launches, blocks and threads run since the module was loaded");
+  }, "Kernel launches, blocks and threads run since the module was loaded (or reset_stats()), and "
+     "finish_rounds: the most rounds of loads any warp ran in series in one launch's last-block folds");
+  m.def("reset_stats", &reset_stats, "Starts every counter of stats() and shared_stats() from zero again");
+  m.def("use_per_thread_stream", &use_per_thread_stream, "Launches of the calling host thread go to its "
+        "per-thread default stream (one handle for a different stream in each thread), or back to the legacy one",
+        pybind11::arg("on"));
+  m.def("ticket_buffer", [](const at::Tensor& like) { return fastgan::cuda::reduction_tickets(like, 1); },
+        "The ticket counters the calling host thread's current stream reduces with (csrc/cuda/elementwise.cu)");
   const auto shared_dict = [](const SharedStats& s) {
     pybind11::dict d;
     d["requests"] = s.requests;

@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
-# The whole GPU validation in one call of the device tool, sized for its budget: 15 minutes of
-# device time per session with the machine's start (a minute or more) included, 10 minutes per
-# command. Each stage has its own time limit and writes its log under $OUT as it goes, so a
-# stage cut short still returns what it did; together the limits are 9 minutes.
+# The GPU check in one command: build, test, benchmark and sanitize on the visible GPU. Each stage
+# has its own time limit and writes its log under $OUT as it goes, so a stage cut short still
+# leaves what it did; together the limits are 9 minutes.
 #
 #   bash benchmarks/gpu_run.sh [--dry-run] [build] [test] [bench] [sanitize]   (default: all four)
 #
@@ -16,9 +15,9 @@
 #
 # --dry-run: on a machine with no GPU, runs every stage's own checks (the module imports, pytest
 # collects a non-empty selection with the same -k/-m, the scripts parse) and prints the limits,
-# so that a typo cannot waste device time. Logs go to $OUT (the device tool's folder) or
-# benchmarks/results/gpu-latest; at most 8 files come back from $OUT, so this writes 8:
-# summary.txt (with the report), build.log, tests.log, bench.log, sanitize.log, bench-*.json.
+# so that a typo cannot waste a GPU's time. Logs go to $OUT when it is set, else
+# benchmarks/results/gpu-latest, 8 files: summary.txt (with the report), build.log, tests.log,
+# bench.log, sanitize.log and bench-{steps,ops,compile}.json.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DRY=0

@@ -22,12 +22,15 @@ using Plan = GridPlan;
 // over blockIdx.y, the same for both.
 enum class Pass { Elementwise, Reduction };
 
-Plan make_plan(const Geometry& g, int vec, int blocks_per_sm, Pass pass) {
+template <typename scalar_t>
+Plan make_plan(const Geometry& g, int vec, Pass pass) {
+  using A = acc_type<scalar_t>;
+  constexpr int blocks_per_sm = kBlocksPerSmOf<scalar_t>;
   if (g.channels_last)
-    return pass == Pass::Reduction ? plan_reduction_rows(g.N * g.HW, g.C, vec, blocks_per_sm)
+    return pass == Pass::Reduction ? plan_reduction_rows<A>(g.N * g.HW, g.C, vec, blocks_per_sm)
                                    : plan_rows(g.N * g.HW, g.C, vec, blocks_per_sm);
   const int64_t total = g.N * g.HW;
-  const int64_t s = std::min(row_splits(total, int64_t(kThreads) * vec, g.C, blocks_per_sm), max_finish_splits(1));
+  const int64_t s = std::min(row_splits(total, int64_t(kThreads) * vec, g.C, blocks_per_sm), max_finish_splits<A>(1));
   Plan p;
   p.chunk = ceil_div(ceil_div(total, s), vec) * vec;
   p.splits = int(ceil_div(total, p.chunk));
@@ -120,7 +123,7 @@ Statistics<acc_type<scalar_t>> batch_statistics(const at::Tensor& input, const G
                                                 const c10::optional<at::Tensor>& num_batches_tracked,
                                                 c10::optional<double> momentum) {
   using A = acc_type<scalar_t>;
-  const Plan plan = make_plan(g, VEC, kBlocksPerSmOf<scalar_t>, Pass::Reduction);
+  const Plan plan = make_plan<scalar_t>(g, VEC, Pass::Reduction);
   // coef first, so that it is 16-byte aligned for the apply kernel's vector loads.
   const int64_t coef_size = want_coef ? 2 * g.C : 0;
   at::Tensor scratch = at::empty({coef_size + g.C * plan.splits * 2}, mean.options());
@@ -170,7 +173,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_cuda(
     dispatch_forward_layout<scalar_t>(g, {x, y}, [&](auto vec_c, auto cl_c) {
       constexpr int VEC = decltype(vec_c)::value;
       constexpr bool CL = decltype(cl_c)::value;
-      const Plan plan = make_plan(g, VEC, kBlocksPerSmOf<scalar_t>, Pass::Elementwise);
+      const Plan plan = make_plan<scalar_t>(g, VEC, Pass::Elementwise);
       ApplyArgs<A> args{nullptr, ChannelParams<A>{}, nullptr, nullptr};
       Statistics<A> stats;
       if (use_batch) {
@@ -213,7 +216,7 @@ void backward_input(const BackwardInputs& b, const Geometry& g, double eps, Acti
                     const acc_type<scalar_t>* sum_dy, const acc_type<scalar_t>* sum_dy_xmu, double inv_count,
                     bool training, at::Tensor& grad_input) {
   using A = acc_type<scalar_t>;
-  const Plan plan = make_plan(g, VEC, kBlocksPerSmOf<scalar_t>, Pass::Elementwise);
+  const Plan plan = make_plan<scalar_t>(g, VEC, Pass::Elementwise);
   const InputGradArgs<A> args{channel_params<A>(b.mean, b.var, b.weight, b.bias, eps), sum_dy, sum_dy_xmu,
                               A(inv_count), training};
   dispatch_act(act, [&](auto tag) {
@@ -242,7 +245,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_backward_cuda(
     dispatch_backward_layout<scalar_t>(g, ptrs, [&](auto vec_c, auto cl_c) {
       constexpr int VEC = decltype(vec_c)::value;
       constexpr bool CL = decltype(cl_c)::value;
-      const Plan plan = make_plan(g, VEC, kBlocksPerSmOf<scalar_t>, Pass::Reduction);
+      const Plan plan = make_plan<scalar_t>(g, VEC, Pass::Reduction);
       // One scratch allocation: sum_dy, sum_dy_xmu, then the partials.
       at::Tensor scratch = at::empty({g.C * (2 + int64_t(plan.splits) * 2)}, b.input.options().dtype(sdt));
       A* sum_dy = scratch.data_ptr<A>();
@@ -310,7 +313,7 @@ std::tuple<at::Tensor, at::Tensor> batch_norm_act_backward_reduce_cuda(
                                                                                                     auto cl_c) {
       constexpr int VEC = decltype(vec_c)::value;
       constexpr bool CL = decltype(cl_c)::value;
-      const Plan plan = make_plan(g, VEC, kBlocksPerSmOf<scalar_t>, Pass::Reduction);
+      const Plan plan = make_plan<scalar_t>(g, VEC, Pass::Reduction);
       at::Tensor partial = at::empty({g.C * int64_t(plan.splits) * 2}, b.input.options().dtype(sdt));
       backward_sums<scalar_t, VEC, CL>(b, g, plan, eps, act, negative_slope, partial.data_ptr<A>(),
                                        sum_dy.data_ptr<A>(), sum_dy_xmu.data_ptr<A>(), nullptr, nullptr);

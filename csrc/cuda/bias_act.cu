@@ -157,7 +157,7 @@ std::tuple<at::Tensor, at::Tensor> bias_act_backward_cuda(const at::Tensor& grad
     const scalar_t* dy = grad_out.const_data_ptr<scalar_t>();
     scalar_t* dx = grad_in.data_ptr<scalar_t>();
     const bool vectorize = use_vectors<V>(C, {y, dy, dx});
-    const GridPlan p = plan_reduction_rows(rows, C, vectorize ? V : 1);
+    const GridPlan p = plan_reduction_rows<A>(rows, C, vectorize ? V : 1);
     at::Tensor partial, ticket;
     if (p.splits > 1) {
       partial = at::empty({int64_t(p.splits) * C}, output.options().dtype(stats_dtype(output)));

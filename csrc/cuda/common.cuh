@@ -120,22 +120,25 @@ inline int64_t row_splits(int64_t rows, int64_t per_block, int64_t tiles, int bl
 }
 
 // The finishing fold of a last-block reduction (fold_partials): each lane of the finishing block
-// keeps kFinishLoads loads in flight, and a fold takes at most kFinishRounds such rounds (one
-// L2 round trip each) per warp. A tile it finishes has at most kFinishChannels channels, one per
-// lane of a warp, so a tile's last block folds all of its channels at once, the block's warps
-// taking the splits in turn; the reduction planners keep tiles that narrow and cap the splits
+// keeps kFinishLoadsOf<A> loads in flight (16 of 4-byte sums, 8 of 8-byte ones, to stay within
+// the kernels' registers), and a fold takes at most kFinishRounds such rounds (one L2 round trip
+// each) per warp. A tile it finishes has at most kFinishChannels channels, one per lane of a
+// warp, so a tile's last block folds all of its channels at once, the block's warps taking the
+// splits in turn; the reduction planners keep tiles that narrow and cap the splits
 // (max_finish_splits), so the bound holds by construction (the emulation counts the rounds:
 // FASTGAN_FINISH_ROUND, tests/test_cuda_emu.py).
-constexpr int kFinishLoads = 8;
+template <typename A>
+constexpr int kFinishLoadsOf = sizeof(A) >= 8 ? 8 : 16;
 constexpr int kFinishRounds = 2;
 constexpr int kFinishChannels = 32;
 
 // The most splits a tile of `channels` channels can have for its finishing fold to take at most
 // kFinishRounds rounds: kThreads / width lanes per channel, width = channels rounded up to a power
 // of two (fold_partials).
-inline int64_t max_finish_splits(int64_t channels) {
+template <typename A>
+int64_t max_finish_splits(int64_t channels) {
   const int64_t width = next_pow2(std::min<int64_t>(std::max<int64_t>(channels, 1), kFinishChannels));
-  return int64_t(kThreads) / width * kFinishLoads * kFinishRounds;
+  return int64_t(kThreads) / width * kFinishLoadsOf<A> * kFinishRounds;
 }
 
 // How a problem of rows of C contiguous channels (channels_last activations, a Linear layer's
@@ -173,9 +176,11 @@ inline GridPlan plan_rows(int64_t rows, int64_t C, int vec, int blocks_per_sm = 
 // A reduction over rows finished by each tile's last block: tiles of at most kFinishChannels
 // channels, so that the C / 32 tiles' last blocks finish in parallel, each folding its channels at
 // once, and splits capped so that the fold takes at most kFinishRounds rounds.
-inline GridPlan plan_reduction_rows(int64_t rows, int64_t C, int vec, int blocks_per_sm = kBlocksPerSm) {
+// A: the type of the partial sums.
+template <typename A>
+GridPlan plan_reduction_rows(int64_t rows, int64_t C, int vec, int blocks_per_sm = kBlocksPerSm) {
   return plan_rows_of(rows, C, vec, blocks_per_sm, std::max(kFinishChannels, vec),
-                      max_finish_splits(std::min<int64_t>(C, kFinishChannels)));
+                      max_finish_splits<A>(std::min<int64_t>(C, kFinishChannels)));
 }
 
 // A thread's walk over rows of C channels: rows index, first + step, ..., its elements at
@@ -293,7 +298,7 @@ __device__ __forceinline__ bool last_block_to_finish(unsigned int* ticket, unsig
 // what a thread loaded for channel c before the fold (weight, bias, running statistics: issue
 // those loads first, so they overlap the fold) is at hand in finish. Lanes run across the
 // channels (width = channels rounded up to a power of two) and the kThreads / width lane groups
-// across the splits, each lane issuing kFinishLoads loads before adding them: a round is one L2
+// across the splits, each lane issuing kFinishLoadsOf<A> loads before adding them: a round is one L2
 // round trip, and the planners keep the rounds <= kFinishRounds. The lanes' sums are then added
 // by fold_rows. The order depends on the shape alone, so the bits are the same from run to
 // run. Every thread of the block calls it.
@@ -303,18 +308,19 @@ __device__ __forceinline__ void fold_partials(int channels, int splits, Load loa
   while (width < channels) width *= 2;
   const int threads = int(blockDim.x * blockDim.y), tid = int(threadIdx.y * blockDim.x + threadIdx.x);
   const int c = tid % width, stride = threads / width;
+  constexpr int U = kFinishLoadsOf<A>;
   A acc[K][1];
 #pragma unroll
   for (int k = 0; k < K; ++k) acc[k][0] = A(0);
   if (c < channels) {
-    for (int s = tid / width; s < splits; s += stride * kFinishLoads) {
+    for (int s = tid / width; s < splits; s += stride * U) {
       FASTGAN_FINISH_ROUND();
-      Sums<A, K> v[kFinishLoads];
+      Sums<A, K> v[U];
 #pragma unroll
-      for (int u = 0; u < kFinishLoads; ++u)
+      for (int u = 0; u < U; ++u)
         if (s + u * stride < splits) v[u] = load(c, s + u * stride);
 #pragma unroll
-      for (int u = 0; u < kFinishLoads; ++u)
+      for (int u = 0; u < U; ++u)
 #pragma unroll
         for (int k = 0; k < K; ++k) acc[k][0] += v[u].v[k];
     }

@@ -197,8 +197,10 @@ inline void check_num_batches_tracked(const c10::optional<at::Tensor>& t, const 
 }
 
 // The backward of an activation saved without its input reads the sign from the output.
-inline void check_negative_slope(Activation act, double negative_slope, const Layer& layer) {
-  TORCH_CHECK_VALUE(act != Activation::LeakyReLU || negative_slope >= 0, "fastgan: ", layer,
+// `where`: the layer (a Layer) or the op (its name) the slope was given to.
+template <typename Where>
+inline void check_negative_slope(Activation act, double negative_slope, const Where& where) {
+  TORCH_CHECK_VALUE(act != Activation::LeakyReLU || negative_slope >= 0, "fastgan: ", where,
                     ": negative_slope must be >= 0 (the backward reads the sign from the output), got ",
                     py_float(negative_slope));
 }

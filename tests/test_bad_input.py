@@ -171,3 +171,53 @@ def test_every_op_refuses_an_integer_input_with_one_wording(call):
         call(torch.ones(2, 8, 4, 4, dtype=torch.int64))
     assert str(raised.value).splitlines()[0] == ("fastgan: input must be a floating-point tensor (float32, float64, "
                                                  "float16 or bfloat16), got torch.int64")
+
+
+# The ops whose backward reads the activation's gradient from its output: called directly
+# (torch.ops.fastgan.*, a public entry point) with leaky_relu and a negative slope, the forward
+# is right but the gradient is silently wrong (the output's sign is not the input's), so each op
+# refuses the slope itself, as fastgan.functional does.
+FROM_OUTPUT_OPS = {
+    "activation": lambda ops, x, slope: ops.activation(x, "leaky_relu", slope),
+    "activation_backward": lambda ops, x, slope: ops.activation_backward(x, x, "leaky_relu", slope),
+    "bias_act": lambda ops, x, slope: ops.bias_act(x, torch.zeros(x.size(-1), dtype=x.dtype), "leaky_relu", slope),
+    "bias_act_backward": lambda ops, x, slope: ops.bias_act_backward(x, x, "leaky_relu", slope),
+}
+
+
+def _op_libraries():
+    libraries = []
+    if fastgan._backend.COMPILED:
+        libraries.append(("cpu kernels", lambda: torch.ops.fastgan))
+    libraries.append(pytest.param(("emulated CUDA kernels", None), marks=pytest.mark.cuda_emu))
+    return libraries
+
+
+@pytest.fixture(params=_op_libraries(), ids=lambda p: p[0])
+def op_library(request):
+    name, get = request.param
+    if get is None:  # the emulated CUDA kernels (tests/emu.py), built on first use
+        request.getfixturevalue("emu")
+        return torch.ops.fastgan_emu
+    return get()
+
+
+@pytest.mark.parametrize("op", sorted(FROM_OUTPUT_OPS))
+@pytest.mark.parametrize("slope", [-0.2, float("nan")], ids=["negative", "nan"])
+def test_ops_refuse_a_slope_their_backward_cannot_honour(op_library, op, slope):
+    x = torch.randn(4, 8, dtype=torch.float64)
+    with pytest.raises(ValueError) as raised:
+        FROM_OUTPUT_OPS[op](op_library, x, slope)
+    assert str(raised.value).splitlines()[0] == (
+        f"fastgan: {op}: negative_slope must be >= 0 (the backward reads the sign from the output), got {slope!r}")
+
+
+@pytest.mark.skipif(not fastgan._backend.COMPILED, reason="needs fastgan._C")
+@pytest.mark.parametrize("slope", [0.0, 0.2, 1.0, 3.0])
+def test_direct_activation_call_gradient_matches_stock(slope):
+    """torch.ops.fastgan.activation through autograd, in float64: the gradient is stock
+    leaky_relu's at every slope it accepts (it was 1.0 where stock's is -0.2 at slope -0.2)."""
+    x = torch.randn(64, dtype=torch.float64, requires_grad=True)
+    (fused,) = torch.autograd.grad(torch.ops.fastgan.activation(x, "leaky_relu", slope).sum(), x)
+    (stock,) = torch.autograd.grad(torch.nn.functional.leaky_relu(x, slope).sum(), x)
+    torch.testing.assert_close(fused, stock, rtol=0, atol=0)

@@ -425,8 +425,9 @@ def test_reduction_counters_are_per_host_thread_on_the_per_thread_stream(emu, op
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 def test_statistics_of_huge_values(ops, layout):
-    """Means near 1e20 in fp32: merging a partial into an empty Welford accumulator used to
-    compute d*d*0 = inf*0 = NaN. Fewer elements per channel than threads leaves some empty."""
+    """Means near 1e20 in fp32: a Welford merge into an empty accumulator once computed
+    d*d*0 = inf*0 = NaN. The partials are now sums of x - shift around the channel's first
+    element; fewer elements per channel than threads still leaves some threads' sums empty."""
     g = torch.Generator().manual_seed(8)
     x = (1e20 * (1 + 0.01 * torch.randn(2, 4, 3, 3, generator=g, dtype=torch.float64))).float()
     if layout == "channels_last":

@@ -14,27 +14,20 @@
 namespace fastgan {
 namespace {
 
-at::Tensor activation_cpu(const at::Tensor& input_, c10::string_view activation, double negative_slope) {
-  check_float_tensor(input_, "input");
-  const Activation act = parse_activation(activation);
-  const at::Tensor input = input_.contiguous(layout_of(input_));
-  at::Tensor out = at::empty_like(input, input.options(), layout_of(input));
-  FASTGAN_CPU_LOOP(activation_entry)(input.scalar_type(), act, input.const_data_ptr(), out.data_ptr(), input.numel(),
-                            negative_slope);
-  return out;
+at::Tensor activation_cpu(const at::Tensor& input, c10::string_view activation, double negative_slope) {
+  const ActivationTensors t = activation_tensors(input, activation, negative_slope);
+  FASTGAN_CPU_LOOP(activation_entry)(t.input.scalar_type(), t.act, t.input.const_data_ptr(), t.out.data_ptr(),
+                                     t.input.numel(), negative_slope);
+  return t.out;
 }
 
-at::Tensor activation_backward_cpu(const at::Tensor& grad_out_, const at::Tensor& output_,
-                                   c10::string_view activation, double negative_slope) {
-  check_activation_backward_args(grad_out_, output_);
-  const Activation act = parse_activation(activation);
-  const auto fmt = layout_of(output_);
-  const at::Tensor output = output_.contiguous(fmt);
-  const at::Tensor grad_out = in_dtype(grad_out_, output.scalar_type()).contiguous(fmt);
-  at::Tensor grad_in = at::empty_like(output, output.options(), fmt);
-  FASTGAN_CPU_LOOP(activation_backward_entry)(output.scalar_type(), act, grad_out.const_data_ptr(), output.const_data_ptr(),
-                                     grad_in.data_ptr(), output.numel(), negative_slope);
-  return grad_in;
+at::Tensor activation_backward_cpu(const at::Tensor& grad_out, const at::Tensor& output, c10::string_view activation,
+                                   double negative_slope) {
+  const ActivationGradTensors t = activation_backward_tensors(grad_out, output, activation, negative_slope);
+  FASTGAN_CPU_LOOP(activation_backward_entry)(t.output.scalar_type(), t.act, t.grad_out.const_data_ptr(),
+                                              t.output.const_data_ptr(), t.grad_in.data_ptr(), t.output.numel(),
+                                              negative_slope);
+  return t.grad_in;
 }
 
 }  // namespace

@@ -18,7 +18,7 @@ namespace {
 at::Tensor bias_act_cpu(const at::Tensor& input, const at::Tensor& bias, c10::string_view activation,
                         double negative_slope) {
   const BiasActTensors t = bias_act_tensors(input, bias);
-  const Activation act = parse_activation(activation);
+  const Activation act = activation_from_output_args(activation, negative_slope, "bias_act");
   if (t.out.numel() == 0) return t.out;
   FASTGAN_CPU_LOOP(bias_act_entry)(t.input.scalar_type(), act, t.input.const_data_ptr(), t.bias.const_data_ptr(),
                           t.out.data_ptr(), t.rows, t.C, negative_slope);
@@ -28,7 +28,7 @@ at::Tensor bias_act_cpu(const at::Tensor& input, const at::Tensor& bias, c10::st
 std::tuple<at::Tensor, at::Tensor> bias_act_backward_cpu(const at::Tensor& grad_out, const at::Tensor& output,
                                                          c10::string_view activation, double negative_slope) {
   const BiasActGradTensors t = bias_act_backward_tensors(grad_out, output);
-  const Activation act = parse_activation(activation);
+  const Activation act = activation_from_output_args(activation, negative_slope, "bias_act_backward");
   if (t.C == 0) return {t.grad_in, t.grad_bias};
   FASTGAN_CPU_LOOP(bias_act_backward_entry)(t.output.scalar_type(), act, t.grad_out.const_data_ptr(), t.output.const_data_ptr(),
                                    t.grad_in.data_ptr(), t.grad_bias.data_ptr(), t.rows, t.C, negative_slope);

@@ -113,7 +113,7 @@ at::Tensor bias_act_cuda(const at::Tensor& input_, const at::Tensor& bias_, c10:
                          double negative_slope) {
   DeviceGuard guard(input_.device());
   const BiasActTensors t = bias_act_tensors(input_, bias_);
-  const Activation act = parse_activation(activation);
+  const Activation act = activation_from_output_args(activation, negative_slope, "bias_act");
   const at::Tensor &input = t.input, &bias = t.bias, &out = t.out;
   if (out.numel() == 0) return out;
   const int64_t C = t.C, rows = t.rows;
@@ -144,7 +144,7 @@ std::tuple<at::Tensor, at::Tensor> bias_act_backward_cuda(const at::Tensor& grad
                                                           c10::string_view activation, double negative_slope) {
   DeviceGuard guard(output_.device());
   const BiasActGradTensors t = bias_act_backward_tensors(grad_out_, output_);
-  const Activation act = parse_activation(activation);
+  const Activation act = activation_from_output_args(activation, negative_slope, "bias_act_backward");
   const at::Tensor &output = t.output, &grad_out = t.grad_out, &grad_in = t.grad_in, &grad_bias = t.grad_bias;
   const int64_t C = t.C, rows = t.rows;
   if (C == 0) return {grad_in, grad_bias};

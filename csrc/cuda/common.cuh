@@ -231,7 +231,7 @@ __device__ __forceinline__ void walk_unrolled(Cursor at, int64_t end, Load load,
 // threads. Within a warp the rows (32 / tx of them) are added by shuffles; across the warps
 // through shared memory laid out [warp][K][VEC][tx], so each warp's stores and loads touch
 // consecutive words (one wavefront per 32 words: no bank conflicts), and there is one barrier.
-// Additions only: callers keep sums (around a shift the block shares), not Welford triples.
+// Additions only: callers keep sums (around a shift every block of the channel shares).
 // tx: a power of two <= 32 dividing the block. Every thread of the block calls it.
 template <int K, int VEC, typename A, typename Out>
 __device__ __forceinline__ void fold_rows(A (&v)[K][VEC], int tx, Out out) {

@@ -63,12 +63,10 @@ __global__ void FASTGAN_KERNEL_BOUNDS activation_backward_kernel(const scalar_t*
 }
 
 at::Tensor activation_cuda(const at::Tensor& input_, c10::string_view activation, double negative_slope) {
-  check_float_tensor(input_, "input");
-  const Activation act = parse_activation(activation);
   DeviceGuard guard(input_.device());
-  const auto fmt = layout_of(input_);
-  const at::Tensor input = input_.contiguous(fmt);
-  at::Tensor out = at::empty_like(input, input.options(), fmt);
+  const ActivationTensors t = activation_tensors(input_, activation, negative_slope);
+  const Activation act = t.act;
+  const at::Tensor &input = t.input, &out = t.out;
   const int64_t n = input.numel();
   if (n == 0) return out;
   auto stream = current_stream();
@@ -91,13 +89,10 @@ at::Tensor activation_cuda(const at::Tensor& input_, c10::string_view activation
 
 at::Tensor activation_backward_cuda(const at::Tensor& grad_out_, const at::Tensor& output_,
                                     c10::string_view activation, double negative_slope) {
-  check_activation_backward_args(grad_out_, output_);
-  const Activation act = parse_activation(activation);
   DeviceGuard guard(output_.device());
-  const auto fmt = layout_of(output_);
-  const at::Tensor output = output_.contiguous(fmt);
-  const at::Tensor grad_out = in_dtype(grad_out_, output.scalar_type()).contiguous(fmt);
-  at::Tensor grad_in = at::empty_like(output, output.options(), fmt);
+  const ActivationGradTensors t = activation_backward_tensors(grad_out_, output_, activation, negative_slope);
+  const Activation act = t.act;
+  const at::Tensor &output = t.output, &grad_out = t.grad_out, &grad_in = t.grad_in;
   const int64_t n = output.numel();
   if (n == 0) return grad_in;
   auto stream = current_stream();

@@ -55,7 +55,7 @@ void count_finish_round();
 
 // The stream the calling host thread launches on: the legacy default stream, or (for tests of
 // per-stream state) its per-thread default stream, whose handle is the same in every thread.
-constexpr uintptr_t kLegacyStream = 0, kPerThreadStream = 2;  // cudaStreamLegacy-like 0, cudaStreamPerThread
+constexpr uintptr_t kLegacyStream = 0, kPerThreadStream = 2;  // the handles 0 (default) and cudaStreamPerThread
 void use_per_thread_stream(bool on);
 uintptr_t current_stream_handle();
 

@@ -49,3 +49,8 @@ def fake(op):
             torch.library.register_fake(f"fastgan::{op}")(fn)
         return fn
     return register
+
+
+def empty_in_layout(like, shape):
+    """A new tensor of the given 4-D shape in like's layout (dtype and device too)."""
+    return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=_layout(like))

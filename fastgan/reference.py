@@ -142,3 +142,35 @@ def batch_norm_act_backward_elemt(grad_out, input, weight, bias, mean, var, mean
     k_x = mean_dy_xmu.to(invstd.dtype) * invstd * invstd
     grad = _per_channel(scale) * (g - _per_channel(mean_dy.to(g.dtype)) - xmu * _per_channel(k_x))
     return grad.to(input.dtype)
+
+
+def fir_out_len(n, up, down, pad0, pad1, taps):
+    """upfirdn2d's output length along one axis (0 when nothing is left), as csrc/fir_taps.h."""
+    span = n * up + pad0 + pad1 - taps
+    return 0 if span < 0 else span // down + 1
+
+
+def upfirdn2d(input, filter, up, down, padding, flip_filter, gain):
+    """StyleGAN's upfirdn2d from its definition, per image and channel: upsample by inserting
+    up - 1 zeros after each sample, pad by padding [x0, x1, y0, y1] (negative values crop),
+    convolve with the filter (correlate if flip_filter; a 1-D filter is separable, its outer
+    product with itself) times gain, keep every down-th sample. up, down: [x, y]."""
+    n, c, h, w = input.shape
+    (up_x, up_y), (down_x, down_y) = up, down
+    px0, px1, py0, py1 = padding
+    x = input
+    if up_x > 1 or up_y > 1:
+        x = F.pad(x.reshape(n, c, h, 1, w, 1), [0, up_x - 1, 0, 0, 0, up_y - 1]).reshape(n, c, h * up_y, w * up_x)
+    x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
+    x = x[:, :, max(-py0, 0):x.shape[2] - max(-py1, 0), max(-px0, 0):x.shape[3] - max(-px1, 0)]
+    f = filter.to(x.dtype)
+    if f.dim() == 1:
+        f = torch.outer(f, f)
+    if not flip_filter:
+        f = f.flip([0, 1])  # conv2d correlates
+    out_shape = (n, c, fir_out_len(h, up_y, down_y, py0, py1, f.shape[0]), fir_out_len(w, up_x, down_x, px0, px1,
+                                                                                       f.shape[1]))
+    if c == 0:
+        return x.new_zeros(out_shape)
+    weight = (f * gain)[None, None].expand(c, 1, *f.shape)
+    return F.conv2d(x, weight, groups=c, stride=(down_y, down_x))

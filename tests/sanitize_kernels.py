@@ -55,7 +55,12 @@ def run(ops, dev: str) -> int:
             ops.bce_with_logits(flat, target, 0.9, reduction)
         for reduction, kind in itertools.product((0, 1, 2), ("hinge", "lsgan", "linear")):
             ops.logit_loss(flat, 1.0, kind, reduction)
-        count += 5 + 4 * len(ACTS) + 6 + 9
+        fdt = torch.float64 if dtype == torch.float64 else torch.float32
+        f2, f1 = torch.rand(4, 4, device=dev, dtype=fdt), torch.rand(3, device=dev, dtype=fdt)
+        ops.upfirdn2d(x, f2, [2, 2], [1, 1], [2, 1, 2, 1], False, 4.0)  # StyleGAN2's upsample
+        ops.upfirdn2d(x, f1, [1, 1], [2, 2], [1, 1, 1, 1], True, 1.0)  # separable downsample
+        ops.upfirdn2d(x, f2, [1, 3], [2, 1], [-1, 4, 4, 2], False, 1.0)  # crops, per-axis factors
+        count += 5 + 4 * len(ACTS) + 6 + 9 + 3
     big = torch.randn(300_000, device=dev)
     ops.bce_with_logits(big, None, 1.0, 1)  # several blocks: the last-block reduction
     ops.logit_loss(big, 0.0, "hinge", 1)

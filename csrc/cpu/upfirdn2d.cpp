@@ -1,0 +1,191 @@
+// The CPU op of upfirdn2d: upsample by zero insertion, pad (or crop), correlate with a FIR
+// filter, downsample, in one pass that touches only the taps that meet a sample (fir_taps.h).
+// Its gradient is upfirdn2d again (autograd_filters.cpp), so this one op serves forward,
+// backward and every higher order. The op comes first; its loops follow, compiled once per
+// instruction set (for_each_isa.h).
+#ifndef FASTGAN_CPU_ISA  // the op, compiled once
+#include <torch/library.h>
+
+#include <numeric>
+#include <vector>
+
+#include "../fastgan.h"
+#include "../args/upfirdn2d.h"
+#include "isa.h"
+
+#define FASTGAN_CPU_LOOPS "upfirdn2d.cpp"
+#include "for_each_isa.h"
+
+namespace fastgan {
+namespace {
+
+// The correlation kernel F[ky][kx] the loops read, times the gain: the filter flipped on both
+// axes unless flip_filter (a convolution), a separable filter expanded to its outer product.
+// At most a few hundred taps, built per call.
+template <typename acc_t>
+std::vector<acc_t> correlation_taps(const at::Tensor& filter, const Upfirdn2dGeometry& g, bool flip_filter,
+                                    double gain) {
+  const acc_t* f = filter.const_data_ptr<acc_t>();
+  std::vector<acc_t> taps(size_t(g.fh * g.fw));
+  for (int64_t ky = 0; ky < g.fh; ++ky) {
+    for (int64_t kx = 0; kx < g.fw; ++kx) {
+      const int64_t sy = flip_filter ? ky : g.fh - 1 - ky, sx = flip_filter ? kx : g.fw - 1 - kx;
+      const acc_t v = g.separable ? f[sy] * f[sx] : f[sy * g.fw + sx];
+      taps[size_t(ky * g.fw + kx)] = v * acc_t(gain);
+    }
+  }
+  return taps;
+}
+
+at::Tensor upfirdn2d_cpu(const at::Tensor& input, const at::Tensor& filter, at::IntArrayRef up, at::IntArrayRef down,
+                         at::IntArrayRef padding, bool flip_filter, double gain) {
+  const Upfirdn2dTensors t = upfirdn2d_tensors(input, filter, up, down, padding);
+  if (t.out.numel() == 0) return t.out;
+  if (t.input.scalar_type() == at::kDouble) {
+    const std::vector<double> taps = correlation_taps<double>(t.filter, t.g, flip_filter, gain);
+    FASTGAN_CPU_LOOP(upfirdn2d_entry)(t.input.scalar_type(), t.input.const_data_ptr(), taps.data(), t.out.data_ptr(),
+                                      t.g, t.channels_last);
+  } else {
+    const std::vector<float> taps = correlation_taps<float>(t.filter, t.g, flip_filter, gain);
+    FASTGAN_CPU_LOOP(upfirdn2d_entry)(t.input.scalar_type(), t.input.const_data_ptr(), taps.data(), t.out.data_ptr(),
+                                      t.g, t.channels_last);
+  }
+  return t.out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(fastgan, CPU, m) { m.impl("upfirdn2d", &upfirdn2d_cpu); }
+
+}  // namespace fastgan
+
+#else  // FASTGAN_CPU_ISA: the loops, compiled once per instruction set (for_each_isa.h)
+
+namespace {
+
+// One axis's runs for every output coordinate (fir_taps.h).
+inline std::vector<TapRun<int64_t>> runs_of(int64_t out, int64_t up, int64_t down, int64_t pad0, int64_t taps,
+                                            int64_t in) {
+  std::vector<TapRun<int64_t>> runs(size_t(out > 0 ? out : 0));
+  for (int64_t o = 0; o < out; ++o) runs[size_t(o)] = tap_run<int64_t>(o, up, down, pad0, taps, in);
+  return runs;
+}
+
+// NCHW: the outputs of one row that a column tap kx reaches form an arithmetic progression,
+// ox = o + m * so against the inputs ix = i + m * si (so = up / gcd(up, down), si = down /
+// gcd), so each (row tap, column tap) pair is one loop along the row that the compiler
+// vectorises: contiguous for so = si = 1, strided by 2 for the usual up = 2 or down = 2.
+struct ColumnRun {
+  int64_t kx, o, i, count;
+};
+
+inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+inline std::vector<ColumnRun> column_runs(const Upfirdn2dGeometry& g, int64_t so, int64_t si) {
+  std::vector<ColumnRun> runs;
+  for (int64_t kx = 0; kx < g.fw; ++kx) {
+    // The first ox in [0, so) whose upsampled coordinate ox * down + kx - pad0 is a multiple of up.
+    int64_t ox0 = -1;
+    for (int64_t ox = 0; ox < so && ox0 < 0; ++ox)
+      if ((((ox * g.down_x + kx - g.pad_x0) % g.up_x) + g.up_x) % g.up_x == 0) ox0 = ox;
+    if (ox0 < 0 || ox0 >= g.out_w) continue;
+    const int64_t ix0 = (ox0 * g.down_x + kx - g.pad_x0) / g.up_x;  // exact
+    const int64_t m_lo = ix0 >= 0 ? 0 : (-ix0 + si - 1) / si;
+    const int64_t m_by_out = (g.out_w - ox0 + so - 1) / so;
+    const int64_t m_by_in = ix0 <= g.W - 1 ? floor_div(g.W - 1 - ix0, si) + 1 : 0;
+    const int64_t m_hi = std::min(m_by_out, m_by_in);
+    if (m_hi > m_lo) runs.push_back({kx, ox0 + m_lo * so, ix0 + m_lo * si, m_hi - m_lo});
+  }
+  return runs;
+}
+
+template <int SO, int SI, typename scalar_t, typename acc_t>
+C10_ALWAYS_INLINE void accumulate_run(acc_t* __restrict__ acc, const scalar_t* __restrict__ row, acc_t w,
+                                      int64_t count, int64_t so, int64_t si) {
+  const int64_t o_step = SO > 0 ? SO : so, i_step = SI > 0 ? SI : si;
+#pragma omp simd
+  for (int64_t m = 0; m < count; ++m) acc[m * o_step] += w * load(row[m * i_step]);
+}
+
+template <typename scalar_t, typename acc_t>
+void upfirdn2d_nchw(const scalar_t* x, const acc_t* taps, scalar_t* y, const Upfirdn2dGeometry& g) {
+  const int64_t gcd = std::gcd(g.up_x, g.down_x), so = g.up_x / gcd, si = g.down_x / gcd;
+  const std::vector<TapRun<int64_t>> rows = runs_of(g.out_h, g.up_y, g.down_y, g.pad_y0, g.fh, g.H);
+  const std::vector<ColumnRun> columns = column_runs(g, so, si);
+  const int64_t planes = g.N * g.C, work_per_row = g.out_w * std::max<int64_t>(1, int64_t(columns.size()));
+  at::parallel_for(0, planes * g.out_h, grain(work_per_row), [&](int64_t r0, int64_t r1) {
+    std::vector<acc_t> acc(size_t(g.out_w));
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t plane = r / g.out_h, oy = r % g.out_h;
+      std::fill(acc.begin(), acc.end(), acc_t(0));
+      const TapRun<int64_t> ry = rows[size_t(oy)];
+      for (int64_t a = 0; a < ry.n; ++a) {
+        const scalar_t* row = x + (plane * g.H + ry.i0 + a) * g.W;
+        const acc_t* tap_row = taps + (ry.k0 + a * g.up_y) * g.fw;
+        for (const ColumnRun& c : columns) {
+          acc_t* out = acc.data() + c.o;
+          const scalar_t* in = row + c.i;
+          const acc_t w = tap_row[c.kx];
+          if (so == 1 && si == 1) accumulate_run<1, 1>(out, in, w, c.count, so, si);
+          else if (so == 2 && si == 1) accumulate_run<2, 1>(out, in, w, c.count, so, si);
+          else if (so == 1 && si == 2) accumulate_run<1, 2>(out, in, w, c.count, so, si);
+          else accumulate_run<0, 0>(out, in, w, c.count, so, si);
+        }
+      }
+      scalar_t* yr = y + r * g.out_w;
+#pragma omp simd
+      for (int64_t ox = 0; ox < g.out_w; ++ox) yr[ox] = store<scalar_t>(acc[size_t(ox)]);
+    }
+  });
+}
+
+// channels_last: every output pixel sums its taps' input pixels, each a contiguous run of C
+// channels, so the inner loop runs along channels.
+template <typename scalar_t, typename acc_t>
+void upfirdn2d_nhwc(const scalar_t* x, const acc_t* taps, scalar_t* y, const Upfirdn2dGeometry& g) {
+  const std::vector<TapRun<int64_t>> rows = runs_of(g.out_h, g.up_y, g.down_y, g.pad_y0, g.fh, g.H);
+  const std::vector<TapRun<int64_t>> cols = runs_of(g.out_w, g.up_x, g.down_x, g.pad_x0, g.fw, g.W);
+  const int64_t C = g.C;
+  at::parallel_for(0, g.N * g.out_h, grain(g.out_w * C * g.fh * g.fw), [&](int64_t r0, int64_t r1) {
+    std::vector<acc_t> acc_storage(static_cast<size_t>(C));
+    acc_t* __restrict__ acc = acc_storage.data();
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t n = r / g.out_h, oy = r % g.out_h;
+      const TapRun<int64_t> ry = rows[size_t(oy)];
+      for (int64_t ox = 0; ox < g.out_w; ++ox) {
+        std::fill(acc, acc + C, acc_t(0));
+        const TapRun<int64_t> rx = cols[size_t(ox)];
+        for (int64_t a = 0; a < ry.n; ++a) {
+          const acc_t* tap_row = taps + (ry.k0 + a * g.up_y) * g.fw;
+          const scalar_t* row = x + ((n * g.H + ry.i0 + a) * g.W) * C;
+          for (int64_t b = 0; b < rx.n; ++b) {
+            const acc_t w = tap_row[rx.k0 + b * g.up_x];
+            const scalar_t* __restrict__ px = row + (rx.i0 + b) * C;
+#pragma omp simd
+            for (int64_t c = 0; c < C; ++c) acc[c] += w * load(px[c]);
+          }
+        }
+        scalar_t* __restrict__ out = y + (r * g.out_w + ox) * C;
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) out[c] = store<scalar_t>(acc[c]);
+      }
+    }
+  });
+}
+
+// taps: acc_type<scalar_t> (float; double for double), the correlation kernel times the gain.
+void upfirdn2d_entry(c10::ScalarType dt, const void* x, const void* taps, void* y, const Upfirdn2dGeometry& g,
+                     bool channels_last) {
+  FASTGAN_CPU_DISPATCH(dt, "fastgan_upfirdn2d", [&] {
+    using acc_t = acc_type<scalar_t>;
+    const auto* in = static_cast<const scalar_t*>(x);
+    const auto* f = static_cast<const acc_t*>(taps);
+    auto* out = static_cast<scalar_t*>(y);
+    if (channels_last) upfirdn2d_nhwc(in, f, out, g);
+    else upfirdn2d_nchw(in, f, out, g);
+  });
+}
+
+}  // namespace
+
+#endif  // FASTGAN_CPU_ISA

@@ -1,0 +1,49 @@
+// The index math of upfirdn2d (StyleGAN's upsample, FIR filter, downsample), one definition for
+// the CPU loops and the CUDA kernels.
+//
+// Along one axis, with input length `in`, upsampling factor `up`, padding `pad0` before the
+// upsampled signal and downsampling factor `down`, output sample o is
+//   out[o] = sum over k of  F[k] * U[o * down + k - pad0],
+// where F is the correlation kernel (the filter, flipped unless flip_filter) of `taps` taps and
+// U is the input upsampled by inserting up - 1 zeros after each sample: U[u] = x[u / up] when u
+// is a multiple of up and 0 <= u / up < in, else 0. Only every up-th tap meets a sample, so
+// an output reads the taps k0, k0 + up, ... against the inputs i0, i0 + 1, ...: a run of n
+// pairs (the polyphase decomposition). The 2-D op is the product of the two axes' runs.
+#pragma once
+
+#include "activations.h"  // FASTGAN_INLINE
+
+namespace fastgan {
+
+template <typename I>
+struct TapRun {
+  I k0, i0, n;  // first tap, first input sample, number of (tap, sample) pairs
+};
+
+// I is int64_t on the CPU; int in the CUDA kernels, whose arguments checks keep every
+// intermediate below 2^31 (args/upfirdn2d.h).
+template <typename I>
+FASTGAN_INLINE TapRun<I> tap_run(I o, I up, I down, I pad0, I taps, I in) {
+  const I u = o * down - pad0;  // the upsampled coordinate tap 0 meets
+  const I r = ((u % up) + up) % up;
+  I k0 = r == 0 ? I(0) : up - r;  // the first tap that meets a multiple of up
+  I i0 = (u + k0) / up;           // exact
+  if (i0 < 0) {                   // before the signal: skip to its first sample
+    k0 += (-i0) * up;
+    i0 = 0;
+  }
+  I n = 0;
+  if (k0 < taps && i0 < in) {
+    const I by_taps = (taps - k0 + up - 1) / up;
+    n = by_taps < in - i0 ? by_taps : in - i0;
+  }
+  return {k0, i0, n};
+}
+
+// Output length along one axis (may be <= 0: args/upfirdn2d.h refuses such a call).
+FASTGAN_INLINE int64_t fir_out_len(int64_t in, int64_t up, int64_t down, int64_t pad0, int64_t pad1, int64_t taps) {
+  const int64_t span = in * up + pad0 + pad1 - taps;  // the last tap's reach, 0-based
+  return span < 0 ? 0 : span / down + 1;
+}
+
+}  // namespace fastgan

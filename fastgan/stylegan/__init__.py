@@ -1,0 +1,12 @@
+"""StyleGAN2 / StyleGAN3's custom ops on fastgan's kernels, with NVlabs' signatures and
+semantics (torch_utils/ops of stylegan2-ada-pytorch and stylegan3): installed by pip with
+fastgan, on the CPU and CUDA, traced by torch.compile, differentiable to any order.
+
+    from fastgan.stylegan import upfirdn2d
+    f = upfirdn2d.setup_filter([1, 3, 3, 1])
+    y = upfirdn2d.upsample2d(x, f)
+
+fastgan.stylegan.rosinality has rosinality/stylegan2-pytorch's `op` API."""
+from . import rosinality, upfirdn2d  # noqa: F401
+
+__all__ = ["rosinality", "upfirdn2d"]

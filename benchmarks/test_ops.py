@@ -54,11 +54,12 @@ def calls_of(fns, x, mode, grad=None):
     return {variant: call(fn) for variant, fn in fns.items()}
 
 
-def run_timed(measure, calls, variant, group, **extra):
-    """Times calls[variant]; for fastgan, also alternating rounds against calls["stock"]."""
+def run_timed(measure, calls, variant, group, inner=None, rounds=None, **extra):
+    """Times calls[variant]; for fastgan, also alternating rounds against calls["stock"].
+    inner, rounds: calls per round and rounds (None: measure's defaults; 5 and 25 paired)."""
     if variant == "fastgan":
-        extra.update(paired_ratio(calls["stock"], calls["fastgan"], inner=5, rounds=25))
-    measure(calls[variant], group=group, variant=variant, kind="op", **extra)
+        extra.update(paired_ratio(calls["stock"], calls["fastgan"], inner=inner or 5, rounds=rounds or 25))
+    measure(calls[variant], group=group, variant=variant, kind="op", inner=inner, rounds=rounds, **extra)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)

@@ -8,6 +8,7 @@
 #include "cpu/isa.h"
 #include "logit_losses.h"
 #include "op_list.h"
+#include "stylegan_activations.h"
 
 #include <string>
 #include <type_traits>
@@ -107,6 +108,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     for (const fastgan::LossKindEntry& e : fastgan::kLogitLosses) names.append(e.name);
     return names;
   }, "The logit losses' names the kernels accept");
+  m.def("stylegan_activations", [] {
+    pybind11::dict d;
+    for (const fastgan::StyleganActEntry& e : fastgan::kStyleganActs) d[e.name] = pybind11::make_tuple(e.def_alpha, e.def_gain);
+    return d;
+  }, "StyleGAN bias_act's activations: name -> (default alpha, default gain)");
   m.def("reductions", [] {
     pybind11::dict d;
     for (const fastgan::ReductionEntry& e : fastgan::kReductions) d[e.name] = static_cast<int64_t>(e.reduction);

@@ -60,7 +60,11 @@ def run(ops, dev: str) -> int:
         ops.upfirdn2d(x, f2, [2, 2], [1, 1], [2, 1, 2, 1], False, 4.0)  # StyleGAN2's upsample
         ops.upfirdn2d(x, f1, [1, 1], [2, 2], [1, 1, 1, 1], True, 1.0)  # separable downsample
         ops.upfirdn2d(x, f2, [1, 3], [2, 1], [-1, 4, 4, 2], False, 1.0)  # crops, per-axis factors
-        count += 5 + 4 * len(ACTS) + 6 + 9 + 3
+        for act in ("lrelu", "swish", "softplus"):
+            ops.stylegan_bias_act(x, x.new_ones(c), 1, act, 0.2, 1.4, 0.5)
+            ops.stylegan_bias_act_backward(torch.randn_like(x), x, x.new_ones(c), 1, act, 0.2, 1.4, 0.5)
+        ops.stylegan_bias_act(x, None, 1, "tanh", 0.0, 1.0, -1.0)
+        count += 5 + 4 * len(ACTS) + 6 + 9 + 3 + 7
     big = torch.randn(300_000, device=dev)
     ops.bce_with_logits(big, None, 1.0, 1)  # several blocks: the last-block reduction
     ops.logit_loss(big, 0.0, "hinge", 1)

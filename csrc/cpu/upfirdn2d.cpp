@@ -1,6 +1,6 @@
 // The CPU op of upfirdn2d: upsample by zero insertion, pad (or crop), correlate with a FIR
 // filter, downsample, in one pass that touches only the taps that meet a sample (fir_taps.h).
-// Its gradient is upfirdn2d again (autograd_filters.cpp), so this one op serves forward,
+// Its gradient is upfirdn2d again (autograd_stylegan.cpp), so this one op serves forward,
 // backward and every higher order. The op comes first; its loops follow, compiled once per
 // instruction set (for_each_isa.h).
 #ifndef FASTGAN_CPU_ISA  // the op, compiled once

@@ -2,11 +2,11 @@
 semantics (torch_utils/ops of stylegan2-ada-pytorch and stylegan3): installed by pip with
 fastgan, on the CPU and CUDA, traced by torch.compile, differentiable to any order.
 
-    from fastgan.stylegan import upfirdn2d
+    from fastgan.stylegan import bias_act, upfirdn2d
     f = upfirdn2d.setup_filter([1, 3, 3, 1])
-    y = upfirdn2d.upsample2d(x, f)
+    y = bias_act.bias_act(upfirdn2d.upsample2d(x, f), b, act="lrelu", clamp=256)
 
 fastgan.stylegan.rosinality has rosinality/stylegan2-pytorch's `op` API."""
-from . import rosinality, upfirdn2d  # noqa: F401
+from . import bias_act, rosinality, upfirdn2d  # noqa: F401
 
-__all__ = ["rosinality", "upfirdn2d"]
+__all__ = ["bias_act", "rosinality", "upfirdn2d"]

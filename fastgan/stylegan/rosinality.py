@@ -1,10 +1,12 @@
 """rosinality/stylegan2-pytorch's `op` package API (also used by GFPGAN, pSp/e4e and others) on
-fastgan's ops: upfirdn2d(input, kernel, up, down, pad)."""
-from typing import Sequence, Union
+fastgan's ops: fused_leaky_relu, FusedLeakyReLU, upfirdn2d."""
+from typing import Optional, Sequence, Union
 
 import torch
+from torch import nn
 
 from . import upfirdn2d as _fir
+from .bias_act import bias_act
 
 Tensor = torch.Tensor
 
@@ -26,3 +28,32 @@ def upfirdn2d(input: Tensor, kernel: Tensor, up: Union[int, Sequence[int]] = 1, 
     if len(pad) == 2:
         pad = [pad[0], pad[1], pad[0], pad[1]]
     return _fir.upfirdn2d(input, kernel, up=up, down=down, padding=pad)
+
+
+def fused_leaky_relu(input: Tensor, bias: Optional[Tensor] = None, negative_slope: float = 0.2,
+                     scale: float = 2 ** 0.5) -> Tensor:
+    """leaky_relu(input + bias, negative_slope) * scale, bias along dim 1, in one pass.
+
+    Args:
+        input: (N, C, ...), a floating-point tensor.
+        bias: None or (C,); cast to input's dtype.
+        negative_slope, scale: the leaky ReLU's slope and the gain after it.
+    Returns:
+        A tensor like input. Errors as fastgan.stylegan.bias_act.bias_act.
+    """
+    if bias is not None and isinstance(input, Tensor):
+        bias = bias.to(input.dtype)
+    return bias_act(input, bias, dim=1, act="lrelu", alpha=negative_slope, gain=scale)
+
+
+class FusedLeakyReLU(nn.Module):
+    """rosinality's FusedLeakyReLU: a per-channel bias (zeros at first), then fused_leaky_relu."""
+
+    def __init__(self, channel: int, bias: bool = True, negative_slope: float = 0.2, scale: float = 2 ** 0.5):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(channel)) if bias else None
+        self.negative_slope = negative_slope
+        self.scale = scale
+
+    def forward(self, input: Tensor) -> Tensor:
+        return fused_leaky_relu(input, self.bias, self.negative_slope, self.scale)

@@ -75,7 +75,7 @@ def _upfirdn2d_fake(input, filter, up, down, padding, flip_filter, gain):
     return empty_in_layout(input, (n, c, out_h, out_w))
 
 
-def setup_filter(f, device=torch.device("cpu"), normalize: bool = True, flip_filter: bool = False, gain: float = 1,
+def setup_filter(f, device="cpu", normalize: bool = True, flip_filter: bool = False, gain: float = 1,
                  separable: Optional[bool] = None) -> Tensor:
     """A FIR filter as upfirdn2d takes it, float32.
 

@@ -1,9 +1,12 @@
-// Autograd of StyleGAN's filter ops in C++, one hand-written node per op, as the layers' in
+// Autograd of StyleGAN's ops (upfirdn2d, stylegan_bias_act) in C++, one hand-written node per op, as the layers' in
 // autograd_layers.cpp (whose opening comment says why).
 #include <torch/library.h>
 
 #include <array>
+#include <string>
+#include <vector>
 
+#include "args/stylegan_bias_act.h"
 #include "autograd_support.h"
 
 namespace fastgan {
@@ -76,8 +79,80 @@ Tensor upfirdn2d_autograd(const Tensor& input, const Tensor& filter, IntArrayRef
   return out;
 }
 
+// --- stylegan_bias_act ----------------------------------------------------------------------
+
+// Saves x and b, not the output: the gradient is recomputed from them in one pass (the
+// backward op), and b's gradient is its sum over every other dim. With create_graph the
+// forward is re-run in stock ATen ops, which differentiate every activation to any order.
+struct StyleganBiasActBackward final : Node {
+  SavedVariable x, b;
+  int64_t dim = 1;
+  std::string act;
+  double alpha = 0, gain = 1, clamp = -1;
+
+  std::string name() const override { return "fastgan::StyleganBiasActBackward"; }
+
+  void release_variables() override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    x.reset_data();
+    b.reset_data();
+  }
+
+  variable_list apply(variable_list&& grads) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const Tensor& grad_out = grads[0];
+    if (!grad_out.defined()) return variable_list(2);
+    const Tensor xv = x.unpack(), bv = b.unpack();
+    if (at::GradMode::is_enabled()) {
+      Tensor pre = xv;
+      if (bv.defined()) {
+        std::vector<int64_t> shape(size_t(xv.dim()), 1);
+        shape[size_t(dim)] = -1;
+        pre = xv + bv.reshape(shape);
+      }
+      Tensor y = stylegan_act_tensor(parse_stylegan_act(act), pre, alpha) * gain;
+      if (clamp >= 0) y = y.clamp(-clamp, clamp);
+      return differentiable_grads(y, {xv, bv}, grad_out);
+    }
+    const Tensor grad_x = [&] {
+      at::AutoDispatchBelowADInplaceOrView below_autograd;
+      const OptTensor bias = bv.defined() ? OptTensor(bv) : OptTensor();
+      return op::stylegan_bias_act_backward().call(grad_out, xv, bias, dim, act, alpha, gain, clamp);
+    }();
+    variable_list result{task_should_compute_output(0) ? grad_x : Tensor(), Tensor()};
+    if (bv.defined() && task_should_compute_output(1)) {
+      std::vector<int64_t> others;
+      for (int64_t d = 0; d < grad_x.dim(); ++d)
+        if (d != dim) others.push_back(d);
+      result[1] = at::sum(grad_x, others, /*keepdim=*/false, stats_dtype(grad_x)).to(bv.scalar_type());
+    }
+    return result;
+  }
+};
+
+Tensor stylegan_bias_act_autograd(const Tensor& x, const OptTensor& b, int64_t dim, c10::string_view act,
+                                  double alpha, double gain, double clamp) {
+  refuse_forward_ad("bias_act", x, value_or_undefined(b));
+  auto node = make_node<StyleganBiasActBackward>(x, b);
+  Tensor out = [&] {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    return op::stylegan_bias_act().call(x, b, dim, act, alpha, gain, clamp);
+  }();
+  if (node) {
+    torch::autograd::set_history(out, node);
+    node->x = save(x), node->b = save(b);
+    node->dim = stylegan_bias_dim(x, b, dim);
+    node->act = std::string(act);
+    node->alpha = alpha, node->gain = gain, node->clamp = clamp;
+  }
+  return out;
+}
+
 }  // namespace
 
-TORCH_LIBRARY_IMPL(fastgan, Autograd, m) { m.impl("upfirdn2d", &upfirdn2d_autograd); }
+TORCH_LIBRARY_IMPL(fastgan, Autograd, m) {
+  m.impl("upfirdn2d", &upfirdn2d_autograd);
+  m.impl("stylegan_bias_act", &stylegan_bias_act_autograd);
+}
 
 }  // namespace fastgan

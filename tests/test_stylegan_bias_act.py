@@ -201,3 +201,20 @@ def test_bad_input_same_error_on_both_paths(backend, make_args, error, message):
         with pytest.raises(error) as direct:
             torch.ops.fastgan.stylegan_bias_act(x, b, dim, act, 0.0, 1.0, -1.0)
         assert str(direct.value).splitlines()[0] == str(info.value).splitlines()[0]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("layout", LAYOUTS, ids=LAYOUT_IDS)
+def test_cuda_kernel_matches_the_definition(act, layout):
+    shape, dim, fmt = layout
+    x, b = make(shape, dim, fmt, seed=10)
+    y = torch.ops.fastgan.stylegan_bias_act(x.cuda(), b.cuda(), dim, act, 0.2, 1.3, 2.0)
+    torch.testing.assert_close(y.cpu(), definition(x, b, dim, act, 0.2, 1.3, 2.0), rtol=1e-12, atol=1e-12)
+    xc, bc = x.cuda().requires_grad_(), b.cuda().requires_grad_()
+    grad = torch.randn_like(xc)
+    got = torch.autograd.grad(ba.bias_act(xc, bc, dim=dim, act=act, alpha=0.2, gain=1.3, clamp=2.0), (xc, bc), grad)
+    x2, b2 = x.detach().requires_grad_(), b.detach().requires_grad_()
+    want = torch.autograd.grad(definition(x2, b2, dim, act, 0.2, 1.3, 2.0), (x2, b2), grad.cpu())
+    for a, e in zip(got, want):
+        torch.testing.assert_close(a.cpu(), e, rtol=1e-11, atol=1e-11)

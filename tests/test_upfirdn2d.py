@@ -279,3 +279,22 @@ def test_filter_requiring_grad_is_refused(backend):
 
 def test_the_package_exports():
     assert fastgan.stylegan.upfirdn2d is fir and fastgan.stylegan.rosinality is rosinality
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_cuda_kernel_is_the_definition(case, layout):
+    x, f, *args = inputs(case, layout=layout)
+    y = torch.ops.fastgan.upfirdn2d(x.cuda(), f.cuda(), *args)
+    torch.testing.assert_close(y.cpu(), brute_force(x, f, *args), rtol=1e-12, atol=1e-12)
+    assert_layout_kept(y, x)
+    x32 = x.float().cuda()
+    first = torch.ops.fastgan.upfirdn2d(x32, f.float().cuda(), *args)
+    assert torch.equal(first, torch.ops.fastgan.upfirdn2d(x32, f.float().cuda(), *args))  # the same bits
+    x64 = x.cuda().requires_grad_()
+    grad = torch.randn_like(y)
+    (g,) = torch.autograd.grad(fir.upfirdn2d(x64, f.cuda(), *args), x64, grad)
+    x_cpu = x.detach().requires_grad_()
+    (e,) = torch.autograd.grad(brute_force(x_cpu, f, *args), x_cpu, grad.cpu())
+    torch.testing.assert_close(g.cpu(), e, rtol=1e-12, atol=1e-12)

@@ -43,20 +43,23 @@ class _GridSample2dForward(torch.autograd.Function):
 class _GridSample2dBackward(torch.autograd.Function):
     @staticmethod
     def forward(ctx, grad_output, input, grid):
-        mask = (ctx.needs_input_grad[1] or True, ctx.needs_input_grad[2] or True)
+        ctx.set_materialize_grads(False)  # an unused output's gradient arrives as None, not zeros
         grad_input, grad_grid = torch.ops.aten.grid_sampler_2d_backward(grad_output, input, grid, _BILINEAR, _ZEROS,
-                                                                        _ALIGN_CORNERS, list(mask))
+                                                                        _ALIGN_CORNERS, [True, True])
         ctx.save_for_backward(grid)
         return grad_input, grad_grid
 
     @staticmethod
     def backward(ctx, grad2_grad_input, grad2_grad_grid):
         (grid,) = ctx.saved_tensors
-        if ctx.needs_input_grad[2] or (grad2_grad_grid is not None and ctx.needs_input_grad[1]):
-            raise NotImplementedError("fastgan.stylegan.grid_sample_gradfix: no second-order gradient with respect to "
-                                      "grid or through grid's gradient (NVlabs' grid_sample_gradfix has none either)")
+        # grad_input = S^T grad_output, S the sampling (linear in input): it depends on grad_output
+        # and grid only. grad_grid depends on all three, and grid on everything: those second
+        # derivatives are not written here.
+        if (grad2_grad_grid is not None and any(ctx.needs_input_grad)) or (
+                ctx.needs_input_grad[2] and grad2_grad_input is not None):
+            raise NotImplementedError("fastgan.stylegan.grid_sample_gradfix: no second-order gradient through grid or "
+                                      "through grid's gradient (NVlabs' grid_sample_gradfix has none either)")
         grad2_grad_output = None
         if ctx.needs_input_grad[0] and grad2_grad_input is not None:
-            # grad_input is linear in grad_output: its adjoint is the forward sampling itself.
-            grad2_grad_output = _GridSample2dForward.apply(grad2_grad_input, grid)
+            grad2_grad_output = _GridSample2dForward.apply(grad2_grad_input, grid)  # S (S^T)^T
         return grad2_grad_output, None, None

@@ -6,7 +6,9 @@
 #include <string>
 #include <vector>
 
+#include "args/filtered_lrelu.h"
 #include "args/stylegan_bias_act.h"
+#include "fir_taps.h"
 #include "autograd_support.h"
 
 namespace fastgan {
@@ -43,14 +45,10 @@ struct Upfirdn2dBackward final : Node {
     if (!grad_out.defined() || !task_should_compute_output(0)) return variable_list(1);
     const Tensor f = filter.unpack();
     const int64_t fw = f.size(-1), fh = f.dim() == 1 ? fw : f.size(0);
-    const int64_t out_h = grad_out.size(2), out_w = grad_out.size(3);
-    // Forward: out[o] = sum_k F[k] U[o * down + k - pad0]. The input's gradient at sample i
-    // collects F[i * up + pad0 - o * down] from every output o, which is upfirdn2d of the
-    // output gradient with up and down swapped, the filter flipped (F read backwards), pad0'
-    // = taps - pad0 - 1, and pad1' chosen so that exactly in samples come out.
-    const std::array<int64_t, 4> grad_padding{fw - padding[0] - 1, in_w * up[0] - out_w * down[0] + padding[0] - up[0] + 1,
-                                              fh - padding[2] - 1, in_h * up[1] - out_h * down[1] + padding[2] - up[1] + 1};
-    return {op::upfirdn2d().call(grad_out, f, down, up, grad_padding, !flip_filter, gain)};
+    const int64_t pad[4] = {padding[0], padding[1], padding[2], padding[3]};
+    const FirAdjointPadding adjoint = fir_adjoint_padding(fw, fh, up[0], up[1], down[0], down[1], pad, in_h, in_w,
+                                                          grad_out.size(2), grad_out.size(3));
+    return {op::upfirdn2d().call(grad_out, f, down, up, adjoint.v, !flip_filter, gain)};
   }
 };
 
@@ -148,9 +146,94 @@ Tensor stylegan_bias_act_autograd(const Tensor& x, const OptTensor& b, int64_t d
   return out;
 }
 
+// --- filtered_lrelu -------------------------------------------------------------------------
+
+// Keeps the filters and the activation's 2-bit record, nothing of the signal. The backward is
+// the forward's linear steps read backwards (upfirdn2d's adjoints) around the record's
+// factors; with create_graph the factors multiply as a constant tensor, so the result is
+// differentiable again in the output's gradient (the record is constant almost everywhere, as
+// the leaky ReLU's derivative is).
+struct FilteredLreluBackward final : Node {
+  SavedVariable fu, fd, sign;
+  int64_t up = 1, down = 1;
+  int64_t padding[4] = {0, 0, 0, 0};
+  double gain = 1, slope = 0.2;
+  bool flip_filter = false, channels_last = false;
+  int64_t in_h = 0, in_w = 0;
+  c10::ScalarType bias_dtype = at::kFloat;
+
+  std::string name() const override { return "fastgan::FilteredLreluBackward"; }
+
+  void release_variables() override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (SavedVariable* v : {&fu, &fd, &sign}) v->reset_data();
+  }
+
+  variable_list apply(variable_list&& grads) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    variable_list result(2);
+    if (!grads[0].defined()) return result;
+    const Tensor grad_out = grads[0].contiguous(), up_f = fu.unpack(), down_f = fd.unpack(), record = sign.unpack();
+    const auto [fdh, fdw] = fir_size(down_f);
+    const auto [fuh, fuw] = fir_size(up_f);
+    const int64_t mid_h = fir_out_len(in_h, up, 1, padding[2], padding[3], fuh);
+    const int64_t mid_w = fir_out_len(in_w, up, 1, padding[0], padding[1], fuw);
+    const int64_t none[4] = {0, 0, 0, 0}, ones[2] = {1, 1}, ups[2] = {up, up}, downs[2] = {down, down};
+    const FirAdjointPadding pad_down = fir_adjoint_padding(fdw, fdh, 1, 1, down, down, none, mid_h, mid_w,
+                                                           grad_out.size(2), grad_out.size(3));
+    const Tensor grad_a = op::upfirdn2d().call(grad_out, down_f, downs, ones, pad_down.v, !flip_filter, 1.0);
+    Tensor grad_z;
+    if (at::GradMode::is_enabled()) {
+      const Tensor factor = [&] {
+        at::AutoDispatchBelowADInplaceOrView below_autograd;
+        at::NoGradGuard constant;
+        return op::filtered_lrelu_act_backward().call(at::ones_like(grad_a), record, gain, slope);
+      }();
+      grad_z = grad_a * factor;
+    } else {
+      grad_z = op::filtered_lrelu_act_backward().call(grad_a, record, gain, slope);
+    }
+    const FirAdjointPadding pad_up = fir_adjoint_padding(fuw, fuh, up, up, 1, 1, padding, in_h, in_w, mid_h, mid_w);
+    const Tensor grad_xb = op::upfirdn2d().call(grad_z, up_f, ones, ups, pad_up.v, !flip_filter, double(up * up));
+    if (task_should_compute_output(0))
+      result[0] = channels_last ? grad_xb.contiguous(at::MemoryFormat::ChannelsLast) : grad_xb;
+    if (task_should_compute_output(1))
+      result[1] = at::sum(grad_xb, {0, 2, 3}, /*keepdim=*/false, stats_dtype(grad_xb)).to(bias_dtype);
+    return result;
+  }
+};
+
+std::tuple<Tensor, Tensor> filtered_lrelu_autograd(const Tensor& x, const Tensor& fu, const Tensor& fd,
+                                                   const OptTensor& b, int64_t up, int64_t down, IntArrayRef padding,
+                                                   double gain, double slope, double clamp, bool flip_filter) {
+  refuse_forward_ad("filtered_lrelu", x, value_or_undefined(b));
+  TORCH_CHECK_NOT_IMPLEMENTED(!(at::GradMode::is_enabled() && ((fu.defined() && fu.requires_grad()) ||
+                                                               (fd.defined() && fd.requires_grad()))),
+                              "fastgan.filtered_lrelu: the filters get no gradient; pass ones that do not require "
+                              "grad (fu.detach(), fd.detach())");
+  auto node = make_node<FilteredLreluBackward>(x, b);
+  auto result = [&] {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    return op::filtered_lrelu().call(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter);
+  }();
+  if (node) {
+    const auto& [out, sign] = result;
+    torch::autograd::set_history(out, node);
+    node->fu = save(fu), node->fd = save(fd), node->sign = save(sign);
+    node->up = up, node->down = down;
+    std::copy(padding.begin(), padding.end(), node->padding);
+    node->gain = gain, node->slope = slope, node->flip_filter = flip_filter;
+    node->channels_last = layout_of(x) == at::MemoryFormat::ChannelsLast;
+    node->in_h = x.size(2), node->in_w = x.size(3);
+    if (b.has_value() && b->defined()) node->bias_dtype = b->scalar_type();
+  }
+  return result;
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(fastgan, Autograd, m) {
+  m.impl("filtered_lrelu", &filtered_lrelu_autograd);
   m.impl("upfirdn2d", &upfirdn2d_autograd);
   m.impl("stylegan_bias_act", &stylegan_bias_act_autograd);
 }

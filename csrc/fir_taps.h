@@ -46,4 +46,19 @@ FASTGAN_INLINE int64_t fir_out_len(int64_t in, int64_t up, int64_t down, int64_t
   return span < 0 ? 0 : span / down + 1;
 }
 
+// The padding [x0, x1, y0, y1] of upfirdn2d's adjoint (its gradient with respect to its input):
+// upfirdn2d of the output's gradient with up and down swapped and the filter flipped. Forward:
+// out[o] = sum_k F[k] U[o * down + k - pad0], so input sample i collects F[i * up + pad0 - o *
+// down] from every output o; read backwards, that is a correlation with pad0' = taps - pad0 - 1,
+// and pad1' leaves exactly `in` samples.
+struct FirAdjointPadding {
+  int64_t v[4];
+};
+inline FirAdjointPadding fir_adjoint_padding(int64_t fw, int64_t fh, int64_t up_x, int64_t up_y, int64_t down_x,
+                                             int64_t down_y, const int64_t (&padding)[4], int64_t in_h, int64_t in_w,
+                                             int64_t out_h, int64_t out_w) {
+  return {{fw - padding[0] - 1, in_w * up_x - out_w * down_x + padding[0] - up_x + 1, fh - padding[2] - 1,
+           in_h * up_y - out_h * down_y + padding[2] - up_y + 1}};
+}
+
 }  // namespace fastgan

@@ -3,6 +3,7 @@ the oracle the tests compare the kernels with. (The fused ops' double backward h
 stock-op formula in C++, csrc/autograd_layers.cpp.)"""
 import torch
 import torch.nn.functional as F
+from torch._prims_common import suggest_memory_format
 
 from .activations import activate, grad_from_output
 
@@ -171,6 +172,7 @@ def upfirdn2d(input, filter, up, down, padding, flip_filter, gain):
     out_shape = (n, c, fir_out_len(h, up_y, down_y, py0, py1, f.shape[0]), fir_out_len(w, up_x, down_x, px0, px1,
                                                                                        f.shape[1]))
     if c == 0:
-        return x.new_zeros(out_shape)
+        return x.new_zeros(out_shape).contiguous(memory_format=suggest_memory_format(input))
     weight = (f * gain)[None, None].expand(c, 1, *f.shape)
-    return F.conv2d(x, weight, groups=c, stride=(down_y, down_x))
+    out = F.conv2d(x, weight, groups=c, stride=(down_y, down_x))
+    return out.contiguous(memory_format=suggest_memory_format(input))  # the zero insertion lost channels_last

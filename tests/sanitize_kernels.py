@@ -64,7 +64,9 @@ def run(ops, dev: str) -> int:
             ops.stylegan_bias_act(x, x.new_ones(c), 1, act, 0.2, 1.4, 0.5)
             ops.stylegan_bias_act_backward(torch.randn_like(x), x, x.new_ones(c), 1, act, 0.2, 1.4, 0.5)
         ops.stylegan_bias_act(x, None, 1, "tanh", 0.0, 1.0, -1.0)
-        count += 5 + 4 * len(ACTS) + 6 + 9 + 3 + 7
+        a, sign = ops.filtered_lrelu_act(x, 1.4, 0.2, 0.5)
+        ops.filtered_lrelu_act_backward(torch.randn_like(a), sign, 1.4, 0.2)
+        count += 5 + 4 * len(ACTS) + 6 + 9 + 3 + 7 + 2
     big = torch.randn(300_000, device=dev)
     ops.bce_with_logits(big, None, 1.0, 1)  # several blocks: the last-block reduction
     ops.logit_loss(big, 0.0, "hinge", 1)

@@ -101,3 +101,32 @@ def test_bias_act_one_launch_each_and_a_grid_stride(emu, ops, two_sms):
     assert launches_of(emu, lambda: ops.stylegan_bias_act_backward(grad, x, b, 1, "lrelu", 0.2, 1.4, -1.0)) == 1
     torch.testing.assert_close(ops.stylegan_bias_act(x, b, 1, "lrelu", 0.2, 1.4, -1.0),
                                definition(x, b, 1, "lrelu", 0.2, 1.4, None))
+
+
+# --- filtered_lrelu's activation ---------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("width", [1, 4, 7, 20], ids=lambda w: f"w{w}")
+def test_filtered_lrelu_act_and_its_record(emu, ops, dtype, width):
+    g = torch.Generator().manual_seed(16)
+    z = (torch.randn(2, 3, 5, width, generator=g, dtype=torch.float64) * 2).to(dtype)
+    a, sign = repeat_identical(emu, lambda: ops.filtered_lrelu_act(z, 1.4, 0.2, 1.5), runs=2)
+    y = torch.nn.functional.leaky_relu(z.double(), 0.2) * 1.4
+    assert a.dtype == dtype
+    assert ((a.double() - y.clamp(-1.5, 1.5)).abs() <= TOL[dtype] * (1 + y.abs())).all()
+    codes = torch.where(y.abs() > 1.5, 2, torch.where(z.double() > 0, 0, 1))
+    unpacked = torch.stack([(sign >> (2 * k)) & 3 for k in range(4)], -1).flatten(-2)[..., :width]
+    assert sign.shape == (2, 3, 5, (width + 3) // 4) and torch.equal(unpacked.long(), codes)
+    grad = torch.randn(z.shape, generator=g, dtype=torch.float64).to(dtype)
+    gz = ops.filtered_lrelu_act_backward(grad, sign, 1.4, 0.2)
+    factor = torch.tensor([1.4, 1.4 * 0.2, 0.0], dtype=torch.float64)[codes]
+    expected = grad.double() * factor
+    assert ((gz.double() - expected).abs() <= TOL[dtype] * (1 + expected.abs())).all()
+
+
+def test_filtered_lrelu_act_one_launch_each_and_a_grid_stride(emu, ops, two_sms):
+    z = torch.randn(4, 8, 33, 65, generator=torch.Generator().manual_seed(17))  # 17 bytes a row: 17,952 bytes
+    a, sign = ops.filtered_lrelu_act(z, 1.0, 0.1, -1.0)
+    torch.testing.assert_close(a, torch.nn.functional.leaky_relu(z, 0.1))
+    assert launches_of(emu, lambda: ops.filtered_lrelu_act(z, 1.0, 0.1, -1.0)) == 1
+    assert launches_of(emu, lambda: ops.filtered_lrelu_act_backward(z, sign, 1.0, 0.1)) == 1

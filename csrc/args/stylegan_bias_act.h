@@ -16,12 +16,14 @@ inline int64_t stylegan_bias_dim(const at::Tensor& x, const c10::optional<at::Te
   return d;
 }
 
-inline void check_stylegan_bias(const at::Tensor& x, const c10::optional<at::Tensor>& b, int64_t d) {
+// b: None, or 1-D with x.shape[d] elements of x's dtype and device. op: the op's name, for the message.
+inline void check_stylegan_bias(const at::Tensor& x, const c10::optional<at::Tensor>& b, int64_t d,
+                                const char* op = "bias_act") {
   if (!b.has_value() || !b->defined()) return;
-  TORCH_CHECK_VALUE(b->dim() == 1 && b->size(0) == x.size(d), "fastgan: bias_act: b must be a 1-D tensor of x.shape[",
+  TORCH_CHECK_VALUE(b->dim() == 1 && b->size(0) == x.size(d), "fastgan: ", op, ": b must be a 1-D tensor of x.shape[",
                     d, "] = ", x.size(d), " elements, got shape ", py_shape(b->sizes()));
   check_same_device(*b, x, "b");
-  TORCH_CHECK_TYPE(b->scalar_type() == x.scalar_type(), "fastgan: bias_act: b dtype ", py_dtype(b->scalar_type()),
+  TORCH_CHECK_TYPE(b->scalar_type() == x.scalar_type(), "fastgan: ", op, ": b dtype ", py_dtype(b->scalar_type()),
                    " does not match x dtype ", py_dtype(x.scalar_type()));
 }
 

@@ -9,7 +9,8 @@ fastgan, on the CPU and CUDA, traced by torch.compile, differentiable to any ord
 fastgan.stylegan.rosinality has rosinality/stylegan2-pytorch's `op` API; conv2d_gradfix and
 grid_sample_gradfix are NVlabs' convolution and augmentation helpers; patch() points a loaded
 NVlabs or rosinality checkout's op entry points at these, unpatch() restores them."""
-from . import bias_act, conv2d_gradfix, grid_sample_gradfix, rosinality, upfirdn2d  # noqa: F401
+from . import bias_act, conv2d_gradfix, filtered_lrelu, grid_sample_gradfix, rosinality, upfirdn2d  # noqa: F401
 from .patch import patch, unpatch  # noqa: F401
 
-__all__ = ["bias_act", "conv2d_gradfix", "grid_sample_gradfix", "patch", "rosinality", "unpatch", "upfirdn2d"]
+__all__ = ["bias_act", "conv2d_gradfix", "filtered_lrelu", "grid_sample_gradfix", "patch", "rosinality", "unpatch",
+           "upfirdn2d"]

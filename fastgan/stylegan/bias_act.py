@@ -54,15 +54,20 @@ def check_bias_act(x, b, dim, act):
     d = dim + x.dim() if dim < 0 else dim
     if not 0 <= d < x.dim():
         raise IndexError(f"fastgan: bias_act: dim {dim} is out of range for x of shape {tuple(x.shape)}")
+    check_bias(x, b, d, "bias_act")
+    return d
+
+
+def check_bias(x, b, d, op):
+    """b: 1-D, x.shape[d] elements, x's device and dtype (csrc/args/stylegan_bias_act.h's words)."""
     _checks.check_float_tensor(b, "b")
     if b.dim() != 1 or b.shape[0] != x.shape[d]:
-        raise ValueError(f"fastgan: bias_act: b must be a 1-D tensor of x.shape[{d}] = {x.shape[d]} elements, got "
+        raise ValueError(f"fastgan: {op}: b must be a 1-D tensor of x.shape[{d}] = {x.shape[d]} elements, got "
                          f"shape {tuple(b.shape)}")
     if b.device != x.device:
         raise RuntimeError(f"fastgan: b is on {b.device} but input is on {x.device}")
     if b.dtype != x.dtype:
-        raise TypeError(f"fastgan: bias_act: b dtype {b.dtype} does not match x dtype {x.dtype}")
-    return d
+        raise TypeError(f"fastgan: {op}: b dtype {b.dtype} does not match x dtype {x.dtype}")
 
 
 def reference(x, b, dim, act, alpha, gain, clamp):

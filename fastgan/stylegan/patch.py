@@ -18,6 +18,7 @@ TARGETS = {
     "torch_utils.ops.upfirdn2d": _NVLABS_UPFIRDN2D,
     "torch_utils.ops.conv2d_gradfix": _GRADFIX,
     "torch_utils.ops.grid_sample_gradfix": {"grid_sample": ("grid_sample_gradfix", "grid_sample")},
+    "torch_utils.ops.filtered_lrelu": {"filtered_lrelu": ("filtered_lrelu", "filtered_lrelu")},
     "op.fused_act": {"fused_leaky_relu": ("rosinality", "fused_leaky_relu")},
     "op.upfirdn2d": {"upfirdn2d": ("rosinality", "upfirdn2d")},
     "op.conv2d_gradfix": _GRADFIX,

@@ -1,12 +1,14 @@
 """The DCGAN of the PyTorch DCGAN tutorial, for 32, 64 and 128 pixel images, run through
 fused ops. The layers sit in `main` exactly as in the tutorial, so state_dict keys
-(main.0.weight, main.1.running_mean, ...) are the tutorial's and checkpoints load either way."""
+(main.0.weight, main.1.running_mean, ...) are the tutorial's and checkpoints load either way.
+Also the MLP and conditional GANs, and a compact StyleGAN2 (fastgan.stylegan.networks)."""
 import math
 
 import torch
 from torch import nn
 
 from .fuse import FusedSequential
+from .stylegan.networks import StyleGAN2Discriminator, StyleGAN2Generator  # noqa: F401
 
 IMAGE_SIZES = (32, 64, 128)
 

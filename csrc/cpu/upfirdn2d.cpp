@@ -13,6 +13,11 @@
 #include "../args/upfirdn2d.h"
 #include "isa.h"
 
+namespace fastgan {
+// Which part of the sum a loop call computes (upfirdn2d_entry).
+enum class Stage { Whole, Rows, Columns };
+}  // namespace fastgan
+
 #define FASTGAN_CPU_LOOPS "upfirdn2d.cpp"
 #include "for_each_isa.h"
 
@@ -37,18 +42,51 @@ std::vector<acc_t> correlation_taps(const at::Tensor& filter, const Upfirdn2dGeo
   return taps;
 }
 
+// A separable filter of n taps is the outer product of its taps with themselves: n^2 taps
+// summed directly, 2n as a pass along rows then a pass along columns (StyleGAN3's 12-tap
+// filters: 24 multiply-adds per output instead of 144). The row pass writes the accumulation
+// dtype (float for 16-bit input), so the result is rounded once, as the direct sum's.
+template <typename acc_t>
+void separable_passes(const Upfirdn2dTensors& t, bool flip_filter, double gain) {
+  const Upfirdn2dGeometry& g = t.g;
+  const acc_t* f = t.filter.const_data_ptr<acc_t>();
+  std::vector<acc_t> row_taps(size_t(g.fw)), column_taps(size_t(g.fw));
+  for (int64_t k = 0; k < g.fw; ++k) {
+    const acc_t v = f[flip_filter ? k : g.fw - 1 - k];
+    row_taps[size_t(k)] = v;
+    column_taps[size_t(k)] = v * acc_t(gain);
+  }
+  Upfirdn2dGeometry rows = g, columns = g;
+  rows.separable = columns.separable = false;
+  rows.fh = 1, rows.up_y = rows.down_y = 1, rows.pad_y0 = rows.pad_y1 = 0, rows.out_h = g.H;
+  columns.fw = 1, columns.up_x = columns.down_x = 1, columns.pad_x0 = columns.pad_x1 = 0, columns.W = g.out_w;
+  const at::Tensor between = at::empty({g.N, g.C, g.H, g.out_w}, t.input.options().dtype(t.filter.scalar_type()),
+                                       t.channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
+  const at::ScalarType dt = t.input.scalar_type();
+  FASTGAN_CPU_LOOP(upfirdn2d_entry)(dt, Stage::Rows, t.input.const_data_ptr(), row_taps.data(), between.data_ptr(),
+                                    rows, t.channels_last);
+  FASTGAN_CPU_LOOP(upfirdn2d_entry)(dt, Stage::Columns, between.const_data_ptr(), column_taps.data(),
+                                    t.out.data_ptr(), columns, t.channels_last);
+}
+
+template <typename acc_t>
+void direct(const Upfirdn2dTensors& t, bool flip_filter, double gain) {
+  const std::vector<acc_t> taps = correlation_taps<acc_t>(t.filter, t.g, flip_filter, gain);
+  FASTGAN_CPU_LOOP(upfirdn2d_entry)(t.input.scalar_type(), Stage::Whole, t.input.const_data_ptr(), taps.data(),
+                                    t.out.data_ptr(), t.g, t.channels_last);
+}
+
 at::Tensor upfirdn2d_cpu(const at::Tensor& input, const at::Tensor& filter, at::IntArrayRef up, at::IntArrayRef down,
                          at::IntArrayRef padding, bool flip_filter, double gain) {
   const Upfirdn2dTensors t = upfirdn2d_tensors(input, filter, up, down, padding);
   if (t.out.numel() == 0) return t.out;
-  if (t.input.scalar_type() == at::kDouble) {
-    const std::vector<double> taps = correlation_taps<double>(t.filter, t.g, flip_filter, gain);
-    FASTGAN_CPU_LOOP(upfirdn2d_entry)(t.input.scalar_type(), t.input.const_data_ptr(), taps.data(), t.out.data_ptr(),
-                                      t.g, t.channels_last);
+  const bool dbl = t.input.scalar_type() == at::kDouble;
+  if (t.g.separable && t.g.fw > 1) {
+    if (dbl) separable_passes<double>(t, flip_filter, gain);
+    else separable_passes<float>(t, flip_filter, gain);
   } else {
-    const std::vector<float> taps = correlation_taps<float>(t.filter, t.g, flip_filter, gain);
-    FASTGAN_CPU_LOOP(upfirdn2d_entry)(t.input.scalar_type(), t.input.const_data_ptr(), taps.data(), t.out.data_ptr(),
-                                      t.g, t.channels_last);
+    if (dbl) direct<double>(t, flip_filter, gain);
+    else direct<float>(t, flip_filter, gain);
   }
   return t.out;
 }
@@ -99,16 +137,16 @@ inline std::vector<ColumnRun> column_runs(const Upfirdn2dGeometry& g, int64_t so
   return runs;
 }
 
-template <int SO, int SI, typename scalar_t, typename acc_t>
-C10_ALWAYS_INLINE void accumulate_run(acc_t* __restrict__ acc, const scalar_t* __restrict__ row, acc_t w,
+template <int SO, int SI, typename in_t, typename acc_t>
+C10_ALWAYS_INLINE void accumulate_run(acc_t* __restrict__ acc, const in_t* __restrict__ row, acc_t w,
                                       int64_t count, int64_t so, int64_t si) {
   const int64_t o_step = SO > 0 ? SO : so, i_step = SI > 0 ? SI : si;
 #pragma omp simd
   for (int64_t m = 0; m < count; ++m) acc[m * o_step] += w * load(row[m * i_step]);
 }
 
-template <typename scalar_t, typename acc_t>
-void upfirdn2d_nchw(const scalar_t* x, const acc_t* taps, scalar_t* y, const Upfirdn2dGeometry& g) {
+template <typename in_t, typename out_t, typename acc_t>
+void upfirdn2d_nchw(const in_t* x, const acc_t* taps, out_t* y, const Upfirdn2dGeometry& g) {
   const int64_t gcd = std::gcd(g.up_x, g.down_x), so = g.up_x / gcd, si = g.down_x / gcd;
   const std::vector<TapRun<int64_t>> rows = runs_of(g.out_h, g.up_y, g.down_y, g.pad_y0, g.fh, g.H);
   const std::vector<ColumnRun> columns = column_runs(g, so, si);
@@ -120,11 +158,11 @@ void upfirdn2d_nchw(const scalar_t* x, const acc_t* taps, scalar_t* y, const Upf
       std::fill(acc.begin(), acc.end(), acc_t(0));
       const TapRun<int64_t> ry = rows[size_t(oy)];
       for (int64_t a = 0; a < ry.n; ++a) {
-        const scalar_t* row = x + (plane * g.H + ry.i0 + a) * g.W;
+        const in_t* row = x + (plane * g.H + ry.i0 + a) * g.W;
         const acc_t* tap_row = taps + (ry.k0 + a * g.up_y) * g.fw;
         for (const ColumnRun& c : columns) {
           acc_t* out = acc.data() + c.o;
-          const scalar_t* in = row + c.i;
+          const in_t* in = row + c.i;
           const acc_t w = tap_row[c.kx];
           if (so == 1 && si == 1) accumulate_run<1, 1>(out, in, w, c.count, so, si);
           else if (so == 2 && si == 1) accumulate_run<2, 1>(out, in, w, c.count, so, si);
@@ -132,17 +170,17 @@ void upfirdn2d_nchw(const scalar_t* x, const acc_t* taps, scalar_t* y, const Upf
           else accumulate_run<0, 0>(out, in, w, c.count, so, si);
         }
       }
-      scalar_t* yr = y + r * g.out_w;
+      out_t* yr = y + r * g.out_w;
 #pragma omp simd
-      for (int64_t ox = 0; ox < g.out_w; ++ox) yr[ox] = store<scalar_t>(acc[size_t(ox)]);
+      for (int64_t ox = 0; ox < g.out_w; ++ox) yr[ox] = store<out_t>(acc[size_t(ox)]);
     }
   });
 }
 
 // channels_last: every output pixel sums its taps' input pixels, each a contiguous run of C
 // channels, so the inner loop runs along channels.
-template <typename scalar_t, typename acc_t>
-void upfirdn2d_nhwc(const scalar_t* x, const acc_t* taps, scalar_t* y, const Upfirdn2dGeometry& g) {
+template <typename in_t, typename out_t, typename acc_t>
+void upfirdn2d_nhwc(const in_t* x, const acc_t* taps, out_t* y, const Upfirdn2dGeometry& g) {
   const std::vector<TapRun<int64_t>> rows = runs_of(g.out_h, g.up_y, g.down_y, g.pad_y0, g.fh, g.H);
   const std::vector<TapRun<int64_t>> cols = runs_of(g.out_w, g.up_x, g.down_x, g.pad_x0, g.fw, g.W);
   const int64_t C = g.C;
@@ -157,32 +195,41 @@ void upfirdn2d_nhwc(const scalar_t* x, const acc_t* taps, scalar_t* y, const Upf
         const TapRun<int64_t> rx = cols[size_t(ox)];
         for (int64_t a = 0; a < ry.n; ++a) {
           const acc_t* tap_row = taps + (ry.k0 + a * g.up_y) * g.fw;
-          const scalar_t* row = x + ((n * g.H + ry.i0 + a) * g.W) * C;
+          const in_t* row = x + ((n * g.H + ry.i0 + a) * g.W) * C;
           for (int64_t b = 0; b < rx.n; ++b) {
             const acc_t w = tap_row[rx.k0 + b * g.up_x];
-            const scalar_t* __restrict__ px = row + (rx.i0 + b) * C;
+            const in_t* __restrict__ px = row + (rx.i0 + b) * C;
 #pragma omp simd
             for (int64_t c = 0; c < C; ++c) acc[c] += w * load(px[c]);
           }
         }
-        scalar_t* __restrict__ out = y + (r * g.out_w + ox) * C;
+        out_t* __restrict__ out = y + (r * g.out_w + ox) * C;
 #pragma omp simd
-        for (int64_t c = 0; c < C; ++c) out[c] = store<scalar_t>(acc[c]);
+        for (int64_t c = 0; c < C; ++c) out[c] = store<out_t>(acc[c]);
       }
     }
   });
 }
 
-// taps: acc_type<scalar_t> (float; double for double), the correlation kernel times the gain.
-void upfirdn2d_entry(c10::ScalarType dt, const void* x, const void* taps, void* y, const Upfirdn2dGeometry& g,
-                     bool channels_last) {
+template <typename in_t, typename out_t, typename acc_t>
+void upfirdn2d_layout(const void* x, const acc_t* taps, void* y, const Upfirdn2dGeometry& g, bool channels_last) {
+  const auto* in = static_cast<const in_t*>(x);
+  auto* out = static_cast<out_t*>(y);
+  if (channels_last) upfirdn2d_nhwc(in, taps, out, g);
+  else upfirdn2d_nchw(in, taps, out, g);
+}
+
+// dt: the op's dtype. Stage::Whole reads and writes it; a separable filter's Stage::Rows reads it
+// and writes the accumulation dtype, Stage::Columns the reverse. taps: acc_type (float; double
+// for double), the correlation kernel (times the gain where the stage applies it).
+void upfirdn2d_entry(c10::ScalarType dt, Stage stage, const void* x, const void* taps, void* y,
+                     const Upfirdn2dGeometry& g, bool channels_last) {
   FASTGAN_CPU_DISPATCH(dt, "fastgan_upfirdn2d", [&] {
     using acc_t = acc_type<scalar_t>;
-    const auto* in = static_cast<const scalar_t*>(x);
     const auto* f = static_cast<const acc_t*>(taps);
-    auto* out = static_cast<scalar_t*>(y);
-    if (channels_last) upfirdn2d_nhwc(in, f, out, g);
-    else upfirdn2d_nchw(in, f, out, g);
+    if (stage == Stage::Rows) upfirdn2d_layout<scalar_t, acc_t>(x, f, y, g, channels_last);
+    else if (stage == Stage::Columns) upfirdn2d_layout<acc_t, scalar_t>(x, f, y, g, channels_last);
+    else upfirdn2d_layout<scalar_t, scalar_t>(x, f, y, g, channels_last);
   });
 }
 

@@ -112,7 +112,9 @@ inline std::vector<TapRun<int64_t>> runs_of(int64_t out, int64_t up, int64_t dow
 // NCHW: the outputs of one row that a column tap kx reaches form an arithmetic progression,
 // ox = o + m * so against the inputs ix = i + m * si (so = up / gcd(up, down), si = down /
 // gcd), so each (row tap, column tap) pair is one loop along the row that the compiler
-// vectorises: contiguous for so = si = 1, strided by 2 for the usual up = 2 or down = 2.
+// vectorises. The row is summed in so phases, each contiguous (outputs o, o + so, ... side by
+// side), and interleaved once when stored: the loops then write contiguously, and read
+// contiguously (si = 1) or every other input (si = 2, the usual down = 2).
 struct ColumnRun {
   int64_t kx, o, i, count;
 };
@@ -137,22 +139,23 @@ inline std::vector<ColumnRun> column_runs(const Upfirdn2dGeometry& g, int64_t so
   return runs;
 }
 
-template <int SO, int SI, typename in_t, typename acc_t>
-C10_ALWAYS_INLINE void accumulate_run(acc_t* __restrict__ acc, const in_t* __restrict__ row, acc_t w,
-                                      int64_t count, int64_t so, int64_t si) {
-  const int64_t o_step = SO > 0 ? SO : so, i_step = SI > 0 ? SI : si;
+template <int SI, typename in_t, typename acc_t>
+C10_ALWAYS_INLINE void accumulate_run(acc_t* __restrict__ acc, const in_t* __restrict__ row, acc_t w, int64_t count,
+                                      int64_t si) {
+  const int64_t i_step = SI > 0 ? SI : si;
 #pragma omp simd
-  for (int64_t m = 0; m < count; ++m) acc[m * o_step] += w * load(row[m * i_step]);
+  for (int64_t m = 0; m < count; ++m) acc[m] += w * load(row[m * i_step]);
 }
 
 template <typename in_t, typename out_t, typename acc_t>
 void upfirdn2d_nchw(const in_t* x, const acc_t* taps, out_t* y, const Upfirdn2dGeometry& g) {
   const int64_t gcd = std::gcd(g.up_x, g.down_x), so = g.up_x / gcd, si = g.down_x / gcd;
+  const int64_t phase_len = (g.out_w + so - 1) / so;  // outputs per phase (the last phases may hold fewer)
   const std::vector<TapRun<int64_t>> rows = runs_of(g.out_h, g.up_y, g.down_y, g.pad_y0, g.fh, g.H);
   const std::vector<ColumnRun> columns = column_runs(g, so, si);
   const int64_t planes = g.N * g.C, work_per_row = g.out_w * std::max<int64_t>(1, int64_t(columns.size()));
   at::parallel_for(0, planes * g.out_h, grain(work_per_row), [&](int64_t r0, int64_t r1) {
-    std::vector<acc_t> acc(size_t(g.out_w));
+    std::vector<acc_t> acc(size_t(so * phase_len));
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t plane = r / g.out_h, oy = r % g.out_h;
       std::fill(acc.begin(), acc.end(), acc_t(0));
@@ -161,18 +164,21 @@ void upfirdn2d_nchw(const in_t* x, const acc_t* taps, out_t* y, const Upfirdn2dG
         const in_t* row = x + (plane * g.H + ry.i0 + a) * g.W;
         const acc_t* tap_row = taps + (ry.k0 + a * g.up_y) * g.fw;
         for (const ColumnRun& c : columns) {
-          acc_t* out = acc.data() + c.o;
+          acc_t* out = acc.data() + (c.o % so) * phase_len + c.o / so;
           const in_t* in = row + c.i;
           const acc_t w = tap_row[c.kx];
-          if (so == 1 && si == 1) accumulate_run<1, 1>(out, in, w, c.count, so, si);
-          else if (so == 2 && si == 1) accumulate_run<2, 1>(out, in, w, c.count, so, si);
-          else if (so == 1 && si == 2) accumulate_run<1, 2>(out, in, w, c.count, so, si);
-          else accumulate_run<0, 0>(out, in, w, c.count, so, si);
+          if (si == 1) accumulate_run<1>(out, in, w, c.count, si);
+          else if (si == 2) accumulate_run<2>(out, in, w, c.count, si);
+          else accumulate_run<0>(out, in, w, c.count, si);
         }
       }
       out_t* yr = y + r * g.out_w;
+      for (int64_t p = 0; p < so; ++p) {
+        const acc_t* phase = acc.data() + p * phase_len;
+        const int64_t n = (g.out_w - p + so - 1) / so;
 #pragma omp simd
-      for (int64_t ox = 0; ox < g.out_w; ++ox) yr[ox] = store<out_t>(acc[size_t(ox)]);
+        for (int64_t m = 0; m < n; ++m) yr[p + m * so] = store<out_t>(phase[m]);
+      }
     }
   });
 }

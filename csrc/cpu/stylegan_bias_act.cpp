@@ -54,12 +54,12 @@ namespace {
 // One element: the forward (dy == nullptr) or the gradient dy * gain * act'(x + b), zero where
 // the clamp cut the output off.
 template <StyleganAct A, bool BACKWARD, typename scalar_t, typename acc_t>
-C10_ALWAYS_INLINE scalar_t bias_act_point(scalar_t xv, acc_t bias, const scalar_t* dy, int64_t i, acc_t alpha,
-                                          acc_t gain, acc_t clamp) {
+C10_ALWAYS_INLINE scalar_t bias_act_point(StyleganAct act, scalar_t xv, acc_t bias, const scalar_t* dy, int64_t i,
+                                          acc_t alpha, acc_t gain, acc_t clamp) {
   const acc_t v = load(xv) + bias;
-  const acc_t y = stylegan_act<A>(v, alpha) * gain;
+  const acc_t y = stylegan_act_of<A>(act, v, alpha) * gain;
   if constexpr (BACKWARD) {
-    const acc_t g = load(dy[i]) * gain * stylegan_act_grad<A>(v, alpha);
+    const acc_t g = load(dy[i]) * gain * stylegan_act_grad_of<A>(act, v, alpha);
     return store<scalar_t>(clamp_passes(y, clamp) ? g : acc_t(0));
   } else {
     return store<scalar_t>(clamp_symmetric(y, clamp));
@@ -67,39 +67,34 @@ C10_ALWAYS_INLINE scalar_t bias_act_point(scalar_t xv, acc_t bias, const scalar_
 }
 
 // Storage runs of `run` elements share a channel (run = x's stride along dim): channel (i /
-// run) % C. With run == 1 (channels_last, or the last dim) rows of C channels instead.
+// run) % C, each thread a range of elements walked as segments of one channel (a whole range
+// when there is one bias or none). With run == 1 (channels_last, or the last dim) rows of C
+// channels instead. act: the activation, read only by the kRuntimeAct loop.
 template <StyleganAct A, bool BACKWARD, typename scalar_t>
-void stylegan_bias_act_loop(const scalar_t* x, const scalar_t* b, const scalar_t* dy, scalar_t* out, int64_t numel,
-                            int64_t run, int64_t C, double alpha_, double gain_, double clamp_) {
+void stylegan_bias_act_loop(StyleganAct act, const scalar_t* x, const scalar_t* b, const scalar_t* dy, scalar_t* out,
+                            int64_t numel, int64_t run, int64_t C, double alpha_, double gain_, double clamp_) {
   using acc_t = acc_type<scalar_t>;
   const acc_t alpha = acc_t(alpha_), gain = acc_t(gain_), clamp = acc_t(clamp_);
-  if (b == nullptr || C == 1) {  // one bias (or none) for every element: a flat loop
-    const acc_t bias = b != nullptr ? load(b[0]) : acc_t(0);
-    at::parallel_for(0, numel, kGrain, [&, alpha, gain, clamp, bias](int64_t i0, int64_t i1) {
-#pragma omp simd
-      for (int64_t i = i0; i < i1; ++i) out[i] = bias_act_point<A, BACKWARD>(x[i], bias, dy, i, alpha, gain, clamp);
-    });
-    return;
-  }
-  if (run == 1) {
+  if (b != nullptr && run == 1 && C > 1) {
     const int64_t rows = numel / C;
     at::parallel_for(0, rows, grain(C), [&, alpha, gain, clamp](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
 #pragma omp simd
         for (int64_t c = 0; c < C; ++c)
-          out[r * C + c] = bias_act_point<A, BACKWARD>(x[r * C + c], load(b[c]), dy, r * C + c, alpha, gain, clamp);
+          out[r * C + c] = bias_act_point<A, BACKWARD>(act, x[r * C + c], load(b[c]), dy, r * C + c, alpha, gain,
+                                                       clamp);
       }
     });
     return;
   }
-  const int64_t runs = numel / run;
-  at::parallel_for(0, runs, grain(run), [&, alpha, gain, clamp](int64_t j0, int64_t j1) {
-    for (int64_t j = j0; j < j1; ++j) {
-      const acc_t bias = b != nullptr ? load(b[j % C]) : acc_t(0);
-      const int64_t base = j * run;
+  const int64_t segment = (b == nullptr || C == 1) ? numel : run;
+  at::parallel_for(0, numel, kGrain, [&, alpha, gain, clamp](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1;) {
+      const int64_t end = std::min(i1, (i / segment + 1) * segment);
+      const acc_t bias = b == nullptr ? acc_t(0) : load(b[(i / run) % C]);
 #pragma omp simd
-      for (int64_t k = 0; k < run; ++k)
-        out[base + k] = bias_act_point<A, BACKWARD>(x[base + k], bias, dy, base + k, alpha, gain, clamp);
+      for (int64_t k = i; k < end; ++k) out[k] = bias_act_point<A, BACKWARD>(act, x[k], bias, dy, k, alpha, gain, clamp);
+      i = end;
     }
   });
 }
@@ -115,8 +110,8 @@ void stylegan_bias_act_entry(c10::ScalarType dt, StyleganAct act, const void* x,
     auto* o = static_cast<scalar_t*>(out);
     dispatch_stylegan_act(act, [&](auto tag) {
       constexpr StyleganAct A = decltype(tag)::value;
-      if (dys != nullptr) stylegan_bias_act_loop<A, true>(xs, bs, dys, o, numel, run, C, alpha, gain, clamp);
-      else stylegan_bias_act_loop<A, false>(xs, bs, dys, o, numel, run, C, alpha, gain, clamp);
+      if (dys != nullptr) stylegan_bias_act_loop<A, true>(act, xs, bs, dys, o, numel, run, C, alpha, gain, clamp);
+      else stylegan_bias_act_loop<A, false>(act, xs, bs, dys, o, numel, run, C, alpha, gain, clamp);
     });
   });
 }

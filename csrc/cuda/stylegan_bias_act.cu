@@ -20,8 +20,8 @@ __global__ void FASTGAN_KERNEL_BOUNDS stylegan_bias_act_kernel(const scalar_t* _
                                                                const scalar_t* __restrict__ b,
                                                                const scalar_t* __restrict__ dy,
                                                                scalar_t* __restrict__ out, int64_t numel, I run, I C,
-                                                               acc_type<scalar_t> alpha, acc_type<scalar_t> gain,
-                                                               acc_type<scalar_t> clamp) {
+                                                               StyleganAct act, acc_type<scalar_t> alpha,
+                                                               acc_type<scalar_t> gain, acc_type<scalar_t> clamp) {
   using A = acc_type<scalar_t>;
   struct Loaded {
     scalar_t x, dy;
@@ -33,9 +33,9 @@ __global__ void FASTGAN_KERNEL_BOUNDS stylegan_bias_act_kernel(const scalar_t* _
       [&](int64_t i, const Loaded& v) {
         const A bias = b != nullptr ? A(b[(I(i) / run) % C]) : A(0);
         const A pre = A(v.x) + bias;
-        const A y = stylegan_act<ACT>(pre, alpha) * gain;
+        const A y = stylegan_act_of<ACT>(act, pre, alpha) * gain;
         if (BACKWARD) {
-          const A g = A(v.dy) * gain * stylegan_act_grad<ACT>(pre, alpha);
+          const A g = A(v.dy) * gain * stylegan_act_grad_of<ACT>(act, pre, alpha);
           out[i] = scalar_t(clamp_passes(y, clamp) ? g : A(0));
         } else {
           out[i] = scalar_t(clamp_symmetric(y, clamp));
@@ -53,16 +53,17 @@ void launch_stylegan_bias_act(const StyleganBiasActTensors& t, double alpha, dou
     const scalar_t* dy = BACKWARD ? t.grad_out.const_data_ptr<scalar_t>() : nullptr;
     scalar_t* out = t.out.data_ptr<scalar_t>();
     const dim3 grid(grid_for(t.numel)), block(kThreads);
-    dispatch_stylegan_act(t.act, [&](auto tag) {
-      constexpr StyleganAct ACT = decltype(tag)::value;
-      if ((int64_t(1) << 31) > t.numel)  // written so, not `t.numel <`: see walk_unrolled on C++20
+    if ((int64_t(1) << 31) > t.numel) {  // written so, not `t.numel <`: see walk_unrolled on C++20
+      dispatch_stylegan_act(t.act, [&](auto tag) {
+        constexpr StyleganAct ACT = decltype(tag)::value;
         launch(stylegan_bias_act_kernel<scalar_t, ACT, BACKWARD, int>, grid, block, 0, stream, x, b, dy, out,
-               t.numel, int(t.run), int(t.C), A(alpha), A(gain), A(clamp));
-      else
-        launch(stylegan_bias_act_kernel<scalar_t, ACT, BACKWARD, int64_t>, grid, block, 0, stream, x, b, dy, out,
-               t.numel, t.run, t.C, A(alpha), A(gain), A(clamp));
-      return 0;
-    });
+               t.numel, int(t.run), int(t.C), t.act, A(alpha), A(gain), A(clamp));
+        return 0;
+      });
+    } else {  // 2^31 elements or more: 64-bit channel math, one kernel for every activation
+      launch(stylegan_bias_act_kernel<scalar_t, kRuntimeAct, BACKWARD, int64_t>, grid, block, 0, stream, x, b, dy,
+             out, t.numel, t.run, t.C, t.act, A(alpha), A(gain), A(clamp));
+    }
   });
 }
 

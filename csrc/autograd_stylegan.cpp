@@ -122,7 +122,9 @@ struct StyleganBiasActBackward final : Node {
       std::vector<int64_t> others;
       for (int64_t d = 0; d < grad_x.dim(); ++d)
         if (d != dim) others.push_back(d);
-      result[1] = at::sum(grad_x, others, /*keepdim=*/false, stats_dtype(grad_x)).to(bv.scalar_type());
+      // x 1-D (dim the only one): b's gradient is x's (summing over no dims would sum them all).
+      result[1] = others.empty() ? grad_x.to(bv.scalar_type())
+                                 : at::sum(grad_x, others, /*keepdim=*/false, stats_dtype(grad_x)).to(bv.scalar_type());
     }
     return result;
   }

@@ -40,6 +40,15 @@ FASTGAN_INLINE TapRun<I> tap_run(I o, I up, I down, I pad0, I taps, I in) {
   return {k0, i0, n};
 }
 
+// Whether one axis's sizes fit the CUDA kernels' 32-bit index math with room for a sum of two:
+// every coordinate of the upsampled, padded signal and every factor below 2^30.
+FASTGAN_INLINE bool fir_axis_fits(int64_t in, int64_t up, int64_t down, int64_t pad0, int64_t pad1, int64_t taps) {
+  constexpr int64_t kLimit = int64_t(1) << 30;
+  const int64_t a0 = pad0 < 0 ? -pad0 : pad0, a1 = pad1 < 0 ? -pad1 : pad1;
+  return in < kLimit && up < kLimit && down < kLimit && taps < kLimit && a0 < kLimit && a1 < kLimit &&
+         in * up + a0 + a1 + taps < kLimit;
+}
+
 // Output length along one axis (may be <= 0: args/upfirdn2d.h refuses such a call).
 FASTGAN_INLINE int64_t fir_out_len(int64_t in, int64_t up, int64_t down, int64_t pad0, int64_t pad1, int64_t taps) {
   const int64_t span = in * up + pad0 + pad1 - taps;  // the last tap's reach, 0-based

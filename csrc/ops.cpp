@@ -1,8 +1,8 @@
 // The compiled module: TORCH_LIBRARY(fastgan) with every op of the list (op_list.inc), the
 // eager entry points, and build_info. CPU and CUDA kernels register implementations under the
 // same names in cpu/ and cuda/; the layer ops are composed once for every device in
-// layers.cpp; autograd is registered once, in C++ (autograd_layers.cpp,
-// autograd_elementwise.cpp), and each fake kernel beside its op's Python function (fastgan/_fake.py).
+// layers.cpp; autograd is registered once, in C++ (autograd_layers.cpp, autograd_elementwise.cpp,
+// autograd_stylegan.cpp), and each fake kernel beside its op's Python function (fastgan/_fake.py).
 #include <torch/extension.h>
 
 #include "cpu/isa.h"
@@ -110,7 +110,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   }, "The logit losses' names the kernels accept");
   m.def("stylegan_activations", [] {
     pybind11::dict d;
-    for (const fastgan::StyleganActEntry& e : fastgan::kStyleganActs) d[e.name] = pybind11::make_tuple(e.def_alpha, e.def_gain);
+    for (const fastgan::StyleganActEntry& e : fastgan::kStyleganActs)
+      d[e.name] = pybind11::make_tuple(e.def_alpha, e.def_gain);
     return d;
   }, "StyleGAN bias_act's activations: name -> (default alpha, default gain)");
   m.def("reductions", [] {

@@ -177,7 +177,11 @@ def check_bce(input, target, reduction):
 
 
 def check_upfirdn2d(input, filter, up, down, padding):
-    """upfirdn2d's arguments, as csrc/args/upfirdn2d.h checks them."""
+    """upfirdn2d's arguments, as csrc/args/upfirdn2d.h checks them (the filter's requires_grad first,
+    as the C++ autograd kernel refuses it before the op's checks run)."""
+    if isinstance(filter, torch.Tensor) and torch.is_grad_enabled() and filter.requires_grad:
+        raise NotImplementedError("fastgan.upfirdn2d: the filter gets no gradient; pass one that does not require "
+                                  "grad (filter.detach())")
     check_float_tensor(input, "input")
     if input.dim() != 4:
         raise ValueError(f"fastgan: upfirdn2d expects a 4-D input (N, C, H, W), got a {input.dim()}-D tensor of "
@@ -193,16 +197,11 @@ def check_upfirdn2d(input, filter, up, down, padding):
             raise ValueError(f"fastgan: upfirdn2d: {name} must be 2 integers [x, y], each >= 1, got {list(v)}")
     if len(padding) != 4:
         raise ValueError(f"fastgan: upfirdn2d: padding must be 4 integers [x0, x1, y0, y1], got {list(padding)}")
-    if torch.is_grad_enabled() and filter.requires_grad:
-        raise NotImplementedError("fastgan.upfirdn2d: the filter gets no gradient; pass one that does not require "
-                                  "grad (filter.detach())")
-    limit = 1 << 30
     fw = filter.shape[-1]
     fh = fw if filter.dim() == 1 else filter.shape[0]
     h, w = input.shape[2:]
     axes = ((w, up[0], down[0], padding[0], padding[1], fw), (h, up[1], down[1], padding[2], padding[3], fh))
-    if not all(n < limit and u < limit and d < limit and taps < limit and abs(p0) < limit and abs(p1) < limit
-               and n * u + abs(p0) + abs(p1) + taps < limit for n, u, d, p0, p1, taps in axes):
+    if not all(reference.fir_axis_fits(*axis) for axis in axes):
         raise ValueError(f"fastgan: upfirdn2d: the upsampled, padded input must stay below 2^30 samples per axis, got "
                          f"input of shape {_shape(input)}, up {list(up)}, padding {list(padding)}")
     if min(reference.fir_out_len(*axis) for axis in axes) < 1:

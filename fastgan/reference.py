@@ -145,6 +145,13 @@ def batch_norm_act_backward_elemt(grad_out, input, weight, bias, mean, var, mean
     return grad.to(input.dtype)
 
 
+def fir_axis_fits(n, up, down, pad0, pad1, taps):
+    """Whether one axis fits the CUDA kernels' 32-bit index math, as csrc/fir_taps.h decides."""
+    limit = 1 << 30
+    return (n < limit and up < limit and down < limit and taps < limit and abs(pad0) < limit and abs(pad1) < limit
+            and n * up + abs(pad0) + abs(pad1) + taps < limit)
+
+
 def fir_out_len(n, up, down, pad0, pad1, taps):
     """upfirdn2d's output length along one axis (0 when nothing is left), as csrc/fir_taps.h."""
     span = n * up + pad0 + pad1 - taps

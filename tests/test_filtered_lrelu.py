@@ -169,6 +169,8 @@ BAD = [
      "shape (4,) leaves no output"),
     (lambda: (torch.randn(1, 2, 4, 4), torch.ones(2, 2, dtype=torch.int32), None, None, 1, 1, 0), TypeError,
      "fu must be a floating-point tensor"),
+    (lambda: (torch.randn(1, 2, 4, 4), None, None, None, 1 << 28, 1, 0), ValueError,
+     "filtered_lrelu: the upsampled, padded input must stay below 2^30 samples per axis"),
 ]
 
 

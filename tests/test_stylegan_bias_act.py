@@ -37,8 +37,9 @@ def definition(x, b, dim, act, alpha, gain, clamp):
 # (shape, dim, memory format)
 LAYOUTS = [((2, 5, 3, 4), 1, torch.contiguous_format), ((2, 5, 3, 4), 1, torch.channels_last),
            ((6, 7), 1, torch.contiguous_format), ((3, 4, 5), 0, torch.contiguous_format),
-           ((2, 3, 4, 5), -1, torch.contiguous_format), ((2, 3, 4, 5), 2, torch.channels_last)]
-LAYOUT_IDS = ["nchw", "nhwc", "linear", "dim0", "last", "nhwc-dim2"]
+           ((2, 3, 4, 5), -1, torch.contiguous_format), ((2, 3, 4, 5), 2, torch.channels_last),
+           ((5,), 0, torch.contiguous_format)]
+LAYOUT_IDS = ["nchw", "nhwc", "linear", "dim0", "last", "nhwc-dim2", "1d"]
 
 
 def make(shape, dim, fmt, dtype=torch.float64, seed=0, bias=True):
@@ -188,6 +189,7 @@ BAD = [
      "b must be a 1-D tensor of x.shape[1] = 3 elements, got shape (3, 1)"),
     (lambda: (torch.randn(2, 3), torch.randn(3).double(), 1, "relu"), TypeError,
      "bias_act: b dtype torch.float64 does not match x dtype torch.float32"),
+    (lambda: (torch.randn(2, 3), torch.arange(4), 1, "relu"), TypeError, "b must be a floating-point tensor"),
 ]
 
 

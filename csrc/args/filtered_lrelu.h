@@ -49,6 +49,10 @@ inline FilteredLreluGeometry filtered_lrelu_geometry(const at::Tensor& x, const 
                     py_int_list(padding));
   const auto [fuh, fuw] = fir_size(fu);
   const auto [fdh, fdw] = fir_size(fd);
+  TORCH_CHECK_VALUE(fir_axis_fits(x.size(3), up, down, padding[0], padding[1], fuw + fdw) &&
+                    fir_axis_fits(x.size(2), up, down, padding[2], padding[3], fuh + fdh),
+                    "fastgan: filtered_lrelu: the upsampled, padded input must stay below 2^30 samples per axis, got "
+                    "x of shape ", py_shape(x.sizes()), ", up ", up, ", padding ", py_int_list(padding));
   FilteredLreluGeometry g;
   g.mid_w = fir_out_len(x.size(3), up, 1, padding[0], padding[1], fuw);
   g.mid_h = fir_out_len(x.size(2), up, 1, padding[2], padding[3], fuh);

@@ -20,6 +20,7 @@ inline int64_t stylegan_bias_dim(const at::Tensor& x, const c10::optional<at::Te
 inline void check_stylegan_bias(const at::Tensor& x, const c10::optional<at::Tensor>& b, int64_t d,
                                 const char* op = "bias_act") {
   if (!b.has_value() || !b->defined()) return;
+  check_float_tensor(*b, "b");
   TORCH_CHECK_VALUE(b->dim() == 1 && b->size(0) == x.size(d), "fastgan: ", op, ": b must be a 1-D tensor of x.shape[",
                     d, "] = ", x.size(d), " elements, got shape ", py_shape(b->sizes()));
   check_same_device(*b, x, "b");

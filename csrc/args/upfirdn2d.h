@@ -54,15 +54,9 @@ inline Upfirdn2dGeometry upfirdn2d_geometry(const at::Tensor& input, const at::T
   g.pad_x0 = padding[0], g.pad_x1 = padding[1], g.pad_y0 = padding[2], g.pad_y1 = padding[3];
   g.separable = filter.dim() == 1;
   g.fw = filter.size(-1), g.fh = g.separable ? g.fw : filter.size(0);
-  // The CUDA kernels do each axis's index math in 32 bits (fir_taps.h): every coordinate of
-  // the upsampled, padded signal and every factor must fit with room for a sum of two.
-  constexpr int64_t kLimit = int64_t(1) << 30;
-  const auto fits = [&](int64_t in, int64_t u, int64_t d, int64_t p0, int64_t p1, int64_t taps) {
-    return in < kLimit && u < kLimit && d < kLimit && taps < kLimit && std::abs(p0) < kLimit &&
-           std::abs(p1) < kLimit && in * u + std::abs(p0) + std::abs(p1) + taps < kLimit;
-  };
-  TORCH_CHECK_VALUE(fits(g.W, g.up_x, g.down_x, g.pad_x0, g.pad_x1, g.fw) &&
-                    fits(g.H, g.up_y, g.down_y, g.pad_y0, g.pad_y1, g.fh),
+  // The CUDA kernels do each axis's index math in 32 bits (fir_taps.h).
+  TORCH_CHECK_VALUE(fir_axis_fits(g.W, g.up_x, g.down_x, g.pad_x0, g.pad_x1, g.fw) &&
+                    fir_axis_fits(g.H, g.up_y, g.down_y, g.pad_y0, g.pad_y1, g.fh),
                     "fastgan: upfirdn2d: the upsampled, padded input must stay below 2^30 samples per axis, got "
                     "input of shape ", py_shape(input.sizes()), ", up ", py_int_list(up), ", padding ",
                     py_int_list(padding));

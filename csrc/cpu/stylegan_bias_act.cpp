@@ -93,7 +93,8 @@ void stylegan_bias_act_loop(StyleganAct act, const scalar_t* x, const scalar_t* 
       const int64_t end = std::min(i1, (i / segment + 1) * segment);
       const acc_t bias = b == nullptr ? acc_t(0) : load(b[(i / run) % C]);
 #pragma omp simd
-      for (int64_t k = i; k < end; ++k) out[k] = bias_act_point<A, BACKWARD>(act, x[k], bias, dy, k, alpha, gain, clamp);
+      for (int64_t k = i; k < end; ++k)
+        out[k] = bias_act_point<A, BACKWARD>(act, x[k], bias, dy, k, alpha, gain, clamp);
       i = end;
     }
   });

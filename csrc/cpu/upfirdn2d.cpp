@@ -126,7 +126,7 @@ inline std::vector<ColumnRun> column_runs(const Upfirdn2dGeometry& g, int64_t so
   for (int64_t kx = 0; kx < g.fw; ++kx) {
     // The first ox in [0, so) whose upsampled coordinate ox * down + kx - pad0 is a multiple of up.
     int64_t ox0 = -1;
-    for (int64_t ox = 0; ox < so && ox0 < 0; ++ox)
+    for (int64_t ox = 0; ox < std::min(so, g.out_w) && ox0 < 0; ++ox)
       if ((((ox * g.down_x + kx - g.pad_x0) % g.up_x) + g.up_x) % g.up_x == 0) ox0 = ox;
     if (ox0 < 0 || ox0 >= g.out_w) continue;
     const int64_t ix0 = (ox0 * g.down_x + kx - g.pad_x0) / g.up_x;  // exact
@@ -151,11 +151,12 @@ template <typename in_t, typename out_t, typename acc_t>
 void upfirdn2d_nchw(const in_t* x, const acc_t* taps, out_t* y, const Upfirdn2dGeometry& g) {
   const int64_t gcd = std::gcd(g.up_x, g.down_x), so = g.up_x / gcd, si = g.down_x / gcd;
   const int64_t phase_len = (g.out_w + so - 1) / so;  // outputs per phase (the last phases may hold fewer)
+  const int64_t phases = std::min(so, g.out_w);        // so > out_w: one output per phase, the rest unused
   const std::vector<TapRun<int64_t>> rows = runs_of(g.out_h, g.up_y, g.down_y, g.pad_y0, g.fh, g.H);
   const std::vector<ColumnRun> columns = column_runs(g, so, si);
   const int64_t planes = g.N * g.C, work_per_row = g.out_w * std::max<int64_t>(1, int64_t(columns.size()));
   at::parallel_for(0, planes * g.out_h, grain(work_per_row), [&](int64_t r0, int64_t r1) {
-    std::vector<acc_t> acc(size_t(so * phase_len));
+    std::vector<acc_t> acc(size_t(phases * phase_len));
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t plane = r / g.out_h, oy = r % g.out_h;
       std::fill(acc.begin(), acc.end(), acc_t(0));
@@ -173,7 +174,7 @@ void upfirdn2d_nchw(const in_t* x, const acc_t* taps, out_t* y, const Upfirdn2dG
         }
       }
       out_t* yr = y + r * g.out_w;
-      for (int64_t p = 0; p < so; ++p) {
+      for (int64_t p = 0; p < phases; ++p) {
         const acc_t* phase = acc.data() + p * phase_len;
         const int64_t n = (g.out_w - p + so - 1) / so;
 #pragma omp simd

@@ -2,7 +2,8 @@
 // and clamp over the upsampled signal, writing its 2-bit record, and the backward that reads only
 // the record. Each thread owns one record byte, the 4 consecutive elements of a row it packs, so
 // no two threads write the same byte and a warp reads 128 consecutive elements; a grid-stride
-// walk over at most one wave of blocks, 32-bit index math below 2^31 bytes. One launch each.
+// walk over at most one wave of blocks, 32-bit index math while the record's bytes plus one
+// grid stride stay below 2^31. One launch each.
 #include <ATen/Dispatch.h>
 #include <torch/library.h>
 
@@ -67,7 +68,7 @@ std::tuple<at::Tensor, at::Tensor> filtered_lrelu_act_cuda(const at::Tensor& z, 
     scalar_t* ap = t.out.data_ptr<scalar_t>();
     uint8_t* sp = t.sign.data_ptr<uint8_t>();
     const dim3 grid(grid_for(bytes)), block(kThreads);
-    if ((int64_t(1) << 31) > t.rows * t.width)
+    if ((int64_t(1) << 31) > bytes + int64_t(grid.x) * kThreads)  // q + step stays below 2^31
       launch(filtered_lrelu_act_kernel<scalar_t, int>, grid, block, 0, stream, zp, ap, sp, int(bytes),
              int(t.bytes_per_row), int(t.width), A(gain), A(slope), A(clamp));
     else
@@ -91,7 +92,7 @@ at::Tensor filtered_lrelu_act_backward_cuda(const at::Tensor& grad_a, const at::
     const uint8_t* sp = t.sign.const_data_ptr<uint8_t>();
     scalar_t* op = t.out.data_ptr<scalar_t>();
     const dim3 grid(grid_for(bytes)), block(kThreads);
-    if ((int64_t(1) << 31) > t.rows * t.width)
+    if ((int64_t(1) << 31) > bytes + int64_t(grid.x) * kThreads)  // q + step stays below 2^31
       launch(filtered_lrelu_act_backward_kernel<scalar_t, int>, grid, block, 0, stream, gp, sp, op, int(bytes),
              int(t.bytes_per_row), int(t.width), A(gain), A(slope));
     else

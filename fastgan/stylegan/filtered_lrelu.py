@@ -36,7 +36,11 @@ def _fir_size(f):
 
 
 def check_filtered_lrelu(x, fu, fd, b, up, down, padding):
-    """The op's argument checks, as csrc/args/filtered_lrelu.h words them."""
+    """The op's argument checks, as csrc/args/filtered_lrelu.h words them (the filters'
+    requires_grad first, as the C++ autograd kernel refuses it before the op's checks run)."""
+    if torch.is_grad_enabled() and any(isinstance(f, Tensor) and f.requires_grad for f in (fu, fd)):
+        raise NotImplementedError("fastgan.filtered_lrelu: the filters get no gradient; pass ones that do not require "
+                                  "grad (fu.detach(), fd.detach())")
     _checks.check_float_tensor(x, "x")
     if x.dim() != 4:
         raise ValueError(f"fastgan: filtered_lrelu expects a 4-D x (N, C, H, W), got a {x.dim()}-D tensor of shape "
@@ -55,15 +59,16 @@ def check_filtered_lrelu(x, fu, fd, b, up, down, padding):
     if len(padding) != 4:
         raise ValueError(f"fastgan: filtered_lrelu: padding must be 4 integers [x0, x1, y0, y1], got {list(padding)}")
     (fuh, fuw), (fdh, fdw) = _fir_size(fu), _fir_size(fd)
+    if not (_reference.fir_axis_fits(x.shape[3], up, down, padding[0], padding[1], fuw + fdw)
+            and _reference.fir_axis_fits(x.shape[2], up, down, padding[2], padding[3], fuh + fdh)):
+        raise ValueError(f"fastgan: filtered_lrelu: the upsampled, padded input must stay below 2^30 samples per "
+                         f"axis, got x of shape {tuple(x.shape)}, up {up}, padding {list(padding)}")
     mid_w = _reference.fir_out_len(x.shape[3], up, 1, padding[0], padding[1], fuw)
     mid_h = _reference.fir_out_len(x.shape[2], up, 1, padding[2], padding[3], fuh)
     if min(_reference.fir_out_len(mid_w, 1, down, 0, 0, fdw), _reference.fir_out_len(mid_h, 1, down, 0, 0, fdh)) < 1:
         raise ValueError(f"fastgan: filtered_lrelu: x of shape {tuple(x.shape)} with up {up}, down {down}, padding "
                          f"{list(padding)}, fu of shape {tuple(fu.shape)} and fd of shape {tuple(fd.shape)} leaves no "
                          f"output")
-    if torch.is_grad_enabled() and (fu.requires_grad or fd.requires_grad):
-        raise NotImplementedError("fastgan.filtered_lrelu: the filters get no gradient; pass ones that do not require "
-                                  "grad (fu.detach(), fd.detach())")
 
 
 def reference(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter):

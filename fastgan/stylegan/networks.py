@@ -70,10 +70,10 @@ def modulated_conv2d(x: Tensor, weight: Tensor, styles: Tensor, demodulate: bool
     x = x.reshape(1, n * i, *x.shape[2:])
     if up == 1:
         x = conv2d_gradfix.conv2d(x, w.reshape(n * o, i, kh, kw).to(x.dtype), padding=kh // 2, groups=n)
-    else:  # (2H + 1) after the transposed convolution; the 4-tap filter with padding 1 leaves 2H
+    else:  # (2H + 1) after the transposed convolution; the 4-tap filter, padded 1 on each side, leaves 2H
         w = w.transpose(1, 2).reshape(n * i, o, kh, kw).to(x.dtype)
         x = conv2d_gradfix.conv_transpose2d(x, w, stride=2, groups=n)
-        x = filter2d(x, f, padding=[-(kw // 2) + 1, -(kw // 2), -(kh // 2) + 1, -(kh // 2)], gain=4, impl=impl)
+        x = filter2d(x, f, padding=[-(kw // 2), -(kw // 2) + 1, -(kh // 2), -(kh // 2) + 1], gain=4, impl=impl)
     return x.reshape(n, o, *x.shape[2:])
 
 
@@ -183,8 +183,8 @@ class Conv2dLayer(nn.Module):
             x = conv2d_gradfix.conv2d(x, w, padding=k // 2)
         elif k == 1:
             x = conv2d_gradfix.conv2d(downsample2d(x, self.resample_filter, impl=self.impl), w)
-        else:  # filter with room for the k x k taps, then a stride-2 convolution: H -> H / 2
-            x = filter2d(x, self.resample_filter, padding=(k - 1) // 2, impl=self.impl)
+        else:  # filter (padded 2 on each side), then a stride-2 convolution: H -> H / 2, centred as the skip
+            x = filter2d(x, self.resample_filter, padding=[0, 1, 0, 1], impl=self.impl)
             x = conv2d_gradfix.conv2d(x, w, stride=2)
         b = self.bias.to(x.dtype) if self.bias is not None else None
         act_gain = None if self.act == "linear" else SQRT2 * self.gain

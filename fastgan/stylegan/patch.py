@@ -74,7 +74,11 @@ def patch(verbose: bool = True) -> List[str]:
         for mod_name, module in list(sys.modules.items()):
             if module is None or mod_name.startswith(("fastgan", "torch")):
                 continue
-            for attribute, value in list(vars(module).items()):
+            try:
+                names = list(vars(module).items())
+            except TypeError:  # an entry of sys.modules that is not a module and has no __dict__
+                continue
+            for attribute, value in names:
                 new = originals.get(id(value))
                 if new is not None and callable(value):
                     _records.append((module, attribute, value))

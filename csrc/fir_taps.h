@@ -49,6 +49,13 @@ FASTGAN_INLINE bool fir_axis_fits(int64_t in, int64_t up, int64_t down, int64_t 
          in * up + a0 + a1 + taps < kLimit;
 }
 
+// The filter element that tap k of the correlation kernel reads along an axis of `taps`: the
+// filter flipped (upfirdn2d convolves) unless flip_filter (it correlates).
+template <typename I>
+FASTGAN_INLINE I filter_index(I k, I taps, bool flip_filter) {
+  return flip_filter ? k : taps - 1 - k;
+}
+
 // Output length along one axis (may be <= 0: args/upfirdn2d.h refuses such a call).
 FASTGAN_INLINE int64_t fir_out_len(int64_t in, int64_t up, int64_t down, int64_t pad0, int64_t pad1, int64_t taps) {
   const int64_t span = in * up + pad0 + pad1 - taps;  // the last tap's reach, 0-based

@@ -125,34 +125,33 @@ FASTGAN_INLINE bool clamp_passes(T v, T clamp) {
 // binary size; on the GPU the switch is uniform across a warp and costs a few instructions).
 constexpr StyleganAct kRuntimeAct = StyleganAct(-1);
 
-template <typename T>
-FASTGAN_INLINE T stylegan_act_runtime(StyleganAct a, T v, T alpha) {
+// Calls f(StyleganActTag<A>()) for the activation a names, every one of the table.
+template <StyleganAct A>
+using StyleganActTag = std::integral_constant<StyleganAct, A>;
+
+template <typename F>
+FASTGAN_INLINE decltype(auto) switch_stylegan_act(StyleganAct a, F&& f) {
   switch (a) {
-    case StyleganAct::Relu: return stylegan_act<StyleganAct::Relu>(v, alpha);
-    case StyleganAct::Lrelu: return stylegan_act<StyleganAct::Lrelu>(v, alpha);
-    case StyleganAct::Tanh: return stylegan_act<StyleganAct::Tanh>(v, alpha);
-    case StyleganAct::Sigmoid: return stylegan_act<StyleganAct::Sigmoid>(v, alpha);
-    case StyleganAct::Elu: return stylegan_act<StyleganAct::Elu>(v, alpha);
-    case StyleganAct::Selu: return stylegan_act<StyleganAct::Selu>(v, alpha);
-    case StyleganAct::Softplus: return stylegan_act<StyleganAct::Softplus>(v, alpha);
-    case StyleganAct::Swish: return stylegan_act<StyleganAct::Swish>(v, alpha);
-    default: return v;
+    case StyleganAct::Relu: return f(StyleganActTag<StyleganAct::Relu>());
+    case StyleganAct::Lrelu: return f(StyleganActTag<StyleganAct::Lrelu>());
+    case StyleganAct::Tanh: return f(StyleganActTag<StyleganAct::Tanh>());
+    case StyleganAct::Sigmoid: return f(StyleganActTag<StyleganAct::Sigmoid>());
+    case StyleganAct::Elu: return f(StyleganActTag<StyleganAct::Elu>());
+    case StyleganAct::Selu: return f(StyleganActTag<StyleganAct::Selu>());
+    case StyleganAct::Softplus: return f(StyleganActTag<StyleganAct::Softplus>());
+    case StyleganAct::Swish: return f(StyleganActTag<StyleganAct::Swish>());
+    default: return f(StyleganActTag<StyleganAct::Linear>());
   }
 }
 
 template <typename T>
+FASTGAN_INLINE T stylegan_act_runtime(StyleganAct a, T v, T alpha) {
+  return switch_stylegan_act(a, [&](auto tag) { return stylegan_act<decltype(tag)::value>(v, alpha); });
+}
+
+template <typename T>
 FASTGAN_INLINE T stylegan_act_grad_runtime(StyleganAct a, T v, T alpha) {
-  switch (a) {
-    case StyleganAct::Relu: return stylegan_act_grad<StyleganAct::Relu>(v, alpha);
-    case StyleganAct::Lrelu: return stylegan_act_grad<StyleganAct::Lrelu>(v, alpha);
-    case StyleganAct::Tanh: return stylegan_act_grad<StyleganAct::Tanh>(v, alpha);
-    case StyleganAct::Sigmoid: return stylegan_act_grad<StyleganAct::Sigmoid>(v, alpha);
-    case StyleganAct::Elu: return stylegan_act_grad<StyleganAct::Elu>(v, alpha);
-    case StyleganAct::Selu: return stylegan_act_grad<StyleganAct::Selu>(v, alpha);
-    case StyleganAct::Softplus: return stylegan_act_grad<StyleganAct::Softplus>(v, alpha);
-    case StyleganAct::Swish: return stylegan_act_grad<StyleganAct::Swish>(v, alpha);
-    default: return T(1);
-  }
+  return switch_stylegan_act(a, [&](auto tag) { return stylegan_act_grad<decltype(tag)::value>(v, alpha); });
 }
 
 // act(v) and act'(v) for a loop compiled for A (kRuntimeAct: the activation `a` names).
@@ -166,9 +165,6 @@ FASTGAN_INLINE T stylegan_act_grad_of(StyleganAct a, T v, T alpha) {
   if constexpr (A == kRuntimeAct) return stylegan_act_grad_runtime(a, v, alpha);
   else return stylegan_act_grad<A>(v, alpha);
 }
-
-template <StyleganAct A>
-using StyleganActTag = std::integral_constant<StyleganAct, A>;
 
 // The one switch from a runtime activation to the loop compiled for it (outside element loops).
 template <typename F>

@@ -34,7 +34,7 @@ std::vector<acc_t> correlation_taps(const at::Tensor& filter, const Upfirdn2dGeo
   std::vector<acc_t> taps(size_t(g.fh * g.fw));
   for (int64_t ky = 0; ky < g.fh; ++ky) {
     for (int64_t kx = 0; kx < g.fw; ++kx) {
-      const int64_t sy = flip_filter ? ky : g.fh - 1 - ky, sx = flip_filter ? kx : g.fw - 1 - kx;
+      const int64_t sy = filter_index(ky, g.fh, flip_filter), sx = filter_index(kx, g.fw, flip_filter);
       const acc_t v = g.separable ? f[sy] * f[sx] : f[sy * g.fw + sx];
       taps[size_t(ky * g.fw + kx)] = v * acc_t(gain);
     }
@@ -52,7 +52,7 @@ void separable_passes(const Upfirdn2dTensors& t, bool flip_filter, double gain) 
   const acc_t* f = t.filter.const_data_ptr<acc_t>();
   std::vector<acc_t> row_taps(size_t(g.fw)), column_taps(size_t(g.fw));
   for (int64_t k = 0; k < g.fw; ++k) {
-    const acc_t v = f[flip_filter ? k : g.fw - 1 - k];
+    const acc_t v = f[filter_index(k, g.fw, flip_filter)];
     row_taps[size_t(k)] = v;
     column_taps[size_t(k)] = v * acc_t(gain);
   }

@@ -14,6 +14,18 @@ namespace fastgan {
 namespace cuda {
 namespace {
 
+// Record byte q's elements: the first's offset in the signal and how many (4, fewer at a row's end).
+template <typename I>
+struct RecordByte {
+  int64_t base;
+  int n;
+  __device__ __forceinline__ RecordByte(I q, I bytes_per_row, I width) {
+    const I row = q / bytes_per_row, w0 = (q - row * bytes_per_row) * I(kSignsPerByte);
+    base = int64_t(row) * width + w0;
+    n = int(width - w0 < I(kSignsPerByte) ? width - w0 : I(kSignsPerByte));
+  }
+};
+
 template <typename scalar_t, typename I>
 __global__ void FASTGAN_KERNEL_BOUNDS filtered_lrelu_act_kernel(const scalar_t* __restrict__ z,
                                                                 scalar_t* __restrict__ a,
@@ -23,13 +35,11 @@ __global__ void FASTGAN_KERNEL_BOUNDS filtered_lrelu_act_kernel(const scalar_t* 
   using A = acc_type<scalar_t>;
   const I step = I(gridDim.x) * I(blockDim.x);
   for (I q = I(blockIdx.x) * I(blockDim.x) + I(threadIdx.x); bytes > q; q += step) {
-    const I row = q / bytes_per_row, w0 = (q - row * bytes_per_row) * I(kSignsPerByte);
-    const int64_t base = int64_t(row) * width + w0;
-    const int n = int(width - w0 < I(kSignsPerByte) ? width - w0 : I(kSignsPerByte));
+    const RecordByte<I> r(q, bytes_per_row, width);
     unsigned packed = 0;
-    for (int k = 0; k < n; ++k) {
+    for (int k = 0; k < r.n; ++k) {
       uint8_t code;
-      a[base + k] = scalar_t(filtered_lrelu_point(A(z[base + k]), gain, slope, clamp, code));
+      a[r.base + k] = scalar_t(filtered_lrelu_point(A(z[r.base + k]), gain, slope, clamp, code));
       packed |= unsigned(code) << (2 * k);
     }
     sign[q] = uint8_t(packed);
@@ -46,12 +56,11 @@ __global__ void FASTGAN_KERNEL_BOUNDS filtered_lrelu_act_backward_kernel(const s
   using A = acc_type<scalar_t>;
   const I step = I(gridDim.x) * I(blockDim.x);
   for (I q = I(blockIdx.x) * I(blockDim.x) + I(threadIdx.x); bytes > q; q += step) {
-    const I row = q / bytes_per_row, w0 = (q - row * bytes_per_row) * I(kSignsPerByte);
-    const int64_t base = int64_t(row) * width + w0;
-    const int n = int(width - w0 < I(kSignsPerByte) ? width - w0 : I(kSignsPerByte));
+    const RecordByte<I> r(q, bytes_per_row, width);
     const unsigned packed = sign[q];
-    for (int k = 0; k < n; ++k)
-      grad_z[base + k] = scalar_t(A(grad_a[base + k]) * filtered_lrelu_factor((packed >> (2 * k)) & 3u, gain, slope));
+    for (int k = 0; k < r.n; ++k)
+      grad_z[r.base + k] =
+          scalar_t(A(grad_a[r.base + k]) * filtered_lrelu_factor((packed >> (2 * k)) & 3u, gain, slope));
   }
 }
 

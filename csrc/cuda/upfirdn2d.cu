@@ -36,7 +36,7 @@ FirParams fir_params(const Upfirdn2dGeometry& g, bool flip_filter) {
 // outer product.
 template <typename A>
 __device__ __forceinline__ A tap(const A* __restrict__ f, const FirParams& p, int ky, int kx) {
-  const int sy = p.flip ? ky : p.fh - 1 - ky, sx = p.flip ? kx : p.fw - 1 - kx;
+  const int sy = filter_index(ky, p.fh, p.flip), sx = filter_index(kx, p.fw, p.flip);
   return p.separable ? f[sy] * f[sx] : f[sy * p.fw + sx];
 }
 

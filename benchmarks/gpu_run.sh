@@ -1,23 +1,26 @@
 #!/usr/bin/env bash
-# The GPU check in one command: build, test, benchmark and sanitize on the visible GPU. Each stage
-# has its own time limit and writes its log under $OUT as it goes, so a stage cut short still
-# leaves what it did; together the limits are 9 minutes.
+# The GPU check in one command: build, test, sanitize and benchmark on the visible GPU. Each
+# stage has its own time limit and writes its log under $OUT as it goes, so a stage cut short
+# still leaves what it did; together the limits are 9 minutes.
 #
-#   bash benchmarks/gpu_run.sh [--dry-run] [build] [test] [bench] [sanitize]   (default: all four)
+#   bash benchmarks/gpu_run.sh [--dry-run] [build] [test] [sanitize] [bench]   (default: all four)
 #
 #   build     the module for the visible GPU only (arch 9.0 on an H200), all cores        180 s
-#   test      the test suite's GPU cases (the emulated ones are proven on the CPU)         120 s
-#   bench     the cases that decide the targets, fp32 and bf16 + channels_last, in three
-#             runs of 60 s, each with its own JSON so a run cut short loses only itself:
-#             eager and CUDA-graph DCGAN steps; the per-op groups of the largest layers;
-#             torch.compile's steps (the slowest to warm up, so last)                      180 s
-#   sanitize  compute-sanitizer memcheck and racecheck on tests/sanitize_kernels.py         60 s
+#   test      the test suite's GPU cases (the emulated ones are proven on the CPU)         110 s
+#   sanitize  compute-sanitizer memcheck and racecheck on tests/sanitize_kernels.py         50 s
+#   bench     the cases that decide the targets, fp32 and bf16 + channels_last, in four
+#             runs, each with its own limit and JSON so a run cut short loses only itself:
+#             the device's ceilings and the eager and CUDA-graph DCGAN steps (45 s); the
+#             per-op groups of the largest layers (45 s); StyleGAN's ops and a StyleGAN2
+#             step with R1 (50 s); torch.compile's steps (the slowest to warm up, so last,
+#             60 s). Then benchmarks/report.py merges the runs into one report            200 s
 #
 # --dry-run: on a machine with no GPU, runs every stage's own checks (the module imports, pytest
 # collects a non-empty selection with the same -k/-m, the scripts parse) and prints the limits,
 # so that a typo cannot waste a GPU's time. Logs go to $OUT when it is set, else
-# benchmarks/results/gpu-latest, 8 files: summary.txt (with the report), build.log, tests.log,
-# bench.log, sanitize.log and bench-{steps,ops,compile}.json.
+# benchmarks/results/gpu-latest, 8 files: summary.txt (with the report's targets), build.log,
+# tests.log, sanitize.log, bench.log and the report's <device>-<date>.{json,md,png} (the runs'
+# bench-<run>.json until the report has merged them).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DRY=0
@@ -26,7 +29,7 @@ OUT=${OUT:-benchmarks/results/gpu-latest}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 MAX_JOBS=${MAX_JOBS:-$(nproc)}
 PY=${PYTHON:-python3}
-stages=${*:-build test bench sanitize}
+stages=${*:-build test sanitize bench}
 status=0
 SUMMARY="$OUT/summary.txt"
 : > "$SUMMARY"
@@ -50,13 +53,19 @@ collects() {
   [[ $line =~ ^[0-9]+(/[0-9]+)?\ tests?\ collected ]] || { say "--- nothing collected: $*"; status=1; }
 }
 
-BUILD_S=180 TEST_S=120 BENCH_RUN_S=60 SANITIZE_S=60
+BUILD_S=180 TEST_S=110 SANITIZE_S=50
 TESTS_K="cuda or graph"
-# name:selection. Steps: the eager and CUDA-graph variants; per op: the two largest BatchNorm
-# layers of DCGAN-64 (G3: 64 channels at 32x32, D1: 128 at 16x16) and the conv+act layers;
-# compile: torch.compile's default and reduce-overhead modes (max-autotune would spend minutes).
-BENCH_RUNS=("steps:train_step and (eager or graph)" "ops:(bn_act and (G3 or D1)) or conv_act"
-            "compile:train_step and compile and not max-autotune")
+# name:seconds:selection. Steps: the device's ceilings (copy bandwidth, matmul rate: the report's
+# roofline), the eager and CUDA-graph variants; per op: the two largest BatchNorm layers of
+# DCGAN-64 (G3: 64 channels at 32x32, D1: 128 at 16x16) and the conv+act layers; StyleGAN: each
+# op forward+backward at 512 channels x 32 px, and the StyleGAN2 step; compile: torch.compile's
+# default and reduce-overhead modes (max-autotune would spend minutes).
+BENCH_RUNS=("steps:45:device_ceiling or (train_step and (eager or graph))"
+            "ops:45:(bn_act and (G3 or D1)) or conv_act"
+            "stylegan:50:(stylegan_op and fwd+bwd and 512x32px) or stylegan2_step"
+            "compile:60:train_step and compile and not max-autotune")
+BENCH_S=0
+for run in "${BENCH_RUNS[@]}"; do run=${run#*:}; BENCH_S=$((BENCH_S + ${run%%:*})); done
 
 if [[ $stages == *build* ]]; then
   stage build $BUILD_S
@@ -85,26 +94,6 @@ if [[ $stages == *test* ]]; then
   fi
 fi
 
-if [[ $stages == *bench* ]]; then
-  stage bench $((BENCH_RUN_S * ${#BENCH_RUNS[@]}))
-  for run in "${BENCH_RUNS[@]}"; do
-    name=${run%%:*} select=(benchmarks -k "${run#*:}" -p no:cacheprovider)
-    if ((DRY)); then
-      collects "$name" "${select[@]}"
-    else
-      echo "--- $name" >> "$OUT/bench.log"
-      limited $BENCH_RUN_S "$OUT/bench.log" $PY -m pytest "${select[@]}" -q --benchmark-json="$OUT/bench-$name.json" \
-        || status=1
-      say "$name: $(grep -E "passed|failed|error" "$OUT/bench.log" | tail -1)"
-    fi
-  done
-  if ((!DRY)) && compgen -G "$OUT/bench-*.json" > /dev/null; then
-    report=$(mktemp -d)
-    $PY benchmarks/report.py "$OUT"/bench-*.json --out "$report" > /dev/null 2>&1 || status=1
-    cat "$report"/*.md >> "$SUMMARY" 2>/dev/null
-  fi
-fi
-
 if [[ $stages == *sanitize* ]]; then
   stage sanitize $SANITIZE_S
   if ((DRY)); then
@@ -120,6 +109,34 @@ if [[ $stages == *sanitize* ]]; then
       [[ $rc == 0 ]] || status=1
     done
     grep -E "ERROR SUMMARY|RACECHECK SUMMARY|sanitize_kernels" "$OUT/sanitize.log" | tee -a "$SUMMARY"
+  fi
+fi
+if [[ $stages == *bench* ]]; then
+  stage bench $BENCH_S
+  for run in "${BENCH_RUNS[@]}"; do
+    name=${run%%:*} run=${run#*:}
+    seconds=${run%%:*} select=(benchmarks -k "${run#*:}" -p no:cacheprovider)
+    if ((DRY)); then
+      collects "$name (${seconds}s)" "${select[@]}"
+    else
+      echo "--- $name" >> "$OUT/bench.log"
+      limited "$seconds" "$OUT/bench.log" $PY -m pytest "${select[@]}" -q --benchmark-json="$OUT/bench-$name.json" \
+        || status=1
+      result=$(sed -n "/^--- $name\$/,\$p" "$OUT/bench.log" | grep -E "passed|failed|error" | tail -1)
+      say "$name: ${result:-no pytest summary (cut short?)}"
+    fi
+  done
+  if ((DRY)); then
+    $PY benchmarks/report.py --help > /dev/null && say "benchmarks/report.py runs" || status=1
+  elif compgen -G "$OUT/bench-*.json" > /dev/null; then
+    # One report of all runs: <device>-<date>.{json,md,png} beside the logs; its targets go into
+    # the summary. The runs' own JSON files go once the merged one is written.
+    if $PY benchmarks/report.py "$OUT"/bench-*.json --out "$OUT" > "$OUT/report.txt" 2>&1; then
+      sed -n '/^## Targets/,$p' "$OUT/report.txt" | grep -v "^wrote " >> "$SUMMARY"
+      rm -f "$OUT"/bench-*.json "$OUT/report.txt"
+    else
+      say "--- benchmarks/report.py failed:"; tail -20 "$OUT/report.txt" | tee -a "$SUMMARY"; status=1
+    fi
   fi
 fi
 say "=== done (status $status, $(date -u +%T))"

@@ -69,7 +69,12 @@ def by_group(rows):
 
 
 def runs_of(rows):
-    return len({r["info"]["run"] for r in rows})
+    """How many runs measured each benchmark, at most: merged runs of different selections (the
+    GPU check's steps, ops, ... runs) measure each benchmark once."""
+    runs = defaultdict(set)
+    for r in rows:
+        runs[r["group"], r["variant"]].add(r["info"]["run"])
+    return max((len(v) for v in runs.values()), default=0)
 
 
 def ceilings(groups):
@@ -90,7 +95,7 @@ def baseline_of(variants):
 def step_ratio(variants, variant):
     """Each step variant's speed over stock eager, one method per row for the table and the chart."""
     base, row = baseline_of(variants), variants[variant]
-    if row is base:
+    if base is None or row is base:  # a run cut short can leave a group without stock eager
         return None
     if variant == "fastgan-eager" and "paired_ratio" in row:  # alternating rounds, as the targets use
         return Ratio(base, row)
@@ -279,7 +284,7 @@ def targets(groups, gpu, floors):
     out = []
     ops = {n: v for n, v in groups.items() if n.startswith("op ") and "stock" in v and "fastgan" in v}
     speed = {n: speedup(v) for n, v in ops.items()}
-    steps = {n: v for n, v in groups.items() if n.startswith("step ")}
+    steps = {n: v for n, v in groups.items() if n.startswith("step ") and baseline_of(v)}
     if not gpu:
         for n, v in steps.items():
             if "fastgan-eager" in v and "stock-eager" in v:
@@ -320,7 +325,7 @@ def chart(groups, path):
     except ImportError:
         print("matplotlib is not installed: no PNG (pip install matplotlib)")
         return False
-    steps = {n: v for n, v in groups.items() if n.startswith("step ")}
+    steps = {n: v for n, v in groups.items() if n.startswith("step ") and baseline_of(v)}
     ops = {n: v for n, v in groups.items() if n.startswith("op ") and "stock" in v and "fastgan" in v}
     panels = len(steps) + (1 if ops else 0)
     if panels == 0:
@@ -366,12 +371,15 @@ def main(argv=None):
     device = rows[0]["info"].get("device", "unknown") if rows else "unknown"
     gpu = "device ceilings" in groups
     ceil = ceilings(groups)
-    date = datetime.date.today().isoformat()
+    # The run's own date and torch, not this machine's: a report is often made elsewhere.
+    date = str(data.get("datetime", ""))[:10] or datetime.date.today().isoformat()
+    torch_version = rows[0]["info"].get("torch", "not recorded") if rows else "not recorded"
+    python = data.get("machine_info", {}).get("python_version", "")
     os.makedirs(args.out, exist_ok=True)
     stem = unused_stem(args.out, re.sub(r"[^A-Za-z0-9.-]+", "-", device).strip("-")[:60] + f"-{date}")
     md = [f"# fastgan benchmarks: {device}", "",
-          f"{date}; torch {data.get('machine_info', {}).get('python_implementation', '')} "
-          f"{_torch_version()}; medians after warm-up, variants side by side in one process"
+          f"{date}; torch {torch_version}" + (f", Python {python}" if python else "")
+          + "; medians after warm-up, variants side by side in one process"
           + (f"; each time the median of {runs_of(rows)} runs of the suite." if runs_of(rows) > 1 else "."), ""]
     if ceil:
         md.append("Measured ceilings: " + ", ".join(
@@ -421,14 +429,6 @@ def unused_stem(folder, stem):
         n += 1
         candidate = f"{stem}-{n}"
     return candidate
-
-
-def _torch_version():
-    try:
-        import torch
-        return torch.__version__
-    except ImportError:
-        return ""
 
 
 if __name__ == "__main__":

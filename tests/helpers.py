@@ -23,12 +23,18 @@ def stock_activation(name, slope):
 
 
 def randomise_bn(bn, generator=None):
+    """Random affine parameters and running statistics, drawn on the CPU (with generator, when
+    given) and copied to the module's device, so that a seed gives the same values everywhere."""
+
+    def fill(t, draw):
+        if t is not None:
+            t.copy_(draw(torch.empty(t.shape, dtype=t.dtype)))
+
     with torch.no_grad():
-        bn.weight.normal_(1.0, 0.5, generator=generator) if bn.weight is not None else None
-        bn.bias.normal_(0.0, 0.5, generator=generator) if bn.bias is not None else None
-        if bn.running_mean is not None:
-            bn.running_mean.normal_(generator=generator)
-            bn.running_var.uniform_(0.5, 2.0, generator=generator)
+        fill(bn.weight, lambda t: t.normal_(1.0, 0.5, generator=generator))
+        fill(bn.bias, lambda t: t.normal_(0.0, 0.5, generator=generator))
+        fill(bn.running_mean, lambda t: t.normal_(generator=generator))
+        fill(bn.running_var, lambda t: t.uniform_(0.5, 2.0, generator=generator))
 
 
 def twin(module):

@@ -94,3 +94,14 @@ def test_ratio_is_noise_exactly_when_the_rounds_straddle_one(q1, q3, clean):
 def test_one_round_is_noise(tmp_path):
     one = {"median": 1.0, "rounds": 1}
     assert report.Ratio(one, {**one, "median": 0.5}).why() == "noise: 1 round(s) give no spread"
+
+
+def test_a_step_group_without_stock_eager_is_still_reported(tmp_path):
+    # A run cut short can leave only a compiled variant of a step; its row has no ratio to show.
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps({"machine_info": {"python_version": "3.12.3"}, "datetime": "2026-01-02T03:04:05",
+                                "benchmarks": [bench("step DCGAN-64 batch 128 fp32", "stock-compile", 0.012,
+                                                     batch=128, torch="2.11.0+cu130")]}))
+    text = make_report(tmp_path, str(path))
+    assert "| stock-compile | 12.00 | 10667 | n/a |" in text
+    assert "2026-01-02; torch 2.11.0+cu130, Python 3.12.3;" in text

@@ -55,6 +55,11 @@ CASES = [
     ((1, 2, 9, 9), (2, 2), [1, 1], [3, 3], [0, 0, 0, 0], False, 1.0),   # down larger than the filter
     ((2, 3, 4, 6), (3, 3), [1, 1], [1, 1], [-2, -1, 0, -1], False, 1.0),  # crops only
     ((1, 17, 6, 4), (4, 4), [2, 2], [2, 2], [1, 2, 2, 1], False, 1.0),  # up and down: many channels
+    # Planes past the CPU's small-plane loops (their scratch is 16 Ki elements), which the cases
+    # above take wherever there is no cropping and not both up and down: the row loop again.
+    ((1, 2, 130, 140), (4, 4), [1, 1], [2, 2], [1, 1, 1, 1], False, 1.0),  # downsample2d, large
+    ((1, 1, 70, 90), (4, 4), [2, 2], [1, 1], [2, 1, 2, 1], False, 4.0),    # upsample2d, large
+    ((1, 2, 10, 12), (5, 3), [3, 2], [1, 1], [0, 4, 3, 1], True, 1.0),     # up 3 x 2, uneven padding
 ]
 IDS = [f"case{i}" for i in range(len(CASES))]
 

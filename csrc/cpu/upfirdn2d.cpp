@@ -6,6 +6,7 @@
 #ifndef FASTGAN_CPU_ISA  // the op, compiled once
 #include <torch/library.h>
 
+#include <cstring>
 #include <numeric>
 #include <vector>
 
@@ -184,6 +185,194 @@ void upfirdn2d_nchw(const in_t* x, const acc_t* taps, out_t* y, const Upfirdn2dG
   });
 }
 
+// NCHW planes small enough to sit in the core's cache (StyleGAN's blur, upsample2d and
+// downsample2d at 4-64 px, and their gradients): the row loop above runs up to fh x fw loops of
+// out_w elements per output row, and at 16-32 px their start-up and remainders cost more than
+// the sums. Here a plane is first copied, zero-padded, into a scratch plane laid out so that
+// every tap becomes one contiguous loop over the whole plane (j = row * pitch + column; the
+// columns past a row's end are computed and dropped):
+// - without upsampling, into down_y x down_x input phases, phase (ry, rx) holding
+//   P[down_y * y + ry][down_x * x + rx] of the padded plane P: output (oy, ox) reads phase
+//   (ky % down_y, kx % down_x) at (oy + ky / down_y, ox + kx / down_x);
+// - without downsampling, the output is split instead into up_y x up_x phases, each summing only
+//   the taps that meet a sample: output (up_y * qy + py, ...) reads the padded input at
+//   (qy + e, ...), e = (py + ky - pad_y0) / up_y, for the taps ky where that is exact.
+// Up and down together (and cropping) stay on the row loop. kPlaneElements bounds the scratch:
+// 64 KB of float.
+constexpr int64_t kPlaneElements = 16 * 1024;
+
+// row[k] = in[first + step * k] where that index is in [0, W), else 0; k < n.
+template <typename in_t, typename acc_t>
+C10_ALWAYS_INLINE void gather_row(acc_t* __restrict__ row, int64_t n, const in_t* __restrict__ in, int64_t first,
+                                  int64_t step, int64_t W) {
+  const int64_t lo = std::min(n, first >= 0 ? int64_t(0) : (-first + step - 1) / step);
+  const int64_t hi = std::max(lo, std::min(n, first > W - 1 ? int64_t(0) : (W - 1 - first) / step + 1));
+  std::fill(row, row + lo, acc_t(0));
+#pragma omp simd
+  for (int64_t k = lo; k < hi; ++k) row[k] = load(in[first + step * k]);
+  std::fill(row + hi, row + n, acc_t(0));
+}
+
+// One tap of a plane loop: where it reads in the scratch (j = 0's element), and its weight.
+template <typename acc_t>
+struct PlaneTap {
+  int64_t offset;
+  acc_t w;
+};
+
+// sums[j] = sum over taps t, in order, of w_t * scratch[offset_t + j], j < n. A block of four
+// 256-bit vectors of j stays in registers across the taps: one load and one multiply-add per tap
+// and vector, where a pass per tap also loads and stores the sums (GCC keeps a local array in
+// memory across the tap loop, so the block is four vector variables: GCC's and Clang's vector
+// extension; other compilers take the pass per tap).
+template <typename acc_t>
+void sum_taps(acc_t* __restrict__ sums, const acc_t* __restrict__ scratch, const std::vector<PlaneTap<acc_t>>& taps,
+              int64_t n) {
+  int64_t j0 = 0;
+#if defined(__GNUC__) || defined(__clang__)
+  // (The attribute is not applied to a dependent type, hence the two named ones.)
+  typedef float float_vec __attribute__((vector_size(32)));
+  typedef double double_vec __attribute__((vector_size(32)));
+  using vec = std::conditional_t<std::is_same_v<acc_t, float>, float_vec, double_vec>;
+  static_assert(sizeof(vec) == 32 && std::is_same_v<acc_t, std::conditional_t<sizeof(acc_t) == 4, float, double>>);
+  constexpr int64_t kLanes = 32 / int64_t(sizeof(acc_t)), kBlock = 4 * kLanes;
+  const auto load_vec = [](const acc_t* p) {
+    vec v;
+    std::memcpy(&v, p, sizeof(vec));
+    return v;
+  };
+  for (; j0 + kBlock <= n; j0 += kBlock) {
+    vec s0 = {}, s1 = {}, s2 = {}, s3 = {};
+    for (const PlaneTap<acc_t>& t : taps) {
+      const acc_t* in = scratch + t.offset + j0;
+      s0 += t.w * load_vec(in);
+      s1 += t.w * load_vec(in + kLanes);
+      s2 += t.w * load_vec(in + 2 * kLanes);
+      s3 += t.w * load_vec(in + 3 * kLanes);
+    }
+    std::memcpy(sums + j0, &s0, sizeof(vec));
+    std::memcpy(sums + j0 + kLanes, &s1, sizeof(vec));
+    std::memcpy(sums + j0 + 2 * kLanes, &s2, sizeof(vec));
+    std::memcpy(sums + j0 + 3 * kLanes, &s3, sizeof(vec));
+  }
+#endif
+  std::fill(sums + j0, sums + n, acc_t(0));
+  for (const PlaneTap<acc_t>& t : taps) {
+    const acc_t* __restrict__ in = scratch + t.offset;
+#pragma omp simd
+    for (int64_t j = j0; j < n; ++j) sums[j] += t.w * in[j];
+  }
+}
+
+// Without upsampling: the input phases' rows, row pitch and elements (one spare row included).
+struct DownPlanes {
+  int64_t hd, wd, length;
+  explicit DownPlanes(const Upfirdn2dGeometry& g)
+      : hd(g.out_h + (g.fh - 1) / g.down_y), wd(g.out_w + (g.fw - 1) / g.down_x), length((hd + 1) * wd) {}
+  int64_t elements(const Upfirdn2dGeometry& g) const { return g.down_y * g.down_x * length + g.out_h * wd; }
+};
+
+// Without downsampling, per axis: the output phases' length q, the padded input's offset a
+// (input index + a) and its extent past q, span (the largest e + a).
+struct UpAxis {
+  int64_t q, a, span;
+  UpAxis(int64_t out, int64_t up, int64_t pad0, int64_t taps)
+      : q((out + up - 1) / up), a((pad0 + up - 1) / up), span(floor_div(up - 1 + taps - 1 - pad0, up) + a) {}
+};
+struct UpPlanes {
+  UpAxis y, x;
+  int64_t pitch, length;  // the padded input's row pitch, and its elements (one spare row included)
+  explicit UpPlanes(const Upfirdn2dGeometry& g)
+      : y(g.out_h, g.up_y, g.pad_y0, g.fh), x(g.out_w, g.up_x, g.pad_x0, g.fw), pitch(x.q + x.span),
+        length((y.q + y.span + 1) * pitch) {}
+  int64_t elements() const { return length + y.q * pitch; }
+};
+
+inline bool plane_loop_fits(const Upfirdn2dGeometry& g) {
+  if (g.pad_x0 < 0 || g.pad_x1 < 0 || g.pad_y0 < 0 || g.pad_y1 < 0) return false;
+  if (g.up_x == 1 && g.up_y == 1) return DownPlanes(g).elements(g) <= kPlaneElements;
+  if (g.down_x == 1 && g.down_y == 1) return UpPlanes(g).elements() <= kPlaneElements;
+  return false;
+}
+
+template <typename in_t, typename out_t, typename acc_t>
+void upfirdn2d_nchw_down_planes(const in_t* x, const acc_t* taps, out_t* y, const Upfirdn2dGeometry& g) {
+  const DownPlanes pp(g);
+  const int64_t dy = g.down_y, dx = g.down_x, sums = g.out_h * pp.wd;
+  std::vector<PlaneTap<acc_t>> plane_taps;
+  for (int64_t ky = 0; ky < g.fh; ++ky)
+    for (int64_t kx = 0; kx < g.fw; ++kx)
+      plane_taps.push_back({((ky % dy) * dx + kx % dx) * pp.length + (ky / dy) * pp.wd + kx / dx, taps[ky * g.fw + kx]});
+  at::parallel_for(0, g.N * g.C, grain(sums * g.fh * g.fw), [&](int64_t p0, int64_t p1) {
+    std::vector<acc_t> storage(size_t(pp.elements(g)));
+    acc_t* __restrict__ acc = storage.data() + dy * dx * pp.length;
+    for (int64_t plane = p0; plane < p1; ++plane) {
+      const in_t* xp = x + plane * g.H * g.W;
+      for (int64_t ry = 0; ry < dy; ++ry) {
+        for (int64_t rx = 0; rx < dx; ++rx) {
+          acc_t* phase = storage.data() + (ry * dx + rx) * pp.length;
+          for (int64_t yy = 0; yy <= pp.hd; ++yy) {
+            const int64_t iy = dy * yy + ry - g.pad_y0;
+            if (iy < 0 || iy >= g.H) std::fill(phase + yy * pp.wd, phase + (yy + 1) * pp.wd, acc_t(0));
+            else gather_row(phase + yy * pp.wd, pp.wd, xp + iy * g.W, rx - g.pad_x0, dx, g.W);
+          }
+        }
+      }
+      sum_taps(acc, storage.data(), plane_taps, sums);
+      out_t* yp = y + plane * g.out_h * g.out_w;
+      for (int64_t oy = 0; oy < g.out_h; ++oy) {
+#pragma omp simd
+        for (int64_t ox = 0; ox < g.out_w; ++ox) yp[oy * g.out_w + ox] = store<out_t>(acc[oy * pp.wd + ox]);
+      }
+    }
+  });
+}
+
+template <typename in_t, typename out_t, typename acc_t>
+void upfirdn2d_nchw_up_planes(const in_t* x, const acc_t* taps, out_t* y, const Upfirdn2dGeometry& g) {
+  const UpPlanes pp(g);
+  const int64_t uy = g.up_y, ux = g.up_x, sums = pp.y.q * pp.pitch;
+  // Per output phase, the taps that meet a sample: ky = (pad_y0 - py) mod up_y, + up_y, ...
+  std::vector<std::vector<PlaneTap<acc_t>>> phase_taps(size_t(uy * ux));
+  for (int64_t py = 0; py < uy; ++py) {
+    for (int64_t px = 0; px < ux; ++px) {
+      for (int64_t ky = ((g.pad_y0 - py) % uy + uy) % uy; ky < g.fh; ky += uy) {
+        const int64_t ey = (py + ky - g.pad_y0) / uy + pp.y.a;  // exact
+        for (int64_t kx = ((g.pad_x0 - px) % ux + ux) % ux; kx < g.fw; kx += ux) {
+          const int64_t ex = (px + kx - g.pad_x0) / ux + pp.x.a;
+          phase_taps[size_t(py * ux + px)].push_back({ey * pp.pitch + ex, taps[ky * g.fw + kx]});
+        }
+      }
+    }
+  }
+  at::parallel_for(0, g.N * g.C, grain(g.out_h * g.out_w * std::max<int64_t>(1, g.fh * g.fw / (uy * ux))),
+                   [&](int64_t p0, int64_t p1) {
+    std::vector<acc_t> storage(size_t(pp.elements()));
+    acc_t* __restrict__ padded = storage.data();
+    acc_t* __restrict__ acc = storage.data() + pp.length;
+    for (int64_t plane = p0; plane < p1; ++plane) {
+      const in_t* xp = x + plane * g.H * g.W;
+      for (int64_t r = 0; r * pp.pitch < pp.length; ++r) {
+        const int64_t iy = r - pp.y.a;
+        if (iy < 0 || iy >= g.H) std::fill(padded + r * pp.pitch, padded + (r + 1) * pp.pitch, acc_t(0));
+        else gather_row(padded + r * pp.pitch, pp.pitch, xp + iy * g.W, -pp.x.a, 1, g.W);
+      }
+      out_t* yp = y + plane * g.out_h * g.out_w;
+      for (int64_t py = 0; py < std::min(uy, g.out_h); ++py) {
+        for (int64_t px = 0; px < std::min(ux, g.out_w); ++px) {
+          sum_taps(acc, padded, phase_taps[size_t(py * ux + px)], sums);
+          const int64_t rows = (g.out_h - py + uy - 1) / uy, columns = (g.out_w - px + ux - 1) / ux;
+          for (int64_t qy = 0; qy < rows; ++qy) {
+            out_t* yr = yp + (qy * uy + py) * g.out_w + px;
+#pragma omp simd
+            for (int64_t qx = 0; qx < columns; ++qx) yr[qx * ux] = store<out_t>(acc[qy * pp.pitch + qx]);
+          }
+        }
+      }
+    }
+  });
+}
+
 // channels_last: every output pixel sums its taps' input pixels, each a contiguous run of C
 // channels, so the inner loop runs along channels.
 template <typename in_t, typename out_t, typename acc_t>
@@ -223,6 +412,8 @@ void upfirdn2d_layout(const void* x, const acc_t* taps, void* y, const Upfirdn2d
   const auto* in = static_cast<const in_t*>(x);
   auto* out = static_cast<out_t*>(y);
   if (channels_last) upfirdn2d_nhwc(in, taps, out, g);
+  else if (plane_loop_fits(g) && g.up_x == 1 && g.up_y == 1) upfirdn2d_nchw_down_planes(in, taps, out, g);
+  else if (plane_loop_fits(g)) upfirdn2d_nchw_up_planes(in, taps, out, g);
   else upfirdn2d_nchw(in, taps, out, g);
 }
 

@@ -374,7 +374,9 @@ void upfirdn2d_nchw_up_planes(const in_t* x, const acc_t* taps, out_t* y, const 
 }
 
 // channels_last: every output pixel sums its taps' input pixels, each a contiguous run of C
-// channels, so the inner loop runs along channels.
+// channels, so the inner loop runs along channels. A float or double input is summed by
+// sum_taps, the pixel's taps held in registers four vectors of channels at a time; 16-bit input
+// (converted on load) by a pass per tap.
 template <typename in_t, typename out_t, typename acc_t>
 void upfirdn2d_nhwc(const in_t* x, const acc_t* taps, out_t* y, const Upfirdn2dGeometry& g) {
   const std::vector<TapRun<int64_t>> rows = runs_of(g.out_h, g.up_y, g.down_y, g.pad_y0, g.fh, g.H);
@@ -383,23 +385,38 @@ void upfirdn2d_nhwc(const in_t* x, const acc_t* taps, out_t* y, const Upfirdn2dG
   at::parallel_for(0, g.N * g.out_h, grain(g.out_w * C * g.fh * g.fw), [&](int64_t r0, int64_t r1) {
     std::vector<acc_t> acc_storage(static_cast<size_t>(C));
     acc_t* __restrict__ acc = acc_storage.data();
+    std::vector<PlaneTap<acc_t>> pixel_taps;
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t n = r / g.out_h, oy = r % g.out_h;
       const TapRun<int64_t> ry = rows[size_t(oy)];
       for (int64_t ox = 0; ox < g.out_w; ++ox) {
-        std::fill(acc, acc + C, acc_t(0));
         const TapRun<int64_t> rx = cols[size_t(ox)];
-        for (int64_t a = 0; a < ry.n; ++a) {
-          const acc_t* tap_row = taps + (ry.k0 + a * g.up_y) * g.fw;
-          const in_t* row = x + ((n * g.H + ry.i0 + a) * g.W) * C;
-          for (int64_t b = 0; b < rx.n; ++b) {
-            const acc_t w = tap_row[rx.k0 + b * g.up_x];
-            const in_t* __restrict__ px = row + (rx.i0 + b) * C;
+        out_t* __restrict__ out = y + (r * g.out_w + ox) * C;
+        if constexpr (std::is_same_v<in_t, acc_t>) {
+          pixel_taps.clear();
+          for (int64_t a = 0; a < ry.n; ++a)
+            for (int64_t b = 0; b < rx.n; ++b)
+              pixel_taps.push_back({((n * g.H + ry.i0 + a) * g.W + rx.i0 + b) * C,
+                                    taps[(ry.k0 + a * g.up_y) * g.fw + rx.k0 + b * g.up_x]});
+          if constexpr (std::is_same_v<out_t, acc_t>) {
+            sum_taps(out, x, pixel_taps, C);
+            continue;
+          } else {
+            sum_taps(acc, x, pixel_taps, C);
+          }
+        } else {
+          std::fill(acc, acc + C, acc_t(0));
+          for (int64_t a = 0; a < ry.n; ++a) {
+            const acc_t* tap_row = taps + (ry.k0 + a * g.up_y) * g.fw;
+            const in_t* row = x + ((n * g.H + ry.i0 + a) * g.W) * C;
+            for (int64_t b = 0; b < rx.n; ++b) {
+              const acc_t w = tap_row[rx.k0 + b * g.up_x];
+              const in_t* __restrict__ px = row + (rx.i0 + b) * C;
 #pragma omp simd
-            for (int64_t c = 0; c < C; ++c) acc[c] += w * load(px[c]);
+              for (int64_t c = 0; c < C; ++c) acc[c] += w * load(px[c]);
+            }
           }
         }
-        out_t* __restrict__ out = y + (r * g.out_w + ox) * C;
 #pragma omp simd
         for (int64_t c = 0; c < C; ++c) out[c] = store<out_t>(acc[c]);
       }

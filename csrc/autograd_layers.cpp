@@ -181,23 +181,37 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> conv_bn_act_autograd(
 // --- conv_act -------------------------------------------------------------------------------
 
 // What the backward of a layer followed by an activation reads (conv_act, linear_act): the
-// layer's input, weight and bias, and the activation's output.
+// activation's output (its derivative is a function of it), and the layer's input and weight
+// where a gradient needs them. The bias is never read: it reaches the gradients only through the
+// output, as in torch's own nodes, so changing it in place after the forward is harmless.
 struct LayerActBackward : Node {
-  SavedVariable input, weight, bias, output;
+  SavedVariable input, weight, output;
   ActArgs act{};
 
   void release_variables() override {
     std::lock_guard<std::mutex> lock(mutex_);
-    for (SavedVariable* v : {&input, &weight, &bias, &output}) v->reset_data();
+    for (SavedVariable* v : {&input, &weight, &output}) v->reset_data();
   }
 
-  // Called once the forward has run; out gets this node as its grad_fn.
-  void record(const Tensor& in, const Tensor& w, const OptTensor& b, const Tensor& out, c10::string_view activation,
-              double negative_slope) {
+  // Called once the forward has run; out gets this node as its grad_fn. keep_input /
+  // keep_weight: whether a gradient will read them.
+  void record(const Tensor& in, const Tensor& w, bool keep_input, bool keep_weight, const Tensor& out,
+              c10::string_view activation, double negative_slope) {
     torch::autograd::set_history(out, getptr());
-    input = save(in), weight = save(w), bias = save(b);
+    if (keep_input) input = save(in);
+    if (keep_weight) weight = save(w);
     output = SavedVariable(out, /*is_output=*/true);
     act = {std::string(activation), negative_slope};
+  }
+
+  // The gradient at the activation's input, differentiable (create_graph): from the output, as
+  // the fused kernels compute it, so second order flows through the output back to this node.
+  Tensor grad_before_activation(const Tensor& grad_out) {
+    return grad_out * activation_grad_from_output_tensor(act.act(), output.unpack(getptr()), act.slope);
+  }
+
+  Mask3 mask() const {
+    return {task_should_compute_output(0), task_should_compute_output(1), task_should_compute_output(2)};
   }
 };
 
@@ -210,16 +224,21 @@ struct ConvActBackward final : LayerActBackward {
     std::lock_guard<std::mutex> lock(mutex_);
     const Tensor& grad_out = grads[0];
     if (!grad_out.defined()) return variable_list(3);
-    const Tensor x = input.unpack(), w = weight.unpack(), b = bias.unpack();
-    if (at::GradMode::is_enabled()) {
-      const Tensor again = activate_tensor(act.act(), conv.convolution(x, w, b), act.slope);
-      return differentiable_grads(again, {x, w, b}, grad_out);
+    const Tensor x = input.unpack(), w = weight.unpack();
+    const Mask3 wanted = mask();
+    if (at::GradMode::is_enabled()) {  // torch's convolution_backward, which is differentiable again
+      const Tensor g = grad_before_activation(grad_out);
+      const std::vector<int64_t> bias_sizes{g.size(1)};
+      auto [gi, gw, gb] = at::convolution_backward(g, x, w, wanted[2] ? at::OptionalIntArrayRef(bias_sizes)
+                                                                      : at::OptionalIntArrayRef(),
+                                                   conv.stride, conv.padding, conv.dilation, conv.transposed,
+                                                   conv.output_padding, conv.groups, wanted);
+      return {gi, gw, gb};
     }
     at::AutoDispatchBelowADInplaceOrView below_autograd;
-    const Mask3 mask{task_should_compute_output(0), task_should_compute_output(1), task_should_compute_output(2)};
     auto [gi, gw, gb] = op::conv_act_backward().call(grad_out, x, w, output.unpack(getptr()), conv.stride,
                                                      conv.padding, conv.dilation, conv.transposed,
-                                                     conv.output_padding, conv.groups, act.name, act.slope, mask);
+                                                     conv.output_padding, conv.groups, act.name, act.slope, wanted);
     return {gi, gw, gb};
   }
 };
@@ -235,8 +254,8 @@ Tensor conv_act_autograd(const Tensor& input, const Tensor& weight, const OptTen
     return op::conv_act().call(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups,
                                activation, negative_slope);
   }();
-  if (node) {
-    node->record(input, weight, bias, out, activation, negative_slope);
+  if (node) {  // a convolution's gradients read both its input and its weight (their shapes at least)
+    node->record(input, weight, /*keep_input=*/true, /*keep_weight=*/true, out, activation, negative_slope);
     node->conv = ConvArgs(stride, padding, dilation, transposed, output_padding, groups);
   }
   return out;
@@ -251,15 +270,20 @@ struct LinearActBackward final : LayerActBackward {
     std::lock_guard<std::mutex> lock(mutex_);
     const Tensor& grad_out = grads[0];
     if (!grad_out.defined()) return variable_list(3);
-    const Tensor x = input.unpack(), w = weight.unpack(), b = bias.unpack();
+    // Undefined where no gradient reads them: the input without the weight's gradient, the
+    // weight without the input's.
+    const Tensor x = input.unpack(), w = weight.unpack();
+    const Mask3 wanted = mask();
     if (at::GradMode::is_enabled()) {
-      const Tensor again = activate_tensor(act.act(), at::linear(x, w, b), act.slope);
-      return differentiable_grads(again, {x, w, b}, grad_out);
+      const Tensor g = grad_before_activation(grad_out);
+      const Tensor rows = g.reshape({-1, g.size(-1)});
+      return {wanted[0] ? at::matmul(g, w) : Tensor(),
+              wanted[1] ? at::mm(rows.t(), x.reshape({-1, x.size(-1)})) : Tensor(),
+              wanted[2] ? rows.sum(0) : Tensor()};
     }
     at::AutoDispatchBelowADInplaceOrView below_autograd;
-    const Mask3 mask{task_should_compute_output(0), task_should_compute_output(1), task_should_compute_output(2)};
     auto [gi, gw, gb] =
-        op::linear_act_backward().call(grad_out, x, w, output.unpack(getptr()), act.name, act.slope, mask);
+        op::linear_act_backward().call(grad_out, x, w, output.unpack(getptr()), act.name, act.slope, wanted);
     return {gi, gw, gb};
   }
 };
@@ -272,7 +296,11 @@ Tensor linear_act_autograd(const Tensor& input, const Tensor& weight, const OptT
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     return op::linear_act().call(input, weight, bias, activation, negative_slope);
   }();
-  if (node) node->record(input, weight, bias, out, activation, negative_slope);
+  // As torch's matrix product: the input only for the weight's gradient, the weight only for the
+  // input's, so either may change in place after the forward when the other needs no gradient.
+  if (node)
+    node->record(input, weight, /*keep_input=*/weight.requires_grad(), /*keep_weight=*/input.requires_grad(), out,
+                 activation, negative_slope);
   return out;
 }
 

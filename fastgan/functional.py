@@ -174,9 +174,12 @@ def _linear_act_fake(input, weight, bias, activation, negative_slope):
 
 @fake("linear_act_backward")
 def _linear_act_backward_fake(grad_out, input, weight, output, activation, negative_slope, output_mask):
-    return (input.new_empty(input.shape) if output_mask[0] else None,
-            weight.new_empty(weight.shape) if output_mask[1] else None,
-            weight.new_empty(weight.size(0)) if output_mask[2] else None)
+    # The autograd node passes None for the input without the weight's gradient, and for the
+    # weight without the input's: the shapes come from what each gradient reads.
+    out_features = output.size(-1)
+    return (output.new_empty((*output.shape[:-1], weight.size(1))) if output_mask[0] else None,
+            output.new_empty((out_features, input.size(-1))) if output_mask[1] else None,
+            output.new_empty(out_features) if output_mask[2] else None)
 
 
 @fake("bias_act")

@@ -21,12 +21,14 @@ def layers():
         ("conv+bn+leaky_relu", nn.Sequential(nn.Conv2d(3, 4, 3, 1, 1, bias=False), nn.BatchNorm2d(4),
                                              nn.LeakyReLU(0.2))),
         ("conv+tanh", nn.Sequential(nn.Conv2d(3, 4, 3, 1, 1, bias=True), nn.Tanh())),
+        ("linear+leaky_relu", nn.Sequential(nn.Linear(3, 4), nn.LeakyReLU(0.2))),
     ]:
         stock = stock.double()
         with torch.no_grad():
             for p in stock.parameters():
                 p.normal_()
-        out.append((name, stock, fastgan.fuse(stock), torch.randn(2, 3, 5, 5, dtype=torch.float64)))
+        shape = (2, 3) if name.startswith("linear") else (2, 3, 5, 5)
+        out.append((name, stock, fastgan.fuse(stock), torch.randn(shape, dtype=torch.float64)))
     return out
 
 
@@ -36,7 +38,7 @@ LAYERS = [pytest.param(*case, id=case[0]) for case in layers()]
 @pytest.mark.parametrize("name,stock,fused,x", LAYERS)
 def test_one_named_node_per_layer(name, stock, fused, x):
     out = fused(x.requires_grad_())
-    expected = "ConvBnActBackward" if "bn" in name else "ConvActBackward"
+    expected = "ConvBnActBackward" if "bn" in name else "LinearActBackward" if "linear" in name else "ConvActBackward"
     assert out.grad_fn.name() == f"fastgan::{expected}"
     # The edges lead straight to the leaves: no node in between.
     leaves = {id(e[0].variable) for e in out.grad_fn.next_functions if e[0] is not None}
@@ -71,6 +73,62 @@ def test_in_place_change_of_a_saved_input_is_caught(name, stock, fused, x):
         y.add_(1.0)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         out.sum().backward()
+
+
+def backward_or_error(model, x, x_needs_grad, changed):
+    """The parameter gradients (and the input's) after changing parameter `changed` in place
+    between forward and backward, or the error backward raised."""
+    for p in model.parameters():
+        p.requires_grad_(True)
+    xr = x.detach().clone().requires_grad_(x_needs_grad)
+    out = model(xr)
+    with torch.no_grad():
+        dict(model.named_parameters())[changed].add_(0.5)
+    try:
+        grads = torch.autograd.grad(out, [xr] * x_needs_grad + list(model.parameters()), torch.ones_like(out))
+    except RuntimeError as error:
+        result = "modified by an inplace operation" if "inplace operation" in str(error) else str(error)
+    else:
+        result = grads
+    with torch.no_grad():
+        dict(model.named_parameters())[changed].sub_(0.5)
+    return result
+
+
+@pytest.mark.parametrize("x_needs_grad", [False, True], ids=["x-no-grad", "x-grad"])
+@pytest.mark.parametrize("name,stock,fused,x", [case for case in LAYERS if "bn" not in case.id])
+def test_saves_what_the_requested_gradients_read_as_stock_does(name, stock, fused, x, x_needs_grad):
+    """A parameter changed in place between forward and backward: the fused node raises exactly
+    where torch's nodes do (it saved that parameter for a gradient that was asked for), and
+    otherwise gives stock's gradients. Linear saves its weight only for the input's gradient; no
+    layer saves its bias."""
+    for changed in dict(stock.named_parameters()):
+        fused_result = backward_or_error(fused, x, x_needs_grad, changed)
+        stock_result = backward_or_error(stock, x, x_needs_grad, changed)
+        if isinstance(stock_result, str) or isinstance(fused_result, str):
+            assert fused_result == stock_result, f"{changed} changed in place"
+        else:
+            for f, g in zip(fused_result, stock_result):
+                torch.testing.assert_close(f, g, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("x_needs_grad", [False, True], ids=["x-no-grad", "x-grad"])
+@pytest.mark.parametrize("name,stock,fused,x", [case for case in LAYERS if "bn" in case.id])
+def test_conv_bn_act_refuses_a_changed_bias_it_recomputes_from(name, stock, fused, x, x_needs_grad):
+    """Where it differs from stock, by design: the BatchNorm layers' backward recomputes the
+    activation's input from the convolution's output and both biases instead of keeping the
+    output (one tensor less per layer), so a bias changed in place before backward is refused by
+    the version check, never used silently; every other parameter behaves as stock."""
+    for changed in dict(stock.named_parameters()):
+        fused_result = backward_or_error(fused, x, x_needs_grad, changed)
+        stock_result = backward_or_error(stock, x, x_needs_grad, changed)
+        if changed.endswith("bias"):
+            assert fused_result == "modified by an inplace operation", changed
+        elif isinstance(stock_result, str) or isinstance(fused_result, str):
+            assert fused_result == stock_result, f"{changed} changed in place"
+        else:
+            for f, g in zip(fused_result, stock_result):
+                torch.testing.assert_close(f, g, rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("name,stock,fused,x", LAYERS)

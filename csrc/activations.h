@@ -193,12 +193,17 @@ inline at::Tensor activate_tensor(Activation a, const at::Tensor& v, double slop
   }
 }
 
-inline at::Tensor activation_grad_from_output_tensor(Activation a, const at::Tensor& y, double slope) {
+// The gradient at an activation's input from its output, made of torch's own backward ops, so
+// that a create_graph backward is differentiable again in both arguments and keeps the edges
+// torch's nodes keep (ReLU's and LeakyReLU's derivatives are zero in y, but y stays in the graph:
+// a parameter that reaches a penalty only through them gets a zero gradient, not an error).
+// LeakyReLU from its output needs slope >= 0, which every op checks.
+inline at::Tensor activation_backward_tensor(Activation a, const at::Tensor& grad, const at::Tensor& y, double slope) {
   switch (a) {
-    case Activation::ReLU: return (y > 0).to(y.scalar_type());
-    case Activation::LeakyReLU: return at::where(y > 0, at::ones_like(y), at::full_like(y, slope));
-    case Activation::Tanh: return 1 - y * y;
-    default: return at::ones_like(y);
+    case Activation::ReLU: return at::threshold_backward(grad, y, 0);
+    case Activation::LeakyReLU: return at::leaky_relu_backward(grad, y, slope, /*self_is_result=*/true);
+    case Activation::Tanh: return at::tanh_backward(grad, y);
+    default: return grad;
   }
 }
 

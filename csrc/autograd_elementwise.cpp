@@ -29,7 +29,7 @@ struct ActivationBackward final : Node {
     const Tensor out = output.unpack(getptr());
     // With create_graph the derivative is written in stock ops of the output, which is
     // itself differentiable (through this node again).
-    if (at::GradMode::is_enabled()) return {grad_out * activation_grad_from_output_tensor(act.act(), out, act.slope)};
+    if (at::GradMode::is_enabled()) return {activation_backward_tensor(act.act(), grad_out, out, act.slope)};
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     return {op::activation_backward().call(grad_out, out, act.name, act.slope)};
   }

@@ -207,7 +207,7 @@ struct LayerActBackward : Node {
   // The gradient at the activation's input, differentiable (create_graph): from the output, as
   // the fused kernels compute it, so second order flows through the output back to this node.
   Tensor grad_before_activation(const Tensor& grad_out) {
-    return grad_out * activation_grad_from_output_tensor(act.act(), output.unpack(getptr()), act.slope);
+    return activation_backward_tensor(act.act(), grad_out, output.unpack(getptr()), act.slope);
   }
 
   Mask3 mask() const {

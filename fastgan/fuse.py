@@ -6,6 +6,7 @@ as one fused call:
     Conv2d | ConvTranspose2d  ->  BatchNorm2d | SyncBatchNorm  ->  ReLU | LeakyReLU | Tanh
     Conv2d | ConvTranspose2d  ->  ReLU | LeakyReLU (slope >= 0) | Tanh
     Linear                    ->  ReLU | LeakyReLU (slope >= 0) | Tanh
+    Linear                    ->  BatchNorm1d  ->  ReLU | LeakyReLU | Tanh   (2-D input)
 A SyncBatchNorm2d (fastgan.nn.convert_sync_batchnorm) or torch's nn.SyncBatchNorm
 synchronises its statistics over its process group through the fused kernels whenever
 torch's own would (training, more than one rank); otherwise it is an ordinary BatchNorm2d.
@@ -54,6 +55,12 @@ def plan(modules):
                 segments.append((2, "conv_act", name, slope))
                 i += 2
                 continue
+        if _fusable_linear(m) and i + 2 < len(modules) and type(modules[i + 1]) is nn.BatchNorm1d \
+                and activation_of(modules[i + 2]) is not None:
+            name, slope = activation_of(modules[i + 2])
+            segments.append((3, "linear_bn_act", name, slope))
+            i += 3
+            continue
         if _fusable_linear(m) and i + 1 < len(modules) and activation_of(modules[i + 1]) is not None:
             name, slope = activation_of(modules[i + 1])
             if not (name == "leaky_relu" and slope < 0):
@@ -92,6 +99,20 @@ def linear_act(linear, activation, slope, x):
     return FF.linear_act(x, linear.weight, linear.bias, activation, slope)
 
 
+def linear_bn_act(linear, bn, last, activation, slope, x):
+    """Linear -> BatchNorm1d -> activation: the product through torch (as conv_bn_act's
+    convolution), then BatchNorm1d's statistics, normalisation and activation in the fused
+    BatchNorm kernels on the (N, C) output viewed as (N, C, 1, 1), which BatchNorm1d's
+    arithmetic is. Input that is not 2-D (BatchNorm1d would normalise over dim 1 of (N, L, C)),
+    and a training batch of one (stock's own error), run the stock modules."""
+    y = torch.nn.functional.linear(x, linear.weight, linear.bias)
+    if y.dim() != 2 or (y.size(0) == 1 and (bn.training or bn.running_mean is None)):
+        return last(bn(y))
+    out = FF.batch_norm_act(y.view(y.size(0), y.size(1), 1, 1), bn.running_mean, bn.running_var, bn.weight, bn.bias,
+                            bn.training, bn.momentum, bn.eps, activation, slope, bn.num_batches_tracked)
+    return out.view(y.shape)
+
+
 def _runner(kind, modules, activation):
     """One segment of a plan as a callable. The fused ones call _C's entry point straight
     away when the fused kernels serve the input (the eager hot path: no Python between the
@@ -104,6 +125,9 @@ def _runner(kind, modules, activation):
     property) sends the call down the general path, which reads the attributes."""
     if kind == "module":
         return modules[0]
+    if kind == "linear_bn_act":
+        linear, bn, last = modules
+        return lambda x: linear_bn_act(linear, bn, last, activation, _slope(last), x)
     if kind == "linear_act":
         linear, last = modules
         lp = linear._parameters
@@ -182,6 +206,9 @@ class FusedSequential(nn.Sequential):
                 input = conv_act(modules[i], activation, _slope(modules[i + 1]), input)
             elif kind == "linear_act":
                 input = linear_act(modules[i], activation, _slope(modules[i + 1]), input)
+            elif kind == "linear_bn_act":
+                input = linear_bn_act(modules[i], modules[i + 1], modules[i + 2], activation,
+                                      _slope(modules[i + 2]), input)
             else:
                 input = modules[i](input)
             i += length

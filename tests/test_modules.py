@@ -197,3 +197,64 @@ def test_parameters_swapped_or_parametrized_after_the_first_call_are_used(backen
     original = [m[0].parametrizations.weight.original.grad for m in (stock, fused)]
     assert original[1] is not None
     assert_close(original[1], original[0], torch.float64, msg="gradient of the parametrization's original")
+
+
+def vanilla_generator(momentum):
+    """The "vanilla" and conditional GAN generators of the GAN zoos, written out as they are:
+    Linear -> BatchNorm1d(out, 0.8) (eps 0.8, as written there) -> LeakyReLU(0.2), then a
+    Linear -> BatchNorm1d -> ReLU block with the default eps and the given momentum."""
+    return nn.Sequential(
+        nn.Linear(8, 16), nn.BatchNorm1d(16, 0.8), nn.LeakyReLU(0.2, inplace=True),
+        nn.Linear(16, 32), nn.BatchNorm1d(32, momentum=momentum), nn.ReLU(),
+        nn.Linear(32, 6), nn.Tanh())
+
+
+@pytest.mark.parametrize("momentum", [0.1, None], ids=["momentum", "cumulative"])
+def test_linear_batch_norm1d_act_matches_stock(backend, momentum):
+    """Forward, the input's and parameters' gradients, and the running statistics over three
+    training steps and in eval, in float64; the plan fuses both Linear -> BatchNorm1d blocks."""
+    from fastgan.fuse import plan
+    torch.manual_seed(4)
+    stock = vanilla_generator(momentum).double()
+    for m in stock.modules():
+        if isinstance(m, nn.BatchNorm1d):
+            randomise_bn(m)
+    fused = fastgan.fuse(stock, inplace=False)
+    assert [kind for _, kind, _, _ in plan(list(fused._modules.values()))] == \
+        ["linear_bn_act", "linear_bn_act", "linear_act"]
+    for step in range(3):
+        z = torch.randn(5, 8, dtype=torch.float64)
+        zs, zf = z.clone().requires_grad_(), z.clone().requires_grad_()
+        out_s, out_f = stock(zs), fused(zf)
+        assert_close(out_f, out_s, torch.float64, msg=f"step {step} output")
+        grad = torch.randn_like(out_s)
+        out_s.backward(grad), out_f.backward(grad)
+        assert_close(zf.grad, zs.grad, torch.float64, msg=f"step {step} input gradient")
+        for (name, p), q in zip(stock.named_parameters(), fused.parameters()):
+            assert_close(q.grad, p.grad, torch.float64, msg=f"step {step} {name} gradient")
+    for (name, b), c in zip(stock.named_buffers(), fused.buffers()):
+        assert_close(c, b, torch.float64, msg=name)
+    stock.eval(), fused.eval()
+    z = torch.randn(1, 8, dtype=torch.float64)  # a batch of one is fine in eval
+    assert_close(fused(z), stock(z), torch.float64, msg="eval")
+    if fastgan.backend() == "fused":  # and the BatchNorm1d ran in fastgan's kernels, not torch's
+        fused.train()
+        with torch.profiler.profile() as prof:
+            fused(torch.randn(4, 8, dtype=torch.float64))
+        names = {e.name for e in prof.events()}
+        assert "fastgan::batch_norm_act" in names and "aten::native_batch_norm" not in names
+
+
+def test_linear_batch_norm1d_act_falls_back_where_stock_differs(backend):
+    torch.manual_seed(5)
+    stock = vanilla_generator(0.1).double()
+    fused = fastgan.fuse(stock, inplace=False)
+    with pytest.raises(ValueError) as stock_error:
+        stock(torch.randn(1, 8, dtype=torch.float64))
+    with pytest.raises(ValueError) as fused_error:
+        fused(torch.randn(1, 8, dtype=torch.float64))
+    assert str(fused_error.value) == str(stock_error.value)  # "Expected more than 1 value per channel ..."
+    # 3-D input: BatchNorm1d normalises dim 1 of the Linear's (N, L, C) output; the stock modules run.
+    block = nn.Sequential(nn.Linear(8, 4), nn.BatchNorm1d(3), nn.ReLU()).double()
+    x = torch.randn(2, 3, 8, dtype=torch.float64)
+    assert_close(fastgan.fuse(block, inplace=False)(x), block(x), torch.float64)

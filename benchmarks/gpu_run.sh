@@ -6,15 +6,17 @@
 #   bash benchmarks/gpu_run.sh [--dry-run] [build] [test] [sanitize] [bench]   (default: all four)
 #
 #   build     the module for the visible GPU only (arch 9.0 on an H200), all cores        150 s
-#   test      the test suite's GPU cases (the emulated ones are proven on the CPU)         100 s
-#   sanitize  compute-sanitizer memcheck and racecheck on tests/sanitize_kernels.py         60 s
+#   test      the test suite's GPU cases (the emulated ones are proven on the CPU) and bad
+#             input on every device; a test that crashed its worker runs again under a
+#             debugger (40 s more) for its native backtrace                                100 s
+#   sanitize  compute-sanitizer memcheck, then racecheck, on tests/sanitize_kernels.py      60 s
 #   bench     the cases that decide the targets, fp32 and bf16 + channels_last, in four
 #             runs, each with its own limit and JSON so a run cut short loses only itself:
-#             the device's ceilings and the eager and CUDA-graph DCGAN steps (100 s); the
+#             the device's ceilings and the eager and CUDA-graph DCGAN steps (90 s); the
 #             per-op groups of the largest layers (30 s); StyleGAN's ops and a StyleGAN2
-#             step with R1 (80 s); torch.compile's steps (the slowest to warm up, so last,
-#             60 s). Then benchmarks/report.py merges the runs into one report.
-#             GPU_RUN_BENCH="steps stylegan" (say) runs only the runs it names           270 s
+#             step with R1 (70 s); torch.compile's steps (the slowest to warm up, so last,
+#             50 s). Then benchmarks/report.py merges the runs into one report.
+#             GPU_RUN_BENCH="steps stylegan" (say) runs only the runs it names           240 s
 #
 # --dry-run: on a machine with no GPU, runs every stage's own checks (the module imports, pytest
 # collects a non-empty selection with the same -k/-m, the scripts parse) and prints the limits,
@@ -63,10 +65,10 @@ TESTS_K="cuda or graph or test_bad_input"
 # DCGAN-64 (G3: 64 channels at 32x32, D1: 128 at 16x16) and the conv+act layers; StyleGAN: each
 # op forward+backward at 512 channels x 32 px, and the StyleGAN2 step; compile: torch.compile's
 # default and reduce-overhead modes (max-autotune would spend minutes).
-BENCH_RUNS=("steps:100:device_ceiling or (train_step and (eager or graph))"
+BENCH_RUNS=("steps:90:device_ceiling or (train_step and (eager or graph))"
             "ops:30:(bn_act and (G3 or D1)) or conv_act"
-            "stylegan:80:(stylegan_op and fwd+bwd and 512x32px) or stylegan2_step"
-            "compile:60:train_step and compile and not max-autotune")
+            "stylegan:70:(stylegan_op and fwd+bwd and 512x32px) or stylegan2_step"
+            "compile:50:train_step and compile and not max-autotune")
 if [[ -n ${GPU_RUN_BENCH:-} ]]; then
   chosen=()
   for run in "${BENCH_RUNS[@]}"; do [[ " $GPU_RUN_BENCH " == *" ${run%%:*} "* ]] && chosen+=("$run"); done
@@ -105,7 +107,7 @@ if [[ $stages == *test* ]]; then
     if [[ -n $crashed && -n $debugger ]]; then
       say "--- $crashed crashed its worker; its backtrace under $(basename "$debugger") is at the end of tests.log"
       echo "=== $crashed under $debugger" >> "$OUT/tests.log"
-      limited 60 "$OUT/tests.log" "$debugger" -batch -ex "set pagination off" -ex run -ex "bt 40" \
+      limited 40 "$OUT/tests.log" "$debugger" -batch -ex "set pagination off" -ex run -ex "bt 40" \
         --args $PY -m pytest "$crashed" -p no:cacheprovider -q -s
     fi
   fi

@@ -85,6 +85,24 @@ def test_bn_act(measure, variant, shape, mode, dtype, layout):
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("mode", ["fwd", "fwd+bwd"])
+@pytest.mark.parametrize("shape", layer_shapes(), ids=lambda s: s[0])
+@pytest.mark.parametrize("variant", ["stock", "fastgan"])
+def test_bn_alone(measure, variant, shape, mode, dtype, layout):
+    """BatchNorm2d with no activation after it (the GAN zoos' discriminator blocks end in one):
+    fastgan.fuse runs it in the fused kernels with the identity; this says whether that pays."""
+    name, c, hw = shape
+    bn = nn.BatchNorm2d(c).to(DEVICE)
+    x = make_input(c, hw, dtype, layout, mode != "fwd")
+    fns = {"stock": bn,
+           "fastgan": lambda t: FF.batch_norm_act(t, bn.running_mean, bn.running_var, bn.weight, bn.bias, True,
+                                                  bn.momentum, bn.eps, "identity", 0.0, bn.num_batches_tracked)}
+    run_case(measure, f"bn alone {name} {c}x{hw}x{hw}", fns, x, mode, dtype, layout, variant,
+             {"fwd": 2, "fwd+bwd": 5})
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mode", ["fwd", "fwd+bwd"])
 @pytest.mark.parametrize("which", ["G-out tanh", "D-in leaky_relu"])
 @pytest.mark.parametrize("variant", ["stock", "fastgan"])
 def test_conv_act(measure, variant, which, mode, dtype, layout):

@@ -7,6 +7,8 @@ as one fused call:
     Conv2d | ConvTranspose2d  ->  ReLU | LeakyReLU (slope >= 0) | Tanh
     Linear                    ->  ReLU | LeakyReLU (slope >= 0) | Tanh
     Linear                    ->  BatchNorm1d  ->  ReLU | LeakyReLU | Tanh   (2-D input)
+    BatchNorm2d | BatchNorm1d ->  ReLU | LeakyReLU | Tanh
+and each of the runs with a BatchNorm without the activation after it (the identity).
 A SyncBatchNorm2d (fastgan.nn.convert_sync_batchnorm) or torch's nn.SyncBatchNorm
 synchronises its statistics over its process group through the fused kernels whenever
 torch's own would (training, more than one rank); otherwise it is an ordinary BatchNorm2d.
@@ -38,16 +40,22 @@ def _fusable_linear(module):
     return type(module) is nn.Linear and not module._forward_hooks and not module._forward_pre_hooks
 
 
+def _activation_after(modules, i):
+    """(name, slope) of modules[i] if it is an activation fuse can run, else the identity's."""
+    found = activation_of(modules[i]) if i < len(modules) else None
+    return found if found is not None else ("identity", 0.0)
+
+
 def plan(modules):
-    """Split a list of modules into segments: (length, kind, activation, slope)."""
+    """Split a list of modules into segments: (length, kind, activation, slope). A BatchNorm
+    takes the activation after it into its segment, or the identity when none follows."""
     segments, i = [], 0
     while i < len(modules):
         m = modules[i]
-        if _fusable_conv(m) and i + 2 < len(modules) and type(modules[i + 1]) in _BATCH_NORMS \
-                and activation_of(modules[i + 2]) is not None:
-            name, slope = activation_of(modules[i + 2])
-            segments.append((3, "conv_bn_act", name, slope))
-            i += 3
+        if _fusable_conv(m) and i + 1 < len(modules) and type(modules[i + 1]) in _BATCH_NORMS:
+            name, slope = _activation_after(modules, i + 2)
+            segments.append((2 + (name != "identity"), "conv_bn_act", name, slope))
+            i += segments[-1][0]
             continue
         if _fusable_conv(m) and i + 1 < len(modules) and activation_of(modules[i + 1]) is not None:
             name, slope = activation_of(modules[i + 1])
@@ -55,11 +63,10 @@ def plan(modules):
                 segments.append((2, "conv_act", name, slope))
                 i += 2
                 continue
-        if _fusable_linear(m) and i + 2 < len(modules) and type(modules[i + 1]) is nn.BatchNorm1d \
-                and activation_of(modules[i + 2]) is not None:
-            name, slope = activation_of(modules[i + 2])
-            segments.append((3, "linear_bn_act", name, slope))
-            i += 3
+        if _fusable_linear(m) and i + 1 < len(modules) and type(modules[i + 1]) is nn.BatchNorm1d:
+            name, slope = _activation_after(modules, i + 2)
+            segments.append((2 + (name != "identity"), "linear_bn_act", name, slope))
+            i += segments[-1][0]
             continue
         if _fusable_linear(m) and i + 1 < len(modules) and activation_of(modules[i + 1]) is not None:
             name, slope = activation_of(modules[i + 1])
@@ -67,6 +74,11 @@ def plan(modules):
                 segments.append((2, "linear_act", name, slope))
                 i += 2
                 continue
+        if type(m) in (nn.BatchNorm2d, nn.BatchNorm1d):
+            name, slope = _activation_after(modules, i + 1)
+            segments.append((1 + (name != "identity"), "bn_act", name, slope))
+            i += segments[-1][0]
+            continue
         segments.append((1, "module", None, 0.0))
         i += 1
     return segments
@@ -99,6 +111,28 @@ def linear_act(linear, activation, slope, x):
     return FF.linear_act(x, linear.weight, linear.bias, activation, slope)
 
 
+def _stock_act(last, y):
+    return y if last is None else last(y)
+
+
+def bn_act(bn, last, activation, slope, x):
+    """BatchNorm2d | BatchNorm1d, then the activation (or none), in the fused BatchNorm kernels;
+    a BatchNorm1d's (N, C) or (N, C, L) input viewed as (N, C, 1, 1) or (N, C, L, 1). Input of
+    another rank, and a BatchNorm1d's training batch of one value per channel, run the stock
+    modules (stock's own errors)."""
+    if type(bn) is nn.BatchNorm2d:
+        view = x if x.dim() == 4 else None
+    else:
+        view = x.unsqueeze(-1) if x.dim() == 3 else x.view(x.size(0), x.size(1), 1, 1) if x.dim() == 2 else None
+        if view is not None and view.size(0) * view.size(2) == 1 and (bn.training or bn.running_mean is None):
+            view = None
+    if view is None:
+        return _stock_act(last, bn(x))
+    out = FF.batch_norm_act(view, bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.training, bn.momentum,
+                            bn.eps, activation, slope, bn.num_batches_tracked)
+    return out.view(x.shape)
+
+
 def linear_bn_act(linear, bn, last, activation, slope, x):
     """Linear -> BatchNorm1d -> activation: the product through torch (as conv_bn_act's
     convolution), then BatchNorm1d's statistics, normalisation and activation in the fused
@@ -106,11 +140,9 @@ def linear_bn_act(linear, bn, last, activation, slope, x):
     arithmetic is. Input that is not 2-D (BatchNorm1d would normalise over dim 1 of (N, L, C)),
     and a training batch of one (stock's own error), run the stock modules."""
     y = torch.nn.functional.linear(x, linear.weight, linear.bias)
-    if y.dim() != 2 or (y.size(0) == 1 and (bn.training or bn.running_mean is None)):
-        return last(bn(y))
-    out = FF.batch_norm_act(y.view(y.size(0), y.size(1), 1, 1), bn.running_mean, bn.running_var, bn.weight, bn.bias,
-                            bn.training, bn.momentum, bn.eps, activation, slope, bn.num_batches_tracked)
-    return out.view(y.shape)
+    if y.dim() != 2:
+        return _stock_act(last, bn(y))
+    return bn_act(bn, last, activation, slope, y)
 
 
 def _runner(kind, modules, activation):
@@ -125,9 +157,11 @@ def _runner(kind, modules, activation):
     property) sends the call down the general path, which reads the attributes."""
     if kind == "module":
         return modules[0]
+    last = modules[-1] if activation != "identity" else None
     if kind == "linear_bn_act":
-        linear, bn, last = modules
-        return lambda x: linear_bn_act(linear, bn, last, activation, _slope(last), x)
+        return lambda x: linear_bn_act(modules[0], modules[1], last, activation, _slope(last), x)
+    if kind == "bn_act":
+        return lambda x: bn_act(modules[0], last, activation, _slope(last), x)
     if kind == "linear_act":
         linear, last = modules
         lp = linear._parameters
@@ -199,16 +233,18 @@ class FusedSequential(nn.Sequential):
                 input = run(input)
             return input
         i = 0  # traced by torch.compile: the plan is made at trace time, no cache to guard on
-        for length, kind, activation, _ in plan(modules):
+        for length, kind, activation, slope in plan(modules):
+            last = modules[i + length - 1] if activation is not None and activation != "identity" else None
             if kind == "conv_bn_act":
-                input = conv_bn_act(modules[i], modules[i + 1], activation, _slope(modules[i + 2]), input)
+                input = conv_bn_act(modules[i], modules[i + 1], activation, slope, input)
             elif kind == "conv_act":
-                input = conv_act(modules[i], activation, _slope(modules[i + 1]), input)
+                input = conv_act(modules[i], activation, slope, input)
             elif kind == "linear_act":
-                input = linear_act(modules[i], activation, _slope(modules[i + 1]), input)
+                input = linear_act(modules[i], activation, slope, input)
             elif kind == "linear_bn_act":
-                input = linear_bn_act(modules[i], modules[i + 1], modules[i + 2], activation,
-                                      _slope(modules[i + 2]), input)
+                input = linear_bn_act(modules[i], modules[i + 1], last, activation, slope, input)
+            elif kind == "bn_act":
+                input = bn_act(modules[i], last, activation, slope, input)
             else:
                 input = modules[i](input)
             i += length

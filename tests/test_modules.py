@@ -258,3 +258,63 @@ def test_linear_batch_norm1d_act_falls_back_where_stock_differs(backend):
     block = nn.Sequential(nn.Linear(8, 4), nn.BatchNorm1d(3), nn.ReLU()).double()
     x = torch.randn(2, 3, 8, dtype=torch.float64)
     assert_close(fastgan.fuse(block, inplace=False)(x), block(x), torch.float64)
+
+
+def zoo_discriminator():
+    """The DCGAN-family discriminator block of the GAN zoos: Conv2d, LeakyReLU, Dropout2d,
+    BatchNorm2d(out, 0.8): a BatchNorm with no activation after it."""
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, 2, 1), nn.LeakyReLU(0.2, inplace=True), nn.Dropout2d(0.0),
+        nn.Conv2d(8, 16, 3, 2, 1), nn.LeakyReLU(0.2, inplace=True), nn.Dropout2d(0.0), nn.BatchNorm2d(16, 0.8))
+
+
+def zoo_generator_body():
+    """A generator opening with BatchNorm2d (after the Linear and the view in its forward),
+    then Upsample, Conv2d, BatchNorm2d(out, 0.8), LeakyReLU; a residual branch's Conv -> BatchNorm."""
+    return nn.Sequential(
+        nn.BatchNorm2d(4), nn.Upsample(scale_factor=2), nn.Conv2d(4, 8, 3, 1, 1), nn.BatchNorm2d(8, 0.8),
+        nn.LeakyReLU(0.2, inplace=True), nn.Conv2d(8, 8, 3, 1, 1), nn.BatchNorm2d(8), nn.Conv2d(8, 3, 3, 1, 1),
+        nn.Tanh())
+
+
+def linear_batch_norm1d_body():
+    """Linear -> BatchNorm1d without an activation, and a BatchNorm1d over (N, C, L)."""
+    return nn.Sequential(nn.Linear(6, 4), nn.BatchNorm1d(4), nn.Unflatten(1, (2, 2)), nn.BatchNorm1d(2),
+                         nn.ReLU())
+
+
+BATCH_NORM_WITHOUT_ACTIVATION = [
+    (zoo_discriminator, (4, 3, 8, 8), ["conv_act", "module", "conv_act", "module", "bn_act"]),
+    (zoo_generator_body, (4, 4, 4, 4), ["bn_act", "module", "conv_bn_act", "conv_bn_act", "conv_act"]),
+    (linear_batch_norm1d_body, (5, 6), ["linear_bn_act", "module", "bn_act"]),
+]
+
+
+@pytest.mark.parametrize("make,shape,kinds", BATCH_NORM_WITHOUT_ACTIVATION,
+                         ids=["zoo-discriminator", "zoo-generator", "linear-batchnorm1d"])
+def test_batch_norm_without_activation_matches_stock(backend, make, shape, kinds):
+    """A BatchNorm with no activation after it runs fused with the identity: outputs, gradients
+    and running statistics as stock's over three training steps and in eval (float64)."""
+    from fastgan.fuse import plan
+    torch.manual_seed(6)
+    stock = make().double()
+    for m in stock.modules():
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            randomise_bn(m)
+    fused = fastgan.fuse(stock, inplace=False)
+    assert [kind for _, kind, _, _ in plan(list(fused._modules.values()))] == kinds
+    for step in range(3):
+        x = torch.randn(shape, dtype=torch.float64)
+        xs, xf = x.clone().requires_grad_(), x.clone().requires_grad_()
+        out_s, out_f = stock(xs), fused(xf)
+        assert_close(out_f, out_s, torch.float64, msg=f"step {step} output")
+        grad = torch.randn_like(out_s)
+        out_s.backward(grad), out_f.backward(grad)
+        assert_close(xf.grad, xs.grad, torch.float64, msg=f"step {step} input gradient")
+        for (name, p), q in zip(stock.named_parameters(), fused.parameters()):
+            assert_close(q.grad, p.grad, torch.float64, msg=f"step {step} {name} gradient")
+    for (name, b), c in zip(stock.named_buffers(), fused.buffers()):
+        assert_close(c, b, torch.float64, msg=name)
+    stock.eval(), fused.eval()
+    x = torch.randn(shape, dtype=torch.float64)
+    assert_close(fused(x), stock(x), torch.float64, msg="eval")

@@ -101,8 +101,12 @@ if [[ $stages == *test* ]]; then
     limited $TEST_S "$OUT/tests.log" $PY -m pytest "${select[@]}" -q -ra $xdist || status=1
     grep -E "passed|failed|error" "$OUT/tests.log" | tail -1 | tee -a "$SUMMARY"
     grep -E "^(FAILED|ERROR)" "$OUT/tests.log" | head -40 | tee -a "$SUMMARY"
-    # A test that crashed its worker runs again alone under a debugger, for the native backtrace.
+    # A test that crashed its worker runs again alone under a debugger, for the native backtrace
+    # (a run cut short has no summary to name it: then the first bad-input test, on the CPU).
     crashed=$(grep -oE "^FAILED [^ ]+ - worker '[^']+' cr" "$OUT/tests.log" | head -1 | cut -d' ' -f2)
+    if [[ -z $crashed ]] && grep -q "Fatal Python error" "$OUT/tests.log"; then
+      crashed="tests/test_bad_input.py::test_wrong_rank[fused-cpu]"
+    fi
     debugger=$(command -v cuda-gdb || command -v gdb)
     if [[ -n $crashed && -n $debugger ]]; then
       say "--- $crashed crashed its worker; its backtrace under $(basename "$debugger") is at the end of tests.log"
@@ -142,7 +146,7 @@ if [[ $stages == *bench* ]]; then
       collects "$name (${seconds}s)" "${select[@]}"
     else
       echo "--- $name" >> "$OUT/bench.log"
-      limited "$seconds" "$OUT/bench.log" $PY -m pytest "${select[@]}" -q --benchmark-json="$OUT/bench-$name.json" \
+      limited "$seconds" "$OUT/bench.log" $PY -m pytest "${select[@]}" -v --benchmark-json="$OUT/bench-$name.json" \
         || status=1
       result=$(sed -n "/^--- $name\$/,\$p" "$OUT/bench.log" | grep -E "passed|failed|error" | tail -1)
       say "$name: ${result:-no pytest summary (cut short?)}"
@@ -150,9 +154,13 @@ if [[ $stages == *bench* ]]; then
   done
   if ((DRY)); then
     $PY benchmarks/report.py --help > /dev/null && say "benchmarks/report.py runs" || status=1
-  elif compgen -G "$OUT/bench-*.json" > /dev/null; then
+  else
     # One report of all runs: <device>-<date>.{json,md,png} beside the logs; its targets go into
-    # the summary. The runs' own JSON files go once the merged one is written.
+    # the summary. The runs' own JSON files go once the merged one is written; a run cut short
+    # before pytest wrote its JSON leaves an empty file, which is dropped.
+    find "$OUT" -maxdepth 1 -name "bench-*.json" -empty -delete
+  fi
+  if ((!DRY)) && compgen -G "$OUT/bench-*.json" > /dev/null; then
     if $PY benchmarks/report.py "$OUT"/bench-*.json --out "$OUT" > "$OUT/report.txt" 2>&1; then
       sed -n '/^## Targets/,$p' "$OUT/report.txt" | grep -v "^wrote " >> "$SUMMARY"
       rm -f "$OUT"/bench-*.json "$OUT/report.txt"

@@ -62,42 +62,42 @@ def run_timed(measure, calls, variant, group, inner=None, rounds=None, **extra):
     measure(calls[variant], group=group, variant=variant, kind="op", inner=inner, rounds=rounds, **extra)
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("mode", ["fwd", "fwd+bwd"])
-@pytest.mark.parametrize("shape", layer_shapes(), ids=lambda s: s[0])
-@pytest.mark.parametrize("variant", ["stock", "fastgan"])
-def test_bn_act(measure, variant, shape, mode, dtype, layout):
-    """BatchNorm2d + ReLU (G) or LeakyReLU (D): the fused statistics/normalise/activate."""
+def per_batch_norm_layer(test):
+    """Every BatchNorm layer of DCGAN at this size, forward and forward+backward, each dtype and
+    layout, stock and fastgan."""
+    for name, values, kwargs in [("variant", ["stock", "fastgan"], {}),
+                                 ("shape", layer_shapes(), {"ids": lambda s: s[0]}),
+                                 ("mode", ["fwd", "fwd+bwd"], {}), ("dtype", DTYPES, {}), ("layout", LAYOUTS, {})]:
+        test = pytest.mark.parametrize(name, values, **kwargs)(test)
+    return test
+
+
+def run_batch_norm_case(measure, label, stock_after, act, slope, variant, shape, mode, dtype, layout):
+    """BatchNorm2d then stock_after (a module, or None for none) against fastgan's batch_norm_act
+    with act; the fewest passes over the activation: fwd reads x and writes y; bwd reads dy and
+    x, writes dx."""
     name, c, hw = shape
-    act, slope = ("relu", 0.0) if name.startswith("G") else ("leaky_relu", 0.2)
     bn = nn.BatchNorm2d(c).to(DEVICE)
     x = make_input(c, hw, dtype, layout, mode != "fwd")
-    stock_act = nn.ReLU() if act == "relu" else nn.LeakyReLU(slope)
-    fns = {"stock": lambda t: stock_act(bn(t)),
+    fns = {"stock": bn if stock_after is None else lambda t: stock_after(bn(t)),
            "fastgan": lambda t: FF.batch_norm_act(t, bn.running_mean, bn.running_var, bn.weight, bn.bias, True,
                                                   bn.momentum, bn.eps, act, slope, bn.num_batches_tracked)}
-    # Fewest passes over the activation: fwd reads x and writes y; bwd reads dy and x, writes dx.
-    run_case(measure, f"bn+{act} {name} {c}x{hw}x{hw}", fns, x, mode, dtype, layout, variant,
-             {"fwd": 2, "fwd+bwd": 5})
+    run_case(measure, f"{label} {name} {c}x{hw}x{hw}", fns, x, mode, dtype, layout, variant, {"fwd": 2, "fwd+bwd": 5})
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("mode", ["fwd", "fwd+bwd"])
-@pytest.mark.parametrize("shape", layer_shapes(), ids=lambda s: s[0])
-@pytest.mark.parametrize("variant", ["stock", "fastgan"])
+@per_batch_norm_layer
+def test_bn_act(measure, variant, shape, mode, dtype, layout):
+    """BatchNorm2d + ReLU (G) or LeakyReLU (D): the fused statistics/normalise/activate."""
+    act, slope = ("relu", 0.0) if shape[0].startswith("G") else ("leaky_relu", 0.2)
+    stock_act = nn.ReLU() if act == "relu" else nn.LeakyReLU(slope)
+    run_batch_norm_case(measure, f"bn+{act}", stock_act, act, slope, variant, shape, mode, dtype, layout)
+
+
+@per_batch_norm_layer
 def test_bn_alone(measure, variant, shape, mode, dtype, layout):
     """BatchNorm2d with no activation after it (the GAN zoos' discriminator blocks end in one):
     fastgan.fuse runs it in the fused kernels with the identity; this says whether that pays."""
-    name, c, hw = shape
-    bn = nn.BatchNorm2d(c).to(DEVICE)
-    x = make_input(c, hw, dtype, layout, mode != "fwd")
-    fns = {"stock": bn,
-           "fastgan": lambda t: FF.batch_norm_act(t, bn.running_mean, bn.running_var, bn.weight, bn.bias, True,
-                                                  bn.momentum, bn.eps, "identity", 0.0, bn.num_batches_tracked)}
-    run_case(measure, f"bn alone {name} {c}x{hw}x{hw}", fns, x, mode, dtype, layout, variant,
-             {"fwd": 2, "fwd+bwd": 5})
+    run_batch_norm_case(measure, "bn alone", None, "identity", 0.0, variant, shape, mode, dtype, layout)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)

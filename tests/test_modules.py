@@ -199,6 +199,36 @@ def test_parameters_swapped_or_parametrized_after_the_first_call_are_used(backen
     assert_close(original[1], original[0], torch.float64, msg="gradient of the parametrization's original")
 
 
+def randomised_copy_and_fused(make):
+    """(stock, fused): make()'s model in float64 with random BatchNorm parameters and statistics,
+    and fastgan.fuse's copy of it."""
+    stock = make().double()
+    for m in stock.modules():
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            randomise_bn(m)
+    return stock, fastgan.fuse(stock, inplace=False)
+
+
+def assert_trains_like_stock(stock, fused, shape, eval_shape):
+    """Three training steps on random input of `shape`: outputs, the input's and parameters'
+    gradients, then the running statistics, then an eval forward on `eval_shape` (float64)."""
+    for step in range(3):
+        x = torch.randn(shape, dtype=torch.float64)
+        xs, xf = x.clone().requires_grad_(), x.clone().requires_grad_()
+        out_s, out_f = stock(xs), fused(xf)
+        assert_close(out_f, out_s, torch.float64, msg=f"step {step} output")
+        grad = torch.randn_like(out_s)
+        out_s.backward(grad), out_f.backward(grad)
+        assert_close(xf.grad, xs.grad, torch.float64, msg=f"step {step} input gradient")
+        for (name, p), q in zip(stock.named_parameters(), fused.parameters()):
+            assert_close(q.grad, p.grad, torch.float64, msg=f"step {step} {name} gradient")
+    for (name, b), c in zip(stock.named_buffers(), fused.buffers()):
+        assert_close(c, b, torch.float64, msg=name)
+    stock.eval(), fused.eval()
+    x = torch.randn(eval_shape, dtype=torch.float64)
+    assert_close(fused(x), stock(x), torch.float64, msg="eval")
+
+
 def vanilla_generator(momentum):
     """The "vanilla" and conditional GAN generators of the GAN zoos, written out as they are:
     Linear -> BatchNorm1d(out, 0.8) (eps 0.8, as written there) -> LeakyReLU(0.2), then a
@@ -215,28 +245,10 @@ def test_linear_batch_norm1d_act_matches_stock(backend, momentum):
     training steps and in eval, in float64; the plan fuses both Linear -> BatchNorm1d blocks."""
     from fastgan.fuse import plan
     torch.manual_seed(4)
-    stock = vanilla_generator(momentum).double()
-    for m in stock.modules():
-        if isinstance(m, nn.BatchNorm1d):
-            randomise_bn(m)
-    fused = fastgan.fuse(stock, inplace=False)
+    stock, fused = randomised_copy_and_fused(lambda: vanilla_generator(momentum))
     assert [kind for _, kind, _, _ in plan(list(fused._modules.values()))] == \
         ["linear_bn_act", "linear_bn_act", "linear_act"]
-    for step in range(3):
-        z = torch.randn(5, 8, dtype=torch.float64)
-        zs, zf = z.clone().requires_grad_(), z.clone().requires_grad_()
-        out_s, out_f = stock(zs), fused(zf)
-        assert_close(out_f, out_s, torch.float64, msg=f"step {step} output")
-        grad = torch.randn_like(out_s)
-        out_s.backward(grad), out_f.backward(grad)
-        assert_close(zf.grad, zs.grad, torch.float64, msg=f"step {step} input gradient")
-        for (name, p), q in zip(stock.named_parameters(), fused.parameters()):
-            assert_close(q.grad, p.grad, torch.float64, msg=f"step {step} {name} gradient")
-    for (name, b), c in zip(stock.named_buffers(), fused.buffers()):
-        assert_close(c, b, torch.float64, msg=name)
-    stock.eval(), fused.eval()
-    z = torch.randn(1, 8, dtype=torch.float64)  # a batch of one is fine in eval
-    assert_close(fused(z), stock(z), torch.float64, msg="eval")
+    assert_trains_like_stock(stock, fused, (5, 8), (1, 8))  # a batch of one is fine in eval
     if fastgan.backend() == "fused":  # and the BatchNorm1d ran in fastgan's kernels, not torch's
         fused.train()
         with torch.profiler.profile() as prof:
@@ -297,24 +309,6 @@ def test_batch_norm_without_activation_matches_stock(backend, make, shape, kinds
     and running statistics as stock's over three training steps and in eval (float64)."""
     from fastgan.fuse import plan
     torch.manual_seed(6)
-    stock = make().double()
-    for m in stock.modules():
-        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            randomise_bn(m)
-    fused = fastgan.fuse(stock, inplace=False)
+    stock, fused = randomised_copy_and_fused(make)
     assert [kind for _, kind, _, _ in plan(list(fused._modules.values()))] == kinds
-    for step in range(3):
-        x = torch.randn(shape, dtype=torch.float64)
-        xs, xf = x.clone().requires_grad_(), x.clone().requires_grad_()
-        out_s, out_f = stock(xs), fused(xf)
-        assert_close(out_f, out_s, torch.float64, msg=f"step {step} output")
-        grad = torch.randn_like(out_s)
-        out_s.backward(grad), out_f.backward(grad)
-        assert_close(xf.grad, xs.grad, torch.float64, msg=f"step {step} input gradient")
-        for (name, p), q in zip(stock.named_parameters(), fused.parameters()):
-            assert_close(q.grad, p.grad, torch.float64, msg=f"step {step} {name} gradient")
-    for (name, b), c in zip(stock.named_buffers(), fused.buffers()):
-        assert_close(c, b, torch.float64, msg=name)
-    stock.eval(), fused.eval()
-    x = torch.randn(shape, dtype=torch.float64)
-    assert_close(fused(x), stock(x), torch.float64, msg="eval")
+    assert_trains_like_stock(stock, fused, shape, shape)

@@ -1,22 +1,24 @@
 #!/usr/bin/env bash
 # The GPU check in one command: build, test, sanitize and benchmark on the visible GPU. Each
 # stage has its own time limit and writes its log under $OUT as it goes, so a stage cut short
-# still leaves what it did; together the limits are under 10 minutes.
+# still leaves what it did. A clean run takes about 8 minutes on an H200 host with 16 cores; every
+# limit reached, about 13. Name stages (and GPU_RUN_BENCH runs) to run fewer.
 #
 #   bash benchmarks/gpu_run.sh [--dry-run] [build] [test] [sanitize] [bench]   (default: all four)
 #
 #   build     the module for the visible GPU only (arch 9.0 on an H200), all cores        150 s
-#   test      the test suite's GPU cases (the emulated ones are proven on the CPU) and bad
-#             input on every device; a test that crashed its worker runs again under a
-#             debugger (40 s more) for its native backtrace                                100 s
+#   test      whether a C++ error reaches Python here (benchmarks/native_errors.py: seconds,
+#             or up to 150 s of diagnosis when one crashes); the test suite's GPU cases
+#             (the emulated ones are proven on the CPU) and bad input on every device; a test
+#             that crashed its worker runs again under a debugger (40 s more)              100 s
 #   sanitize  compute-sanitizer memcheck, then racecheck, on tests/sanitize_kernels.py      60 s
 #   bench     the cases that decide the targets, fp32 and bf16 + channels_last, in four
 #             runs, each with its own limit and JSON so a run cut short loses only itself:
-#             the device's ceilings and the eager and CUDA-graph DCGAN steps (90 s); the
+#             the device's ceilings and the eager and CUDA-graph DCGAN steps (120 s); the
 #             per-op groups of the largest layers (30 s); StyleGAN's ops and a StyleGAN2
 #             step with R1 (70 s); torch.compile's steps (the slowest to warm up, so last,
 #             50 s). Then benchmarks/report.py merges the runs into one report.
-#             GPU_RUN_BENCH="steps stylegan" (say) runs only the runs it names           240 s
+#             GPU_RUN_BENCH="steps stylegan" (say) runs only the runs it names           270 s
 #
 # --dry-run: on a machine with no GPU, runs every stage's own checks (the module imports, pytest
 # collects a non-empty selection with the same -k/-m, the scripts parse) and prints the limits,
@@ -65,7 +67,7 @@ TESTS_K="cuda or graph or test_bad_input"
 # DCGAN-64 (G3: 64 channels at 32x32, D1: 128 at 16x16) and the conv+act layers; StyleGAN: each
 # op forward+backward at 512 channels x 32 px, and the StyleGAN2 step; compile: torch.compile's
 # default and reduce-overhead modes (max-autotune would spend minutes).
-BENCH_RUNS=("steps:90:device_ceiling or (train_step and (eager or graph))"
+BENCH_RUNS=("steps:120:device_ceiling or (train_step and (eager or graph))"
             "ops:30:((bn_act or bn_alone) and (G3 or D1)) or conv_act"
             "stylegan:70:(stylegan_op and fwd+bwd and 512x32px) or stylegan2_step"
             "compile:50:train_step and compile and not max-autotune")
@@ -95,8 +97,14 @@ if [[ $stages == *test* ]]; then
   stage test $TEST_S
   select=(tests -m "not cuda_emu" -k "$TESTS_K" -p no:cacheprovider)
   if ((DRY)); then
+    $PY -m py_compile benchmarks/native_errors.py && say "benchmarks/native_errors.py compiles" || status=1
     collects tests "${select[@]}"
   else
+    # First, whether an error raised in C++ reaches Python here at all (a few seconds; when it
+    # does not, the probe's minimal extensions and backtrace take up to 2 minutes more).
+    echo "=== benchmarks/native_errors.py" >> "$OUT/tests.log"
+    limited 150 "$OUT/tests.log" $PY benchmarks/native_errors.py
+    grep -E ": (exit|signal|timed out)|^result:" "$OUT/tests.log" | tee -a "$SUMMARY"
     xdist=$($PY -c "import xdist" 2>/dev/null && echo "-n 8")
     limited $TEST_S "$OUT/tests.log" $PY -m pytest "${select[@]}" -q -ra $xdist || status=1
     grep -E "passed|failed|error" "$OUT/tests.log" | tail -1 | tee -a "$SUMMARY"
@@ -146,8 +154,11 @@ if [[ $stages == *bench* ]]; then
       collects "$name (${seconds}s)" "${select[@]}"
     else
       echo "--- $name" >> "$OUT/bench.log"
-      limited "$seconds" "$OUT/bench.log" $PY -m pytest "${select[@]}" -v --benchmark-json="$OUT/bench-$name.json" \
-        || status=1
+      # Each line stamped with the time it was written: -v prints a line as each case ends, so a
+      # run cut at its limit still shows which cases took the time.
+      limited "$seconds" "$OUT/bench.log" bash -c \
+        '"$@" 2>&1 | while IFS= read -r line; do printf "%(%T)T %s\n" -1 "$line"; done; exit ${PIPESTATUS[0]}' _ \
+        $PY -m pytest "${select[@]}" -v --benchmark-json="$OUT/bench-$name.json" || status=1
       result=$(sed -n "/^--- $name\$/,\$p" "$OUT/bench.log" | grep -E "passed|failed|error" | tail -1)
       say "$name: ${result:-no pytest summary (cut short?)}"
     fi

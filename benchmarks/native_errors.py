@@ -76,10 +76,11 @@ def facts():
                                       if any(k in line for k in ("gomp", "stdc++", "gcc_s", "omp"))))
     torch_lib = os.path.join(os.path.dirname(torch.__file__), "lib")
     print("torch/lib OpenMP:", [f for f in os.listdir(torch_lib) if "omp" in f])
-    libs = sys.modules.get("torch.libs") and os.listdir(os.path.join(os.path.dirname(torch.__file__), "..", "torch.libs"))
-    print("torch.libs:", libs or "-")
+    bundled = os.path.join(os.path.dirname(torch.__file__), "..", "torch.libs")
+    print("torch.libs:", os.listdir(bundled) if os.path.isdir(bundled) else "-")
+    runtime = ("gomp", "omp.so", "stdc++", "gcc_s")
     with open("/proc/self/maps") as f:
-        loaded = sorted({line.split()[-1] for line in f if any(k in line for k in ("gomp", "omp.so", "stdc++", "gcc_s"))})
+        loaded = sorted({line.split()[-1] for line in f if any(k in line for k in runtime)})
     print("loaded in this process:", loaded)
     if shutil.which("readelf"):
         hdr = subprocess.run(["readelf", "-lW", so], capture_output=True, text=True).stdout

@@ -67,6 +67,54 @@ def openmp_flags():
     return ["-fopenmp"], ["-fopenmp"]
 
 
+def shared_library_needs(cxx, source, flags):
+    """The NEEDED entries of a shared library that cxx builds from source with flags (and the
+    LDFLAGS the real link gets), or None when it cannot be built or read."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, lib = os.path.join(tmp, "probe.cpp"), os.path.join(tmp, "probe.so")
+        with open(src, "w") as f:
+            f.write(source)
+        try:
+            built = subprocess.run(cxx.split() + ["-shared", "-fPIC", src, "-o", lib] + flags +
+                                   os.environ.get("LDFLAGS", "").split(), capture_output=True, timeout=120)
+            if built.returncode != 0:
+                return None
+            dynamic = subprocess.run(["readelf", "-dW", lib], capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+    return re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", dynamic.stdout)
+
+
+def cxx_runtime_link_flags():
+    """Link flags that make the module use the C++ runtime torch runs with, libstdc++.so.6,
+    rather than carry its own copy. A compiler links libstdc++ statically when its library path
+    has libstdc++.a but no libstdc++.so (a partly installed GCC), or when LDFLAGS says
+    -static-libstdc++. Such a module has two C++ runtimes in one process, and on Ubuntu 24.04
+    (GCC 13 beside GCC 14's libstdc++) formatting a number into an error message crashes the
+    process (std::locale's facets of one copy read through the other). The fix links the
+    loaded libstdc++.so.6 by its path; elsewhere no flag is added."""
+    if not sys.platform.startswith("linux"):
+        return []
+    cxx = os.environ.get("CXX") or sysconfig.get_config_var("CXX") or "c++"
+    source = ("#include <sstream>\n#include <string>\n"
+              "std::string f(long v) { std::ostringstream s; s << v; return s.str(); }\n")
+    needs = shared_library_needs(cxx, source, [])
+    if needs is None or any(n.startswith(("libstdc++", "libc++")) for n in needs):
+        return []
+    with open("/proc/self/maps") as maps:  # torch, imported by now, has loaded the runtime
+        loaded = sorted({line.split()[-1] for line in maps if re.search(r"/libstdc\+\+\.so[.0-9]*$", line.strip())})
+    if loaded and "libstdc++.so.6" in (shared_library_needs(cxx, source, [loaded[0]]) or []):
+        print(f"fastgan: {cxx} links libstdc++ statically here (no libstdc++.so in its library path, or "
+              f"-static-libstdc++ in LDFLAGS); linking {loaded[0]}, the C++ runtime torch runs with, instead")
+        return [loaded[0]]
+    print(f"fastgan: warning: {cxx} links libstdc++ statically and {loaded[0] if loaded else 'no libstdc++.so.6'} "
+          "could not replace it: an error raised by fastgan's C++ may crash Python instead. Install the compiler's "
+          "libstdc++ development package (it provides libstdc++.so) and build again")
+    return []
+
+
 def toolkit_root_from_nvcc():
     """The real toolkit root. nvcc may be a wrapper script whose folder holds no headers,
     so ask nvcc itself (its -dryrun prints TOP=<root>)."""
@@ -187,6 +235,7 @@ def extensions():
     cxx = ["-O3", "-fopenmp-simd", "-fno-trapping-math", "-fno-math-errno"]
     omp_compile, link = openmp_flags()
     cxx += omp_compile
+    link = link + cxx_runtime_link_flags()
     define_macros = []
     use_cuda = want_cuda(torch)
     if use_cuda:

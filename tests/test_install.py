@@ -56,6 +56,17 @@ def test_cpu_kernels_are_built_to_use_torchs_threads():
     assert len(gomp) <= 1, f"two libgomp.so.1 loaded: {sorted(gomp)}"
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux") or shutil.which("nm") is None,
+                    reason="libstdc++ is the runtime of Linux builds; nm reads the module's symbols")
+def test_module_uses_the_loaded_cpp_runtime():
+    """A module that carries its own static copy of libstdc++ has two C++ runtimes in the
+    process; on Ubuntu 24.04 (GCC 13 beside GCC 14's libstdc++) formatting a number into an
+    error message then crashed Python. setup.py links the runtime torch loaded instead."""
+    symbols = subprocess.run(["nm", "-D", "--defined-only", _backend._C.__file__], capture_output=True, text=True,
+                             timeout=120, check=True).stdout
+    copied = [line.split()[-1] for line in symbols.splitlines() if "_ZNSt6locale" in line]
+    assert not copied, f"fastgan._C defines libstdc++'s std::locale ({copied[:3]}): libstdc++ was linked statically"
+
 def test_a_module_built_against_another_torch_is_refused(package_copy):
     info_path = package_copy / "fastgan" / "_build_info.json"
     info = json.loads(info_path.read_text())

@@ -173,7 +173,7 @@ def measure(benchmark):
             many()
         benchmark.group = group
         benchmark.extra_info.update(variant=variant, inner=inner, peak_mib=round(mem.mib, 2), device=device_name(),
-                                    torch=torch.__version__, **extra)
+                                    gpu=CUDA, torch=torch.__version__, **extra)
         benchmark.pedantic(many, rounds=rounds, iterations=1, warmup_rounds=0)
 
     return run

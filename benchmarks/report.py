@@ -369,7 +369,8 @@ def main(argv=None):
     data, rows = load(args.json)
     groups = by_group(rows)
     device = rows[0]["info"].get("device", "unknown") if rows else "unknown"
-    gpu = "device ceilings" in groups
+    # Recorded with each benchmark since 2026-12-04; older GPU runs are known by their ceilings.
+    gpu = any(r["info"].get("gpu") for r in rows) or "device ceilings" in groups
     ceil = ceilings(groups)
     # The run's own date and torch, not this machine's: a report is often made elsewhere.
     date = str(data.get("datetime", ""))[:10] or datetime.date.today().isoformat()

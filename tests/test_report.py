@@ -105,3 +105,13 @@ def test_a_step_group_without_stock_eager_is_still_reported(tmp_path):
     text = make_report(tmp_path, str(path))
     assert "| stock-compile | 12.00 | 10667 | n/a |" in text
     assert "2026-01-02; torch 2.11.0+cu130, Python 3.12.3;" in text
+
+
+def test_a_gpu_run_without_ceilings_gets_the_gpu_targets(tmp_path):
+    # The per-op run alone has no device-ceiling group; each benchmark records gpu=True.
+    text = make_report(tmp_path, write(tmp_path, [
+        bench("op bn+relu G3 fwd+bwd fp32 nchw", "stock", 2e-3, 1e-6, gpu=True),
+        bench("op bn+relu G3 fwd+bwd fp32 nchw", "fastgan", 1.5e-3, 1e-6, gpu=True, **paired(0.75, 0.74, 0.76)),
+    ]))
+    targets = text.split("## Targets")[1]
+    assert "BN+act fwd+bwd fp32 NCHW, worst shape: 1.33x (target 1.5x) — MISSED by 11%" in targets

@@ -89,12 +89,12 @@ def shared_library_needs(cxx, source, flags):
 
 def cxx_runtime_link_flags():
     """Link flags that make the module use the C++ runtime torch runs with, libstdc++.so.6,
-    rather than carry its own copy. A compiler links libstdc++ statically when its library path
-    has libstdc++.a but no libstdc++.so (a partly installed GCC), or when LDFLAGS says
-    -static-libstdc++. Such a module has two C++ runtimes in one process, and on Ubuntu 24.04
-    (GCC 13 beside GCC 14's libstdc++) formatting a number into an error message crashes the
-    process (std::locale's facets of one copy read through the other). The fix links the
-    loaded libstdc++.so.6 by its path; elsewhere no flag is added."""
+    rather than carry its own copy. A compiler links libstdc++ statically when, for example, its
+    libstdc++.so cannot be used but libstdc++.a can, or LDFLAGS says -static-libstdc++; an
+    Ubuntu 24.04 host with GCC 13 did so, for a reason not pinned down. Such a module has two C++
+    runtimes in one process, and there formatting a number into an error message crashed
+    Python (std::locale's facets of one copy read through the other). The fix links the loaded
+    libstdc++.so.6 by its path; where the compiler links it dynamically no flag is added."""
     if not sys.platform.startswith("linux"):
         return []
     cxx = os.environ.get("CXX") or sysconfig.get_config_var("CXX") or "c++"
@@ -106,8 +106,8 @@ def cxx_runtime_link_flags():
     with open("/proc/self/maps") as maps:  # torch, imported by now, has loaded the runtime
         loaded = sorted({line.split()[-1] for line in maps if re.search(r"/libstdc\+\+\.so[.0-9]*$", line.strip())})
     if loaded and "libstdc++.so.6" in (shared_library_needs(cxx, source, [loaded[0]]) or []):
-        print(f"fastgan: {cxx} links libstdc++ statically here (no libstdc++.so in its library path, or "
-              f"-static-libstdc++ in LDFLAGS); linking {loaded[0]}, the C++ runtime torch runs with, instead")
+        print(f"fastgan: {cxx} links libstdc++ statically here (a test library it built does not load "
+              f"libstdc++.so.6); linking {loaded[0]}, the C++ runtime torch runs with, instead")
         return [loaded[0]]
     print(f"fastgan: warning: {cxx} links libstdc++ statically and {loaded[0] if loaded else 'no libstdc++.so.6'} "
           "could not replace it: an error raised by fastgan's C++ may crash Python instead. Install the compiler's "

@@ -81,9 +81,9 @@ FASTGAN_INLINE T affine(T x, T s, T b) {
 // quotient elsewhere, with e^x from a Cody-Waite reduction and a degree-7 polynomial.
 // Within a few float ulps of tanh (tests compare it with fp64 torch.tanh). Host only: the
 // GPU has a fast tanh of its own.
-C10_ALWAYS_INLINE float exp_for_tanh(float x) {  // x in [0, 40]
+C10_ALWAYS_INLINE float exp_for_tanh(float x) {                   // x in [0, 40]
   const float n = (x * 1.44269504f + 12582912.0f) - 12582912.0f;  // round(x / ln 2)
-  const float r = (x - n * 0.693145752f) - n * 1.42860677e-6f;     // |r| <= ln2 / 2
+  const float r = (x - n * 0.693145752f) - n * 1.42860677e-6f;    // |r| <= ln2 / 2
   float p = 1.0f / 5040.0f;
   p = p * r + 1.0f / 720.0f;
   p = p * r + 1.0f / 120.0f;
@@ -114,8 +114,10 @@ FASTGAN_INLINE T tanh_of(T v) {
 #if defined(__CUDA_ARCH__)
   return ::tanh(v);
 #else
-  if constexpr (std::is_same<T, float>::value) return tanh_vectorisable(v);
-  else return std::tanh(v);
+  if constexpr (std::is_same<T, float>::value)
+    return tanh_vectorisable(v);
+  else
+    return std::tanh(v);
 #endif
 }
 
@@ -140,10 +142,14 @@ FASTGAN_INLINE void bce_point(T x, T t, T& loss, T& grad) {
 // mispredicts half the time and keeps the loop from vectorising.
 template <Activation A, typename T>
 FASTGAN_INLINE T activate_t(T v, T slope) {
-  if constexpr (A == Activation::ReLU) return v < T(0) ? T(0) : v;
-  else if constexpr (A == Activation::LeakyReLU) return v > T(0) ? v : v * slope;
-  else if constexpr (A == Activation::Tanh) return tanh_of(v);
-  else return v;
+  if constexpr (A == Activation::ReLU)
+    return v < T(0) ? T(0) : v;
+  else if constexpr (A == Activation::LeakyReLU)
+    return v > T(0) ? v : v * slope;
+  else if constexpr (A == Activation::Tanh)
+    return tanh_of(v);
+  else
+    return v;
 }
 
 // d act / d input, from the pre-activation value (used where the input is recomputed).
@@ -151,19 +157,27 @@ template <Activation A, typename T>
 FASTGAN_INLINE T activation_grad_from_input_t(T v, T slope) {
   if constexpr (A == Activation::ReLU) return T(!(v <= T(0)));
   // A select, not bool-to-float arithmetic: GCC's AVX2 code for the latter ran branchy, 5x slower.
-  else if constexpr (A == Activation::LeakyReLU) return v > T(0) ? T(1) : slope;
-  else if constexpr (A == Activation::Tanh) { const T t = tanh_of(v); return T(1) - t * t; }
-  else return T(1);
+  else if constexpr (A == Activation::LeakyReLU)
+    return v > T(0) ? T(1) : slope;
+  else if constexpr (A == Activation::Tanh) {
+    const T t = tanh_of(v);
+    return T(1) - t * t;
+  } else
+    return T(1);
 }
 
 // d act / d input, from the activation's output (conv+act saves only its output).
 // Valid for leaky_relu only with slope >= 0, which the Python checks enforce.
 template <Activation A, typename T>
 FASTGAN_INLINE T activation_grad_from_output_t(T y, T slope) {
-  if constexpr (A == Activation::ReLU) return T(!(y <= T(0)));
-  else if constexpr (A == Activation::LeakyReLU) return y > T(0) ? T(1) : slope;
-  else if constexpr (A == Activation::Tanh) return T(1) - y * y;
-  else return T(1);
+  if constexpr (A == Activation::ReLU)
+    return T(!(y <= T(0)));
+  else if constexpr (A == Activation::LeakyReLU)
+    return y > T(0) ? T(1) : slope;
+  else if constexpr (A == Activation::Tanh)
+    return T(1) - y * y;
+  else
+    return T(1);
 }
 
 // The one switch from a runtime activation to its compile-time tag. The CPU loops and the

@@ -85,8 +85,8 @@ struct BceWithLogitsBackward final : Node {
   }
 };
 
-std::tuple<Tensor, Tensor> bce_with_logits_autograd(const Tensor& input, const OptTensor& target,
-                                                    double target_value, int64_t reduction) {
+std::tuple<Tensor, Tensor> bce_with_logits_autograd(const Tensor& input, const OptTensor& target, double target_value,
+                                                    int64_t reduction) {
   refuse_forward_ad("bce_with_logits", input, value_or_undefined(target));
   auto node = make_node<BceWithLogitsBackward>(input, target);
   auto result = [&] {

@@ -87,10 +87,12 @@ struct BatchNormActBackward final : Node {
   }
 };
 
-std::tuple<Tensor, Tensor, Tensor> batch_norm_act_autograd(
-    const Tensor& input, const OptTensor& weight, const OptTensor& bias, const OptTensor& running_mean,
-    const OptTensor& running_var, const OptTensor& num_batches_tracked, bool training,
-    c10::optional<double> momentum, double eps, c10::string_view activation, double negative_slope) {
+std::tuple<Tensor, Tensor, Tensor> batch_norm_act_autograd(const Tensor& input, const OptTensor& weight,
+                                                           const OptTensor& bias, const OptTensor& running_mean,
+                                                           const OptTensor& running_var,
+                                                           const OptTensor& num_batches_tracked, bool training,
+                                                           c10::optional<double> momentum, double eps,
+                                                           c10::string_view activation, double negative_slope) {
   refuse_forward_ad("batch_norm_act", input, value_or_undefined(weight), value_or_undefined(bias));
   auto node = make_node<BatchNormActBackward>(input, weight, bias);
   auto result = [&] {
@@ -150,18 +152,18 @@ struct ConvBnActBackward final : Node {
 
 std::tuple<Tensor, Tensor, Tensor, Tensor> conv_bn_act_autograd(
     const Tensor& input, const Tensor& weight, const OptTensor& conv_bias, at::IntArrayRef stride,
-    at::IntArrayRef padding, at::IntArrayRef dilation, bool transposed, at::IntArrayRef output_padding,
-    int64_t groups, const OptTensor& bn_weight, const OptTensor& bn_bias, const OptTensor& running_mean,
-    const OptTensor& running_var, const OptTensor& num_batches_tracked, bool training,
-    c10::optional<double> momentum, double eps, c10::string_view activation, double negative_slope) {
+    at::IntArrayRef padding, at::IntArrayRef dilation, bool transposed, at::IntArrayRef output_padding, int64_t groups,
+    const OptTensor& bn_weight, const OptTensor& bn_bias, const OptTensor& running_mean, const OptTensor& running_var,
+    const OptTensor& num_batches_tracked, bool training, c10::optional<double> momentum, double eps,
+    c10::string_view activation, double negative_slope) {
   refuse_forward_ad("conv_bn_act", input, weight, value_or_undefined(conv_bias), value_or_undefined(bn_weight),
                     value_or_undefined(bn_bias));
   auto node = make_node<ConvBnActBackward>(input, weight, conv_bias, bn_weight, bn_bias);
   auto result = [&] {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     return op::conv_bn_act().call(input, weight, conv_bias, stride, padding, dilation, transposed, output_padding,
-                                  groups, bn_weight, bn_bias, running_mean, running_var, num_batches_tracked,
-                                  training, momentum, eps, activation, negative_slope);
+                                  groups, bn_weight, bn_bias, running_mean, running_var, num_batches_tracked, training,
+                                  momentum, eps, activation, negative_slope);
   }();
   if (training) bump_versions({&running_mean, &running_var, &num_batches_tracked});
   if (node) {
@@ -229,16 +231,15 @@ struct ConvActBackward final : LayerActBackward {
     if (at::GradMode::is_enabled()) {  // torch's convolution_backward, which is differentiable again
       const Tensor g = grad_before_activation(grad_out);
       const std::vector<int64_t> bias_sizes{g.size(1)};
-      auto [gi, gw, gb] = at::convolution_backward(g, x, w, wanted[2] ? at::OptionalIntArrayRef(bias_sizes)
-                                                                      : at::OptionalIntArrayRef(),
-                                                   conv.stride, conv.padding, conv.dilation, conv.transposed,
-                                                   conv.output_padding, conv.groups, wanted);
+      auto [gi, gw, gb] = at::convolution_backward(
+          g, x, w, wanted[2] ? at::OptionalIntArrayRef(bias_sizes) : at::OptionalIntArrayRef(), conv.stride,
+          conv.padding, conv.dilation, conv.transposed, conv.output_padding, conv.groups, wanted);
       return {gi, gw, gb};
     }
     at::AutoDispatchBelowADInplaceOrView below_autograd;
-    auto [gi, gw, gb] = op::conv_act_backward().call(grad_out, x, w, output.unpack(getptr()), conv.stride,
-                                                     conv.padding, conv.dilation, conv.transposed,
-                                                     conv.output_padding, conv.groups, act.name, act.slope, wanted);
+    auto [gi, gw, gb] =
+        op::conv_act_backward().call(grad_out, x, w, output.unpack(getptr()), conv.stride, conv.padding, conv.dilation,
+                                     conv.transposed, conv.output_padding, conv.groups, act.name, act.slope, wanted);
     return {gi, gw, gb};
   }
 };
@@ -278,8 +279,7 @@ struct LinearActBackward final : LayerActBackward {
       const Tensor g = grad_before_activation(grad_out);
       const Tensor rows = g.reshape({-1, g.size(-1)});
       return {wanted[0] ? at::matmul(g, w) : Tensor(),
-              wanted[1] ? at::mm(rows.t(), x.reshape({-1, x.size(-1)})) : Tensor(),
-              wanted[2] ? rows.sum(0) : Tensor()};
+              wanted[1] ? at::mm(rows.t(), x.reshape({-1, x.size(-1)})) : Tensor(), wanted[2] ? rows.sum(0) : Tensor()};
     }
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     auto [gi, gw, gb] =

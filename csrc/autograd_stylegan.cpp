@@ -130,8 +130,8 @@ struct StyleganBiasActBackward final : Node {
   }
 };
 
-Tensor stylegan_bias_act_autograd(const Tensor& x, const OptTensor& b, int64_t dim, c10::string_view act,
-                                  double alpha, double gain, double clamp) {
+Tensor stylegan_bias_act_autograd(const Tensor& x, const OptTensor& b, int64_t dim, c10::string_view act, double alpha,
+                                  double gain, double clamp) {
   refuse_forward_ad("bias_act", x, value_or_undefined(b));
   auto node = make_node<StyleganBiasActBackward>(x, b);
   Tensor out = [&] {
@@ -181,8 +181,8 @@ struct FilteredLreluBackward final : Node {
     const int64_t mid_h = fir_out_len(in_h, up, 1, padding[2], padding[3], fuh);
     const int64_t mid_w = fir_out_len(in_w, up, 1, padding[0], padding[1], fuw);
     const int64_t none[4] = {0, 0, 0, 0}, ones[2] = {1, 1}, ups[2] = {up, up}, downs[2] = {down, down};
-    const FirAdjointPadding pad_down = fir_adjoint_padding(fdw, fdh, 1, 1, down, down, none, mid_h, mid_w,
-                                                           grad_out.size(2), grad_out.size(3));
+    const FirAdjointPadding pad_down =
+        fir_adjoint_padding(fdw, fdh, 1, 1, down, down, none, mid_h, mid_w, grad_out.size(2), grad_out.size(3));
     const Tensor grad_a = op::upfirdn2d().call(grad_out, down_f, downs, ones, pad_down.v, !flip_filter, 1.0);
     Tensor grad_z;
     if (at::GradMode::is_enabled()) {
@@ -209,10 +209,10 @@ std::tuple<Tensor, Tensor> filtered_lrelu_autograd(const Tensor& x, const Tensor
                                                    const OptTensor& b, int64_t up, int64_t down, IntArrayRef padding,
                                                    double gain, double slope, double clamp, bool flip_filter) {
   refuse_forward_ad("filtered_lrelu", x, value_or_undefined(b));
-  TORCH_CHECK_NOT_IMPLEMENTED(!(at::GradMode::is_enabled() && ((fu.defined() && fu.requires_grad()) ||
-                                                               (fd.defined() && fd.requires_grad()))),
-                              "fastgan.filtered_lrelu: the filters get no gradient; pass ones that do not require "
-                              "grad (fu.detach(), fd.detach())");
+  TORCH_CHECK_NOT_IMPLEMENTED(
+      !(at::GradMode::is_enabled() && ((fu.defined() && fu.requires_grad()) || (fd.defined() && fd.requires_grad()))),
+      "fastgan.filtered_lrelu: the filters get no gradient; pass ones that do not require "
+      "grad (fu.detach(), fd.detach())");
   auto node = make_node<FilteredLreluBackward>(x, b);
   auto result = [&] {
     at::AutoDispatchBelowADInplaceOrView below_autograd;

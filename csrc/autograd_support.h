@@ -40,7 +40,8 @@ inline void bump_versions(std::initializer_list<const OptTensor*> tensors) {
 template <class... Ts>
 void refuse_forward_ad(const char* op, const Ts&... tensors) {
   const bool any = ((tensors.defined() && tensors._fw_grad(/*level=*/0).defined()) || ...);
-  TORCH_CHECK_NOT_IMPLEMENTED(!any, "fastgan.", op, ": forward-mode AD (dual tensors, torch.func.jvp) is not "
+  TORCH_CHECK_NOT_IMPLEMENTED(!any, "fastgan.", op,
+                              ": forward-mode AD (dual tensors, torch.func.jvp) is not "
                               "supported; use reverse mode (backward, torch.autograd.grad)");
 }
 

@@ -115,8 +115,8 @@ inline void check_input_matches_weight(const at::Tensor& x, const at::Tensor& we
                    py_dtype(weight.scalar_type()), "))");
 }
 
-inline void check_conv(const at::Tensor& x, const at::Tensor& weight, at::IntArrayRef padding,
-                       at::IntArrayRef dilation, int64_t groups, bool transposed, const Layer& layer) {
+inline void check_conv(const at::Tensor& x, const at::Tensor& weight, at::IntArrayRef padding, at::IntArrayRef dilation,
+                       int64_t groups, bool transposed, const Layer& layer) {
   check_4d(x, "input", layer);
   check_float_tensor(weight, "weight");
   TORCH_CHECK_VALUE(weight.dim() == 4, "fastgan: ", layer, " expects a 4-D weight, got shape ",
@@ -144,8 +144,10 @@ inline void check_linear(const at::Tensor& x, const at::Tensor& weight, const c1
                          const Layer& layer) {
   check_float_tensor(x, "input");
   check_float_tensor(weight, "weight");
-  TORCH_CHECK_VALUE(weight.dim() == 2, "fastgan: ", layer, " expects a 2-D weight (out_features, in_features), got "
-                    "shape ", py_shape(weight.sizes()));
+  TORCH_CHECK_VALUE(weight.dim() == 2, "fastgan: ", layer,
+                    " expects a 2-D weight (out_features, in_features), got "
+                    "shape ",
+                    py_shape(weight.sizes()));
   TORCH_CHECK_VALUE(x.dim() >= 1 && x.size(-1) == weight.size(1), "fastgan: ", layer, " expects input with ",
                     weight.size(1), " features in its last dimension (from its weight of shape ",
                     py_shape(weight.sizes()), "), got input of shape ", py_shape(x.sizes()));
@@ -168,9 +170,9 @@ inline void check_bn_params(const at::Tensor& x, const c10::optional<at::Tensor>
   for (const auto& [name, t] : params) {
     if (!t->has_value() || !(*t)->defined()) continue;
     const at::Tensor& v = **t;
-    TORCH_CHECK_VALUE(v.dim() == 1 && v.numel() == x.size(1), "fastgan: ", layer, ": BatchNorm ", name,
-                      " has shape ", py_shape(v.sizes()), " but the input has ", x.size(1),
-                      " channels (input shape ", py_shape(x.sizes()), ")");
+    TORCH_CHECK_VALUE(v.dim() == 1 && v.numel() == x.size(1), "fastgan: ", layer, ": BatchNorm ", name, " has shape ",
+                      py_shape(v.sizes()), " but the input has ", x.size(1), " channels (input shape ",
+                      py_shape(x.sizes()), ")");
     TORCH_CHECK_VALUE(v.device() == x.device(), "fastgan: ", layer, ": BatchNorm ", name, " is on ", v.device(),
                       " but input is on ", x.device());
     TORCH_CHECK_TYPE(is_float_dtype(v), "fastgan: ", layer, ": BatchNorm ", name,
@@ -178,8 +180,7 @@ inline void check_bn_params(const at::Tensor& x, const c10::optional<at::Tensor>
   }
   const bool has_mean = running_mean.has_value() && running_mean->defined();
   const bool has_var = running_var.has_value() && running_var->defined();
-  TORCH_CHECK_VALUE(has_mean == has_var, "fastgan: ", layer,
-                    ": give both running_mean and running_var, or neither");
+  TORCH_CHECK_VALUE(has_mean == has_var, "fastgan: ", layer, ": give both running_mean and running_var, or neither");
 }
 
 // Same message as torch.nn.functional.batch_norm, so code that catches it keeps working.
@@ -188,12 +189,11 @@ inline void check_training_batch(const at::Tensor& x) {
                     "Expected more than 1 value per channel when training, got input size ", torch_size(x.sizes()));
 }
 
-inline void check_num_batches_tracked(const c10::optional<at::Tensor>& t, const at::Tensor& x,
-                                      const Layer& layer) {
+inline void check_num_batches_tracked(const c10::optional<at::Tensor>& t, const at::Tensor& x, const Layer& layer) {
   if (!t.has_value() || !t->defined()) return;
-  TORCH_CHECK_VALUE(t->numel() == 1 && t->scalar_type() == at::kLong && t->device() == x.device(), "fastgan: ",
-                    layer, ": num_batches_tracked must be a one-element torch.int64 tensor on ", x.device(),
-                    ", got ", py_dtype(t->scalar_type()), " of shape ", py_shape(t->sizes()), " on ", t->device());
+  TORCH_CHECK_VALUE(t->numel() == 1 && t->scalar_type() == at::kLong && t->device() == x.device(), "fastgan: ", layer,
+                    ": num_batches_tracked must be a one-element torch.int64 tensor on ", x.device(), ", got ",
+                    py_dtype(t->scalar_type()), " of shape ", py_shape(t->sizes()), " on ", t->device());
 }
 
 // The backward of an activation saved without its input reads the sign from the output.
@@ -212,22 +212,20 @@ inline void check_same_device(const at::Tensor& t, const at::Tensor& input, cons
               input.device());
 }
 
-inline void check_channel_vector(const c10::optional<at::Tensor>& t, const at::Tensor& input,
-                                 const char* name) {
+inline void check_channel_vector(const c10::optional<at::Tensor>& t, const at::Tensor& input, const char* name) {
   if (!t.has_value() || !t->defined()) return;
-  TORCH_CHECK(t->dim() == 1 && t->size(0) == input.size(1), "fastgan: ", name,
-              " must be a 1-D tensor of ", input.size(1), " elements (one per channel), got shape ",
-              t->sizes());
+  TORCH_CHECK(t->dim() == 1 && t->size(0) == input.size(1), "fastgan: ", name, " must be a 1-D tensor of ",
+              input.size(1), " elements (one per channel), got shape ", t->sizes());
   check_same_device(*t, input, name);
   TORCH_CHECK(is_float_dtype(*t), "fastgan: ", name, " must be floating point, got ", t->scalar_type());
 }
 
 inline void check_grad_out(const at::Tensor& grad_out, const at::Tensor& like, const char* like_name) {
   TORCH_CHECK(grad_out.defined(), "fastgan: grad_out is undefined");
-  TORCH_CHECK(grad_out.sizes() == like.sizes(), "fastgan: grad_out has shape ", grad_out.sizes(), " but ",
-              like_name, " has shape ", like.sizes());
-  TORCH_CHECK(grad_out.device() == like.device(), "fastgan: grad_out is on ", grad_out.device(), " but ",
-              like_name, " is on ", like.device());
+  TORCH_CHECK(grad_out.sizes() == like.sizes(), "fastgan: grad_out has shape ", grad_out.sizes(), " but ", like_name,
+              " has shape ", like.sizes());
+  TORCH_CHECK(grad_out.device() == like.device(), "fastgan: grad_out is on ", grad_out.device(), " but ", like_name,
+              " is on ", like.device());
   TORCH_CHECK(is_float_dtype(grad_out), "fastgan: grad_out must be floating point, got ", grad_out.scalar_type());
 }
 

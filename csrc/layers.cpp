@@ -21,10 +21,10 @@ using op::Tensor;
 
 std::tuple<Tensor, Tensor, Tensor, Tensor> conv_bn_act(
     const Tensor& input, const Tensor& weight, const OptTensor& conv_bias, at::IntArrayRef stride,
-    at::IntArrayRef padding, at::IntArrayRef dilation, bool transposed, at::IntArrayRef output_padding,
-    int64_t groups, const OptTensor& bn_weight, const OptTensor& bn_bias, const OptTensor& running_mean,
-    const OptTensor& running_var, const OptTensor& num_batches_tracked, bool training,
-    c10::optional<double> momentum, double eps, c10::string_view activation, double negative_slope) {
+    at::IntArrayRef padding, at::IntArrayRef dilation, bool transposed, at::IntArrayRef output_padding, int64_t groups,
+    const OptTensor& bn_weight, const OptTensor& bn_bias, const OptTensor& running_mean, const OptTensor& running_var,
+    const OptTensor& num_batches_tracked, bool training, c10::optional<double> momentum, double eps,
+    c10::string_view activation, double negative_slope) {
   const Activation act = parse_activation(activation);
   const Layer layer{conv_module(transposed), Norm::BatchNorm2d, act};
   check_conv(input, weight, padding, dilation, groups, transposed, layer);
@@ -32,17 +32,17 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> conv_bn_act(
   check_bn_params(y, bn_weight, bn_bias, running_mean, running_var, layer);
   check_num_batches_tracked(num_batches_tracked, y, layer);
   if (training || !running_mean.has_value() || !running_mean->defined()) check_training_batch(y);
-  auto [out, mean, var] = op::batch_norm_act().call(y, bn_weight, bn_bias, running_mean, running_var,
-                                                    num_batches_tracked, training, momentum, eps, activation,
-                                                    negative_slope);
+  auto [out, mean, var] =
+      op::batch_norm_act().call(y, bn_weight, bn_bias, running_mean, running_var, num_batches_tracked, training,
+                                momentum, eps, activation, negative_slope);
   return {out, y, mean, var};
 }
 
 // The convolution's gradients where the mask asks for them (undefined elsewhere).
 std::tuple<Tensor, Tensor, Tensor> conv_grads(const Tensor& grad_conv_out, const Tensor& input, const Tensor& weight,
                                               int64_t out_channels, at::IntArrayRef stride, at::IntArrayRef padding,
-                                              at::IntArrayRef dilation, bool transposed,
-                                              at::IntArrayRef output_padding, int64_t groups, Mask3 mask) {
+                                              at::IntArrayRef dilation, bool transposed, at::IntArrayRef output_padding,
+                                              int64_t groups, Mask3 mask) {
   if (!(mask[0] || mask[1] || mask[2])) return {};
   const std::vector<int64_t> bias_sizes{out_channels};
   return at::convolution_backward(grad_conv_out, input, weight,
@@ -65,8 +65,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> conv_bn_act_backward(
       grad_out, conv_out, bn_weight, bn_bias, save_mean, save_var, batch_stats, eps, activation, negative_slope);
   auto [grad_input, grad_weight, grad_bias] = conv_grads(grad_y, input, weight, conv_out.size(1), stride, padding,
                                                          dilation, transposed, output_padding, groups, output_mask);
-  return {grad_input, grad_weight, grad_bias, param_grad(grad_bn_weight, bn_weight),
-          param_grad(grad_bn_bias, bn_bias)};
+  return {grad_input, grad_weight, grad_bias, param_grad(grad_bn_weight, bn_weight), param_grad(grad_bn_bias, bn_bias)};
 }
 
 Tensor conv_act(const Tensor& input, const Tensor& weight, const OptTensor& bias, at::IntArrayRef stride,
@@ -80,10 +79,9 @@ Tensor conv_act(const Tensor& input, const Tensor& weight, const OptTensor& bias
   return op::activation().call(y, activation, negative_slope);
 }
 
-std::tuple<Tensor, Tensor, Tensor> conv_act_backward(const Tensor& grad_out, const Tensor& input,
-                                                     const Tensor& weight, const Tensor& output,
-                                                     at::IntArrayRef stride, at::IntArrayRef padding,
-                                                     at::IntArrayRef dilation, bool transposed,
+std::tuple<Tensor, Tensor, Tensor> conv_act_backward(const Tensor& grad_out, const Tensor& input, const Tensor& weight,
+                                                     const Tensor& output, at::IntArrayRef stride,
+                                                     at::IntArrayRef padding, at::IntArrayRef dilation, bool transposed,
                                                      at::IntArrayRef output_padding, int64_t groups,
                                                      c10::string_view activation, double negative_slope,
                                                      Mask3 output_mask) {
@@ -142,8 +140,7 @@ struct Autocast<D, R(Input, Weight, Bias, Rest...)> {
   template <const c10::TypedOperatorHandle<R(Input, Weight, Bias, Rest...)>& (*handle)()>
   static R kernel(Input input, Weight weight, Bias bias, Rest... rest) {
     c10::impl::ExcludeDispatchKeyGuard no_autocast(at::autocast::get_autocast_dispatch_key_from_device_type(D));
-    return handle().call(autocast_operand<D>(input), autocast_operand<D>(weight), autocast_operand<D>(bias),
-                         rest...);
+    return handle().call(autocast_operand<D>(input), autocast_operand<D>(weight), autocast_operand<D>(bias), rest...);
   }
 };
 

@@ -27,8 +27,10 @@ struct LossKindEntry {
   const char* name;
   LossKind kind;
 };
-inline constexpr LossKindEntry kLogitLosses[] = {
-    {"bce", LossKind::BCE}, {"hinge", LossKind::Hinge}, {"linear", LossKind::Linear}, {"lsgan", LossKind::LeastSquares}};
+inline constexpr LossKindEntry kLogitLosses[] = {{"bce", LossKind::BCE},
+                                                 {"hinge", LossKind::Hinge},
+                                                 {"linear", LossKind::Linear},
+                                                 {"lsgan", LossKind::LeastSquares}};
 
 struct ReductionEntry {
   const char* name;

@@ -33,11 +33,11 @@ namespace sig {
 }  // namespace sig
 
 // Looked up once, on first use.
-#define FASTGAN_OP(library, entry, name, schema, ...)                                          \
-  inline const c10::TypedOperatorHandle<sig::name>& name() {                                   \
-    static const auto handle =                                                                 \
+#define FASTGAN_OP(library, entry, name, schema, ...)                                             \
+  inline const c10::TypedOperatorHandle<sig::name>& name() {                                      \
+    static const auto handle =                                                                    \
         c10::Dispatcher::singleton().findSchemaOrThrow("fastgan::" #name, "").typed<sig::name>(); \
-    return handle;                                                                             \
+    return handle;                                                                                \
   }
 #include "op_list.inc"
 

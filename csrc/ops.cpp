@@ -98,25 +98,37 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "Run the CPU kernels with 'default' (baseline) or 'avx2' instructions (for tests)");
   bind_ops(m);
   // The C++ tables, for the test that holds the Python fallback's copies to them.
-  m.def("activations", [] {
-    pybind11::dict d;
-    for (const fastgan::ActivationEntry& e : fastgan::kActivations) d[e.name] = e.module;
-    return d;
-  }, "Activation names the kernels accept, with the stock module each stands for");
-  m.def("logit_losses", [] {
-    pybind11::list names;
-    for (const fastgan::LossKindEntry& e : fastgan::kLogitLosses) names.append(e.name);
-    return names;
-  }, "The logit losses' names the kernels accept");
-  m.def("stylegan_activations", [] {
-    pybind11::dict d;
-    for (const fastgan::StyleganActEntry& e : fastgan::kStyleganActs)
-      d[e.name] = pybind11::make_tuple(e.def_alpha, e.def_gain);
-    return d;
-  }, "StyleGAN bias_act's activations: name -> (default alpha, default gain)");
-  m.def("reductions", [] {
-    pybind11::dict d;
-    for (const fastgan::ReductionEntry& e : fastgan::kReductions) d[e.name] = static_cast<int64_t>(e.reduction);
-    return d;
-  }, "The loss ops' reduction numbers");
+  m.def(
+      "activations",
+      [] {
+        pybind11::dict d;
+        for (const fastgan::ActivationEntry& e : fastgan::kActivations) d[e.name] = e.module;
+        return d;
+      },
+      "Activation names the kernels accept, with the stock module each stands for");
+  m.def(
+      "logit_losses",
+      [] {
+        pybind11::list names;
+        for (const fastgan::LossKindEntry& e : fastgan::kLogitLosses) names.append(e.name);
+        return names;
+      },
+      "The logit losses' names the kernels accept");
+  m.def(
+      "stylegan_activations",
+      [] {
+        pybind11::dict d;
+        for (const fastgan::StyleganActEntry& e : fastgan::kStyleganActs)
+          d[e.name] = pybind11::make_tuple(e.def_alpha, e.def_gain);
+        return d;
+      },
+      "StyleGAN bias_act's activations: name -> (default alpha, default gain)");
+  m.def(
+      "reductions",
+      [] {
+        pybind11::dict d;
+        for (const fastgan::ReductionEntry& e : fastgan::kReductions) d[e.name] = static_cast<int64_t>(e.reduction);
+        return d;
+      },
+      "The loss ops' reduction numbers");
 }

@@ -82,29 +82,50 @@ constexpr double kSoftplusThreshold = 20.0;
 // Comparisons are written so that NaN propagates as torch's ops do.
 template <StyleganAct A, typename T>
 FASTGAN_INLINE T stylegan_act(T v, T alpha) {
-  if constexpr (A == StyleganAct::Relu) return v < T(0) ? T(0) : v;
-  else if constexpr (A == StyleganAct::Lrelu) return v > T(0) ? v : v * alpha;
-  else if constexpr (A == StyleganAct::Tanh) return tanh_of(v);
-  else if constexpr (A == StyleganAct::Sigmoid) return sigmoid_of(v);
-  else if constexpr (A == StyleganAct::Elu) return v > T(0) ? v : expm1_of(v);
-  else if constexpr (A == StyleganAct::Selu) return T(kSeluScale) * (v > T(0) ? v : T(kSeluAlpha) * expm1_of(v));
-  else if constexpr (A == StyleganAct::Softplus) return v > T(kSoftplusThreshold) ? v : log1p_of(exp_of(v));
-  else if constexpr (A == StyleganAct::Swish) return v * sigmoid_of(v);
-  else return v;
+  if constexpr (A == StyleganAct::Relu)
+    return v < T(0) ? T(0) : v;
+  else if constexpr (A == StyleganAct::Lrelu)
+    return v > T(0) ? v : v * alpha;
+  else if constexpr (A == StyleganAct::Tanh)
+    return tanh_of(v);
+  else if constexpr (A == StyleganAct::Sigmoid)
+    return sigmoid_of(v);
+  else if constexpr (A == StyleganAct::Elu)
+    return v > T(0) ? v : expm1_of(v);
+  else if constexpr (A == StyleganAct::Selu)
+    return T(kSeluScale) * (v > T(0) ? v : T(kSeluAlpha) * expm1_of(v));
+  else if constexpr (A == StyleganAct::Softplus)
+    return v > T(kSoftplusThreshold) ? v : log1p_of(exp_of(v));
+  else if constexpr (A == StyleganAct::Swish)
+    return v * sigmoid_of(v);
+  else
+    return v;
 }
 
 // d act / d v, as torch's backward of the same op computes it.
 template <StyleganAct A, typename T>
 FASTGAN_INLINE T stylegan_act_grad(T v, T alpha) {
-  if constexpr (A == StyleganAct::Relu) return v > T(0) ? T(1) : T(0);
-  else if constexpr (A == StyleganAct::Lrelu) return v > T(0) ? T(1) : alpha;
-  else if constexpr (A == StyleganAct::Tanh) { const T t = tanh_of(v); return T(1) - t * t; }
-  else if constexpr (A == StyleganAct::Sigmoid) { const T s = sigmoid_of(v); return s * (T(1) - s); }
-  else if constexpr (A == StyleganAct::Elu) return v > T(0) ? T(1) : exp_of(v);
-  else if constexpr (A == StyleganAct::Selu) return v > T(0) ? T(kSeluScale) : T(kSeluScale * kSeluAlpha) * exp_of(v);
-  else if constexpr (A == StyleganAct::Softplus) return v > T(kSoftplusThreshold) ? T(1) : sigmoid_of(v);
-  else if constexpr (A == StyleganAct::Swish) { const T s = sigmoid_of(v); return s + v * s * (T(1) - s); }
-  else return T(1);
+  if constexpr (A == StyleganAct::Relu)
+    return v > T(0) ? T(1) : T(0);
+  else if constexpr (A == StyleganAct::Lrelu)
+    return v > T(0) ? T(1) : alpha;
+  else if constexpr (A == StyleganAct::Tanh) {
+    const T t = tanh_of(v);
+    return T(1) - t * t;
+  } else if constexpr (A == StyleganAct::Sigmoid) {
+    const T s = sigmoid_of(v);
+    return s * (T(1) - s);
+  } else if constexpr (A == StyleganAct::Elu)
+    return v > T(0) ? T(1) : exp_of(v);
+  else if constexpr (A == StyleganAct::Selu)
+    return v > T(0) ? T(kSeluScale) : T(kSeluScale * kSeluAlpha) * exp_of(v);
+  else if constexpr (A == StyleganAct::Softplus)
+    return v > T(kSoftplusThreshold) ? T(1) : sigmoid_of(v);
+  else if constexpr (A == StyleganAct::Swish) {
+    const T s = sigmoid_of(v);
+    return s + v * s * (T(1) - s);
+  } else
+    return T(1);
 }
 
 // clamp(v, -clamp, clamp) for clamp >= 0 (NaN stays NaN, as torch.clamp), and whether torch's
@@ -157,13 +178,17 @@ FASTGAN_INLINE T stylegan_act_grad_runtime(StyleganAct a, T v, T alpha) {
 // act(v) and act'(v) for a loop compiled for A (kRuntimeAct: the activation `a` names).
 template <StyleganAct A, typename T>
 FASTGAN_INLINE T stylegan_act_of(StyleganAct a, T v, T alpha) {
-  if constexpr (A == kRuntimeAct) return stylegan_act_runtime(a, v, alpha);
-  else return stylegan_act<A>(v, alpha);
+  if constexpr (A == kRuntimeAct)
+    return stylegan_act_runtime(a, v, alpha);
+  else
+    return stylegan_act<A>(v, alpha);
 }
 template <StyleganAct A, typename T>
 FASTGAN_INLINE T stylegan_act_grad_of(StyleganAct a, T v, T alpha) {
-  if constexpr (A == kRuntimeAct) return stylegan_act_grad_runtime(a, v, alpha);
-  else return stylegan_act_grad<A>(v, alpha);
+  if constexpr (A == kRuntimeAct)
+    return stylegan_act_grad_runtime(a, v, alpha);
+  else
+    return stylegan_act_grad<A>(v, alpha);
 }
 
 // The one switch from a runtime activation to the loop compiled for it (outside element loops).

@@ -9,8 +9,8 @@ namespace fastgan {
 
 inline void check_bn_input(const at::Tensor& input) {
   check_float_tensor(input, "input");
-  TORCH_CHECK(input.dim() == 4, "fastgan: batch_norm_act expects a 4-D input (N, C, H, W), got ",
-              input.dim(), "-D input of shape ", input.sizes());
+  TORCH_CHECK(input.dim() == 4, "fastgan: batch_norm_act expects a 4-D input (N, C, H, W), got ", input.dim(),
+              "-D input of shape ", input.sizes());
 }
 
 // Returns whether batch statistics are used (training, or no running statistics). The
@@ -43,7 +43,8 @@ inline void check_batch_norm_act_backward_args(const at::Tensor& grad_out, const
 }
 
 // The globally reduced sums the elementwise backward of synchronised BatchNorm divides by the count.
-inline void check_backward_elemt_sums(const at::Tensor& input, const at::Tensor& mean_dy, const at::Tensor& mean_dy_xmu) {
+inline void check_backward_elemt_sums(const at::Tensor& input, const at::Tensor& mean_dy,
+                                      const at::Tensor& mean_dy_xmu) {
   check_channel_vector(mean_dy, input, "mean_dy");
   check_channel_vector(mean_dy_xmu, input, "mean_dy_xmu");
 }

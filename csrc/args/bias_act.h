@@ -13,7 +13,8 @@ inline void check_bias_act_args(const at::Tensor& input, const at::Tensor& bias)
   TORCH_CHECK(bias.defined(), "fastgan: bias is undefined");
   TORCH_CHECK_VALUE(input.dim() >= 1 && bias.dim() == 1 && bias.size(0) == input.size(-1),
                     "fastgan: bias_act adds a bias of shape (C,) along the last dimension of input (*, C), got bias "
-                    "of shape ", py_shape(bias.sizes()), " and input of shape ", py_shape(input.sizes()));
+                    "of shape ",
+                    py_shape(bias.sizes()), " and input of shape ", py_shape(input.sizes()));
   check_same_device(bias, input, "bias");
   TORCH_CHECK_TYPE(bias.scalar_type() == input.scalar_type(), "fastgan: bias dtype ", py_dtype(bias.scalar_type()),
                    " does not match input dtype ", py_dtype(input.scalar_type()));
@@ -22,7 +23,8 @@ inline void check_bias_act_args(const at::Tensor& input, const at::Tensor& bias)
 // bias_act_backward's: the gradient of an output (*, C) of bias_act.
 inline void check_bias_act_backward_args(const at::Tensor& grad_out, const at::Tensor& output) {
   check_activation_backward_args(grad_out, output);
-  TORCH_CHECK_VALUE(output.dim() >= 1, "fastgan: bias_act_backward expects an output of shape (*, C), got a 0-D "
+  TORCH_CHECK_VALUE(output.dim() >= 1,
+                    "fastgan: bias_act_backward expects an output of shape (*, C), got a 0-D "
                     "tensor");
 }
 

@@ -50,9 +50,10 @@ inline FilteredLreluGeometry filtered_lrelu_geometry(const at::Tensor& x, const 
   const auto [fuh, fuw] = fir_size(fu);
   const auto [fdh, fdw] = fir_size(fd);
   TORCH_CHECK_VALUE(fir_axis_fits(x.size(3), up, down, padding[0], padding[1], fuw + fdw) &&
-                    fir_axis_fits(x.size(2), up, down, padding[2], padding[3], fuh + fdh),
+                        fir_axis_fits(x.size(2), up, down, padding[2], padding[3], fuh + fdh),
                     "fastgan: filtered_lrelu: the upsampled, padded input must stay below 2^30 samples per axis, got "
-                    "x of shape ", py_shape(x.sizes()), ", up ", up, ", padding ", py_int_list(padding));
+                    "x of shape ",
+                    py_shape(x.sizes()), ", up ", up, ", padding ", py_int_list(padding));
   FilteredLreluGeometry g;
   g.mid_w = fir_out_len(x.size(3), up, 1, padding[0], padding[1], fuw);
   g.mid_h = fir_out_len(x.size(2), up, 1, padding[2], padding[3], fuh);
@@ -95,9 +96,9 @@ inline FilteredLreluActTensors filtered_lrelu_act_backward_tensors(const at::Ten
   TORCH_CHECK_VALUE(sign.defined() && sign.scalar_type() == at::kByte && sign.dim() == 4 &&
                         sign.size(0) == grad_a.size(0) && sign.size(1) == grad_a.size(1) &&
                         sign.size(2) == grad_a.size(2) && sign.size(3) == bytes,
-                    "fastgan: filtered_lrelu_act_backward: sign must be the uint8 record of a (", grad_a.size(0),
-                    ", ", grad_a.size(1), ", ", grad_a.size(2), ", ", grad_a.size(3), ") signal, of shape (",
-                    grad_a.size(0), ", ", grad_a.size(1), ", ", grad_a.size(2), ", ", bytes, ")");
+                    "fastgan: filtered_lrelu_act_backward: sign must be the uint8 record of a (", grad_a.size(0), ", ",
+                    grad_a.size(1), ", ", grad_a.size(2), ", ", grad_a.size(3), ") signal, of shape (", grad_a.size(0),
+                    ", ", grad_a.size(1), ", ", grad_a.size(2), ", ", bytes, ")");
   check_same_device(sign, grad_a, "sign");
   FilteredLreluActTensors t;
   t.z = grad_a.contiguous();

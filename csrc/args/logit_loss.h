@@ -10,8 +10,8 @@ namespace fastgan {
 // size message is torch's own).
 inline bool check_loss_args(const at::Tensor& input, const c10::optional<at::Tensor>& target, int64_t reduction) {
   check_float_tensor(input, "input");
-  TORCH_CHECK_VALUE(reduction >= 0 && reduction <= 2,
-                    "fastgan: reduction must be 0 (none), 1 (mean) or 2 (sum), got ", reduction);
+  TORCH_CHECK_VALUE(reduction >= 0 && reduction <= 2, "fastgan: reduction must be 0 (none), 1 (mean) or 2 (sum), got ",
+                    reduction);
   const bool has_target = target.has_value() && target->defined();
   if (has_target) {
     TORCH_CHECK_VALUE(target->sizes() == input.sizes(), "Target size (", torch_size(target->sizes()),
@@ -29,8 +29,8 @@ inline bool check_loss_args(const at::Tensor& input, const c10::optional<at::Ten
 inline LossKind check_logit_loss_args(const at::Tensor& input, double target, c10::string_view kind,
                                       int64_t reduction) {
   check_float_tensor(input, "input");
-  TORCH_CHECK_VALUE(reduction >= 0 && reduction <= 2,
-                    "fastgan: reduction must be 0 (none), 1 (mean) or 2 (sum), got ", reduction);
+  TORCH_CHECK_VALUE(reduction >= 0 && reduction <= 2, "fastgan: reduction must be 0 (none), 1 (mean) or 2 (sum), got ",
+                    reduction);
   const LossKind k = parse_loss_kind(kind);
   TORCH_CHECK_VALUE(!loss_takes_a_side(k) || target == 0.0 || target == 1.0, "fastgan: the ", std::string(kind),
                     " loss takes target 1.0 (real) or 0.0 (fake), got ", target);

@@ -42,7 +42,8 @@ inline Upfirdn2dGeometry upfirdn2d_geometry(const at::Tensor& input, const at::T
   check_float_tensor(filter, "filter");
   TORCH_CHECK_VALUE((filter.dim() == 1 || filter.dim() == 2) && filter.numel() > 0,
                     "fastgan: upfirdn2d expects a filter of shape (taps,) (separable) or (height, width) with at "
-                    "least one tap, got shape ", py_shape(filter.sizes()));
+                    "least one tap, got shape ",
+                    py_shape(filter.sizes()));
   check_same_device(filter, input, "filter");
   check_factor(up, "up");
   check_factor(down, "down");
@@ -56,15 +57,16 @@ inline Upfirdn2dGeometry upfirdn2d_geometry(const at::Tensor& input, const at::T
   g.fw = filter.size(-1), g.fh = g.separable ? g.fw : filter.size(0);
   // The CUDA kernels do each axis's index math in 32 bits (fir_taps.h).
   TORCH_CHECK_VALUE(fir_axis_fits(g.W, g.up_x, g.down_x, g.pad_x0, g.pad_x1, g.fw) &&
-                    fir_axis_fits(g.H, g.up_y, g.down_y, g.pad_y0, g.pad_y1, g.fh),
+                        fir_axis_fits(g.H, g.up_y, g.down_y, g.pad_y0, g.pad_y1, g.fh),
                     "fastgan: upfirdn2d: the upsampled, padded input must stay below 2^30 samples per axis, got "
-                    "input of shape ", py_shape(input.sizes()), ", up ", py_int_list(up), ", padding ",
-                    py_int_list(padding));
+                    "input of shape ",
+                    py_shape(input.sizes()), ", up ", py_int_list(up), ", padding ", py_int_list(padding));
   g.out_w = fir_out_len(g.W, g.up_x, g.down_x, g.pad_x0, g.pad_x1, g.fw);
   g.out_h = fir_out_len(g.H, g.up_y, g.down_y, g.pad_y0, g.pad_y1, g.fh);
   TORCH_CHECK_VALUE(g.out_w >= 1 && g.out_h >= 1, "fastgan: upfirdn2d: input of shape ", py_shape(input.sizes()),
                     " with up ", py_int_list(up), ", padding ", py_int_list(padding), " and a filter of shape ",
-                    py_shape(filter.sizes()), " leaves no output: the upsampled, padded input must have at least "
+                    py_shape(filter.sizes()),
+                    " leaves no output: the upsampled, padded input must have at least "
                     "as many samples as the filter has taps along each axis");
   return g;
 }

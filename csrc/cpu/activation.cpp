@@ -54,8 +54,7 @@ void activation_loop(const scalar_t* x, scalar_t* y, int64_t n, double negative_
 }
 
 template <Activation ACT, typename scalar_t>
-void activation_backward_loop(const scalar_t* dy, const scalar_t* y, scalar_t* dx, int64_t n,
-                              double negative_slope) {
+void activation_backward_loop(const scalar_t* dy, const scalar_t* y, scalar_t* dx, int64_t n, double negative_slope) {
   using acc_t = acc_type<scalar_t>;
   const acc_t slope = acc_t(negative_slope);
   at::parallel_for(0, n, kGrain, [&, slope](int64_t i0, int64_t i1) {
@@ -73,13 +72,12 @@ void activation_entry(c10::ScalarType dt, Activation act, const void* x, void* y
   });
 }
 
-void activation_backward_entry(c10::ScalarType dt, Activation act, const void* dy, const void* y, void* dx,
-                               int64_t n, double slope) {
+void activation_backward_entry(c10::ScalarType dt, Activation act, const void* dy, const void* y, void* dx, int64_t n,
+                               double slope) {
   FASTGAN_CPU_DISPATCH(dt, "fastgan_activation_backward", [&] {
     dispatch_activation(act, [&](auto tag) {
-      activation_backward_loop<decltype(tag)::value>(static_cast<const scalar_t*>(dy),
-                                                     static_cast<const scalar_t*>(y), static_cast<scalar_t*>(dx),
-                                                     n, slope);
+      activation_backward_loop<decltype(tag)::value>(static_cast<const scalar_t*>(dy), static_cast<const scalar_t*>(y),
+                                                     static_cast<scalar_t*>(dx), n, slope);
     });
   });
 }

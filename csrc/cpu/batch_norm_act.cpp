@@ -24,8 +24,8 @@ namespace {
 
 // scale = weight * invstd, shift = bias - mean * scale, per channel, in the accumulation type.
 template <typename acc_t, typename stat_t>
-void fold_affine(const stat_t* mean, const stat_t* var, const stat_t* weight, const stat_t* bias,
-                 double eps, int64_t C, acc_t* scale, acc_t* shift, acc_t* invstd) {
+void fold_affine(const stat_t* mean, const stat_t* var, const stat_t* weight, const stat_t* bias, double eps, int64_t C,
+                 acc_t* scale, acc_t* shift, acc_t* invstd) {
   for (int64_t c = 0; c < C; ++c) {
     acc_t is = acc_t(1) / std::sqrt(acc_t(var[c]) + acc_t(eps));
     acc_t w = weight ? acc_t(weight[c]) : acc_t(1);
@@ -41,14 +41,13 @@ void update_running_stats(at::Tensor& running_mean, at::Tensor& running_var,
                           const at::Tensor& save_var, c10::optional<double> momentum, int64_t count);
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_cpu(
-    const at::Tensor& input_, const c10::optional<at::Tensor>& weight_,
-    const c10::optional<at::Tensor>& bias_, const c10::optional<at::Tensor>& running_mean_,
-    const c10::optional<at::Tensor>& running_var_, const c10::optional<at::Tensor>& num_batches_tracked,
-    bool training, c10::optional<double> momentum, double eps, c10::string_view activation, double negative_slope) {
+    const at::Tensor& input_, const c10::optional<at::Tensor>& weight_, const c10::optional<at::Tensor>& bias_,
+    const c10::optional<at::Tensor>& running_mean_, const c10::optional<at::Tensor>& running_var_,
+    const c10::optional<at::Tensor>& num_batches_tracked, bool training, c10::optional<double> momentum, double eps,
+    c10::string_view activation, double negative_slope) {
   const Activation act = parse_activation(activation);
-  const bool use_batch =
-      check_batch_norm_act_args(input_, weight_, bias_, running_mean_, running_var_, num_batches_tracked,
-                                training, act);
+  const bool use_batch = check_batch_norm_act_args(input_, weight_, bias_, running_mean_, running_var_,
+                                                   num_batches_tracked, training, act);
   const at::Tensor input = input_.contiguous(layout_of(input_));
   const Geometry g = geometry_of(input);
   at::Tensor out = at::empty_like(input, input.options(), layout_of(input));
@@ -66,12 +65,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_cpu(
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(), "batch_norm_act_cpu", [&] {
     using acc_t = acc_type<scalar_t>;
     using stat_t = acc_t;
-    if (use_batch) FASTGAN_CPU_LOOP(stats_entry)(input.scalar_type(), input.const_data_ptr(), g, mean.data_ptr(), var.data_ptr());
+    if (use_batch)
+      FASTGAN_CPU_LOOP(stats_entry)(input.scalar_type(), input.const_data_ptr(), g, mean.data_ptr(), var.data_ptr());
     std::vector<acc_t> scale(g.C), shift(g.C), invstd(g.C);
     fold_affine(mean.const_data_ptr<stat_t>(), var.const_data_ptr<stat_t>(),
                 weight.defined() ? weight.const_data_ptr<stat_t>() : nullptr,
-                bias.defined() ? bias.const_data_ptr<stat_t>() : nullptr, eps, g.C, scale.data(),
-                shift.data(), invstd.data());
+                bias.defined() ? bias.const_data_ptr<stat_t>() : nullptr, eps, g.C, scale.data(), shift.data(),
+                invstd.data());
     FASTGAN_CPU_LOOP(apply_entry)(input.scalar_type(), act, input.const_data_ptr(), out.data_ptr(), g, scale.data(),
                                   shift.data(), negative_slope);
   });
@@ -102,8 +102,8 @@ struct BackwardPlan {
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_backward_cpu(
     const at::Tensor& grad_out_, const at::Tensor& input_, const c10::optional<at::Tensor>& weight_,
-    const c10::optional<at::Tensor>& bias_, const at::Tensor& save_mean_, const at::Tensor& save_var_,
-    bool training, double eps, c10::string_view activation, double negative_slope) {
+    const c10::optional<at::Tensor>& bias_, const at::Tensor& save_mean_, const at::Tensor& save_var_, bool training,
+    double eps, c10::string_view activation, double negative_slope) {
   const Activation act = parse_activation(activation);
   const BackwardInputs b = backward_inputs(grad_out_, input_, weight_, bias_, save_mean_, save_var_);
   const Geometry g = geometry_of(b.input);
@@ -118,9 +118,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_backward_cpu(
     const BackwardPlan<scalar_t> plan(b.mean, b.var, b.weight, b.bias, eps, g.C);
     std::vector<acc_t> k_mean_g(g.C, 0), k_x(g.C, 0);
     std::vector<double> sum_g(g.C), sum_gx(g.C);
-    FASTGAN_CPU_LOOP(backward_sums_entry)(b.input.scalar_type(), act, b.grad_out.const_data_ptr(), b.input.const_data_ptr(),
-                                 g, plan.scale.data(), plan.shift.data(), plan.mean.data(), negative_slope, sum_g.data(),
-                                 sum_gx.data());
+    FASTGAN_CPU_LOOP(backward_sums_entry)(b.input.scalar_type(), act, b.grad_out.const_data_ptr(),
+                                          b.input.const_data_ptr(), g, plan.scale.data(), plan.shift.data(),
+                                          plan.mean.data(), negative_slope, sum_g.data(), sum_gx.data());
     const double n = double(g.count());
     stat_t* gw = grad_weight.data_ptr<stat_t>();
     stat_t* gb = grad_bias.data_ptr<stat_t>();
@@ -132,9 +132,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_backward_cpu(
         k_x[c] = acc_t(sum_gx[c] / n * double(plan.invstd[c]) * double(plan.invstd[c]));
       }
     }
-    FASTGAN_CPU_LOOP(backward_input_entry)(b.input.scalar_type(), act, b.grad_out.const_data_ptr(), b.input.const_data_ptr(),
-                                  grad_input.data_ptr(), g, plan.scale.data(), plan.shift.data(), plan.mean.data(),
-                                  k_mean_g.data(), k_x.data(), negative_slope);
+    FASTGAN_CPU_LOOP(backward_input_entry)(
+        b.input.scalar_type(), act, b.grad_out.const_data_ptr(), b.input.const_data_ptr(), grad_input.data_ptr(), g,
+        plan.scale.data(), plan.shift.data(), plan.mean.data(), k_mean_g.data(), k_x.data(), negative_slope);
   });
   return {grad_input, grad_weight, grad_bias};
 }
@@ -165,28 +165,30 @@ std::tuple<at::Tensor, at::Tensor> batch_norm_act_backward_reduce_cpu(
   at::Tensor sum_dy = at::zeros({g.C}, b.input.options().dtype(sdt));
   at::Tensor sum_dy_xmu = at::zeros({g.C}, b.input.options().dtype(sdt));
   if (b.input.numel() == 0) return {sum_dy, sum_dy_xmu};
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, b.input.scalar_type(), "batch_norm_act_backward_reduce_cpu", [&] {
-    using acc_t = acc_type<scalar_t>;
-    const BackwardPlan<scalar_t> plan(b.mean, b.var, b.weight, b.bias, eps, g.C);
-    std::vector<double> sum_g(g.C), sum_gx(g.C);
-    FASTGAN_CPU_LOOP(backward_sums_entry)(b.input.scalar_type(), act, b.grad_out.const_data_ptr(), b.input.const_data_ptr(),
-                                 g, plan.scale.data(), plan.shift.data(), plan.mean.data(), negative_slope, sum_g.data(),
-                                 sum_gx.data());
-    acc_t* sd = sum_dy.data_ptr<acc_t>();
-    acc_t* sdx = sum_dy_xmu.data_ptr<acc_t>();
-    for (int64_t c = 0; c < g.C; ++c) {
-      sd[c] = acc_t(sum_g[c]);
-      sdx[c] = acc_t(sum_gx[c]);
-    }
-  });
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, b.input.scalar_type(), "batch_norm_act_backward_reduce_cpu", [&] {
+        using acc_t = acc_type<scalar_t>;
+        const BackwardPlan<scalar_t> plan(b.mean, b.var, b.weight, b.bias, eps, g.C);
+        std::vector<double> sum_g(g.C), sum_gx(g.C);
+        FASTGAN_CPU_LOOP(backward_sums_entry)(b.input.scalar_type(), act, b.grad_out.const_data_ptr(),
+                                              b.input.const_data_ptr(), g, plan.scale.data(), plan.shift.data(),
+                                              plan.mean.data(), negative_slope, sum_g.data(), sum_gx.data());
+        acc_t* sd = sum_dy.data_ptr<acc_t>();
+        acc_t* sdx = sum_dy_xmu.data_ptr<acc_t>();
+        for (int64_t c = 0; c < g.C; ++c) {
+          sd[c] = acc_t(sum_g[c]);
+          sdx[c] = acc_t(sum_gx[c]);
+        }
+      });
   return {sum_dy, sum_dy_xmu};
 }
 
-at::Tensor batch_norm_act_backward_elemt_cpu(
-    const at::Tensor& grad_out_, const at::Tensor& input_, const c10::optional<at::Tensor>& weight_,
-    const c10::optional<at::Tensor>& bias_, const at::Tensor& mean_, const at::Tensor& var_,
-    const at::Tensor& mean_dy_, const at::Tensor& mean_dy_xmu_, double eps, c10::string_view activation,
-    double negative_slope) {
+at::Tensor batch_norm_act_backward_elemt_cpu(const at::Tensor& grad_out_, const at::Tensor& input_,
+                                             const c10::optional<at::Tensor>& weight_,
+                                             const c10::optional<at::Tensor>& bias_, const at::Tensor& mean_,
+                                             const at::Tensor& var_, const at::Tensor& mean_dy_,
+                                             const at::Tensor& mean_dy_xmu_, double eps, c10::string_view activation,
+                                             double negative_slope) {
   const Activation act = parse_activation(activation);
   check_backward_elemt_sums(input_, mean_dy_, mean_dy_xmu_);
   const BackwardInputs b = backward_inputs(grad_out_, input_, weight_, bias_, mean_, var_);
@@ -194,18 +196,19 @@ at::Tensor batch_norm_act_backward_elemt_cpu(
   at::Tensor grad_input = at::empty_like(b.input, b.input.options(), b.fmt);
   if (b.input.numel() == 0) return grad_input;
   const at::Tensor mean_dy = as_stats(mean_dy_, b.input), mean_dy_xmu = as_stats(mean_dy_xmu_, b.input);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, b.input.scalar_type(), "batch_norm_act_backward_elemt_cpu", [&] {
-    using acc_t = acc_type<scalar_t>;
-    const BackwardPlan<scalar_t> plan(b.mean, b.var, b.weight, b.bias, eps, g.C);
-    std::vector<acc_t> k_mean_g(g.C), k_x(g.C);
-    for (int64_t c = 0; c < g.C; ++c) {
-      k_mean_g[c] = mean_dy.const_data_ptr<acc_t>()[c];
-      k_x[c] = mean_dy_xmu.const_data_ptr<acc_t>()[c] * plan.invstd[c] * plan.invstd[c];
-    }
-    FASTGAN_CPU_LOOP(backward_input_entry)(b.input.scalar_type(), act, b.grad_out.const_data_ptr(), b.input.const_data_ptr(),
-                                  grad_input.data_ptr(), g, plan.scale.data(), plan.shift.data(), plan.mean.data(),
-                                  k_mean_g.data(), k_x.data(), negative_slope);
-  });
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, b.input.scalar_type(), "batch_norm_act_backward_elemt_cpu", [&] {
+        using acc_t = acc_type<scalar_t>;
+        const BackwardPlan<scalar_t> plan(b.mean, b.var, b.weight, b.bias, eps, g.C);
+        std::vector<acc_t> k_mean_g(g.C), k_x(g.C);
+        for (int64_t c = 0; c < g.C; ++c) {
+          k_mean_g[c] = mean_dy.const_data_ptr<acc_t>()[c];
+          k_x[c] = mean_dy_xmu.const_data_ptr<acc_t>()[c] * plan.invstd[c] * plan.invstd[c];
+        }
+        FASTGAN_CPU_LOOP(backward_input_entry)(
+            b.input.scalar_type(), act, b.grad_out.const_data_ptr(), b.input.const_data_ptr(), grad_input.data_ptr(), g,
+            plan.scale.data(), plan.shift.data(), plan.mean.data(), k_mean_g.data(), k_x.data(), negative_slope);
+      });
   return grad_input;
 }
 
@@ -234,14 +237,15 @@ void update_running_stats(at::Tensor& running_mean, at::Tensor& running_var,
     using running_t = scalar_t;
     running_t* pm = running_mean.data_ptr<running_t>();
     running_t* pv = running_var.data_ptr<running_t>();
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, save_mean.scalar_type(), "update_running_stats_batch", [&] {
-      const scalar_t* qm = save_mean.const_data_ptr<scalar_t>();
-      const scalar_t* qv = batch_var.const_data_ptr<scalar_t>();
-      for (int64_t c = 0; c < C; ++c) {
-        pm[c * sm] = running_t((1.0 - factor) * double(pm[c * sm]) + factor * double(qm[c * qsm]));
-        pv[c * sv] = running_t((1.0 - factor) * double(pv[c * sv]) + factor * double(qv[c * qsv]) * unbias);
-      }
-    });
+    AT_DISPATCH_FLOATING_TYPES_AND2(
+        at::kHalf, at::kBFloat16, save_mean.scalar_type(), "update_running_stats_batch", [&] {
+          const scalar_t* qm = save_mean.const_data_ptr<scalar_t>();
+          const scalar_t* qv = batch_var.const_data_ptr<scalar_t>();
+          for (int64_t c = 0; c < C; ++c) {
+            pm[c * sm] = running_t((1.0 - factor) * double(pm[c * sm]) + factor * double(qm[c * qsm]));
+            pv[c * sv] = running_t((1.0 - factor) * double(pv[c * sv]) + factor * double(qv[c * qsv]) * unbias);
+          }
+        });
   });
 }
 

@@ -157,8 +157,7 @@ void compute_stats(const scalar_t* x, const Geometry& g, stat_t* mean_out, stat_
 }
 
 template <Activation ACT, typename scalar_t, typename acc_t>
-void apply(const scalar_t* x, scalar_t* y, const Geometry& g, const acc_t* scale,
-           const acc_t* shift, acc_t slope) {
+void apply(const scalar_t* x, scalar_t* y, const Geometry& g, const acc_t* scale, const acc_t* shift, acc_t slope) {
   if (!g.channels_last) {
     with_plane_width(g.HW, [&, slope](auto width) {
       const int64_t hw = decltype(width)::value > 0 ? decltype(width)::value : g.HW;
@@ -179,7 +178,8 @@ void apply(const scalar_t* x, scalar_t* y, const Geometry& g, const acc_t* scale
       const scalar_t* xp = x + r * g.C;
       scalar_t* yp = y + r * g.C;
 #pragma omp simd
-      for (int64_t c = 0; c < g.C; ++c) yp[c] = store<scalar_t>(activate_t<ACT>(affine(load(xp[c]), scale[c], shift[c]), slope));
+      for (int64_t c = 0; c < g.C; ++c)
+        yp[c] = store<scalar_t>(activate_t<ACT>(affine(load(xp[c]), scale[c], shift[c]), slope));
     }
   });
 }
@@ -218,9 +218,8 @@ void run_grad_sums(const scalar_t* dy, const scalar_t* x, const Geometry& g, int
 }
 
 template <Activation ACT, typename scalar_t, typename acc_t>
-void backward_sums(const scalar_t* dy, const scalar_t* x, const Geometry& g, const acc_t* scale,
-                   const acc_t* shift, const acc_t* mean, acc_t slope,
-                   double* sum_g, double* sum_gx) {
+void backward_sums(const scalar_t* dy, const scalar_t* x, const Geometry& g, const acc_t* scale, const acc_t* shift,
+                   const acc_t* mean, acc_t slope, double* sum_g, double* sum_gx) {
   if (!g.channels_last) {
     at::parallel_for(0, g.C, grain(g.count()), [&, slope](int64_t c0, int64_t c1) {
       for (int64_t c = c0; c < c1; ++c) {
@@ -275,9 +274,8 @@ void backward_sums(const scalar_t* dy, const scalar_t* x, const Geometry& g, con
 }
 
 template <Activation ACT, typename scalar_t, typename acc_t>
-void backward_input(const scalar_t* dy, const scalar_t* x, scalar_t* dx, const Geometry& g,
-                    const acc_t* scale, const acc_t* shift, const acc_t* mean, const acc_t* k_mean_g,
-                    const acc_t* k_x, acc_t slope) {
+void backward_input(const scalar_t* dy, const scalar_t* x, scalar_t* dx, const Geometry& g, const acc_t* scale,
+                    const acc_t* shift, const acc_t* mean, const acc_t* k_mean_g, const acc_t* k_x, acc_t slope) {
   // dx = scale * (g - k_mean_g - (x - mean) * k_x); eval passes k_mean_g = k_x = 0.
   if (!g.channels_last) {
     with_plane_width(g.HW, [&, slope](auto width) {

@@ -21,7 +21,7 @@ at::Tensor bias_act_cpu(const at::Tensor& input, const at::Tensor& bias, c10::st
   const Activation act = activation_from_output_args(activation, negative_slope, "bias_act");
   if (t.out.numel() == 0) return t.out;
   FASTGAN_CPU_LOOP(bias_act_entry)(t.input.scalar_type(), act, t.input.const_data_ptr(), t.bias.const_data_ptr(),
-                          t.out.data_ptr(), t.rows, t.C, negative_slope);
+                                   t.out.data_ptr(), t.rows, t.C, negative_slope);
   return t.out;
 }
 
@@ -30,8 +30,9 @@ std::tuple<at::Tensor, at::Tensor> bias_act_backward_cpu(const at::Tensor& grad_
   const BiasActGradTensors t = bias_act_backward_tensors(grad_out, output);
   const Activation act = activation_from_output_args(activation, negative_slope, "bias_act_backward");
   if (t.C == 0) return {t.grad_in, t.grad_bias};
-  FASTGAN_CPU_LOOP(bias_act_backward_entry)(t.output.scalar_type(), act, t.grad_out.const_data_ptr(), t.output.const_data_ptr(),
-                                   t.grad_in.data_ptr(), t.grad_bias.data_ptr(), t.rows, t.C, negative_slope);
+  FASTGAN_CPU_LOOP(bias_act_backward_entry)(t.output.scalar_type(), act, t.grad_out.const_data_ptr(),
+                                            t.output.const_data_ptr(), t.grad_in.data_ptr(), t.grad_bias.data_ptr(),
+                                            t.rows, t.C, negative_slope);
   return {t.grad_in, t.grad_bias};
 }
 
@@ -119,8 +120,8 @@ void bias_act_backward_entry(c10::ScalarType dt, Activation act, const void* dy,
   FASTGAN_CPU_DISPATCH(dt, "fastgan_bias_act_backward", [&] {
     dispatch_activation(act, [&](auto tag) {
       bias_act_backward_loop<decltype(tag)::value>(static_cast<const scalar_t*>(dy), static_cast<const scalar_t*>(y),
-                                                   static_cast<scalar_t*>(dx), static_cast<scalar_t*>(grad_bias),
-                                                   rows, C, slope);
+                                                   static_cast<scalar_t*>(dx), static_cast<scalar_t*>(grad_bias), rows,
+                                                   C, slope);
     });
   });
 }

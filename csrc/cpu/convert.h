@@ -60,9 +60,12 @@ C10_ALWAYS_INLINE uint16_t to_half(float f) {
 
 template <typename scalar_t>
 C10_ALWAYS_INLINE acc_type<scalar_t> load(scalar_t v) {
-  if constexpr (std::is_same<scalar_t, c10::BFloat16>::value) return bits::from_bf16(v.x);
-  else if constexpr (std::is_same<scalar_t, c10::Half>::value) return bits::from_half(v.x);
-  else return v;
+  if constexpr (std::is_same<scalar_t, c10::BFloat16>::value)
+    return bits::from_bf16(v.x);
+  else if constexpr (std::is_same<scalar_t, c10::Half>::value)
+    return bits::from_half(v.x);
+  else
+    return v;
 }
 
 template <typename scalar_t, typename acc_t>
@@ -71,7 +74,8 @@ C10_ALWAYS_INLINE scalar_t store(acc_t v) {
     return c10::BFloat16(bits::to_bf16(float(v)), c10::BFloat16::from_bits());
   else if constexpr (std::is_same<scalar_t, c10::Half>::value)
     return c10::Half(bits::to_half(float(v)), c10::Half::from_bits());
-  else return scalar_t(v);
+  else
+    return scalar_t(v);
 }
 
 }  // namespace cpu

@@ -50,8 +50,8 @@ namespace {
 // Rows of `width` elements; each row's record is ceil(width / 4) bytes, written whole by the
 // thread that owns the row.
 template <typename scalar_t>
-void filtered_lrelu_act_loop(const scalar_t* z, scalar_t* a, uint8_t* sign, int64_t rows, int64_t width,
-                             double gain_, double slope_, double clamp_) {
+void filtered_lrelu_act_loop(const scalar_t* z, scalar_t* a, uint8_t* sign, int64_t rows, int64_t width, double gain_,
+                             double slope_, double clamp_) {
   using acc_t = acc_type<scalar_t>;
   const acc_t gain = acc_t(gain_), slope = acc_t(slope_), clamp = acc_t(clamp_);
   const int64_t bytes = sign_bytes_per_row(width);
@@ -97,16 +97,16 @@ void filtered_lrelu_act_backward_loop(const scalar_t* grad_a, const uint8_t* sig
 void filtered_lrelu_act_entry(c10::ScalarType dt, const void* z, void* a, uint8_t* sign, int64_t rows, int64_t width,
                               double gain, double slope, double clamp) {
   FASTGAN_CPU_DISPATCH(dt, "fastgan_filtered_lrelu_act", [&] {
-    filtered_lrelu_act_loop(static_cast<const scalar_t*>(z), static_cast<scalar_t*>(a), sign, rows, width, gain,
-                            slope, clamp);
+    filtered_lrelu_act_loop(static_cast<const scalar_t*>(z), static_cast<scalar_t*>(a), sign, rows, width, gain, slope,
+                            clamp);
   });
 }
 
 void filtered_lrelu_act_backward_entry(c10::ScalarType dt, const void* grad_a, const uint8_t* sign, void* grad_z,
                                        int64_t rows, int64_t width, double gain, double slope) {
   FASTGAN_CPU_DISPATCH(dt, "fastgan_filtered_lrelu_act_backward", [&] {
-    filtered_lrelu_act_backward_loop(static_cast<const scalar_t*>(grad_a), sign, static_cast<scalar_t*>(grad_z),
-                                     rows, width, gain, slope);
+    filtered_lrelu_act_backward_loop(static_cast<const scalar_t*>(grad_a), sign, static_cast<scalar_t*>(grad_z), rows,
+                                     width, gain, slope);
   });
 }
 

@@ -20,10 +20,9 @@ namespace {
 std::tuple<at::Tensor, at::Tensor> loss_cpu(LossTensors& b, LossKind kind, double target_value) {
   const int64_t n = b.input.numel();
   const Reduction red = b.reduction;
-  double total = FASTGAN_CPU_LOOP(loss_entry)(b.input.scalar_type(), kind, b.input.const_data_ptr(),
-                                     b.has_target ? b.target.const_data_ptr() : nullptr, target_value,
-                                     b.grad.data_ptr(), red == Reduction::None ? b.loss.data_ptr() : nullptr,
-                                     n, red);
+  double total = FASTGAN_CPU_LOOP(loss_entry)(
+      b.input.scalar_type(), kind, b.input.const_data_ptr(), b.has_target ? b.target.const_data_ptr() : nullptr,
+      target_value, b.grad.data_ptr(), red == Reduction::None ? b.loss.data_ptr() : nullptr, n, red);
   if (red == Reduction::None) return {b.loss, b.grad};
   // Mean of an empty tensor is NaN, as in torch.
   if (red == Reduction::Mean) total = n == 0 ? std::nan("") : total / double(n);
@@ -32,8 +31,8 @@ std::tuple<at::Tensor, at::Tensor> loss_cpu(LossTensors& b, LossKind kind, doubl
 }
 
 std::tuple<at::Tensor, at::Tensor> bce_with_logits_cpu(const at::Tensor& input_,
-                                                       const c10::optional<at::Tensor>& target_,
-                                                       double target_value, int64_t reduction) {
+                                                       const c10::optional<at::Tensor>& target_, double target_value,
+                                                       int64_t reduction) {
   LossTensors b = loss_tensors(input_, target_, reduction);
   return loss_cpu(b, LossKind::BCE, target_value);
 }
@@ -61,12 +60,11 @@ namespace {
 // Fixed-size blocks summed in order: the same bits for any thread count.
 constexpr int64_t kLossBlock = 4096;
 
-
 // Reduction None: loss and gradient per element. Sum/Mean: blocks of fixed size summed in
 // order (the same bits for any thread count), the gradient scaled by 1/n for the mean.
 template <LossKind K, typename scalar_t>
 double loss_loop(const scalar_t* x, const scalar_t* t, double target_value, scalar_t* gp, scalar_t* lp, int64_t n,
-                Reduction red) {
+                 Reduction red) {
   using acc_t = acc_type<scalar_t>;
   const acc_t tv = acc_t(target_value);
   const acc_t gscale = red == Reduction::Mean ? acc_t(1) / acc_t(std::max<int64_t>(n, 1)) : acc_t(1);

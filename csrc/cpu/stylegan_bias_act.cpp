@@ -20,8 +20,8 @@ at::Tensor stylegan_bias_act_cpu(const at::Tensor& x, const c10::optional<at::Te
   const StyleganBiasActTensors t = stylegan_bias_act_tensors(x, b, dim, act);
   if (t.numel == 0) return t.out;
   FASTGAN_CPU_LOOP(stylegan_bias_act_entry)(t.x.scalar_type(), t.act, t.x.const_data_ptr(),
-                                            t.b.defined() ? t.b.const_data_ptr() : nullptr, nullptr,
-                                            t.out.data_ptr(), t.numel, t.run, t.C, alpha, gain, clamp);
+                                            t.b.defined() ? t.b.const_data_ptr() : nullptr, nullptr, t.out.data_ptr(),
+                                            t.numel, t.run, t.C, alpha, gain, clamp);
   return t.out;
 }
 
@@ -32,9 +32,8 @@ at::Tensor stylegan_bias_act_backward_cpu(const at::Tensor& grad_out, const at::
   const StyleganBiasActTensors t = stylegan_bias_act_tensors(x, b, dim, act, grad_out);
   if (t.numel == 0) return t.out;
   FASTGAN_CPU_LOOP(stylegan_bias_act_entry)(t.x.scalar_type(), t.act, t.x.const_data_ptr(),
-                                            t.b.defined() ? t.b.const_data_ptr() : nullptr,
-                                            t.grad_out.const_data_ptr(), t.out.data_ptr(), t.numel, t.run, t.C, alpha,
-                                            gain, clamp);
+                                            t.b.defined() ? t.b.const_data_ptr() : nullptr, t.grad_out.const_data_ptr(),
+                                            t.out.data_ptr(), t.numel, t.run, t.C, alpha, gain, clamp);
   return t.out;
 }
 
@@ -81,8 +80,8 @@ void stylegan_bias_act_loop(StyleganAct act, const scalar_t* x, const scalar_t* 
       for (int64_t r = r0; r < r1; ++r) {
 #pragma omp simd
         for (int64_t c = 0; c < C; ++c)
-          out[r * C + c] = bias_act_point<A, BACKWARD>(act, x[r * C + c], load(b[c]), dy, r * C + c, alpha, gain,
-                                                       clamp);
+          out[r * C + c] =
+              bias_act_point<A, BACKWARD>(act, x[r * C + c], load(b[c]), dy, r * C + c, alpha, gain, clamp);
       }
     });
     return;
@@ -111,8 +110,10 @@ void stylegan_bias_act_entry(c10::ScalarType dt, StyleganAct act, const void* x,
     auto* o = static_cast<scalar_t*>(out);
     dispatch_stylegan_act(act, [&](auto tag) {
       constexpr StyleganAct A = decltype(tag)::value;
-      if (dys != nullptr) stylegan_bias_act_loop<A, true>(act, xs, bs, dys, o, numel, run, C, alpha, gain, clamp);
-      else stylegan_bias_act_loop<A, false>(act, xs, bs, dys, o, numel, run, C, alpha, gain, clamp);
+      if (dys != nullptr)
+        stylegan_bias_act_loop<A, true>(act, xs, bs, dys, o, numel, run, C, alpha, gain, clamp);
+      else
+        stylegan_bias_act_loop<A, false>(act, xs, bs, dys, o, numel, run, C, alpha, gain, clamp);
     });
   });
 }

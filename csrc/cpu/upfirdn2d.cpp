@@ -66,8 +66,8 @@ void separable_passes(const Upfirdn2dTensors& t, bool flip_filter, double gain) 
   const at::ScalarType dt = t.input.scalar_type();
   FASTGAN_CPU_LOOP(upfirdn2d_entry)(dt, Stage::Rows, t.input.const_data_ptr(), row_taps.data(), between.data_ptr(),
                                     rows, t.channels_last);
-  FASTGAN_CPU_LOOP(upfirdn2d_entry)(dt, Stage::Columns, between.const_data_ptr(), column_taps.data(),
-                                    t.out.data_ptr(), columns, t.channels_last);
+  FASTGAN_CPU_LOOP(upfirdn2d_entry)(dt, Stage::Columns, between.const_data_ptr(), column_taps.data(), t.out.data_ptr(),
+                                    columns, t.channels_last);
 }
 
 template <typename acc_t>
@@ -83,11 +83,15 @@ at::Tensor upfirdn2d_cpu(const at::Tensor& input, const at::Tensor& filter, at::
   if (t.out.numel() == 0) return t.out;
   const bool dbl = t.input.scalar_type() == at::kDouble;
   if (t.g.separable && t.g.fw > 1) {
-    if (dbl) separable_passes<double>(t, flip_filter, gain);
-    else separable_passes<float>(t, flip_filter, gain);
+    if (dbl)
+      separable_passes<double>(t, flip_filter, gain);
+    else
+      separable_passes<float>(t, flip_filter, gain);
   } else {
-    if (dbl) direct<double>(t, flip_filter, gain);
-    else direct<float>(t, flip_filter, gain);
+    if (dbl)
+      direct<double>(t, flip_filter, gain);
+    else
+      direct<float>(t, flip_filter, gain);
   }
   return t.out;
 }
@@ -103,9 +107,9 @@ TORCH_LIBRARY_IMPL(fastgan, CPU, m) { m.impl("upfirdn2d", &upfirdn2d_cpu); }
 namespace {
 
 // One axis's runs for every output coordinate (fir_taps.h).
-inline std::vector<TapRun<int64_t>> runs_of(int64_t out, int64_t up, int64_t down, int64_t pad0, int64_t taps,
-                                            int64_t in) {
-  std::vector<TapRun<int64_t>> runs(size_t(out > 0 ? out : 0));
+inline std::vector<TapRun<int64_t> > runs_of(int64_t out, int64_t up, int64_t down, int64_t pad0, int64_t taps,
+                                             int64_t in) {
+  std::vector<TapRun<int64_t> > runs(size_t(out > 0 ? out : 0));
   for (int64_t o = 0; o < out; ++o) runs[size_t(o)] = tap_run<int64_t>(o, up, down, pad0, taps, in);
   return runs;
 }
@@ -152,8 +156,8 @@ template <typename in_t, typename out_t, typename acc_t>
 void upfirdn2d_nchw(const in_t* x, const acc_t* taps, out_t* y, const Upfirdn2dGeometry& g) {
   const int64_t gcd = std::gcd(g.up_x, g.down_x), so = g.up_x / gcd, si = g.down_x / gcd;
   const int64_t phase_len = (g.out_w + so - 1) / so;  // outputs per phase (the last phases may hold fewer)
-  const int64_t phases = std::min(so, g.out_w);        // so > out_w: one output per phase, the rest unused
-  const std::vector<TapRun<int64_t>> rows = runs_of(g.out_h, g.up_y, g.down_y, g.pad_y0, g.fh, g.H);
+  const int64_t phases = std::min(so, g.out_w);       // so > out_w: one output per phase, the rest unused
+  const std::vector<TapRun<int64_t> > rows = runs_of(g.out_h, g.up_y, g.down_y, g.pad_y0, g.fh, g.H);
   const std::vector<ColumnRun> columns = column_runs(g, so, si);
   const int64_t planes = g.N * g.C, work_per_row = g.out_w * std::max<int64_t>(1, int64_t(columns.size()));
   at::parallel_for(0, planes * g.out_h, grain(work_per_row), [&](int64_t r0, int64_t r1) {
@@ -169,9 +173,12 @@ void upfirdn2d_nchw(const in_t* x, const acc_t* taps, out_t* y, const Upfirdn2dG
           acc_t* out = acc.data() + (c.o % so) * phase_len + c.o / so;
           const in_t* in = row + c.i;
           const acc_t w = tap_row[c.kx];
-          if (si == 1) accumulate_run<1>(out, in, w, c.count, si);
-          else if (si == 2) accumulate_run<2>(out, in, w, c.count, si);
-          else accumulate_run<0>(out, in, w, c.count, si);
+          if (si == 1)
+            accumulate_run<1>(out, in, w, c.count, si);
+          else if (si == 2)
+            accumulate_run<2>(out, in, w, c.count, si);
+          else
+            accumulate_run<0>(out, in, w, c.count, si);
         }
       }
       out_t* yr = y + r * g.out_w;
@@ -226,7 +233,7 @@ struct PlaneTap {
 // memory across the tap loop, so the block is four vector variables: GCC's and Clang's vector
 // extension; other compilers take the pass per tap).
 template <typename acc_t>
-void sum_taps(acc_t* __restrict__ sums, const acc_t* __restrict__ scratch, const std::vector<PlaneTap<acc_t>>& taps,
+void sum_taps(acc_t* __restrict__ sums, const acc_t* __restrict__ scratch, const std::vector<PlaneTap<acc_t> >& taps,
               int64_t n) {
   int64_t j0 = 0;
 #if defined(__GNUC__) || defined(__clang__)
@@ -234,7 +241,7 @@ void sum_taps(acc_t* __restrict__ sums, const acc_t* __restrict__ scratch, const
   typedef float float_vec __attribute__((vector_size(32)));
   typedef double double_vec __attribute__((vector_size(32)));
   using vec = std::conditional_t<std::is_same_v<acc_t, float>, float_vec, double_vec>;
-  static_assert(sizeof(vec) == 32 && std::is_same_v<acc_t, std::conditional_t<sizeof(acc_t) == 4, float, double>>);
+  static_assert(sizeof(vec) == 32 && std::is_same_v<acc_t, std::conditional_t<sizeof(acc_t) == 4, float, double> >);
   constexpr int64_t kLanes = 32 / int64_t(sizeof(acc_t)), kBlock = 4 * kLanes;
   const auto load_vec = [](const acc_t* p) {
     vec v;
@@ -283,7 +290,9 @@ struct UpPlanes {
   UpAxis y, x;
   int64_t pitch, length;  // the padded input's row pitch, and its elements (one spare row included)
   explicit UpPlanes(const Upfirdn2dGeometry& g)
-      : y(g.out_h, g.up_y, g.pad_y0, g.fh), x(g.out_w, g.up_x, g.pad_x0, g.fw), pitch(x.q + x.span),
+      : y(g.out_h, g.up_y, g.pad_y0, g.fh),
+        x(g.out_w, g.up_x, g.pad_x0, g.fw),
+        pitch(x.q + x.span),
         length((y.q + y.span + 1) * pitch) {}
   int64_t elements() const { return length + y.q * pitch; }
 };
@@ -299,10 +308,11 @@ template <typename in_t, typename out_t, typename acc_t>
 void upfirdn2d_nchw_down_planes(const in_t* x, const acc_t* taps, out_t* y, const Upfirdn2dGeometry& g) {
   const DownPlanes pp(g);
   const int64_t dy = g.down_y, dx = g.down_x, sums = g.out_h * pp.wd;
-  std::vector<PlaneTap<acc_t>> plane_taps;
+  std::vector<PlaneTap<acc_t> > plane_taps;
   for (int64_t ky = 0; ky < g.fh; ++ky)
     for (int64_t kx = 0; kx < g.fw; ++kx)
-      plane_taps.push_back({((ky % dy) * dx + kx % dx) * pp.length + (ky / dy) * pp.wd + kx / dx, taps[ky * g.fw + kx]});
+      plane_taps.push_back(
+          {((ky % dy) * dx + kx % dx) * pp.length + (ky / dy) * pp.wd + kx / dx, taps[ky * g.fw + kx]});
   at::parallel_for(0, g.N * g.C, grain(sums * g.fh * g.fw), [&](int64_t p0, int64_t p1) {
     std::vector<acc_t> storage(size_t(pp.elements(g)));
     acc_t* __restrict__ acc = storage.data() + dy * dx * pp.length;
@@ -313,8 +323,10 @@ void upfirdn2d_nchw_down_planes(const in_t* x, const acc_t* taps, out_t* y, cons
           acc_t* phase = storage.data() + (ry * dx + rx) * pp.length;
           for (int64_t yy = 0; yy <= pp.hd; ++yy) {
             const int64_t iy = dy * yy + ry - g.pad_y0;
-            if (iy < 0 || iy >= g.H) std::fill(phase + yy * pp.wd, phase + (yy + 1) * pp.wd, acc_t(0));
-            else gather_row(phase + yy * pp.wd, pp.wd, xp + iy * g.W, rx - g.pad_x0, dx, g.W);
+            if (iy < 0 || iy >= g.H)
+              std::fill(phase + yy * pp.wd, phase + (yy + 1) * pp.wd, acc_t(0));
+            else
+              gather_row(phase + yy * pp.wd, pp.wd, xp + iy * g.W, rx - g.pad_x0, dx, g.W);
           }
         }
       }
@@ -333,7 +345,7 @@ void upfirdn2d_nchw_up_planes(const in_t* x, const acc_t* taps, out_t* y, const 
   const UpPlanes pp(g);
   const int64_t uy = g.up_y, ux = g.up_x, sums = pp.y.q * pp.pitch;
   // Per output phase, the taps that meet a sample: ky = (pad_y0 - py) mod up_y, + up_y, ...
-  std::vector<std::vector<PlaneTap<acc_t>>> phase_taps(size_t(uy * ux));
+  std::vector<std::vector<PlaneTap<acc_t> > > phase_taps(size_t(uy * ux));
   for (int64_t py = 0; py < uy; ++py) {
     for (int64_t px = 0; px < ux; ++px) {
       for (int64_t ky = ((g.pad_y0 - py) % uy + uy) % uy; ky < g.fh; ky += uy) {
@@ -347,30 +359,33 @@ void upfirdn2d_nchw_up_planes(const in_t* x, const acc_t* taps, out_t* y, const 
   }
   at::parallel_for(0, g.N * g.C, grain(g.out_h * g.out_w * std::max<int64_t>(1, g.fh * g.fw / (uy * ux))),
                    [&](int64_t p0, int64_t p1) {
-    std::vector<acc_t> storage(size_t(pp.elements()));
-    acc_t* __restrict__ padded = storage.data();
-    acc_t* __restrict__ acc = storage.data() + pp.length;
-    for (int64_t plane = p0; plane < p1; ++plane) {
-      const in_t* xp = x + plane * g.H * g.W;
-      for (int64_t r = 0; r * pp.pitch < pp.length; ++r) {
-        const int64_t iy = r - pp.y.a;
-        if (iy < 0 || iy >= g.H) std::fill(padded + r * pp.pitch, padded + (r + 1) * pp.pitch, acc_t(0));
-        else gather_row(padded + r * pp.pitch, pp.pitch, xp + iy * g.W, -pp.x.a, 1, g.W);
-      }
-      out_t* yp = y + plane * g.out_h * g.out_w;
-      for (int64_t py = 0; py < std::min(uy, g.out_h); ++py) {
-        for (int64_t px = 0; px < std::min(ux, g.out_w); ++px) {
-          sum_taps(acc, padded, phase_taps[size_t(py * ux + px)], sums);
-          const int64_t rows = (g.out_h - py + uy - 1) / uy, columns = (g.out_w - px + ux - 1) / ux;
-          for (int64_t qy = 0; qy < rows; ++qy) {
-            out_t* yr = yp + (qy * uy + py) * g.out_w + px;
+                     std::vector<acc_t> storage(size_t(pp.elements()));
+                     acc_t* __restrict__ padded = storage.data();
+                     acc_t* __restrict__ acc = storage.data() + pp.length;
+                     for (int64_t plane = p0; plane < p1; ++plane) {
+                       const in_t* xp = x + plane * g.H * g.W;
+                       for (int64_t r = 0; r * pp.pitch < pp.length; ++r) {
+                         const int64_t iy = r - pp.y.a;
+                         if (iy < 0 || iy >= g.H)
+                           std::fill(padded + r * pp.pitch, padded + (r + 1) * pp.pitch, acc_t(0));
+                         else
+                           gather_row(padded + r * pp.pitch, pp.pitch, xp + iy * g.W, -pp.x.a, 1, g.W);
+                       }
+                       out_t* yp = y + plane * g.out_h * g.out_w;
+                       for (int64_t py = 0; py < std::min(uy, g.out_h); ++py) {
+                         for (int64_t px = 0; px < std::min(ux, g.out_w); ++px) {
+                           sum_taps(acc, padded, phase_taps[size_t(py * ux + px)], sums);
+                           const int64_t rows = (g.out_h - py + uy - 1) / uy, columns = (g.out_w - px + ux - 1) / ux;
+                           for (int64_t qy = 0; qy < rows; ++qy) {
+                             out_t* yr = yp + (qy * uy + py) * g.out_w + px;
 #pragma omp simd
-            for (int64_t qx = 0; qx < columns; ++qx) yr[qx * ux] = store<out_t>(acc[qy * pp.pitch + qx]);
-          }
-        }
-      }
-    }
-  });
+                             for (int64_t qx = 0; qx < columns; ++qx)
+                               yr[qx * ux] = store<out_t>(acc[qy * pp.pitch + qx]);
+                           }
+                         }
+                       }
+                     }
+                   });
 }
 
 // channels_last: every output pixel sums its taps' input pixels, each a contiguous run of C
@@ -379,13 +394,13 @@ void upfirdn2d_nchw_up_planes(const in_t* x, const acc_t* taps, out_t* y, const 
 // (converted on load) by a pass per tap.
 template <typename in_t, typename out_t, typename acc_t>
 void upfirdn2d_nhwc(const in_t* x, const acc_t* taps, out_t* y, const Upfirdn2dGeometry& g) {
-  const std::vector<TapRun<int64_t>> rows = runs_of(g.out_h, g.up_y, g.down_y, g.pad_y0, g.fh, g.H);
-  const std::vector<TapRun<int64_t>> cols = runs_of(g.out_w, g.up_x, g.down_x, g.pad_x0, g.fw, g.W);
+  const std::vector<TapRun<int64_t> > rows = runs_of(g.out_h, g.up_y, g.down_y, g.pad_y0, g.fh, g.H);
+  const std::vector<TapRun<int64_t> > cols = runs_of(g.out_w, g.up_x, g.down_x, g.pad_x0, g.fw, g.W);
   const int64_t C = g.C;
   at::parallel_for(0, g.N * g.out_h, grain(g.out_w * C * g.fh * g.fw), [&](int64_t r0, int64_t r1) {
     std::vector<acc_t> acc_storage(static_cast<size_t>(C));
     acc_t* __restrict__ acc = acc_storage.data();
-    std::vector<PlaneTap<acc_t>> pixel_taps;
+    std::vector<PlaneTap<acc_t> > pixel_taps;
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t n = r / g.out_h, oy = r % g.out_h;
       const TapRun<int64_t> ry = rows[size_t(oy)];
@@ -428,10 +443,14 @@ template <typename in_t, typename out_t, typename acc_t>
 void upfirdn2d_layout(const void* x, const acc_t* taps, void* y, const Upfirdn2dGeometry& g, bool channels_last) {
   const auto* in = static_cast<const in_t*>(x);
   auto* out = static_cast<out_t*>(y);
-  if (channels_last) upfirdn2d_nhwc(in, taps, out, g);
-  else if (plane_loop_fits(g) && g.up_x == 1 && g.up_y == 1) upfirdn2d_nchw_down_planes(in, taps, out, g);
-  else if (plane_loop_fits(g)) upfirdn2d_nchw_up_planes(in, taps, out, g);
-  else upfirdn2d_nchw(in, taps, out, g);
+  if (channels_last)
+    upfirdn2d_nhwc(in, taps, out, g);
+  else if (plane_loop_fits(g) && g.up_x == 1 && g.up_y == 1)
+    upfirdn2d_nchw_down_planes(in, taps, out, g);
+  else if (plane_loop_fits(g))
+    upfirdn2d_nchw_up_planes(in, taps, out, g);
+  else
+    upfirdn2d_nchw(in, taps, out, g);
 }
 
 // dt: the op's dtype. Stage::Whole reads and writes it; a separable filter's Stage::Rows reads it
@@ -442,9 +461,12 @@ void upfirdn2d_entry(c10::ScalarType dt, Stage stage, const void* x, const void*
   FASTGAN_CPU_DISPATCH(dt, "fastgan_upfirdn2d", [&] {
     using acc_t = acc_type<scalar_t>;
     const auto* f = static_cast<const acc_t*>(taps);
-    if (stage == Stage::Rows) upfirdn2d_layout<scalar_t, acc_t>(x, f, y, g, channels_last);
-    else if (stage == Stage::Columns) upfirdn2d_layout<acc_t, scalar_t>(x, f, y, g, channels_last);
-    else upfirdn2d_layout<scalar_t, scalar_t>(x, f, y, g, channels_last);
+    if (stage == Stage::Rows)
+      upfirdn2d_layout<scalar_t, acc_t>(x, f, y, g, channels_last);
+    else if (stage == Stage::Columns)
+      upfirdn2d_layout<acc_t, scalar_t>(x, f, y, g, channels_last);
+    else
+      upfirdn2d_layout<scalar_t, scalar_t>(x, f, y, g, channels_last);
   });
 }
 

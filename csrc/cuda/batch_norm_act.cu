@@ -54,11 +54,15 @@ bool can_vectorize(const Geometry& g, std::initializer_list<const void*> ptrs) {
 template <typename scalar_t, int V_NCHW, int V_CL, typename F>
 void dispatch_layout(const Geometry& g, std::initializer_list<const void*> ptrs, F&& f) {
   if (g.channels_last) {
-    if (can_vectorize<scalar_t, V_CL>(g, ptrs)) f(std::integral_constant<int, V_CL>(), std::true_type());
-    else f(std::integral_constant<int, 1>(), std::true_type());
+    if (can_vectorize<scalar_t, V_CL>(g, ptrs))
+      f(std::integral_constant<int, V_CL>(), std::true_type());
+    else
+      f(std::integral_constant<int, 1>(), std::true_type());
   } else {
-    if (can_vectorize<scalar_t, V_NCHW>(g, ptrs)) f(std::integral_constant<int, V_NCHW>(), std::false_type());
-    else f(std::integral_constant<int, 1>(), std::false_type());
+    if (can_vectorize<scalar_t, V_NCHW>(g, ptrs))
+      f(std::integral_constant<int, V_NCHW>(), std::false_type());
+    else
+      f(std::integral_constant<int, 1>(), std::false_type());
   }
 }
 
@@ -100,9 +104,11 @@ RunningStats running_stats(const at::Tensor& running_mean, const at::Tensor& run
                            int64_t count) {
   if (!running_mean.defined()) return RunningStats{};
   const bool has_counter = num_batches_tracked.has_value() && num_batches_tracked->defined();
-  return {running_mean.data_ptr(), running_mean.stride(0), running_var.data_ptr(), running_var.stride(0),
-          buffer_type(running_mean), has_counter ? num_batches_tracked->data_ptr<int64_t>() : nullptr,
-          momentum.value_or(0.0), !momentum.has_value(), double(count) / double(count - 1)};
+  return {running_mean.data_ptr(),          running_mean.stride(0),
+          running_var.data_ptr(),           running_var.stride(0),
+          buffer_type(running_mean),        has_counter ? num_batches_tracked->data_ptr<int64_t>() : nullptr,
+          momentum.value_or(0.0),           !momentum.has_value(),
+          double(count) / double(count - 1)};
 }
 
 // The statistics kernel: the batch statistics into mean/var, scale and shift into coef (when
@@ -130,10 +136,10 @@ Statistics<acc_type<scalar_t>> batch_statistics(const at::Tensor& input, const G
   A* coef = want_coef ? scratch.data_ptr<A>() : nullptr;
   A* partial = scratch.data_ptr<A>() + coef_size;
   const at::Tensor tickets = reduction_tickets(input, int64_t(plan.grid.x) + 1);
-  const FinalizeArgs<A> fin{plan.splits, A(g.N * g.HW), ptr_or_null<A>(weight), ptr_or_null<A>(bias), A(eps),
-                            mean.data_ptr<A>(), var.data_ptr<A>(), coef};
-  launch(stats_kernel<scalar_t, VEC, CL>, plan.grid, plan.block, 0,
-         current_stream(), input.const_data_ptr<scalar_t>(), g.N, g.C, g.HW, plan.chunk, partial, fin,
+  const FinalizeArgs<A> fin{plan.splits, A(g.N * g.HW),      ptr_or_null<A>(weight), ptr_or_null<A>(bias),
+                            A(eps),      mean.data_ptr<A>(), var.data_ptr<A>(),      coef};
+  launch(stats_kernel<scalar_t, VEC, CL>, plan.grid, plan.block, 0, current_stream(), input.const_data_ptr<scalar_t>(),
+         g.N, g.C, g.HW, plan.chunk, partial, fin,
          running_stats(running_mean, running_var, num_batches_tracked, momentum, g.N * g.HW),
          reinterpret_cast<unsigned int*>(tickets.data_ptr<int>()));
   return {scratch, coef};
@@ -145,9 +151,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_cuda(
     const c10::optional<at::Tensor>& num_batches_tracked, bool training, c10::optional<double> momentum, double eps,
     c10::string_view activation, double negative_slope) {
   const Activation act = parse_activation(activation);
-  const bool use_batch =
-      check_batch_norm_act_args(input_, weight_, bias_, running_mean_, running_var_, num_batches_tracked,
-                                training, act);
+  const bool use_batch = check_batch_norm_act_args(input_, weight_, bias_, running_mean_, running_var_,
+                                                   num_batches_tracked, training, act);
   DeviceGuard guard(input_.device());
   const auto fmt = layout_of(input_);
   const at::Tensor input = input_.contiguous(fmt);
@@ -184,8 +189,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_cuda(
         args = {nullptr, channel_params<A>(rmean, rvar, weight, bias, eps), mean.data_ptr<A>(), var.data_ptr<A>()};
       }
       dispatch_act(act, [&](auto tag) {
-        launch(apply_kernel<scalar_t, VEC, CL, decltype(tag)::value>, plan.grid, plan.block, 0, current_stream(), x,
-               y, g.N, g.C, g.HW, plan.chunk, args, A(negative_slope));
+        launch(apply_kernel<scalar_t, VEC, CL, decltype(tag)::value>, plan.grid, plan.block, 0, current_stream(), x, y,
+               g.N, g.C, g.HW, plan.chunk, args, A(negative_slope));
       });
     });
   });
@@ -204,10 +209,9 @@ void backward_sums(const BackwardInputs& b, const Geometry& g, const Plan& plan,
   const at::Tensor tickets = reduction_tickets(b.input, plan.grid.x);
   const BackwardSumsArgs<A> sums{plan.splits, sum_dy, sum_dy_xmu, grad_weight, grad_bias};
   dispatch_act(act, [&](auto tag) {
-    launch(backward_reduce_kernel<scalar_t, VEC, CL, decltype(tag)::value>, plan.grid, plan.block,
-           0, current_stream(), b.grad_out.const_data_ptr<scalar_t>(),
-           b.input.const_data_ptr<scalar_t>(), g.N, g.C, g.HW, plan.chunk, p, A(negative_slope), partial, sums,
-           reinterpret_cast<unsigned int*>(tickets.data_ptr<int>()));
+    launch(backward_reduce_kernel<scalar_t, VEC, CL, decltype(tag)::value>, plan.grid, plan.block, 0, current_stream(),
+           b.grad_out.const_data_ptr<scalar_t>(), b.input.const_data_ptr<scalar_t>(), g.N, g.C, g.HW, plan.chunk, p,
+           A(negative_slope), partial, sums, reinterpret_cast<unsigned int*>(tickets.data_ptr<int>()));
   });
 }
 
@@ -217,19 +221,19 @@ void backward_input(const BackwardInputs& b, const Geometry& g, double eps, Acti
                     bool training, at::Tensor& grad_input) {
   using A = acc_type<scalar_t>;
   const Plan plan = make_plan<scalar_t>(g, VEC, Pass::Elementwise);
-  const InputGradArgs<A> args{channel_params<A>(b.mean, b.var, b.weight, b.bias, eps), sum_dy, sum_dy_xmu,
-                              A(inv_count), training};
+  const InputGradArgs<A> args{channel_params<A>(b.mean, b.var, b.weight, b.bias, eps), sum_dy, sum_dy_xmu, A(inv_count),
+                              training};
   dispatch_act(act, [&](auto tag) {
-    launch(backward_input_kernel<scalar_t, VEC, CL, decltype(tag)::value>, plan.grid, plan.block, 0,
-           current_stream(), b.grad_out.const_data_ptr<scalar_t>(), b.input.const_data_ptr<scalar_t>(),
-           grad_input.data_ptr<scalar_t>(), g.N, g.C, g.HW, plan.chunk, args, A(negative_slope));
+    launch(backward_input_kernel<scalar_t, VEC, CL, decltype(tag)::value>, plan.grid, plan.block, 0, current_stream(),
+           b.grad_out.const_data_ptr<scalar_t>(), b.input.const_data_ptr<scalar_t>(), grad_input.data_ptr<scalar_t>(),
+           g.N, g.C, g.HW, plan.chunk, args, A(negative_slope));
   });
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_backward_cuda(
     const at::Tensor& grad_out_, const at::Tensor& input_, const c10::optional<at::Tensor>& weight_,
-    const c10::optional<at::Tensor>& bias_, const at::Tensor& save_mean_, const at::Tensor& save_var_,
-    bool training, double eps, c10::string_view activation, double negative_slope) {
+    const c10::optional<at::Tensor>& bias_, const at::Tensor& save_mean_, const at::Tensor& save_var_, bool training,
+    double eps, c10::string_view activation, double negative_slope) {
   const Activation act = parse_activation(activation);
   DeviceGuard guard(input_.device());
   const BackwardInputs b = backward_inputs(grad_out_, input_, weight_, bias_, save_mean_, save_var_);
@@ -307,26 +311,28 @@ std::tuple<at::Tensor, at::Tensor> batch_norm_act_backward_reduce_cuda(
   at::Tensor sum_dy = at::empty({g.C}, b.input.options().dtype(sdt));
   at::Tensor sum_dy_xmu = at::empty({g.C}, b.input.options().dtype(sdt));
   if (b.input.numel() == 0) return {sum_dy.zero_(), sum_dy_xmu.zero_()};
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, b.input.scalar_type(), "batch_norm_act_backward_reduce_cuda", [&] {
-    using A = acc_type<scalar_t>;
-    dispatch_backward_layout<scalar_t>(g, {b.input.const_data_ptr(), b.grad_out.const_data_ptr()}, [&](auto vec_c,
-                                                                                                    auto cl_c) {
-      constexpr int VEC = decltype(vec_c)::value;
-      constexpr bool CL = decltype(cl_c)::value;
-      const Plan plan = make_plan<scalar_t>(g, VEC, Pass::Reduction);
-      at::Tensor partial = at::empty({g.C * int64_t(plan.splits) * 2}, b.input.options().dtype(sdt));
-      backward_sums<scalar_t, VEC, CL>(b, g, plan, eps, act, negative_slope, partial.data_ptr<A>(),
-                                       sum_dy.data_ptr<A>(), sum_dy_xmu.data_ptr<A>(), nullptr, nullptr);
-    });
-  });
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, b.input.scalar_type(), "batch_norm_act_backward_reduce_cuda", [&] {
+        using A = acc_type<scalar_t>;
+        dispatch_backward_layout<scalar_t>(
+            g, {b.input.const_data_ptr(), b.grad_out.const_data_ptr()}, [&](auto vec_c, auto cl_c) {
+              constexpr int VEC = decltype(vec_c)::value;
+              constexpr bool CL = decltype(cl_c)::value;
+              const Plan plan = make_plan<scalar_t>(g, VEC, Pass::Reduction);
+              at::Tensor partial = at::empty({g.C * int64_t(plan.splits) * 2}, b.input.options().dtype(sdt));
+              backward_sums<scalar_t, VEC, CL>(b, g, plan, eps, act, negative_slope, partial.data_ptr<A>(),
+                                               sum_dy.data_ptr<A>(), sum_dy_xmu.data_ptr<A>(), nullptr, nullptr);
+            });
+      });
   return {sum_dy, sum_dy_xmu};
 }
 
-at::Tensor batch_norm_act_backward_elemt_cuda(
-    const at::Tensor& grad_out_, const at::Tensor& input_, const c10::optional<at::Tensor>& weight_,
-    const c10::optional<at::Tensor>& bias_, const at::Tensor& mean_, const at::Tensor& var_,
-    const at::Tensor& mean_dy_, const at::Tensor& mean_dy_xmu_, double eps, c10::string_view activation,
-    double negative_slope) {
+at::Tensor batch_norm_act_backward_elemt_cuda(const at::Tensor& grad_out_, const at::Tensor& input_,
+                                              const c10::optional<at::Tensor>& weight_,
+                                              const c10::optional<at::Tensor>& bias_, const at::Tensor& mean_,
+                                              const at::Tensor& var_, const at::Tensor& mean_dy_,
+                                              const at::Tensor& mean_dy_xmu_, double eps, c10::string_view activation,
+                                              double negative_slope) {
   const Activation act = parse_activation(activation);
   check_backward_elemt_sums(input_, mean_dy_, mean_dy_xmu_);
   DeviceGuard guard(input_.device());
@@ -336,15 +342,17 @@ at::Tensor batch_norm_act_backward_elemt_cuda(
   if (b.input.numel() == 0) return grad_input;
   // Already divided by the global count, so the kernel multiplies them by 1.
   const at::Tensor mean_dy = as_stats(mean_dy_, b.input), mean_dy_xmu = as_stats(mean_dy_xmu_, b.input);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, b.input.scalar_type(), "batch_norm_act_backward_elemt_cuda", [&] {
-    const auto ptrs = {b.input.const_data_ptr(), b.grad_out.const_data_ptr(), grad_input.const_data_ptr()};
-    dispatch_backward_layout<scalar_t>(g, ptrs, [&](auto vec_c, auto cl_c) {
-      constexpr int VEC = decltype(vec_c)::value;
-      constexpr bool CL = decltype(cl_c)::value;
-      backward_input<scalar_t, VEC, CL>(b, g, eps, act, negative_slope, mean_dy.const_data_ptr<acc_type<scalar_t>>(),
-                                        mean_dy_xmu.const_data_ptr<acc_type<scalar_t>>(), 1.0, true, grad_input);
-    });
-  });
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, b.input.scalar_type(), "batch_norm_act_backward_elemt_cuda", [&] {
+        const auto ptrs = {b.input.const_data_ptr(), b.grad_out.const_data_ptr(), grad_input.const_data_ptr()};
+        dispatch_backward_layout<scalar_t>(g, ptrs, [&](auto vec_c, auto cl_c) {
+          constexpr int VEC = decltype(vec_c)::value;
+          constexpr bool CL = decltype(cl_c)::value;
+          backward_input<scalar_t, VEC, CL>(b, g, eps, act, negative_slope,
+                                            mean_dy.const_data_ptr<acc_type<scalar_t>>(),
+                                            mean_dy_xmu.const_data_ptr<acc_type<scalar_t>>(), 1.0, true, grad_input);
+        });
+      });
   return grad_input;
 }
 

@@ -54,8 +54,15 @@ __device__ __forceinline__ void affine_of(const ChannelParams<A>& p, int64_t c, 
 struct NchwCursor {
   int64_t index, step, n, r, q, rem, C, c, HW;
   __device__ __forceinline__ NchwCursor(int64_t j, int64_t stride, int64_t C_, int64_t c_, int64_t HW_)
-      : index(j), step(stride), n(j / HW_), r(j - (j / HW_) * HW_), q(stride / HW_), rem(stride - (stride / HW_) * HW_),
-        C(C_), c(c_), HW(HW_) {}
+      : index(j),
+        step(stride),
+        n(j / HW_),
+        r(j - (j / HW_) * HW_),
+        q(stride / HW_),
+        rem(stride - (stride / HW_) * HW_),
+        C(C_),
+        c(c_),
+        HW(HW_) {}
   __device__ __forceinline__ int64_t offset() const { return (n * C + c) * HW + r; }
   __device__ __forceinline__ void advance() {
     index += step;
@@ -97,8 +104,8 @@ struct PartialLoader {
 template <typename A>
 struct FinalizeArgs {
   int splits;
-  A count;           // N*H*W
-  const A* weight;   // may be nullptr (affine=False)
+  A count;          // N*H*W
+  const A* weight;  // may be nullptr (affine=False)
   const A* bias;
   A eps;
   A* save_mean;  // the batch mean and biased variance
@@ -188,7 +195,7 @@ __device__ __forceinline__ void finish_statistics(const FinalizeArgs<A>& a, cons
     shift = shift_of(mine);
     if (update) read_running(r, mine, m0, v0);
   }
-  fold_partials<2, A>(channels, a.splits, load, [&](int ci, const A (&t)[2]) {
+  fold_partials<2, A>(channels, a.splits, load, [&](int ci, const A(&t)[2]) {
     const int64_t c = c0 + ci;
     const A d = t[0] / a.count, m2 = t[1] - t[0] * d;
     const A mean = shift + d, var = (m2 > A(0) ? m2 : A(0)) / a.count;
@@ -228,13 +235,14 @@ __global__ void FASTGAN_KERNEL_BOUNDS update_stats_kernel(RunningStats r, const 
 template <typename scalar_t, int VEC, bool CL>
 __global__ void FASTGAN_KERNEL_BOUNDS_OF(scalar_t)
     stats_kernel(const scalar_t* __restrict__ x, int64_t N, int64_t C, int64_t HW, int64_t chunk,
-                 acc_type<scalar_t>* partial, FinalizeArgs<acc_type<scalar_t>> fin, RunningStats run, unsigned int* tickets) {
+                 acc_type<scalar_t>* partial, FinalizeArgs<acc_type<scalar_t>> fin, RunningStats run,
+                 unsigned int* tickets) {
   using A = acc_type<scalar_t>;
   using P = Pack<scalar_t, VEC>;
   const int s = blockIdx.y, splits = gridDim.y;
   const int64_t begin = s * chunk, end = min64(N * HW, begin + chunk);
   const auto load = [&](int64_t off) { return load_pack<scalar_t, VEC>(x + off); };
-  const auto write = [&](int64_t c, const A (&t)[2]) {
+  const auto write = [&](int64_t c, const A(&t)[2]) {
     partial[partial_index<2, CL>(c, s, 0, C, splits)] = t[0];
     partial[partial_index<2, CL>(c, s, 1, C, splits)] = t[1];
   };
@@ -253,7 +261,7 @@ __global__ void FASTGAN_KERNEL_BOUNDS_OF(scalar_t)
                                       sums[1][0] += d * d;
                                     }
                                   });
-    fold_rows(sums, 1, [&](int, int, const A (&t)[2]) { write(c, t); });
+    fold_rows(sums, 1, [&](int, int, const A(&t)[2]) { write(c, t); });
     if (last_block_to_finish(tickets + blockIdx.x, gridDim.y))
       finish_statistics(fin, run, c, 1, PartialLoader<2, false, A>{partial, c, C, splits}, shift_of,
                         tickets + gridDim.x);
@@ -278,7 +286,7 @@ __global__ void FASTGAN_KERNEL_BOUNDS_OF(scalar_t)
                                       }
                                     });
     }
-    fold_rows(sums, tx, [&](int xi, int k, const A (&t)[2]) {
+    fold_rows(sums, tx, [&](int xi, int k, const A(&t)[2]) {
       const int64_t c = tile + int64_t(xi) * VEC + k;
       if (c < C) write(c, t);
     });
@@ -391,7 +399,7 @@ __device__ __forceinline__ void finish_backward_sums(const BackwardSumsArgs<A>& 
   const int tid = int(threadIdx.y * blockDim.x + threadIdx.x);
   A invstd = A(0);  // loaded before the fold, which calls finish for channel tid in thread tid
   if (a.grad_weight != nullptr && tid < channels) invstd = A(1) / ::sqrt(p.var[c0 + tid] + p.eps);
-  fold_partials<2, A>(channels, a.splits, load, [&](int ci, const A (&t)[2]) {
+  fold_partials<2, A>(channels, a.splits, load, [&](int ci, const A(&t)[2]) {
     const int64_t c = c0 + ci;
     a.sum_dy[c] = t[0];
     a.sum_dy_xmu[c] = t[1];
@@ -426,16 +434,19 @@ constexpr int kPairsInFlight = VEC * sizeof(scalar_t) >= 16 ? kLoadsInFlight / 2
 // (partial_index<2, CL>), then the last block of each channel tile (tickets: gridDim.x zeroed
 // counters) finishes the tile.
 template <typename scalar_t, int VEC, bool CL, Activation ACT>
-__global__ void FASTGAN_KERNEL_BOUNDS_OF(scalar_t) backward_reduce_kernel(
-    const scalar_t* __restrict__ dy, const scalar_t* __restrict__ x, int64_t N, int64_t C, int64_t HW, int64_t chunk,
-    ChannelParams<acc_type<scalar_t>> p, acc_type<scalar_t> slope, acc_type<scalar_t>* partial,
-    BackwardSumsArgs<acc_type<scalar_t>> sums_args, unsigned int* tickets) {
+__global__ void FASTGAN_KERNEL_BOUNDS_OF(scalar_t)
+    backward_reduce_kernel(const scalar_t* __restrict__ dy, const scalar_t* __restrict__ x, int64_t N, int64_t C,
+                           int64_t HW, int64_t chunk, ChannelParams<acc_type<scalar_t>> p, acc_type<scalar_t> slope,
+                           acc_type<scalar_t>* partial, BackwardSumsArgs<acc_type<scalar_t>> sums_args,
+                           unsigned int* tickets) {
   using A = acc_type<scalar_t>;
   using PP = PackPair<scalar_t, VEC>;
   const int s = blockIdx.y, splits = gridDim.y;
   const int64_t begin = s * chunk, end = min64(N * HW, begin + chunk);
-  const auto load = [&](int64_t off) { return PP{load_pack<scalar_t, VEC>(x + off), load_pack<scalar_t, VEC>(dy + off)}; };
-  const auto write = [&](int64_t c, const A (&t)[2]) {
+  const auto load = [&](int64_t off) {
+    return PP{load_pack<scalar_t, VEC>(x + off), load_pack<scalar_t, VEC>(dy + off)};
+  };
+  const auto write = [&](int64_t c, const A(&t)[2]) {
     partial[partial_index<2, CL>(c, s, 0, C, splits)] = t[0];
     partial[partial_index<2, CL>(c, s, 1, C, splits)] = t[1];
   };
@@ -445,18 +456,18 @@ __global__ void FASTGAN_KERNEL_BOUNDS_OF(scalar_t) backward_reduce_kernel(
     affine_of(p, c, sc, sf, invstd);
     const A mu = p.mean[c];
     A sums[2][1] = {{A(0)}, {A(0)}};
-    walk_unrolled<kPairsInFlight<scalar_t, VEC>>(NchwCursor(begin + int64_t(threadIdx.x) * VEC, int64_t(blockDim.x) * VEC, C, c, HW),
-                                  end, load, [&](int64_t, const PP& v) {
+    walk_unrolled<kPairsInFlight<scalar_t, VEC>>(
+        NchwCursor(begin + int64_t(threadIdx.x) * VEC, int64_t(blockDim.x) * VEC, C, c, HW), end, load,
+        [&](int64_t, const PP& v) {
 #pragma unroll
-                                    for (int k = 0; k < VEC; ++k) {
-                                      const A xk = A(v.x.v[k]);
-                                      const A gk = A(v.dy.v[k]) *
-                                                   activation_grad_from_input_t<ACT>(affine(xk, sc, sf), slope);
-                                      sums[0][0] += gk;
-                                      sums[1][0] += gk * (xk - mu);
-                                    }
-                                  });
-    fold_rows(sums, 1, [&](int, int, const A (&t)[2]) { write(c, t); });
+          for (int k = 0; k < VEC; ++k) {
+            const A xk = A(v.x.v[k]);
+            const A gk = A(v.dy.v[k]) * activation_grad_from_input_t<ACT>(affine(xk, sc, sf), slope);
+            sums[0][0] += gk;
+            sums[1][0] += gk * (xk - mu);
+          }
+        });
+    fold_rows(sums, 1, [&](int, int, const A(&t)[2]) { write(c, t); });
     if (last_block_to_finish(tickets + blockIdx.x, gridDim.y))
       finish_backward_sums(sums_args, p, c, 1, PartialLoader<2, false, A>{partial, c, C, splits});
   } else {
@@ -473,19 +484,18 @@ __global__ void FASTGAN_KERNEL_BOUNDS_OF(scalar_t) backward_reduce_kernel(
         affine_of(p, c0 + k, sc[k], sf[k], invstd);
         mu[k] = p.mean[c0 + k];
       }
-      walk_unrolled<kPairsInFlight<scalar_t, VEC>>(RowCursor(begin + threadIdx.y, blockDim.y, C, c0), end, load,
-                                    [&](int64_t, const PP& v) {
+      walk_unrolled<kPairsInFlight<scalar_t, VEC>>(
+          RowCursor(begin + threadIdx.y, blockDim.y, C, c0), end, load, [&](int64_t, const PP& v) {
 #pragma unroll
-                                      for (int k = 0; k < VEC; ++k) {
-                                        const A xk = A(v.x.v[k]);
-                                        const A gk = A(v.dy.v[k]) *
-                                                     activation_grad_from_input_t<ACT>(affine(xk, sc[k], sf[k]), slope);
-                                        sums[0][k] += gk;
-                                        sums[1][k] += gk * (xk - mu[k]);
-                                      }
-                                    });
+            for (int k = 0; k < VEC; ++k) {
+              const A xk = A(v.x.v[k]);
+              const A gk = A(v.dy.v[k]) * activation_grad_from_input_t<ACT>(affine(xk, sc[k], sf[k]), slope);
+              sums[0][k] += gk;
+              sums[1][k] += gk * (xk - mu[k]);
+            }
+          });
     }
-    fold_rows(sums, tx, [&](int xi, int k, const A (&t)[2]) {
+    fold_rows(sums, tx, [&](int xi, int k, const A(&t)[2]) {
       const int64_t c = tile + int64_t(xi) * VEC + k;
       if (c < C) write(c, t);
     });
@@ -518,49 +528,51 @@ __device__ __forceinline__ void input_grad_coeffs(const InputGradArgs<A>& a, int
 }
 
 template <typename scalar_t, int VEC, bool CL, Activation ACT>
-__global__ void FASTGAN_KERNEL_BOUNDS_OF(scalar_t) backward_input_kernel(
-    const scalar_t* __restrict__ dy, const scalar_t* __restrict__ x, scalar_t* __restrict__ dx, int64_t N, int64_t C,
-    int64_t HW, int64_t chunk, InputGradArgs<acc_type<scalar_t>> a, acc_type<scalar_t> slope) {
+__global__ void FASTGAN_KERNEL_BOUNDS_OF(scalar_t)
+    backward_input_kernel(const scalar_t* __restrict__ dy, const scalar_t* __restrict__ x, scalar_t* __restrict__ dx,
+                          int64_t N, int64_t C, int64_t HW, int64_t chunk, InputGradArgs<acc_type<scalar_t>> a,
+                          acc_type<scalar_t> slope) {
   using A = acc_type<scalar_t>;
   using P = Pack<scalar_t, VEC>;
   using PP = PackPair<scalar_t, VEC>;
   const int s = blockIdx.y;
   const int64_t begin = s * chunk, end = min64(N * HW, begin + chunk);
-  const auto load = [&](int64_t off) { return PP{load_pack<scalar_t, VEC>(x + off), load_pack<scalar_t, VEC>(dy + off)}; };
+  const auto load = [&](int64_t off) {
+    return PP{load_pack<scalar_t, VEC>(x + off), load_pack<scalar_t, VEC>(dy + off)};
+  };
   if constexpr (!CL) {
     const int64_t c = blockIdx.x;
     A sc, sf, mu, km, kx;
     input_grad_coeffs(a, c, sc, sf, mu, km, kx);
-    walk_unrolled<kPairsInFlight<scalar_t, VEC>>(NchwCursor(begin + int64_t(threadIdx.x) * VEC, int64_t(blockDim.x) * VEC, C, c, HW),
-                                  end, load, [&](int64_t off, const PP& v) {
-                                    P o;
+    walk_unrolled<kPairsInFlight<scalar_t, VEC>>(
+        NchwCursor(begin + int64_t(threadIdx.x) * VEC, int64_t(blockDim.x) * VEC, C, c, HW), end, load,
+        [&](int64_t off, const PP& v) {
+          P o;
 #pragma unroll
-                                    for (int k = 0; k < VEC; ++k) {
-                                      const A xk = A(v.x.v[k]);
-                                      const A gk = A(v.dy.v[k]) *
-                                                   activation_grad_from_input_t<ACT>(affine(xk, sc, sf), slope);
-                                      o.v[k] = scalar_t(sc * (gk - km - (xk - mu) * kx));
-                                    }
-                                    store_pack<scalar_t, VEC>(dx + off, o);
-                                  });
+          for (int k = 0; k < VEC; ++k) {
+            const A xk = A(v.x.v[k]);
+            const A gk = A(v.dy.v[k]) * activation_grad_from_input_t<ACT>(affine(xk, sc, sf), slope);
+            o.v[k] = scalar_t(sc * (gk - km - (xk - mu) * kx));
+          }
+          store_pack<scalar_t, VEC>(dx + off, o);
+        });
   } else {
     const int64_t c0 = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * VEC;
     if (c0 >= C) return;
     A sc[VEC], sf[VEC], mu[VEC], km[VEC], kx[VEC];
 #pragma unroll
     for (int k = 0; k < VEC; ++k) input_grad_coeffs(a, c0 + k, sc[k], sf[k], mu[k], km[k], kx[k]);
-    walk_unrolled<kPairsInFlight<scalar_t, VEC>>(RowCursor(begin + threadIdx.y, blockDim.y, C, c0), end, load,
-                                  [&](int64_t off, const PP& v) {
-                                    P o;
+    walk_unrolled<kPairsInFlight<scalar_t, VEC>>(
+        RowCursor(begin + threadIdx.y, blockDim.y, C, c0), end, load, [&](int64_t off, const PP& v) {
+          P o;
 #pragma unroll
-                                    for (int k = 0; k < VEC; ++k) {
-                                      const A xk = A(v.x.v[k]);
-                                      const A gk = A(v.dy.v[k]) *
-                                                   activation_grad_from_input_t<ACT>(affine(xk, sc[k], sf[k]), slope);
-                                      o.v[k] = scalar_t(sc[k] * (gk - km[k] - (xk - mu[k]) * kx[k]));
-                                    }
-                                    store_pack<scalar_t, VEC>(dx + off, o);
-                                  });
+          for (int k = 0; k < VEC; ++k) {
+            const A xk = A(v.x.v[k]);
+            const A gk = A(v.dy.v[k]) * activation_grad_from_input_t<ACT>(affine(xk, sc[k], sf[k]), slope);
+            o.v[k] = scalar_t(sc[k] * (gk - km[k] - (xk - mu[k]) * kx[k]));
+          }
+          store_pack<scalar_t, VEC>(dx + off, o);
+        });
   }
 }
 

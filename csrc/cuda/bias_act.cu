@@ -20,10 +20,9 @@ namespace cuda {
 namespace {
 
 template <typename scalar_t, int VEC, Activation ACT>
-__global__ void FASTGAN_KERNEL_BOUNDS bias_act_kernel(const scalar_t* __restrict__ x,
-                                                      const scalar_t* __restrict__ bias,
-                                                      scalar_t* __restrict__ y, int64_t rows, int64_t C,
-                                                      int64_t chunk, acc_type<scalar_t> slope) {
+__global__ void FASTGAN_KERNEL_BOUNDS bias_act_kernel(const scalar_t* __restrict__ x, const scalar_t* __restrict__ bias,
+                                                      scalar_t* __restrict__ y, int64_t rows, int64_t C, int64_t chunk,
+                                                      acc_type<scalar_t> slope) {
   using A = acc_type<scalar_t>;
   using P = Pack<scalar_t, VEC>;
   const int64_t c0 = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * VEC;
@@ -47,10 +46,12 @@ __global__ void FASTGAN_KERNEL_BOUNDS bias_act_kernel(const scalar_t* __restrict
 // partial: [splits][C] (unused with one split); ticket: gridDim.x counters, zero on entry, left
 // at zero.
 template <typename scalar_t, int VEC, Activation ACT>
-__global__ void FASTGAN_KERNEL_BOUNDS bias_act_backward_kernel(
-    const scalar_t* __restrict__ dy, const scalar_t* __restrict__ y, scalar_t* __restrict__ dx, int64_t rows,
-    int64_t C, int64_t chunk, acc_type<scalar_t> slope, acc_type<scalar_t>* __restrict__ partial, unsigned int* ticket,
-    scalar_t* __restrict__ grad_bias) {
+__global__ void FASTGAN_KERNEL_BOUNDS bias_act_backward_kernel(const scalar_t* __restrict__ dy,
+                                                               const scalar_t* __restrict__ y,
+                                                               scalar_t* __restrict__ dx, int64_t rows, int64_t C,
+                                                               int64_t chunk, acc_type<scalar_t> slope,
+                                                               acc_type<scalar_t>* __restrict__ partial,
+                                                               unsigned int* ticket, scalar_t* __restrict__ grad_bias) {
   using A = acc_type<scalar_t>;
   using P = Pack<scalar_t, VEC>;
   struct Loaded {
@@ -78,7 +79,7 @@ __global__ void FASTGAN_KERNEL_BOUNDS bias_act_backward_kernel(
         });
   }
   const bool one_split = gridDim.y == 1;
-  fold_rows(sums, tx, [&](int xi, int k, const A (&t)[1]) {
+  fold_rows(sums, tx, [&](int xi, int k, const A(&t)[1]) {
     const int64_t c = tile + int64_t(xi) * VEC + k;
     if (c >= C) return;
     if (one_split) {
@@ -97,7 +98,7 @@ __global__ void FASTGAN_KERNEL_BOUNDS bias_act_backward_kernel(
         t.v[0] = __ldcg(partial + int64_t(sp) * C + tile + c);
         return t;
       },
-      [&](int c, const A (&t)[1]) { grad_bias[tile + c] = scalar_t(t[0]); });
+      [&](int c, const A(&t)[1]) { grad_bias[tile + c] = scalar_t(t[0]); });
 }
 
 // The 16-byte path needs whole packs in every row and aligned storage.
@@ -168,11 +169,11 @@ std::tuple<at::Tensor, at::Tensor> bias_act_backward_cuda(const at::Tensor& grad
     dispatch_act(act, [&](auto tag) {
       constexpr Activation ACT = decltype(tag)::value;
       if (vectorize)
-        launch(bias_act_backward_kernel<scalar_t, V, ACT>, p.grid, p.block, 0, stream,
-               dy, y, dx, rows, C, p.chunk, A(negative_slope), partial_ptr, ticket_ptr, grad_bias.data_ptr<scalar_t>());
+        launch(bias_act_backward_kernel<scalar_t, V, ACT>, p.grid, p.block, 0, stream, dy, y, dx, rows, C, p.chunk,
+               A(negative_slope), partial_ptr, ticket_ptr, grad_bias.data_ptr<scalar_t>());
       else
-        launch(bias_act_backward_kernel<scalar_t, 1, ACT>, p.grid, p.block, 0, stream, dy,
-               y, dx, rows, C, p.chunk, A(negative_slope), partial_ptr, ticket_ptr, grad_bias.data_ptr<scalar_t>());
+        launch(bias_act_backward_kernel<scalar_t, 1, ACT>, p.grid, p.block, 0, stream, dy, y, dx, rows, C, p.chunk,
+               A(negative_slope), partial_ptr, ticket_ptr, grad_bias.data_ptr<scalar_t>());
     });
   });
   return {grad_in, grad_bias};

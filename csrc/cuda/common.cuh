@@ -57,7 +57,10 @@ __device__ __forceinline__ void store_pack(T* p, const Pack<T, VEC>& v) {
 }
 
 // Elements per 16-byte access.
-template <typename T> constexpr int vec_width() { return 16 / sizeof(T) > 0 ? int(16 / sizeof(T)) : 1; }
+template <typename T>
+constexpr int vec_width() {
+  return 16 / sizeof(T) > 0 ? int(16 / sizeof(T)) : 1;
+}
 
 inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
@@ -114,8 +117,8 @@ constexpr int kRowsPerThread = 16;
 inline int64_t row_splits(int64_t rows, int64_t per_block, int64_t tiles, int blocks_per_sm) {
   const int64_t wave = std::max<int64_t>(1, blocks_to_fill(blocks_per_sm) / tiles);
   const int64_t long_splits = rows / (per_block * kRowsPerThread);
-  int64_t s = long_splits >= (wave + 1) / 2 ? std::min(long_splits, wave)
-                                             : std::min(wave, rows / (per_block * kLoadsInFlight));
+  int64_t s =
+      long_splits >= (wave + 1) / 2 ? std::min(long_splits, wave) : std::min(wave, rows / (per_block * kLoadsInFlight));
   return std::max<int64_t>(1, std::min<int64_t>(s, 1024));
 }
 
@@ -325,7 +328,7 @@ __device__ __forceinline__ void fold_partials(int channels, int splits, Load loa
         for (int k = 0; k < K; ++k) acc[k][0] += v[u].v[k];
     }
   }
-  fold_rows<K, 1>(acc, width, [&](int x, int, const A (&t)[K]) {
+  fold_rows<K, 1>(acc, width, [&](int x, int, const A(&t)[K]) {
     if (x < channels) finish(x, t);
   });
 }

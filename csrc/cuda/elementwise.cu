@@ -79,7 +79,8 @@ at::Tensor activation_cuda(const at::Tensor& input_, c10::string_view activation
     dispatch_act(act, [&](auto tag) {
       constexpr Activation ACT = decltype(tag)::value;
       if (vectorize)
-        launch(activation_kernel<scalar_t, V, ACT>, grid_for(n / V), kThreads, 0, stream, x, y, n / V, A(negative_slope));
+        launch(activation_kernel<scalar_t, V, ACT>, grid_for(n / V), kThreads, 0, stream, x, y, n / V,
+               A(negative_slope));
       else
         launch(activation_kernel<scalar_t, 1, ACT>, grid_for(n), kThreads, 0, stream, x, y, n, A(negative_slope));
     });
@@ -87,8 +88,8 @@ at::Tensor activation_cuda(const at::Tensor& input_, c10::string_view activation
   return out;
 }
 
-at::Tensor activation_backward_cuda(const at::Tensor& grad_out_, const at::Tensor& output_,
-                                    c10::string_view activation, double negative_slope) {
+at::Tensor activation_backward_cuda(const at::Tensor& grad_out_, const at::Tensor& output_, c10::string_view activation,
+                                    double negative_slope) {
   DeviceGuard guard(output_.device());
   const ActivationGradTensors t = activation_backward_tensors(grad_out_, output_, activation, negative_slope);
   const Activation act = t.act;
@@ -139,7 +140,7 @@ __global__ void FASTGAN_KERNEL_BOUNDS loss_kernel(const scalar_t* __restrict__ x
   }
   if (loss_elems) return;
   A sums[1][1] = {{sum}};
-  fold_rows(sums, 1, [&](int, int, const A (&t)[1]) { partial[blockIdx.x] = t[0]; });  // in one thread
+  fold_rows(sums, 1, [&](int, int, const A(&t)[1]) { partial[blockIdx.x] = t[0]; });  // in one thread
   if (!last_block_to_finish(ticket, gridDim.x)) return;  // its barriers also free fold_rows' shared memory
   fold_partials<1, A>(
       1, int(gridDim.x),
@@ -148,7 +149,7 @@ __global__ void FASTGAN_KERNEL_BOUNDS loss_kernel(const scalar_t* __restrict__ x
         v.v[0] = __ldcg(partial + s);
         return v;
       },
-      [&](int, const A (&t)[1]) { *loss_out = scalar_t(t[0] * loss_scale); });
+      [&](int, const A(&t)[1]) { *loss_out = scalar_t(t[0] * loss_scale); });
 }
 
 // Runs the loss kernel over b's tensors, reduced by the last block: (loss, d loss / d input).
@@ -174,19 +175,20 @@ std::tuple<at::Tensor, at::Tensor> loss_cuda(LossTensors& b, LossKind kind, doub
     using A = acc_type<scalar_t>;
     const A inv_n = A(1) / A(n);
     dispatch_loss_kind(kind, [&](auto tag) {
-      launch(loss_kernel<scalar_t, decltype(tag)::value>, blocks, kThreads, 0, stream,
-          input.const_data_ptr<scalar_t>(), has_target ? target.const_data_ptr<scalar_t>() : nullptr,
-          A(target_value), n, red == Reduction::None ? loss.data_ptr<scalar_t>() : nullptr, grad.data_ptr<scalar_t>(),
-          red == Reduction::Mean ? inv_n : A(1), red == Reduction::None ? nullptr : partial.data_ptr<A>(),
-          red == Reduction::None ? nullptr : reinterpret_cast<unsigned int*>(ticket.data_ptr<int>()),
-          red == Reduction::None ? nullptr : loss.data_ptr<scalar_t>(), red == Reduction::Mean ? inv_n : A(1));
+      launch(loss_kernel<scalar_t, decltype(tag)::value>, blocks, kThreads, 0, stream, input.const_data_ptr<scalar_t>(),
+             has_target ? target.const_data_ptr<scalar_t>() : nullptr, A(target_value), n,
+             red == Reduction::None ? loss.data_ptr<scalar_t>() : nullptr, grad.data_ptr<scalar_t>(),
+             red == Reduction::Mean ? inv_n : A(1), red == Reduction::None ? nullptr : partial.data_ptr<A>(),
+             red == Reduction::None ? nullptr : reinterpret_cast<unsigned int*>(ticket.data_ptr<int>()),
+             red == Reduction::None ? nullptr : loss.data_ptr<scalar_t>(), red == Reduction::Mean ? inv_n : A(1));
     });
   });
   return {loss, grad};
 }
 
-std::tuple<at::Tensor, at::Tensor> bce_with_logits_cuda(const at::Tensor& input_, const c10::optional<at::Tensor>& target_,
-                                                        double target_value, int64_t reduction) {
+std::tuple<at::Tensor, at::Tensor> bce_with_logits_cuda(const at::Tensor& input_,
+                                                        const c10::optional<at::Tensor>& target_, double target_value,
+                                                        int64_t reduction) {
   DeviceGuard guard(input_.device());
   LossTensors b = loss_tensors(input_, target_, reduction);
   return loss_cuda(b, LossKind::BCE, target_value);

@@ -28,10 +28,10 @@ struct RecordByte {
 
 template <typename scalar_t, typename I>
 __global__ void FASTGAN_KERNEL_BOUNDS filtered_lrelu_act_kernel(const scalar_t* __restrict__ z,
-                                                                scalar_t* __restrict__ a,
-                                                                uint8_t* __restrict__ sign, I bytes, I bytes_per_row,
-                                                                I width, acc_type<scalar_t> gain,
-                                                                acc_type<scalar_t> slope, acc_type<scalar_t> clamp) {
+                                                                scalar_t* __restrict__ a, uint8_t* __restrict__ sign,
+                                                                I bytes, I bytes_per_row, I width,
+                                                                acc_type<scalar_t> gain, acc_type<scalar_t> slope,
+                                                                acc_type<scalar_t> clamp) {
   using A = acc_type<scalar_t>;
   const I step = I(gridDim.x) * I(blockDim.x);
   for (I q = I(blockIdx.x) * I(blockDim.x) + I(threadIdx.x); bytes > q; q += step) {
@@ -47,12 +47,9 @@ __global__ void FASTGAN_KERNEL_BOUNDS filtered_lrelu_act_kernel(const scalar_t* 
 }
 
 template <typename scalar_t, typename I>
-__global__ void FASTGAN_KERNEL_BOUNDS filtered_lrelu_act_backward_kernel(const scalar_t* __restrict__ grad_a,
-                                                                         const uint8_t* __restrict__ sign,
-                                                                         scalar_t* __restrict__ grad_z, I bytes,
-                                                                         I bytes_per_row, I width,
-                                                                         acc_type<scalar_t> gain,
-                                                                         acc_type<scalar_t> slope) {
+__global__ void FASTGAN_KERNEL_BOUNDS filtered_lrelu_act_backward_kernel(
+    const scalar_t* __restrict__ grad_a, const uint8_t* __restrict__ sign, scalar_t* __restrict__ grad_z, I bytes,
+    I bytes_per_row, I width, acc_type<scalar_t> gain, acc_type<scalar_t> slope) {
   using A = acc_type<scalar_t>;
   const I step = I(gridDim.x) * I(blockDim.x);
   for (I q = I(blockIdx.x) * I(blockDim.x) + I(threadIdx.x); bytes > q; q += step) {
@@ -81,8 +78,8 @@ std::tuple<at::Tensor, at::Tensor> filtered_lrelu_act_cuda(const at::Tensor& z, 
       launch(filtered_lrelu_act_kernel<scalar_t, int>, grid, block, 0, stream, zp, ap, sp, int(bytes),
              int(t.bytes_per_row), int(t.width), A(gain), A(slope), A(clamp));
     else
-      launch(filtered_lrelu_act_kernel<scalar_t, int64_t>, grid, block, 0, stream, zp, ap, sp, bytes,
-             t.bytes_per_row, t.width, A(gain), A(slope), A(clamp));
+      launch(filtered_lrelu_act_kernel<scalar_t, int64_t>, grid, block, 0, stream, zp, ap, sp, bytes, t.bytes_per_row,
+             t.width, A(gain), A(slope), A(clamp));
   });
   return {t.out, t.sign};
 }
@@ -94,8 +91,7 @@ at::Tensor filtered_lrelu_act_backward_cuda(const at::Tensor& grad_a, const at::
   const int64_t bytes = t.rows * t.bytes_per_row;
   if (bytes == 0) return t.out;
   auto stream = current_stream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, t.z.scalar_type(), "filtered_lrelu_act_backward_cuda",
-                                  [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, t.z.scalar_type(), "filtered_lrelu_act_backward_cuda", [&] {
     using A = acc_type<scalar_t>;
     const scalar_t* gp = t.z.const_data_ptr<scalar_t>();
     const uint8_t* sp = t.sign.const_data_ptr<uint8_t>();

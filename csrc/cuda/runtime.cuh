@@ -25,7 +25,7 @@
 // pointer that records each access, to count bank conflicts and check bounds). Raw bytes, so
 // that types with default member initialisers can live in shared memory. (No kernel uses
 // dynamic shared memory: every array's size is known at compile time.)
-#define FASTGAN_SHARED(T, name, count)                                 \
+#define FASTGAN_SHARED(T, name, count)                                      \
   __shared__ __align__(16) unsigned char name##_bytes[sizeof(T) * (count)]; \
   const ::fastgan::cuda::Shared<T> name = reinterpret_cast<T*>(name##_bytes)
 // A vector access must be aligned to its size; the GPU faults if not (the emulation checks it).
@@ -74,7 +74,7 @@ inline bool stream_is_capturing() {
 // kernel<<<grid, block, smem, stream>>>(args...), with the launch error checked.
 template <typename... Params, typename... Args>
 void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, Stream stream, Args&&... args) {
-  kernel<<<grid, block, smem, stream>>>(std::forward<Args>(args)...);
+  kernel<<<grid, block, smem, stream> > >(std::forward<Args>(args)...);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 

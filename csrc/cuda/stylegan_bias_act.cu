@@ -28,8 +28,7 @@ __global__ void FASTGAN_KERNEL_BOUNDS stylegan_bias_act_kernel(const scalar_t* _
   };
   const int64_t first = blockIdx.x * int64_t(blockDim.x) + threadIdx.x, step = int64_t(gridDim.x) * blockDim.x;
   walk_unrolled<kLoadsInFlight>(
-      RowCursor(first, step, 1, 0), numel,
-      [&](int64_t i) { return Loaded{x[i], BACKWARD ? dy[i] : scalar_t(0)}; },
+      RowCursor(first, step, 1, 0), numel, [&](int64_t i) { return Loaded{x[i], BACKWARD ? dy[i] : scalar_t(0)}; },
       [&](int64_t i, const Loaded& v) {
         const A bias = b != nullptr ? A(b[(I(i) / run) % C]) : A(0);
         const A pre = A(v.x) + bias;
@@ -56,13 +55,13 @@ void launch_stylegan_bias_act(const StyleganBiasActTensors& t, double alpha, dou
     if ((int64_t(1) << 31) > t.numel) {  // written so, not `t.numel <`: see walk_unrolled on C++20
       dispatch_stylegan_act(t.act, [&](auto tag) {
         constexpr StyleganAct ACT = decltype(tag)::value;
-        launch(stylegan_bias_act_kernel<scalar_t, ACT, BACKWARD, int>, grid, block, 0, stream, x, b, dy, out,
-               t.numel, int(t.run), int(t.C), t.act, A(alpha), A(gain), A(clamp));
+        launch(stylegan_bias_act_kernel<scalar_t, ACT, BACKWARD, int>, grid, block, 0, stream, x, b, dy, out, t.numel,
+               int(t.run), int(t.C), t.act, A(alpha), A(gain), A(clamp));
         return 0;
       });
     } else {  // 2^31 elements or more: 64-bit channel math, one kernel for every activation
-      launch(stylegan_bias_act_kernel<scalar_t, kRuntimeAct, BACKWARD, int64_t>, grid, block, 0, stream, x, b, dy,
-             out, t.numel, t.run, t.C, t.act, A(alpha), A(gain), A(clamp));
+      launch(stylegan_bias_act_kernel<scalar_t, kRuntimeAct, BACKWARD, int64_t>, grid, block, 0, stream, x, b, dy, out,
+             t.numel, t.run, t.C, t.act, A(alpha), A(gain), A(clamp));
     }
   });
 }

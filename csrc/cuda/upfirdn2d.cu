@@ -27,9 +27,9 @@ struct FirParams {
 };
 
 FirParams fir_params(const Upfirdn2dGeometry& g, bool flip_filter) {
-  return {int(g.H),      int(g.W),      int(g.out_h),  int(g.out_w), int(g.up_x),  int(g.up_y),
-          int(g.down_x), int(g.down_y), int(g.pad_x0), int(g.pad_y0), int(g.fh),   int(g.fw),
-          g.separable,   flip_filter,   g.C};
+  return {int(g.H),    int(g.W),      int(g.out_h),  int(g.out_w),  int(g.up_x),
+          int(g.up_y), int(g.down_x), int(g.down_y), int(g.pad_x0), int(g.pad_y0),
+          int(g.fh),   int(g.fw),     g.separable,   flip_filter,   g.C};
 }
 
 // The correlation kernel's tap (ky, kx): the filter flipped unless flip, a separable filter's

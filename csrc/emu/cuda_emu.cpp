@@ -402,13 +402,12 @@ void run_grid(dim3 grid, dim3 block_dim, size_t dynamic_smem, const std::functio
   const uint64_t threads = uint64_t(block_dim.x) * block_dim.y * block_dim.z;
   const uint64_t blocks = uint64_t(grid.x) * grid.y * grid.z;
   // The limits a real launch fails on (cudaErrorInvalidConfiguration and friends).
-  TORCH_CHECK(threads >= 1 && threads <= 1024 && block_dim.z <= 64,
-              "fastgan emu: invalid block ", coords(block_dim), " (1 to 1024 threads, z <= 64) in ", name);
-  TORCH_CHECK(blocks >= 1 && grid.x < (1u << 31) && grid.y <= 65535 && grid.z <= 65535,
-              "fastgan emu: invalid grid ", coords(grid), " in ", name);
+  TORCH_CHECK(threads >= 1 && threads <= 1024 && block_dim.z <= 64, "fastgan emu: invalid block ", coords(block_dim),
+              " (1 to 1024 threads, z <= 64) in ", name);
+  TORCH_CHECK(blocks >= 1 && grid.x < (1u << 31) && grid.y <= 65535 && grid.z <= 65535, "fastgan emu: invalid grid ",
+              coords(grid), " in ", name);
   TORCH_CHECK(dynamic_smem <= device_props().sharedMemPerBlock, "fastgan emu: ", dynamic_smem,
-              " bytes of dynamic shared memory exceed the ", device_props().sharedMemPerBlock, "-byte limit in ",
-              name);
+              " bytes of dynamic shared memory exceed the ", device_props().sharedMemPerBlock, "-byte limit in ", name);
   TORCH_CHECK(tls_block == nullptr, "fastgan emu: a kernel launched another kernel");
   const uint64_t launch = g_launches.fetch_add(1);
   g_blocks += blocks;

@@ -122,9 +122,13 @@ inline void __threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 // libcu++'s atomic_ref, as much of it as the kernels use (integers, device scope).
 namespace cuda {
 enum thread_scope { thread_scope_system, thread_scope_device, thread_scope_block, thread_scope_thread };
-enum memory_order { memory_order_relaxed = __ATOMIC_RELAXED, memory_order_acquire = __ATOMIC_ACQUIRE,
-                    memory_order_release = __ATOMIC_RELEASE, memory_order_acq_rel = __ATOMIC_ACQ_REL,
-                    memory_order_seq_cst = __ATOMIC_SEQ_CST };
+enum memory_order {
+  memory_order_relaxed = __ATOMIC_RELAXED,
+  memory_order_acquire = __ATOMIC_ACQUIRE,
+  memory_order_release = __ATOMIC_RELEASE,
+  memory_order_acq_rel = __ATOMIC_ACQ_REL,
+  memory_order_seq_cst = __ATOMIC_SEQ_CST
+};
 template <typename T, thread_scope Scope = thread_scope_system>
 class atomic_ref {
   static_assert(std::is_integral<T>::value, "emulated atomic_ref: integers only");
@@ -147,7 +151,8 @@ inline T __ldcg(const T* p) {
 
 template <typename T>
 inline T atomicAdd(T* address, T value) {
-  static_assert(std::is_integral<T>::value, "emulated atomicAdd: integers only (fastgan reductions avoid float atomics)");
+  static_assert(std::is_integral<T>::value,
+                "emulated atomicAdd: integers only (fastgan reductions avoid float atomics)");
   return __atomic_fetch_add(address, value, __ATOMIC_SEQ_CST);
 }
 
@@ -189,10 +194,10 @@ inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
 // --- Host side: what csrc/cuda/runtime.cuh supplies from CUDA in the real build -------------
 #define FASTGAN_DEVICE_LIBRARY fastgan_emu
 #define FASTGAN_DEVICE_KEY CPU
-#define FASTGAN_SHARED(T, name, count)                                                                   \
-  alignas(16) static thread_local unsigned char name##_bytes[sizeof(T) * (count)];                      \
-  static thread_local uint64_t name##_block = 0;                                                        \
-  const ::fastgan::cuda::Shared<T> name(                                                                \
+#define FASTGAN_SHARED(T, name, count)                                             \
+  alignas(16) static thread_local unsigned char name##_bytes[sizeof(T) * (count)]; \
+  static thread_local uint64_t name##_block = 0;                                   \
+  const ::fastgan::cuda::Shared<T> name(                                           \
       reinterpret_cast<T*>(::fastgan::emu::fresh_shared(name##_bytes, sizeof(name##_bytes), &name##_block)), (count))
 // x86 forgives a misaligned 16-byte access; a GPU does not ("misaligned address"), so say so.
 #define FASTGAN_CHECK_ALIGNED(ptr, bytes) ::fastgan::emu::check_aligned(ptr, bytes)

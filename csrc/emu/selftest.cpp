@@ -26,8 +26,10 @@ __global__ void block_sum_kernel(int64_t* out, bool with_barrier) {
 }
 
 __global__ void mismatched_barriers_kernel() {
-  if (threadIdx.x == 0) __syncwarp();
-  else __syncthreads();
+  if (threadIdx.x == 0)
+    __syncwarp();
+  else
+    __syncthreads();
 }
 
 // A 16-byte load from an address 4 bytes past a 16-byte boundary.
@@ -54,7 +56,8 @@ __global__ void shared_stride_kernel(int stride, int reach, float* out) {
 }  // namespace
 
 std::pair<int64_t, int64_t> selftest_shared_stride(int64_t stride, int64_t bytes, int64_t reach) {
-  TORCH_CHECK(stride >= 0 && stride <= 32 && (bytes == 4 || bytes == 8), "selftest_shared_stride: stride 0..32, 4 or 8 bytes");
+  TORCH_CHECK(stride >= 0 && stride <= 32 && (bytes == 4 || bytes == 8),
+              "selftest_shared_stride: stride 0..32, 4 or 8 bytes");
   at::Tensor out = at::empty({32}, at::kFloat);
   const SharedStats before = shared_stats();
   if (bytes == 4)

@@ -7,7 +7,7 @@ from torch import nn
 
 import fastgan
 import fastgan.functional as FF
-from conftest import DEVICE, DTYPES, LAYOUTS, SIZES, paired_ratio
+from conftest import DEVICE, DTYPES, LAYOUTS, QUICK, SIZES, paired_ratio
 
 B, S, W = SIZES["op_batch"], SIZES["image"], SIZES["width"]
 DT = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -98,6 +98,27 @@ def test_bn_alone(measure, variant, shape, mode, dtype, layout):
     """BatchNorm2d with no activation after it (the GAN zoos' discriminator blocks end in one):
     fastgan.fuse runs it in the fused kernels with the identity; this says whether that pays."""
     run_batch_norm_case(measure, "bn alone", None, "identity", 0.0, variant, shape, mode, dtype, layout)
+
+
+def instance_norm_shapes():
+    """(name, channels, spatial, batch) of CycleGAN's InstanceNorm layers at 128 px, where
+    batch 1 (its default) and 4 are the usual: the first block and a residual block's."""
+    scale = 4 if QUICK else 1
+    return [("CycleGAN-128 first", 64, 128 // scale, 1), ("CycleGAN-128 residual", 256, 32 // scale, 4)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mode", ["fwd", "fwd+bwd"])
+@pytest.mark.parametrize("shape", instance_norm_shapes(), ids=lambda s: s[0])
+@pytest.mark.parametrize("variant", ["stock", "fastgan"])
+def test_in_act(measure, variant, shape, mode, dtype):
+    """InstanceNorm2d(affine) + ReLU, stock against fastgan.fuse's run of the same modules (the
+    fused BatchNorm kernels over (1, N*C, H, W))."""
+    name, c, hw, batch = shape
+    stock = nn.Sequential(nn.InstanceNorm2d(c, affine=True), nn.ReLU()).to(DEVICE).to(DT[dtype])
+    x = torch.randn(batch, c, hw, hw, device=DEVICE, dtype=DT[dtype]).requires_grad_(mode != "fwd")
+    run_case(measure, f"in+relu {name} {batch}x{c}x{hw}x{hw}", {"stock": stock, "fastgan": fastgan.fuse(stock)}, x,
+             mode, dtype, "nchw", variant, {"fwd": 2, "fwd+bwd": 5})
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)

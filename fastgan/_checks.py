@@ -73,20 +73,21 @@ def check_conv(x, weight, *, transposed, padding, dilation, groups, layer):
                                  f"smaller than the kernel's extent {extent}; input shape {_shape(x)}")
 
 
-def check_batch_norm(x, weight, bias, running_mean, running_var, layer):
-    """BatchNorm's per-channel tensors: one value per channel, on the input's device, floating point."""
+def check_batch_norm(x, weight, bias, running_mean, running_var, layer, norm="BatchNorm"):
+    """A norm's per-channel tensors (BatchNorm's, or InstanceNorm's with norm="InstanceNorm"):
+    one value per channel, on the input's device, floating point."""
     c = x.size(1)
     for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean),
                     ("running_var", running_var)):
         if t is None:
             continue
         if t.dim() != 1 or t.numel() != c:
-            raise ValueError(f"fastgan: {layer}: BatchNorm {name} has shape {_shape(t)} but the input has {c} "
+            raise ValueError(f"fastgan: {layer}: {norm} {name} has shape {_shape(t)} but the input has {c} "
                              f"channels (input shape {_shape(x)})")
         if t.device != x.device:
-            raise ValueError(f"fastgan: {layer}: BatchNorm {name} is on {t.device} but input is on {x.device}")
+            raise ValueError(f"fastgan: {layer}: {norm} {name} is on {t.device} but input is on {x.device}")
         if t.dtype not in FLOAT_DTYPES:
-            raise TypeError(f"fastgan: {layer}: BatchNorm {name} must be a floating-point tensor, got {t.dtype}")
+            raise TypeError(f"fastgan: {layer}: {norm} {name} must be a floating-point tensor, got {t.dtype}")
     if (running_mean is None) != (running_var is None):
         raise ValueError(f"fastgan: {layer}: give both running_mean and running_var, or neither")
 

@@ -54,6 +54,60 @@ def batch_norm_act(input: Tensor, running_mean: Optional[Tensor], running_var: O
                                              activation, negative_slope, num_batches_tracked)
 
 
+def instance_norm_act(input: Tensor, running_mean: Optional[Tensor] = None, running_var: Optional[Tensor] = None,
+                      weight: Optional[Tensor] = None, bias: Optional[Tensor] = None, use_input_stats: bool = True,
+                      momentum: float = 0.1, eps: float = 1e-5, activation: str = "identity",
+                      negative_slope: float = 0.0) -> Tensor:
+    """activation(F.instance_norm(input, ...)), with F.instance_norm's arguments and semantics,
+    on the fused BatchNorm kernels: instance normalisation is BatchNorm's arithmetic over each
+    (image, channel) plane, so the input runs as one BatchNorm over (1, N*C, H, W) (no copy for
+    a contiguous NCHW input; channels_last input is copied once, as stock does).
+
+    Args:
+        input: (N, C, H, W) floating-point tensor.
+        running_mean, running_var: (C,) running statistics, or None (both or neither). With
+            use_input_stats they are updated in place, each with the batch's mean of its
+            images' statistics (the variance unbiased), as stock does; without it they are
+            what normalises (an InstanceNorm2d with track_running_stats, in eval).
+        weight, bias: (C,) affine parameters, or None.
+        use_input_stats: normalise each plane by its own statistics (InstanceNorm2d in
+            training, or one without running statistics).
+        momentum: the running statistics' momentum (InstanceNorm2d passes 0.0 for None).
+        eps: added to the variance.
+        activation: "identity", "relu", "leaky_relu" or "tanh".
+        negative_slope: leaky_relu's slope.
+
+    Returns:
+        The (N, C, H, W) result, contiguous, as F.instance_norm's.
+
+    Raises:
+        ValueError: input that is not 4-D; per-channel tensors that are not (C,); only one of
+            the running statistics; no running statistics without use_input_stats; a plane of
+            one value with use_input_stats. TypeError: a tensor that is not floating point."""
+    check_activation(activation)
+    layer = _checks.layer_name("InstanceNorm2d", activation=activation)
+    _checks.check_4d(input, "input", layer)
+    _checks.check_batch_norm(input, weight, bias, running_mean, running_var, layer, norm="InstanceNorm")
+    n, c, h, w = input.shape
+    if not use_input_stats:
+        if running_mean is None:
+            raise ValueError(f"fastgan: {layer}: use_input_stats=False normalises with running_mean and running_var, "
+                             "but none were given")
+        return batch_norm_act(input, running_mean, running_var, weight, bias, False, 0.0, eps, activation,
+                              negative_slope).contiguous()
+    if h * w == 1:  # stock's words (F.instance_norm)
+        raise ValueError(f"Expected more than 1 spatial element when training, got input size {input.size()}")
+    planes = input.contiguous().view(1, n * c, h, w)
+    stats = [t.repeat(n) if t is not None else None for t in (running_mean, running_var, weight, bias)]
+    out = batch_norm_act(planes, stats[0], stats[1], stats[2], stats[3], True, momentum, eps, activation,
+                         negative_slope)
+    if running_mean is not None:
+        with torch.no_grad():
+            running_mean.copy_(stats[0].view(n, c).mean(0))
+            running_var.copy_(stats[1].view(n, c).mean(0))
+    return out.view(n, c, h, w)
+
+
 def _check_batch_norm(y, weight, bias, running_mean, running_var, num_batches_tracked, training, layer):
     _checks.check_batch_norm(y, weight, bias, running_mean, running_var, layer)
     _checks.check_num_batches_tracked(num_batches_tracked, y, layer)

@@ -8,12 +8,15 @@ as one fused call:
     Linear                    ->  ReLU | LeakyReLU (slope >= 0) | Tanh
     Linear                    ->  BatchNorm1d  ->  ReLU | LeakyReLU | Tanh   (2-D input)
     BatchNorm2d | BatchNorm1d ->  ReLU | LeakyReLU | Tanh
-and each of the runs with a BatchNorm without the activation after it (the identity).
+    InstanceNorm2d            ->  ReLU | LeakyReLU | Tanh   (a conv before it runs stock)
+and each of the runs with a norm without the activation after it (the identity). The same
+chains in a forward() that calls its layers one by one are fused by tracing it (fuse_graph.py).
 A SyncBatchNorm2d (fastgan.nn.convert_sync_batchnorm) or torch's nn.SyncBatchNorm
 synchronises its statistics over its process group through the fused kernels whenever
 torch's own would (training, more than one rank); otherwise it is an ordinary BatchNorm2d.
 Everything else runs as the stock module it is."""
 import copy
+import warnings
 
 import torch
 from torch import nn
@@ -21,7 +24,7 @@ from torch import nn
 from . import _checks, reference
 from . import functional as FF
 from ._backend import _C, fast_path
-from .activations import activation_of
+from .activations import activate, activation_of
 from .sync_batch_norm import SYNC_BATCH_NORMS, needs_sync, sync_batch_norm_act
 
 _BATCH_NORMS = (nn.BatchNorm2d, *SYNC_BATCH_NORMS)
@@ -79,6 +82,11 @@ def plan(modules):
             segments.append((1 + (name != "identity"), "bn_act", name, slope))
             i += segments[-1][0]
             continue
+        if type(m) is nn.InstanceNorm2d:
+            name, slope = _activation_after(modules, i + 1)
+            segments.append((1 + (name != "identity"), "in_act", name, slope))
+            i += segments[-1][0]
+            continue
         segments.append((1, "module", None, 0.0))
         i += 1
     return segments
@@ -112,7 +120,11 @@ def linear_act(linear, activation, slope, x):
 
 
 def _stock_act(last, y):
-    return y if last is None else last(y)
+    """y through the activation `last`: a module, a (name, slope) pair (a functional activation
+    of a traced forward, fuse_graph.py), or None for none."""
+    if last is None:
+        return y
+    return activate(y, *last) if isinstance(last, tuple) else last(y)
 
 
 def bn_act(bn, last, activation, slope, x):
@@ -131,6 +143,21 @@ def bn_act(bn, last, activation, slope, x):
     out = FF.batch_norm_act(view, bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.training, bn.momentum,
                             bn.eps, activation, slope, bn.num_batches_tracked)
     return out.view(x.shape)
+
+
+def in_act(norm, last, activation, slope, x):
+    """InstanceNorm2d, then the activation (or none), in the fused BatchNorm kernels
+    (functional.instance_norm_act); an unbatched (C, H, W) input as a batch of one. Input
+    that InstanceNorm2d would warn about or refuse (another rank, a channel count other than
+    num_features, a plane of one value in training) runs the stock modules."""
+    use_input_stats = norm.training or not norm.track_running_stats
+    if (x.dim() not in (3, 4) or x.size(-3) != norm.num_features
+            or (use_input_stats and x.shape[-2] * x.shape[-1] == 1)):
+        return _stock_act(last, norm(x))
+    out = FF.instance_norm_act(x if x.dim() == 4 else x.unsqueeze(0), norm.running_mean, norm.running_var,
+                               norm.weight, norm.bias, use_input_stats,
+                               norm.momentum if norm.momentum is not None else 0.0, norm.eps, activation, slope)
+    return out if x.dim() == 4 else out.squeeze(0)
 
 
 def linear_bn_act(linear, bn, last, activation, slope, x):
@@ -162,6 +189,8 @@ def _runner(kind, modules, activation):
         return lambda x: linear_bn_act(modules[0], modules[1], last, activation, _slope(last), x)
     if kind == "bn_act":
         return lambda x: bn_act(modules[0], last, activation, _slope(last), x)
+    if kind == "in_act":
+        return lambda x: in_act(modules[0], last, activation, _slope(last), x)
     if kind == "linear_act":
         linear, last = modules
         lp = linear._parameters
@@ -245,6 +274,8 @@ class FusedSequential(nn.Sequential):
                 input = linear_bn_act(modules[i], modules[i + 1], last, activation, slope, input)
             elif kind == "bn_act":
                 input = bn_act(modules[i], last, activation, slope, input)
+            elif kind == "in_act":
+                input = in_act(modules[i], last, activation, slope, input)
             else:
                 input = modules[i](input)
             i += length
@@ -257,27 +288,105 @@ class FusedSequential(nn.Sequential):
 
 
 def _slope(activation_module):
+    """A LeakyReLU's slope, read at each call; a (name, slope) pair's slope; else 0."""
+    if isinstance(activation_module, tuple):
+        return activation_module[1]
     return activation_module.negative_slope if type(activation_module) is nn.LeakyReLU else 0.0
 
 
-def fuse(module: nn.Module, inplace: bool = False) -> nn.Module:
-    """A module computing the same function with fused ops: every plain nn.Sequential that
-    holds a fusable run becomes a FusedSequential with the very same children, so
-    state_dict keys and values do not change. The input is copied unless inplace=True."""
+def fuse(module: nn.Module, inplace: bool = False, report: bool = False) -> nn.Module:
+    """A module computing the same function with fused ops, its state_dict keys and values
+    unchanged.
+
+    Every plain nn.Sequential holding a fusable run becomes a FusedSequential with the very same
+    children; every other module's forward is traced (torch.fx) and its conv/linear -> norm ->
+    activation chains run fused, on the same modules (fuse_graph.py). A forward that cannot be
+    traced keeps its own, and fuse warns once, naming it; its children are traced instead.
+
+    Args:
+        module: the model (or any module).
+        inplace: change module itself rather than a deep copy of it.
+        report: print what was fused and what stays stock, and why (fuse_report's lines).
+
+    Returns:
+        The fused module (module itself when inplace).
+    """
+    from .fuse_graph import fuse_traced
+
     if not inplace:
         module = copy.deepcopy(module)
     for m in [module, *module.modules()]:
         if type(m) is nn.Sequential and any(kind != "module" for _, kind, _, _ in plan(list(m._modules.values()))):
             m.__class__ = FusedSequential
+    notes = []
+    fuse_traced(module, notes)
+    module.__dict__["_fastgan_notes"] = notes
+    kept = [where for where, what in notes if what.startswith("forward not traceable")]
+    if kept:
+        warnings.warn(f"fastgan.fuse: the forward of {', '.join(kept)} could not be traced (torch.fx), so the layers "
+                      "it calls directly stay stock; its children were fused where they could be. "
+                      "fastgan.fuse_report(model) says what runs fused", stacklevel=2)
+    if report:
+        print("\n".join(fuse_report(module)))
     return module
 
 
+_STOCK_REASONS = [
+    (lambda m: bool(m._forward_hooks or m._forward_pre_hooks), "it has hooks (old-style spectral_norm, say)"),
+    (lambda m: type(m).__name__.startswith("Parametrized"), "its weight is a parametrization (spectral_norm, say)"),
+    (lambda m: getattr(m, "padding_mode", "zeros") != "zeros" or isinstance(getattr(m, "padding", 0), str),
+     "its padding is not numeric zero padding"),
+]
+_FUSABLE_TYPES = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.InstanceNorm2d)
+
+
+def fuse_report(module: nn.Module) -> list:
+    """What fuse() made of module, one line each: the runs and chains that run fused, the
+    forwards that could not be traced, and the conv, linear and norm layers that stay stock,
+    with the reason where fuse knows it.
+
+    Args:
+        module: a module fuse() returned.
+
+    Returns:
+        A list of strings.
+    """
+    from .fuse_graph import traced_chains
+
+    lines, covered = [], set()
+    names = {id(m): n for n, m in module.named_modules()}
+    for path, m in module.named_modules():
+        if isinstance(m, FusedSequential):
+            children, i = list(m._modules.items()), 0
+            for length, kind, _, _ in plan([c for _, c in children]):
+                run = children[i:i + length]
+                if kind != "module":
+                    covered.update(id(c) for _, c in run)
+                    lines.append(f"{path}: fused: {' -> '.join(type(c).__name__ for _, c in run)} ({kind})")
+                i += length
+        for _, targets in traced_chains(m):
+            covered.update(id(m.get_submodule(t)) for t in targets)
+    for where, what in module.__dict__.get("_fastgan_notes", []):
+        lines.append(f"{where}: {what}")
+    for m in module.modules():
+        if isinstance(m, _FUSABLE_TYPES) and id(m) not in covered:
+            reason = next((why for test, why in _STOCK_REASONS if test(m)),
+                          "no norm or activation fuse runs directly after it in a traced or Sequential forward")
+            lines.append(f"{names[id(m)]} ({type(m).__name__}): stock: {reason}")
+    return lines
+
+
 def unfuse(module: nn.Module, inplace: bool = False) -> nn.Module:
-    """The inverse of fuse(): every FusedSequential becomes a plain nn.Sequential again."""
+    """The inverse of fuse(): every FusedSequential becomes a plain nn.Sequential again and every
+    traced forward is removed, so each module runs its class's own forward."""
+    from .fuse_graph import unfuse_traced
+
     if not inplace:
         module = copy.deepcopy(module)
     for m in [module, *module.modules()]:
         if isinstance(m, FusedSequential):
             m.__class__ = nn.Sequential
             m.__dict__.pop("_fastgan_plan", None)
+        unfuse_traced(m)
+    module.__dict__.pop("_fastgan_notes", None)
     return module

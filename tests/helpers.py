@@ -53,3 +53,35 @@ def cli_error(capsys, *argv):
     err = capsys.readouterr().err.strip()
     assert err.startswith("fastgan: error:") and "\n" not in err and "Traceback" not in err, err
     return err
+
+
+def randomised_copy_and_fused(make):
+    """(stock, fused): make()'s model in float64 with random BatchNorm and InstanceNorm
+    parameters and statistics, and fastgan.fuse's copy of it."""
+    import fastgan
+
+    stock = make().double()
+    for m in stock.modules():
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.InstanceNorm2d)):
+            randomise_bn(m)
+    return stock, fastgan.fuse(stock, inplace=False)
+
+
+def assert_trains_like_stock(stock, fused, shape, eval_shape):
+    """Three training steps on random input of `shape`: outputs, the input's and parameters'
+    gradients, then the running statistics, then an eval forward on `eval_shape` (float64)."""
+    for step in range(3):
+        x = torch.randn(shape, dtype=torch.float64)
+        xs, xf = x.clone().requires_grad_(), x.clone().requires_grad_()
+        out_s, out_f = stock(xs), fused(xf)
+        assert_close(out_f, out_s, torch.float64, msg=f"step {step} output")
+        grad = torch.randn_like(out_s)
+        out_s.backward(grad), out_f.backward(grad)
+        assert_close(xf.grad, xs.grad, torch.float64, msg=f"step {step} input gradient")
+        for (name, p), q in zip(stock.named_parameters(), fused.parameters()):
+            assert_close(q.grad, p.grad, torch.float64, msg=f"step {step} {name} gradient")
+    for (name, b), c in zip(stock.named_buffers(), fused.buffers()):
+        assert_close(c, b, torch.float64, msg=name)
+    stock.eval(), fused.eval()
+    x = torch.randn(eval_shape, dtype=torch.float64)
+    assert_close(fused(x), stock(x), torch.float64, msg="eval")

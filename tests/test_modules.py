@@ -6,7 +6,7 @@ from torch import nn
 
 import fastgan
 from fastgan.models import Discriminator, Generator, weights_init
-from helpers import assert_close, randomise_bn
+from helpers import assert_close, assert_trains_like_stock, randomise_bn, randomised_copy_and_fused
 
 
 def tutorial_generator(nz, ngf, nc):
@@ -197,36 +197,6 @@ def test_parameters_swapped_or_parametrized_after_the_first_call_are_used(backen
     original = [m[0].parametrizations.weight.original.grad for m in (stock, fused)]
     assert original[1] is not None
     assert_close(original[1], original[0], torch.float64, msg="gradient of the parametrization's original")
-
-
-def randomised_copy_and_fused(make):
-    """(stock, fused): make()'s model in float64 with random BatchNorm parameters and statistics,
-    and fastgan.fuse's copy of it."""
-    stock = make().double()
-    for m in stock.modules():
-        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            randomise_bn(m)
-    return stock, fastgan.fuse(stock, inplace=False)
-
-
-def assert_trains_like_stock(stock, fused, shape, eval_shape):
-    """Three training steps on random input of `shape`: outputs, the input's and parameters'
-    gradients, then the running statistics, then an eval forward on `eval_shape` (float64)."""
-    for step in range(3):
-        x = torch.randn(shape, dtype=torch.float64)
-        xs, xf = x.clone().requires_grad_(), x.clone().requires_grad_()
-        out_s, out_f = stock(xs), fused(xf)
-        assert_close(out_f, out_s, torch.float64, msg=f"step {step} output")
-        grad = torch.randn_like(out_s)
-        out_s.backward(grad), out_f.backward(grad)
-        assert_close(xf.grad, xs.grad, torch.float64, msg=f"step {step} input gradient")
-        for (name, p), q in zip(stock.named_parameters(), fused.parameters()):
-            assert_close(q.grad, p.grad, torch.float64, msg=f"step {step} {name} gradient")
-    for (name, b), c in zip(stock.named_buffers(), fused.buffers()):
-        assert_close(c, b, torch.float64, msg=name)
-    stock.eval(), fused.eval()
-    x = torch.randn(eval_shape, dtype=torch.float64)
-    assert_close(fused(x), stock(x), torch.float64, msg="eval")
 
 
 def vanilla_generator(momentum):

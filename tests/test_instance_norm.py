@@ -1,0 +1,171 @@
+"""InstanceNorm2d (+ activation) on the fused BatchNorm kernels: functional.instance_norm_act
+against F.instance_norm and the stock activation, and fuse() on the CycleGAN / pix2pix blocks
+that use it, in float64 (outputs, gradients, running statistics, eval)."""
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import fastgan
+import fastgan.functional as FF
+from fastgan.fuse import plan
+from helpers import assert_close, assert_trains_like_stock, randomise_bn, randomised_copy_and_fused, stock_activation
+
+ACTIVATIONS = [("identity", 0.0), ("relu", 0.0), ("leaky_relu", 0.2), ("tanh", 0.0)]
+
+
+def stock_instance_norm_act(x, running_mean, running_var, weight, bias, use_input_stats, momentum, eps, name, slope):
+    y = F.instance_norm(x, running_mean, running_var, weight, bias, use_input_stats, momentum, eps)
+    return stock_activation(name, slope)(y)
+
+
+def stats(c, affine, tracked):
+    """(running_mean, running_var, weight, bias) in float64, random; None where not used."""
+    rm, rv = (torch.randn(c, dtype=torch.float64), torch.rand(c, dtype=torch.float64) + 0.5) if tracked else (None,) * 2
+    w, b = (torch.randn(c, dtype=torch.float64), torch.randn(c, dtype=torch.float64)) if affine else (None,) * 2
+    return rm, rv, w, b
+
+
+@pytest.mark.parametrize("name,slope", ACTIVATIONS)
+@pytest.mark.parametrize("affine,tracked", [(True, True), (False, False), (True, False), (False, True)])
+def test_functional_matches_stock(backend, name, slope, affine, tracked):
+    torch.manual_seed(1)
+    x = torch.randn(3, 4, 5, 6, dtype=torch.float64)
+    stock_stats = stats(4, affine, tracked)
+    fused_stats = [t.clone() if t is not None else None for t in stock_stats]
+    for t in (*stock_stats[2:], *fused_stats[2:]):
+        if t is not None:
+            t.requires_grad_()
+    xs, xf = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out_s = stock_instance_norm_act(xs, *stock_stats, True, 0.3, 1e-3, name, slope)
+    out_f = FF.instance_norm_act(xf, *fused_stats, True, 0.3, 1e-3, name, slope)
+    assert_close(out_f, out_s, torch.float64, msg="output")
+    grad = torch.randn_like(out_s)
+    out_s.backward(grad), out_f.backward(grad)
+    assert_close(xf.grad, xs.grad, torch.float64, msg="input gradient")
+    for what, s, f in zip(("running_mean", "running_var", "weight", "bias"), stock_stats, fused_stats):
+        if s is not None:
+            assert_close(f, s, torch.float64, msg=what)  # the running statistics' update
+            if s.requires_grad:
+                assert_close(f.grad, s.grad, torch.float64, msg=f"{what} gradient")
+    if tracked:  # eval of a tracking InstanceNorm2d: the running statistics normalise
+        out_s = stock_instance_norm_act(x, *stock_stats, False, 0.3, 1e-3, name, slope)
+        assert_close(FF.instance_norm_act(x, *fused_stats, False, 0.3, 1e-3, name, slope), out_s, torch.float64)
+
+
+def test_double_backward_for_gradient_penalties(backend):
+    """gradcheck and gradgradcheck of the input, weight and bias (R1 / WGAN-GP differentiate
+    through the discriminator's norms)."""
+    torch.manual_seed(2)
+    x = torch.randn(2, 3, 3, 4, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(3, dtype=torch.float64, requires_grad=True)
+
+    def f(x, w, b):
+        return FF.instance_norm_act(x, None, None, w, b, True, 0.1, 1e-5, "leaky_relu", 0.2)
+
+    assert torch.autograd.gradcheck(f, (x, w, b))
+    assert torch.autograd.gradgradcheck(f, (x, w, b))
+
+
+def test_channels_last_input_gives_stock_result(backend):
+    torch.manual_seed(3)
+    x = torch.randn(2, 3, 4, 5, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    w, b = torch.randn(3, dtype=torch.float64), torch.randn(3, dtype=torch.float64)
+    out = FF.instance_norm_act(x, None, None, w, b, True, 0.1, 1e-5, "relu")
+    assert_close(out, torch.relu(F.instance_norm(x, weight=w, bias=b)), torch.float64)
+    assert out.is_contiguous()  # as F.instance_norm's
+
+
+@pytest.mark.parametrize("call,error,match", [
+    (lambda x, c: FF.instance_norm_act(x[0]), ValueError, "InstanceNorm2d expects a 4-D input"),
+    (lambda x, c: FF.instance_norm_act(x, weight=torch.ones(c + 1, dtype=x.dtype)), ValueError,
+     r"InstanceNorm2d: InstanceNorm weight has shape \(5,\) but the input has 4 channels"),
+    (lambda x, c: FF.instance_norm_act(x, running_mean=torch.zeros(c, dtype=x.dtype)), ValueError,
+     "give both running_mean and running_var"),
+    (lambda x, c: FF.instance_norm_act(x, use_input_stats=False), ValueError, "but none were given"),
+    (lambda x, c: FF.instance_norm_act(x[:, :, :1, :1]), ValueError, "Expected more than 1 spatial element"),
+    (lambda x, c: FF.instance_norm_act(x, activation="gelu"), ValueError, "unknown activation 'gelu'"),
+    (lambda x, c: FF.instance_norm_act(x.long()), TypeError, "floating-point"),
+])
+def test_bad_input(backend, call, error, match):
+    with pytest.raises(error, match=match):
+        call(torch.randn(2, 4, 3, 3, dtype=torch.float64), 4)
+
+
+def cyclegan_generator(affine=False, tracked=False):
+    """CycleGAN's ResNet generator, shortened: reflection padding, Conv -> InstanceNorm -> ReLU,
+    a strided conv and a transposed conv each followed by InstanceNorm -> ReLU, a Tanh head."""
+    norm = lambda c: nn.InstanceNorm2d(c, affine=affine, track_running_stats=tracked)  # noqa: E731
+    return nn.Sequential(
+        nn.ReflectionPad2d(3), nn.Conv2d(3, 8, 7), norm(8), nn.ReLU(True),
+        nn.Conv2d(8, 16, 3, 2, 1), norm(16), nn.ReLU(True),
+        nn.ConvTranspose2d(16, 8, 3, 2, 1, output_padding=1), norm(8), nn.ReLU(True),
+        nn.ReflectionPad2d(3), nn.Conv2d(8, 3, 7), nn.Tanh())
+
+
+def patchgan_discriminator(affine=False, tracked=False, momentum=0.1):
+    """pix2pix / CycleGAN's PatchGAN: Conv -> LeakyReLU(0.2), then Conv -> InstanceNorm ->
+    LeakyReLU(0.2), a 1-channel map of patch logits."""
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 4, 2, 1), nn.LeakyReLU(0.2, True),
+        nn.Conv2d(8, 16, 4, 2, 1), nn.InstanceNorm2d(16, affine=affine, track_running_stats=tracked,
+                                                     momentum=momentum),
+        nn.LeakyReLU(0.2, True), nn.Conv2d(16, 1, 4, 1, 1))
+
+
+MODELS = [
+    (cyclegan_generator, {}, (2, 3, 16, 16), ["module", "module", "in_act", "module", "in_act", "module", "in_act",
+                                              "module", "conv_act"]),
+    (cyclegan_generator, {"affine": True, "tracked": True}, (2, 3, 16, 16), None),
+    (patchgan_discriminator, {}, (2, 3, 16, 16), ["conv_act", "module", "in_act", "module"]),
+    (patchgan_discriminator, {"affine": True, "tracked": True, "momentum": None}, (3, 3, 16, 16), None),
+]
+
+
+@pytest.mark.parametrize("make,kwargs,shape,kinds", MODELS,
+                         ids=["cyclegan-G", "cyclegan-G-affine-tracked", "patchgan", "patchgan-affine-cumulative"])
+def test_fused_models_train_like_stock(backend, make, kwargs, shape, kinds):
+    torch.manual_seed(4)
+    stock, fused = randomised_copy_and_fused(lambda: make(**kwargs))
+    if kinds is not None:
+        assert [kind for _, kind, _, _ in plan(list(fused._modules.values()))] == kinds
+    assert_trains_like_stock(stock, fused, shape, shape)
+
+
+def test_fused_path_is_really_used():
+    if fastgan.backend() != "fused":
+        pytest.skip("needs the compiled module")
+    fused = fastgan.fuse(patchgan_discriminator(affine=True)).double()
+    with torch.profiler.profile() as prof:
+        fused(torch.randn(2, 3, 16, 16, dtype=torch.float64))
+    names = {e.name for e in prof.events()}
+    assert "fastgan::batch_norm_act" in names and "aten::instance_norm" not in names
+
+
+def test_inputs_instance_norm_treats_otherwise_run_stock(backend):
+    """An unbatched (C, H, W) input is fused as a batch of one; a channel count other than
+    num_features (stock warns, or refuses with affine) and a 1x1 plane in training run the stock
+    module, with its warning and error."""
+    torch.manual_seed(5)
+    block = nn.Sequential(nn.InstanceNorm2d(4, affine=True), nn.ReLU()).double()
+    randomise_bn(block[0])
+    fused = fastgan.fuse(block)
+    x = torch.randn(4, 5, 6, dtype=torch.float64)
+    assert_close(fused(x), block(x), torch.float64)
+    with pytest.raises(ValueError, match="to match num_features"):
+        fused(torch.randn(2, 3, 5, 6, dtype=torch.float64))
+    with pytest.raises(ValueError, match="Expected more than 1 spatial element"):
+        fused(torch.randn(2, 4, 1, 1, dtype=torch.float64))
+    loose = fastgan.fuse(nn.Sequential(nn.InstanceNorm2d(4), nn.ReLU()))
+    with pytest.warns(UserWarning, match="does not match num_features"):
+        loose(torch.randn(2, 3, 5, 6))
+
+
+def test_fused_model_compiles_without_graph_break(backend):
+    torch.manual_seed(6)
+    stock, fused = randomised_copy_and_fused(lambda: patchgan_discriminator(affine=True, tracked=True))
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    compiled = torch.compile(fused, fullgraph=True, backend="aot_eager")
+    assert_close(compiled(x), stock(x), torch.float64)
+    assert_close(fused[3].running_mean, stock[3].running_mean, torch.float64)

@@ -20,6 +20,7 @@ import warnings
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from . import _checks, reference
 from . import functional as FF
@@ -32,15 +33,26 @@ _BATCH_NORMS = (nn.BatchNorm2d, *SYNC_BATCH_NORMS)
 _CONVS = (nn.Conv2d, nn.ConvTranspose2d)
 
 
+def _layer_type(module):
+    """The stock class of a layer: its own, or for a weight parametrization
+    (torch.nn.utils.parametrizations.spectral_norm, weight_norm) the class it was made from.
+    A parametrized layer fuses: reading its weight computes the parametrization as the stock
+    forward does, once per call (spectral norm's power iteration in training included)."""
+    cls = type(module)
+    if parametrize.is_parametrized(module) and cls.__name__ == f"Parametrized{cls.__bases__[0].__name__}":
+        return cls.__bases__[0]
+    return cls
+
+
 def _fusable_conv(module):
     # A hook (old-style spectral_norm, a user's pre-hook) must see the module called, so a
     # conv with hooks runs as the stock module it is.
-    return (type(module) in _CONVS and module.padding_mode == "zeros" and not isinstance(module.padding, str)
+    return (_layer_type(module) in _CONVS and module.padding_mode == "zeros" and not isinstance(module.padding, str)
             and not module._forward_hooks and not module._forward_pre_hooks)
 
 
 def _fusable_linear(module):
-    return type(module) is nn.Linear and not module._forward_hooks and not module._forward_pre_hooks
+    return _layer_type(module) is nn.Linear and not module._forward_hooks and not module._forward_pre_hooks
 
 
 def _activation_after(modules, i):
@@ -333,7 +345,6 @@ def fuse(module: nn.Module, inplace: bool = False, report: bool = False) -> nn.M
 
 _STOCK_REASONS = [
     (lambda m: bool(m._forward_hooks or m._forward_pre_hooks), "it has hooks (old-style spectral_norm, say)"),
-    (lambda m: type(m).__name__.startswith("Parametrized"), "its weight is a parametrization (spectral_norm, say)"),
     (lambda m: getattr(m, "padding_mode", "zeros") != "zeros" or isinstance(getattr(m, "padding", 0), str),
      "its padding is not numeric zero padding"),
 ]

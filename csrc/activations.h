@@ -26,7 +26,7 @@
 
 namespace fastgan {
 
-enum class Activation : int { Identity = 0, ReLU = 1, LeakyReLU = 2, Tanh = 3 };
+enum class Activation : int { Identity = 0, ReLU = 1, LeakyReLU = 2, Tanh = 3, Sigmoid = 4 };
 
 // The one C++ table of activations: each name as fastgan/activations.py spells it (sorted, as
 // the error below lists them), and the stock module it stands for in a layer's name.
@@ -40,6 +40,7 @@ struct ActivationEntry {
 inline constexpr ActivationEntry kActivations[] = {{"identity", Activation::Identity, ""},
                                                    {"leaky_relu", Activation::LeakyReLU, "LeakyReLU"},
                                                    {"relu", Activation::ReLU, "ReLU"},
+                                                   {"sigmoid", Activation::Sigmoid, "Sigmoid"},
                                                    {"tanh", Activation::Tanh, "Tanh"}};
 
 // "['a', 'b']": the names of a table as Python prints a sorted list of them, for the errors
@@ -121,6 +122,22 @@ FASTGAN_INLINE T tanh_of(T v) {
 #endif
 }
 
+template <typename T>
+FASTGAN_INLINE T exp_of(T v) {
+#if defined(__CUDA_ARCH__)
+  return ::exp(v);
+#else
+  return std::exp(v);
+#endif
+}
+
+// 1 / (1 + e^-v): e^-v overflows to inf below about -88 (float), giving 0, as the true value
+// underflows there too; NaN stays NaN.
+template <typename T>
+FASTGAN_INLINE T sigmoid_of(T v) {
+  return T(1) / (T(1) + exp_of(-v));
+}
+
 // BCE with logits at one point, numerically stable: loss = max(x,0) - x*t + log1p(exp(-|x|)),
 // d loss / dx = sigmoid(x) - t. One definition for the CPU and the CUDA kernel.
 template <typename T>
@@ -148,6 +165,8 @@ FASTGAN_INLINE T activate_t(T v, T slope) {
     return v > T(0) ? v : v * slope;
   else if constexpr (A == Activation::Tanh)
     return tanh_of(v);
+  else if constexpr (A == Activation::Sigmoid)
+    return sigmoid_of(v);
   else
     return v;
 }
@@ -162,6 +181,9 @@ FASTGAN_INLINE T activation_grad_from_input_t(T v, T slope) {
   else if constexpr (A == Activation::Tanh) {
     const T t = tanh_of(v);
     return T(1) - t * t;
+  } else if constexpr (A == Activation::Sigmoid) {
+    const T s = sigmoid_of(v);
+    return s * (T(1) - s);
   } else
     return T(1);
 }
@@ -176,6 +198,8 @@ FASTGAN_INLINE T activation_grad_from_output_t(T y, T slope) {
     return y > T(0) ? T(1) : slope;
   else if constexpr (A == Activation::Tanh)
     return T(1) - y * y;
+  else if constexpr (A == Activation::Sigmoid)
+    return y * (T(1) - y);
   else
     return T(1);
 }
@@ -192,6 +216,7 @@ FASTGAN_INLINE decltype(auto) dispatch_activation(Activation a, F&& f) {
     case Activation::ReLU: return f(ActivationTag<Activation::ReLU>());
     case Activation::LeakyReLU: return f(ActivationTag<Activation::LeakyReLU>());
     case Activation::Tanh: return f(ActivationTag<Activation::Tanh>());
+    case Activation::Sigmoid: return f(ActivationTag<Activation::Sigmoid>());
     default: return f(ActivationTag<Activation::Identity>());
   }
 }
@@ -203,6 +228,7 @@ inline at::Tensor activate_tensor(Activation a, const at::Tensor& v, double slop
     case Activation::ReLU: return at::relu(v);
     case Activation::LeakyReLU: return at::leaky_relu(v, slope);
     case Activation::Tanh: return at::tanh(v);
+    case Activation::Sigmoid: return at::sigmoid(v);
     default: return v;
   }
 }
@@ -217,6 +243,7 @@ inline at::Tensor activation_backward_tensor(Activation a, const at::Tensor& gra
     case Activation::ReLU: return at::threshold_backward(grad, y, 0);
     case Activation::LeakyReLU: return at::leaky_relu_backward(grad, y, slope, /*self_is_result=*/true);
     case Activation::Tanh: return at::tanh_backward(grad, y);
+    case Activation::Sigmoid: return at::sigmoid_backward(grad, y);
     default: return grad;
   }
 }

@@ -41,15 +41,6 @@ inline StyleganAct parse_stylegan_act(c10::string_view name) {
 }
 
 template <typename T>
-FASTGAN_INLINE T exp_of(T v) {
-#if defined(__CUDA_ARCH__)
-  return ::exp(v);
-#else
-  return std::exp(v);
-#endif
-}
-
-template <typename T>
 FASTGAN_INLINE T expm1_of(T v) {
 #if defined(__CUDA_ARCH__)
   return ::expm1(v);
@@ -65,11 +56,6 @@ FASTGAN_INLINE T log1p_of(T v) {
 #else
   return std::log1p(v);
 #endif
-}
-
-template <typename T>
-FASTGAN_INLINE T sigmoid_of(T v) {
-  return T(1) / (T(1) + exp_of(-v));
 }
 
 // SELU's constants (Klambauer et al. 2017), as torch.nn.functional.selu uses them.

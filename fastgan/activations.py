@@ -24,6 +24,7 @@ ACTIVATIONS = {
         lambda y, slope: torch.where(y > 0, torch.ones_like(y), torch.full_like(y, slope)),
         nn.LeakyReLU,
     ),
+    "sigmoid": Activation(lambda x, slope: torch.sigmoid(x), lambda y, slope: y * (1 - y), nn.Sigmoid),
     "tanh": Activation(lambda x, slope: torch.tanh(x), lambda y, slope: 1 - y * y, nn.Tanh),
 }
 _BY_MODULE = {a.module: name for name, a in ACTIVATIONS.items() if a.module is not None}

@@ -74,7 +74,7 @@ def instance_norm_act(input: Tensor, running_mean: Optional[Tensor] = None, runn
             training, or one without running statistics).
         momentum: the running statistics' momentum (InstanceNorm2d passes 0.0 for None).
         eps: added to the variance.
-        activation: "identity", "relu", "leaky_relu" or "tanh".
+        activation: "identity", "relu", "leaky_relu", "tanh" or "sigmoid".
         negative_slope: leaky_relu's slope.
 
     Returns:

@@ -3,12 +3,12 @@
 FusedSequential is an nn.Sequential that keeps its children (so state_dict keys and values
 are exactly those of the stock model) and, at forward, runs each recognised run of children
 as one fused call:
-    Conv2d | ConvTranspose2d  ->  BatchNorm2d | SyncBatchNorm  ->  ReLU | LeakyReLU | Tanh
-    Conv2d | ConvTranspose2d  ->  ReLU | LeakyReLU (slope >= 0) | Tanh
-    Linear                    ->  ReLU | LeakyReLU (slope >= 0) | Tanh
-    Linear                    ->  BatchNorm1d  ->  ReLU | LeakyReLU | Tanh   (2-D input)
-    BatchNorm2d | BatchNorm1d ->  ReLU | LeakyReLU | Tanh
-    InstanceNorm2d            ->  ReLU | LeakyReLU | Tanh   (a conv before it runs stock)
+    Conv2d | ConvTranspose2d  ->  BatchNorm2d | SyncBatchNorm  ->  ReLU | LeakyReLU | Tanh | Sigmoid
+    Conv2d | ConvTranspose2d  ->  ReLU | LeakyReLU (slope >= 0) | Tanh | Sigmoid
+    Linear                    ->  ReLU | LeakyReLU (slope >= 0) | Tanh | Sigmoid
+    Linear                    ->  BatchNorm1d  ->  ReLU | LeakyReLU | Tanh | Sigmoid   (2-D input)
+    BatchNorm2d | BatchNorm1d ->  ReLU | LeakyReLU | Tanh | Sigmoid
+    InstanceNorm2d            ->  ReLU | LeakyReLU | Tanh | Sigmoid   (a conv before it runs stock)
 and each of the runs with a norm without the activation after it (the identity). The same
 chains in a forward() that calls its layers one by one are fused by tracing it (fuse_graph.py).
 A SyncBatchNorm2d (fastgan.nn.convert_sync_batchnorm) or torch's nn.SyncBatchNorm

@@ -9,8 +9,8 @@
 whose intermediate results have no other use becomes one call of fuse.py's fused function on
 the very same modules, and the traced forward is set on the module instance. Its class,
 children, parameters and state_dict stay as they were; unfuse() removes the traced forward. The
-activation is a ReLU / LeakyReLU / Tanh module or F.relu, F.leaky_relu, torch.relu, torch.tanh,
-F.tanh, x.relu(), x.tanh().
+activation is a ReLU / LeakyReLU / Tanh / Sigmoid module or F.relu, F.leaky_relu, torch.relu,
+torch.tanh, F.tanh, torch.sigmoid, F.sigmoid, x.relu(), x.tanh(), x.sigmoid().
 
 A forward that torch.fx cannot trace (control flow on tensor values, say), or whose graph differs
 between training and eval mode, keeps its own forward; fuse then traces its children the same
@@ -32,8 +32,9 @@ _fuse = sys.modules[__package__ + ".fuse"]
 
 _MARK = "_fastgan_traced"  # in a traced module's __dict__: its GraphModule
 _CHAINS = "_fastgan_chains"  # and the chains fused in it
-_FUNCTIONAL = {torch.relu: "relu", F.relu: "relu", torch.tanh: "tanh", F.tanh: "tanh", F.leaky_relu: "leaky_relu"}
-_METHODS = {"relu": "relu", "relu_": "relu", "tanh": "tanh", "tanh_": "tanh"}
+_FUNCTIONAL = {torch.relu: "relu", F.relu: "relu", torch.tanh: "tanh", F.tanh: "tanh", F.leaky_relu: "leaky_relu",
+               torch.sigmoid: "sigmoid", F.sigmoid: "sigmoid"}
+_METHODS = {name + inplace: name for name in ("relu", "tanh", "sigmoid") for inplace in ("", "_")}
 
 
 class _Tracer(fx.Tracer):

@@ -2,7 +2,7 @@
 the check that a kernel gives the same bits under every thread and block order."""
 import torch
 
-ACTS = [("relu", 0.0), ("leaky_relu", 0.2), ("tanh", 0.0), ("identity", 0.0)]
+ACTS = [("relu", 0.0), ("leaky_relu", 0.2), ("tanh", 0.0), ("identity", 0.0), ("sigmoid", 0.0)]
 DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
 EPS = 1e-5
 # (shape, what it exercises). With fp32, the vector width is 4 elements (8 for fp16/bf16).

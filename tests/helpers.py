@@ -19,7 +19,8 @@ def assert_close(actual, expected, dtype, scale=1.0, msg=""):
 
 
 def stock_activation(name, slope):
-    return {"relu": nn.ReLU(), "leaky_relu": nn.LeakyReLU(slope), "tanh": nn.Tanh(), "identity": nn.Identity()}[name]
+    return {"relu": nn.ReLU(), "leaky_relu": nn.LeakyReLU(slope), "tanh": nn.Tanh(), "sigmoid": nn.Sigmoid(),
+            "identity": nn.Identity()}[name]
 
 
 def randomise_bn(bn, generator=None):

@@ -17,7 +17,7 @@ import fastgan  # noqa: F401  (loads the ops)
 
 SHAPES = [(2, 3, 5, 7), (4, 8, 4, 4), (2, 64, 8, 8), (3, 5, 1, 1), (4, 2, 64, 64)]
 DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
-ACTS = ("relu", "leaky_relu", "tanh", "identity")
+ACTS = ("relu", "leaky_relu", "tanh", "identity", "sigmoid")
 
 
 def run(ops, dev: str) -> int:

@@ -9,7 +9,8 @@ import fastgan.functional as FF
 from helpers import assert_close
 
 
-@pytest.mark.parametrize("act,slope", [("leaky_relu", 0.2), ("tanh", 0.0), ("relu", 0.0), ("leaky_relu", 0.0)])
+@pytest.mark.parametrize("act,slope", [("leaky_relu", 0.2), ("tanh", 0.0), ("relu", 0.0), ("leaky_relu", 0.0),
+                                       ("sigmoid", 0.0)])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 def test_activation_matches_stock(backend, device, act, slope, dtype, layout):
@@ -18,7 +19,8 @@ def test_activation_matches_stock(backend, device, act, slope, dtype, layout):
     if layout == "channels_last":
         x = x.contiguous(memory_format=torch.channels_last)
     x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
-    stock = {"leaky_relu": lambda t: F.leaky_relu(t, slope), "tanh": torch.tanh, "relu": torch.relu}[act]
+    stock = {"leaky_relu": lambda t: F.leaky_relu(t, slope), "tanh": torch.tanh, "relu": torch.relu,
+             "sigmoid": torch.sigmoid}[act]
     expected, actual = stock(x1), FF.activation(x2, act, slope)
     assert_close(actual, expected, dtype)
     if layout == "channels_last":

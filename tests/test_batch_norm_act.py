@@ -11,7 +11,8 @@ SHAPES = [(2, 3, 5, 7), (4, 8, 4, 4), (3, 5, 1, 1), (2, 16, 9, 3), (1, 7, 3, 3),
           # The CPU reductions' run boundaries: two runs of 4x4 planes, planes wider than the
           # 64 lane accumulators, planes longer than one run.
           (300, 2, 4, 4), (3, 2, 9, 9), (2, 2, 70, 70)]
-ACTS = [("relu", 0.0), ("leaky_relu", 0.2), ("identity", 0.0), ("tanh", 0.0), ("leaky_relu", -0.5)]
+ACTS = [("relu", 0.0), ("leaky_relu", 0.2), ("identity", 0.0), ("tanh", 0.0), ("leaky_relu", -0.5),
+        ("sigmoid", 0.0)]
 
 
 def run_fused(x, bn, act, slope):

@@ -50,7 +50,7 @@ def test_unknown_capability_is_refused():
 @pytest.mark.parametrize("shape", [(4, 13, 7, 5), (2, 64, 8, 8)])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
-@pytest.mark.parametrize("act,slope", [("relu", 0.0), ("leaky_relu", 0.2), ("tanh", 0.0)])
+@pytest.mark.parametrize("act,slope", [("relu", 0.0), ("leaky_relu", 0.2), ("tanh", 0.0), ("sigmoid", 0.0)])
 def test_batch_norm_act_each_table(capability, shape, dtype, layout, act, slope):
     g = torch.Generator().manual_seed(7)
     x = (torch.randn(shape, generator=g) * 3 + 1).to(dtype)

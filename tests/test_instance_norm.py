@@ -11,7 +11,7 @@ import fastgan.functional as FF
 from fastgan.fuse import plan
 from helpers import assert_close, assert_trains_like_stock, randomise_bn, randomised_copy_and_fused, stock_activation
 
-ACTIVATIONS = [("identity", 0.0), ("relu", 0.0), ("leaky_relu", 0.2), ("tanh", 0.0)]
+ACTIVATIONS = [("identity", 0.0), ("relu", 0.0), ("leaky_relu", 0.2), ("tanh", 0.0), ("sigmoid", 0.0)]
 
 
 def stock_instance_norm_act(x, running_mean, running_var, weight, bias, use_input_stats, momentum, eps, name, slope):

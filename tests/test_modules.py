@@ -282,3 +282,19 @@ def test_batch_norm_without_activation_matches_stock(backend, make, shape, kinds
     stock, fused = randomised_copy_and_fused(make)
     assert [kind for _, kind, _, _ in plan(list(fused._modules.values()))] == kinds
     assert_trains_like_stock(stock, fused, shape, shape)
+
+
+def sigmoid_heads():
+    """Sigmoid heads of the GAN zoos: Linear -> Sigmoid fed to BCELoss, a ConvTranspose2d ->
+    Sigmoid decoder, and a BatchNorm2d -> Sigmoid."""
+    return nn.Sequential(nn.ConvTranspose2d(3, 4, 4, 2, 1), nn.Sigmoid(), nn.BatchNorm2d(4), nn.Sigmoid(),
+                         nn.Flatten(), nn.Linear(4 * 8 * 8, 3), nn.Sigmoid())
+
+
+def test_sigmoid_heads_fuse_and_train_like_stock(backend):
+    from fastgan.fuse import plan
+    torch.manual_seed(14)
+    stock, fused = randomised_copy_and_fused(sigmoid_heads)
+    assert [(kind, act) for _, kind, act, _ in plan(list(fused._modules.values()))] == \
+        [("conv_act", "sigmoid"), ("bn_act", "sigmoid"), ("module", None), ("linear_act", "sigmoid")]
+    assert_trains_like_stock(stock, fused, (5, 3, 4, 4), (5, 3, 4, 4))

@@ -39,7 +39,30 @@ def batch_norm_act(input: Tensor, running_mean: Optional[Tensor], running_var: O
                    negative_slope: float = 0.0, num_batches_tracked: Optional[Tensor] = None) -> Tensor:
     """activation(batch_norm(input)) with nn.BatchNorm2d's semantics: batch statistics in
     training (or when there are no running stats), running statistics in eval; in training
-    the running stats and num_batches_tracked are updated as BatchNorm2d updates them."""
+    the running stats and num_batches_tracked are updated as BatchNorm2d updates them.
+
+    Args:
+        input: (N, C, H, W) floating-point tensor, NCHW or channels_last.
+        running_mean, running_var: (C,) running statistics, updated in place in training, or
+            None (both or neither).
+        weight, bias: (C,) affine parameters, or None.
+        training: normalise with the batch's statistics (and update the running ones).
+        momentum: the running statistics' momentum; None for the cumulative average, which
+            needs num_batches_tracked.
+        eps: added to the variance.
+        activation: "identity", "relu", "leaky_relu", "tanh" or "sigmoid".
+        negative_slope: leaky_relu's slope (any sign).
+        num_batches_tracked: BatchNorm2d's one-element int64 counter, incremented in training,
+            or None.
+
+    Returns:
+        A tensor of input's shape, dtype and memory format.
+
+    Raises:
+        ValueError: input that is not 4-D; per-channel tensors that are not (C,) or not on the
+            input's device; one of the running statistics without the other; a training batch
+            of one value per channel; an unknown activation. TypeError: tensors that are not
+            floating point."""
     if fused_for(input):
         if _compiling():
             return _BATCH_NORM_ACT(input, weight, bias, running_mean, running_var, num_batches_tracked, training,
@@ -137,8 +160,31 @@ def conv_bn_act(input: Tensor, weight: Tensor, conv_bias: Optional[Tensor], stri
                 bn_bias: Optional[Tensor], running_mean: Optional[Tensor], running_var: Optional[Tensor],
                 num_batches_tracked: Optional[Tensor], training: bool, momentum: Optional[float], eps: float,
                 activation: str, negative_slope: float) -> Tensor:
-    """activation(batch_norm(conv(input))), conv a conv2d or (transposed) conv_transpose2d,
-    batch_norm as in batch_norm_act. The general form of the fused layers below."""
+    """activation(batch_norm(conv(input))): the convolution through torch (oneDNN / cuDNN), then
+    batch_norm_act's statistics, normalisation, running-statistics update and activation in
+    one fused kernel, one autograd node for all of it. The general form of the fused layers
+    below and of fastgan.nn's conv + BatchNorm layers.
+
+    Args:
+        input: (N, C_in, H, W) floating-point tensor.
+        weight: the conv's weight, as nn.Conv2d (C_out, C_in / groups, kH, kW) or
+            nn.ConvTranspose2d (C_in, C_out / groups, kH, kW) holds it.
+        conv_bias: the conv's bias (C_out,), or None.
+        stride, padding, dilation, output_padding: two ints each (or one for both), as the
+            conv modules take them; output_padding only for transposed.
+        transposed: conv_transpose2d rather than conv2d.
+        groups: the conv's groups.
+        bn_weight, bn_bias, running_mean, running_var, num_batches_tracked, training,
+            momentum, eps: the BatchNorm2d's, as batch_norm_act takes them.
+        activation, negative_slope: as batch_norm_act takes them.
+
+    Returns:
+        The (N, C_out, H_out, W_out) result in input's memory format.
+
+    Raises:
+        ValueError: input that is not 4-D, a channel count that does not match the weight, a
+            spatial size smaller than the kernel, and batch_norm_act's errors. TypeError: input
+            and weight of different dtypes, tensors that are not floating point."""
     if fused_for(input):
         if _compiling():
             return _CONV_BN_ACT(input, weight, conv_bias, stride, padding, dilation, transposed, output_padding,
@@ -178,8 +224,23 @@ def _conv_bn_act_backward_fake(grad_out, input, weight, conv_out, bn_weight, bn_
 
 def conv_act(input: Tensor, weight: Tensor, bias: Optional[Tensor], stride, padding, dilation, transposed: bool,
              output_padding, groups: int, activation: str, negative_slope: float = 0.0) -> Tensor:
-    """activation(conv(input)); the backward reads the activation's derivative from its
-    output, so leaky_relu needs negative_slope >= 0."""
+    """activation(conv(input)): the convolution through torch with the bias and activation
+    fused after it; the backward reads the activation's derivative from its output, so it
+    saves the output only.
+
+    Args:
+        input, weight, bias, stride, padding, dilation, transposed, output_padding, groups: the
+            convolution's, as conv_bn_act takes them (bias may be None).
+        activation: "identity", "relu", "leaky_relu", "tanh" or "sigmoid".
+        negative_slope: leaky_relu's slope, >= 0 (a negative slope cannot be read back from
+            the output).
+
+    Returns:
+        The (N, C_out, H_out, W_out) result in input's memory format.
+
+    Raises:
+        ValueError: a negative negative_slope, an unknown activation, and conv_bn_act's conv
+            errors. TypeError: as conv_bn_act."""
     if fused_for(input):
         op = _CONV_ACT if _compiling() else _eager.conv_act
         return op(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups, activation,
@@ -209,8 +270,24 @@ def _conv_act_backward_fake(grad_out, input, weight, output, stride, padding, di
 
 def linear_act(input: Tensor, weight: Tensor, bias: Optional[Tensor], activation: str,
                negative_slope: float = 0.0) -> Tensor:
-    """activation(linear(input, weight, bias)), input (*, in_features); the backward reads the
-    activation's derivative from its output, so leaky_relu needs negative_slope >= 0."""
+    """activation(linear(input, weight, bias)): the matrix product through torch with the bias
+    and activation fused after it; the backward reads the activation's derivative from its
+    output, and saves the input only when the weight needs a gradient and the weight only when
+    the input does, as torch's Linear does.
+
+    Args:
+        input: (*, in_features) floating-point tensor.
+        weight: (out_features, in_features).
+        bias: (out_features,), or None.
+        activation: "identity", "relu", "leaky_relu", "tanh" or "sigmoid".
+        negative_slope: leaky_relu's slope, >= 0.
+
+    Returns:
+        A (*, out_features) tensor.
+
+    Raises:
+        ValueError: shapes that do not match, a negative negative_slope, an unknown activation.
+        TypeError: tensors of different dtypes or not floating point."""
     if fused_for(input):
         op = _LINEAR_ACT if _compiling() else _eager.linear_act
         return op(input, weight, bias, activation, negative_slope)
@@ -247,7 +324,19 @@ def _bias_act_backward_fake(grad_out, output, activation, negative_slope):
 
 
 def activation(input: Tensor, name: str, negative_slope: float = 0.0) -> Tensor:
-    """An activation whose backward needs only its output (leaky_relu with slope >= 0, tanh, relu)."""
+    """The activation `name` of input, in one fused kernel whose backward needs only its output.
+
+    Args:
+        input: a floating-point tensor of any shape and memory format.
+        name: "identity", "relu", "leaky_relu", "tanh" or "sigmoid".
+        negative_slope: leaky_relu's slope, >= 0.
+
+    Returns:
+        A tensor of input's shape, dtype and memory format.
+
+    Raises:
+        ValueError: an unknown name, a negative negative_slope. TypeError: a tensor that is not
+            floating point."""
     check_activation(name)
     _checks.check_float_tensor(input, "input")
     _checks.check_negative_slope(name, negative_slope, "activation")
@@ -269,7 +358,9 @@ def _activation_backward_fake(grad_out, output, activation, negative_slope):
 def conv_transpose2d_bn_relu(input, weight, bn_weight, bn_bias, running_mean, running_var, num_batches_tracked=None,
                              *, stride=1, padding=0, output_padding=0, groups=1, dilation=1, conv_bias=None,
                              training=False, momentum=0.1, eps=1e-5):
-    """relu(batch_norm(conv_transpose2d(input, weight))) : a DCGAN Generator hidden layer."""
+    """relu(batch_norm(conv_transpose2d(input, weight))): a DCGAN Generator hidden layer.
+    conv_bn_act with transposed=True and ReLU; the arguments are conv_bn_act's (stride, padding,
+    output_padding and dilation as an int or a pair), and so are the result and the errors."""
     return conv_bn_act(input, weight, conv_bias, pair(stride), pair(padding), pair(dilation), True,
                        pair(output_padding), groups, bn_weight, bn_bias, running_mean, running_var,
                        num_batches_tracked, training, momentum, eps, "relu", 0.0)
@@ -278,7 +369,9 @@ def conv_transpose2d_bn_relu(input, weight, bn_weight, bn_bias, running_mean, ru
 def conv2d_bn_leaky_relu(input, weight, bn_weight, bn_bias, running_mean, running_var, num_batches_tracked=None,
                          *, stride=1, padding=0, groups=1, dilation=1, conv_bias=None, training=False,
                          momentum=0.1, eps=1e-5, negative_slope=0.2):
-    """leaky_relu(batch_norm(conv2d(input, weight))) : a DCGAN Discriminator hidden layer."""
+    """leaky_relu(batch_norm(conv2d(input, weight))): a DCGAN Discriminator hidden layer.
+    conv_bn_act with a conv2d and LeakyReLU(negative_slope); the arguments are conv_bn_act's
+    (stride, padding and dilation as an int or a pair), and so are the result and the errors."""
     return conv_bn_act(input, weight, conv_bias, pair(stride), pair(padding), pair(dilation), False, (0, 0),
                        groups, bn_weight, bn_bias, running_mean, running_var, num_batches_tracked, training, momentum,
                        eps, "leaky_relu", negative_slope)
@@ -286,13 +379,15 @@ def conv2d_bn_leaky_relu(input, weight, bn_weight, bn_bias, running_mean, runnin
 
 def conv2d_leaky_relu(input, weight, bias=None, *, stride=1, padding=0, groups=1, dilation=1,
                       negative_slope=0.2):
-    """leaky_relu(conv2d(input, weight, bias)) : the Discriminator's first layer."""
+    """leaky_relu(conv2d(input, weight, bias)): the Discriminator's first layer. conv_act with
+    a conv2d and LeakyReLU(negative_slope >= 0); arguments, result and errors are conv_act's."""
     return conv_act(input, weight, bias, pair(stride), pair(padding), pair(dilation), False, (0, 0), groups,
                     "leaky_relu", negative_slope)
 
 
 def conv_transpose2d_tanh(input, weight, bias=None, *, stride=1, padding=0, output_padding=0, groups=1,
                           dilation=1):
-    """tanh(conv_transpose2d(input, weight, bias)) : the Generator's last layer."""
+    """tanh(conv_transpose2d(input, weight, bias)): the Generator's last layer. conv_act with
+    transposed=True and Tanh; arguments, result and errors are conv_act's."""
     return conv_act(input, weight, bias, pair(stride), pair(padding), pair(dilation), True, pair(output_padding),
                     groups, "tanh", 0.0)

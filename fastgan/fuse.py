@@ -313,7 +313,8 @@ def fuse(module: nn.Module, inplace: bool = False, report: bool = False) -> nn.M
     Every plain nn.Sequential holding a fusable run becomes a FusedSequential with the very same
     children; every other module's forward is traced (torch.fx) and its conv/linear -> norm ->
     activation chains run fused, on the same modules (fuse_graph.py). A forward that cannot be
-    traced keeps its own, and fuse warns once, naming it; its children are traced instead.
+    traced keeps its own and its children are traced instead; fuse warns once, naming it, when
+    it calls conv, linear or norm layers of its own, which then stay stock.
 
     Args:
         module: the model (or any module).
@@ -333,7 +334,7 @@ def fuse(module: nn.Module, inplace: bool = False, report: bool = False) -> nn.M
     notes = []
     fuse_traced(module, notes)
     module.__dict__["_fastgan_notes"] = notes
-    kept = [where for where, what in notes if what.startswith("forward not traceable")]
+    kept = [where for where, _, warn in notes if warn]
     if kept:
         warnings.warn(f"fastgan.fuse: the forward of {', '.join(kept)} could not be traced (torch.fx), so the layers "
                       "it calls directly stay stock; its children were fused where they could be. "
@@ -348,7 +349,6 @@ _STOCK_REASONS = [
     (lambda m: getattr(m, "padding_mode", "zeros") != "zeros" or isinstance(getattr(m, "padding", 0), str),
      "its padding is not numeric zero padding"),
 ]
-_FUSABLE_TYPES = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.InstanceNorm2d)
 
 
 def fuse_report(module: nn.Module) -> list:
@@ -362,7 +362,7 @@ def fuse_report(module: nn.Module) -> list:
     Returns:
         A list of strings.
     """
-    from .fuse_graph import traced_chains
+    from .fuse_graph import _LAYERS, traced_chains
 
     lines, covered = [], set()
     names = {id(m): n for n, m in module.named_modules()}
@@ -377,10 +377,10 @@ def fuse_report(module: nn.Module) -> list:
                 i += length
         for _, targets in traced_chains(m):
             covered.update(id(m.get_submodule(t)) for t in targets)
-    for where, what in module.__dict__.get("_fastgan_notes", []):
+    for where, what, _ in module.__dict__.get("_fastgan_notes", []):
         lines.append(f"{where}: {what}")
     for m in module.modules():
-        if isinstance(m, _FUSABLE_TYPES) and id(m) not in covered:
+        if isinstance(m, _LAYERS) and id(m) not in covered:
             reason = next((why for test, why in _STOCK_REASONS if test(m)),
                           "no norm or activation fuse runs directly after it in a traced or Sequential forward")
             lines.append(f"{names[id(m)]} ({type(m).__name__}): stock: {reason}")

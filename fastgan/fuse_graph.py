@@ -143,11 +143,13 @@ def fuse_chains(graph, modules):
 
 def fuse_traced(module, report):
     """Traces module's forward and fuses its chains; where tracing fails, its children in turn.
-    Appends (module path, what happened) to report."""
+    Appends (module path, what happened, whether to warn) to report: a warning where a forward
+    that could not be traced calls conv, linear or norm layers of its own."""
     _visit(module, "", report)
 
 
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+_LAYERS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.InstanceNorm2d)
 
 
 def _visit(module, path, report):
@@ -164,8 +166,10 @@ def _visit(module, path, report):
     try:
         graph = _trace_both_modes(module)
     except Exception as error:  # any failure of symbolic tracing: the module keeps its forward
+        # Worth a warning only when the forward calls layers fuse could have run itself.
+        loses = any(isinstance(c, _LAYERS) for c in module.children())
         report.append((path or type(module).__name__, f"forward not traceable ({type(error).__name__}: "
-                       f"{str(error).splitlines()[0][:120]}); its children were traced instead"))
+                       f"{str(error).splitlines()[0][:120]}); its children were traced instead", loses))
         for name, child in module.named_children():
             _visit(child, f"{path}.{name}" if path else name, report)
         return
@@ -186,7 +190,7 @@ def _visit(module, path, report):
     for kind, names, activation in chains:
         where = ".".join(filter(None, [path, names[0]]))
         report.append((where, f"fused: {' -> '.join(names)}{'' if activation == 'identity' else ' -> ' + activation}"
-                              f" ({kind})"))
+                              f" ({kind})", False))
 
 
 class _DependsOnMode(Exception):

@@ -79,16 +79,18 @@ class SharedIntermediate(nn.Module):
 
 
 class Untraceable(nn.Module):
-    """Control flow on a tensor's value: torch.fx cannot trace it; its block can be."""
+    """Control flow on a tensor's value: torch.fx cannot trace it; its block can be. Its own
+    conv -> ReLU stays stock (so fuse warns)."""
 
     def __init__(self):
         super().__init__()
         self.block = ResBlock(3)
+        self.head = nn.Conv2d(3, 2, 1)
 
     def forward(self, x):
         if x.mean() > 100:  # never true here; fx cannot know
             return x
-        return self.block(x)
+        return torch.relu(self.head(self.block(x)))
 
 
 class ModeDependent(nn.Module):
@@ -143,6 +145,16 @@ def test_forward_that_branches_on_training_mode_is_not_traced(backend):
     assert "forward" not in fused.__dict__ and traced_chains(fused.block)
     assert any("branches on the training mode" in line for line in fastgan.fuse_report(fused))
     assert_trains_like_stock(stock, fused, (4, 3, 6, 6), (4, 3, 6, 6))  # in eval too
+
+
+def test_no_warning_where_nothing_stays_stock():
+    """fastgan's own Generator checks its input's shape in forward (not traceable), but all its
+    layers are in a Sequential, fused already: nothing to warn about."""
+    from fastgan.models import Generator
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fused = fastgan.fuse(Generator(nz=8, ngf=4, nc=3, image_size=32))
+    assert any("forward not traceable" in line for line in fastgan.fuse_report(fused))
 
 
 def test_unfuse_and_copies(backend):

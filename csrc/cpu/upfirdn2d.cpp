@@ -107,9 +107,9 @@ TORCH_LIBRARY_IMPL(fastgan, CPU, m) { m.impl("upfirdn2d", &upfirdn2d_cpu); }
 namespace {
 
 // One axis's runs for every output coordinate (fir_taps.h).
-inline std::vector<TapRun<int64_t> > runs_of(int64_t out, int64_t up, int64_t down, int64_t pad0, int64_t taps,
-                                             int64_t in) {
-  std::vector<TapRun<int64_t> > runs(size_t(out > 0 ? out : 0));
+inline std::vector<TapRun<int64_t>> runs_of(int64_t out, int64_t up, int64_t down, int64_t pad0, int64_t taps,
+                                            int64_t in) {
+  std::vector<TapRun<int64_t>> runs(size_t(out > 0 ? out : 0));
   for (int64_t o = 0; o < out; ++o) runs[size_t(o)] = tap_run<int64_t>(o, up, down, pad0, taps, in);
   return runs;
 }
@@ -157,7 +157,7 @@ void upfirdn2d_nchw(const in_t* x, const acc_t* taps, out_t* y, const Upfirdn2dG
   const int64_t gcd = std::gcd(g.up_x, g.down_x), so = g.up_x / gcd, si = g.down_x / gcd;
   const int64_t phase_len = (g.out_w + so - 1) / so;  // outputs per phase (the last phases may hold fewer)
   const int64_t phases = std::min(so, g.out_w);       // so > out_w: one output per phase, the rest unused
-  const std::vector<TapRun<int64_t> > rows = runs_of(g.out_h, g.up_y, g.down_y, g.pad_y0, g.fh, g.H);
+  const std::vector<TapRun<int64_t>> rows = runs_of(g.out_h, g.up_y, g.down_y, g.pad_y0, g.fh, g.H);
   const std::vector<ColumnRun> columns = column_runs(g, so, si);
   const int64_t planes = g.N * g.C, work_per_row = g.out_w * std::max<int64_t>(1, int64_t(columns.size()));
   at::parallel_for(0, planes * g.out_h, grain(work_per_row), [&](int64_t r0, int64_t r1) {
@@ -233,7 +233,7 @@ struct PlaneTap {
 // memory across the tap loop, so the block is four vector variables: GCC's and Clang's vector
 // extension; other compilers take the pass per tap).
 template <typename acc_t>
-void sum_taps(acc_t* __restrict__ sums, const acc_t* __restrict__ scratch, const std::vector<PlaneTap<acc_t> >& taps,
+void sum_taps(acc_t* __restrict__ sums, const acc_t* __restrict__ scratch, const std::vector<PlaneTap<acc_t>>& taps,
               int64_t n) {
   int64_t j0 = 0;
 #if defined(__GNUC__) || defined(__clang__)
@@ -241,7 +241,7 @@ void sum_taps(acc_t* __restrict__ sums, const acc_t* __restrict__ scratch, const
   typedef float float_vec __attribute__((vector_size(32)));
   typedef double double_vec __attribute__((vector_size(32)));
   using vec = std::conditional_t<std::is_same_v<acc_t, float>, float_vec, double_vec>;
-  static_assert(sizeof(vec) == 32 && std::is_same_v<acc_t, std::conditional_t<sizeof(acc_t) == 4, float, double> >);
+  static_assert(sizeof(vec) == 32 && std::is_same_v<acc_t, std::conditional_t<sizeof(acc_t) == 4, float, double>>);
   constexpr int64_t kLanes = 32 / int64_t(sizeof(acc_t)), kBlock = 4 * kLanes;
   const auto load_vec = [](const acc_t* p) {
     vec v;
@@ -308,7 +308,7 @@ template <typename in_t, typename out_t, typename acc_t>
 void upfirdn2d_nchw_down_planes(const in_t* x, const acc_t* taps, out_t* y, const Upfirdn2dGeometry& g) {
   const DownPlanes pp(g);
   const int64_t dy = g.down_y, dx = g.down_x, sums = g.out_h * pp.wd;
-  std::vector<PlaneTap<acc_t> > plane_taps;
+  std::vector<PlaneTap<acc_t>> plane_taps;
   for (int64_t ky = 0; ky < g.fh; ++ky)
     for (int64_t kx = 0; kx < g.fw; ++kx)
       plane_taps.push_back(
@@ -345,7 +345,7 @@ void upfirdn2d_nchw_up_planes(const in_t* x, const acc_t* taps, out_t* y, const 
   const UpPlanes pp(g);
   const int64_t uy = g.up_y, ux = g.up_x, sums = pp.y.q * pp.pitch;
   // Per output phase, the taps that meet a sample: ky = (pad_y0 - py) mod up_y, + up_y, ...
-  std::vector<std::vector<PlaneTap<acc_t> > > phase_taps(size_t(uy * ux));
+  std::vector<std::vector<PlaneTap<acc_t>>> phase_taps(size_t(uy * ux));
   for (int64_t py = 0; py < uy; ++py) {
     for (int64_t px = 0; px < ux; ++px) {
       for (int64_t ky = ((g.pad_y0 - py) % uy + uy) % uy; ky < g.fh; ky += uy) {
@@ -394,13 +394,13 @@ void upfirdn2d_nchw_up_planes(const in_t* x, const acc_t* taps, out_t* y, const 
 // (converted on load) by a pass per tap.
 template <typename in_t, typename out_t, typename acc_t>
 void upfirdn2d_nhwc(const in_t* x, const acc_t* taps, out_t* y, const Upfirdn2dGeometry& g) {
-  const std::vector<TapRun<int64_t> > rows = runs_of(g.out_h, g.up_y, g.down_y, g.pad_y0, g.fh, g.H);
-  const std::vector<TapRun<int64_t> > cols = runs_of(g.out_w, g.up_x, g.down_x, g.pad_x0, g.fw, g.W);
+  const std::vector<TapRun<int64_t>> rows = runs_of(g.out_h, g.up_y, g.down_y, g.pad_y0, g.fh, g.H);
+  const std::vector<TapRun<int64_t>> cols = runs_of(g.out_w, g.up_x, g.down_x, g.pad_x0, g.fw, g.W);
   const int64_t C = g.C;
   at::parallel_for(0, g.N * g.out_h, grain(g.out_w * C * g.fh * g.fw), [&](int64_t r0, int64_t r1) {
     std::vector<acc_t> acc_storage(static_cast<size_t>(C));
     acc_t* __restrict__ acc = acc_storage.data();
-    std::vector<PlaneTap<acc_t> > pixel_taps;
+    std::vector<PlaneTap<acc_t>> pixel_taps;
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t n = r / g.out_h, oy = r % g.out_h;
       const TapRun<int64_t> ry = rows[size_t(oy)];

@@ -74,7 +74,10 @@ inline bool stream_is_capturing() {
 // kernel<<<grid, block, smem, stream>>>(args...), with the launch error checked.
 template <typename... Params, typename... Args>
 void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, Stream stream, Args&&... args) {
-  kernel<<<grid, block, smem, stream> > >(std::forward<Args>(args)...);
+  // clang-format reads .cuh as C++ and would split the launch's >>>.
+  // clang-format off
+  kernel<<<grid, block, smem, stream>>>(std::forward<Args>(args)...);
+  // clang-format on
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 

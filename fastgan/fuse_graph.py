@@ -30,7 +30,7 @@ from .sync_batch_norm import SYNC_BATCH_NORMS
 # The submodule fastgan/fuse.py (the package's `fuse` attribute is the function of that name).
 _fuse = sys.modules[__package__ + ".fuse"]
 
-_MARK = "_fastgan_traced"  # in a traced module's __dict__: its GraphModule
+_MARK = "_fastgan_traced"  # in a traced module's __dict__: its TracedForward
 _CHAINS = "_fastgan_chains"  # and the chains fused in it
 _FUNCTIONAL = {torch.relu: "relu", F.relu: "relu", torch.tanh: "tanh", F.tanh: "tanh", F.leaky_relu: "leaky_relu",
                torch.sigmoid: "sigmoid", F.sigmoid: "sigmoid"}
@@ -182,11 +182,10 @@ def _visit(module, path, report):
     chains = fuse_chains(graph, modules)
     if not chains:
         return
-    graph.lint()
-    traced = fx.GraphModule(module, graph, class_name=f"{type(module).__name__}Fused")
+    traced = TracedForward(module, _graph_module(module, graph))
     module.__dict__[_MARK] = traced
     module.__dict__[_CHAINS] = [(kind, names) for kind, names, _ in chains]
-    module.__dict__["forward"] = traced.forward  # the instance's forward; the class keeps its own
+    module.__dict__["forward"] = traced  # the instance's forward; the class keeps its own
     for kind, names, activation in chains:
         where = ".".join(filter(None, [path, names[0]]))
         report.append((where, f"fused: {' -> '.join(names)}{'' if activation == 'identity' else ' -> ' + activation}"
@@ -217,6 +216,35 @@ def _trace_both_modes(module):
 
 def _is_torch_leaf(module):
     return type(module).__module__.startswith("torch.nn")
+
+
+def _graph_module(module, graph):
+    graph.lint()
+    return fx.GraphModule(module, graph, class_name=f"{type(module).__name__}Fused")
+
+
+class TracedForward:
+    """The fused forward set on a module instance: its fx graph's code, on the module's own
+    submodules. A copy or a pickle keeps only the module; the graph is made again from the
+    module (the same trace and chains) at its first call, so a deepcopy'd or loaded model runs
+    its own submodules (fx's own pickling of a GraphModule traces its code again, which fused
+    calls do not allow)."""
+
+    def __init__(self, module, graph_module=None):
+        self.module, self.graph_module = module, graph_module
+
+    def __call__(self, *args, **kwargs):
+        if self.graph_module is None:
+            graph = _trace_both_modes(self.module)
+            fuse_chains(graph, dict(self.module.named_modules()))
+            self.graph_module = _graph_module(self.module, graph)
+        return self.graph_module.forward(*args, **kwargs)
+
+    def __getstate__(self):
+        return {"module": self.module}
+
+    def __setstate__(self, state):
+        self.module, self.graph_module = state["module"], None
 
 
 def traced_chains(module):

@@ -4,6 +4,7 @@ trains like its stock twin in float64, its state_dict is unchanged, unfuse() res
 forward that cannot be traced keeps its own (with one warning) while its children are fused,
 and fuse_report() says which is which."""
 import copy
+import io
 import warnings
 
 import pytest
@@ -166,6 +167,14 @@ def test_unfuse_and_copies(backend):
         twin.conv2.weight.add_(1.0)
     assert_close(fused(x), stock(x), torch.float64)
     assert not torch.allclose(twin(x), stock(x))
+    buffer = io.BytesIO()  # torch.save of the whole model: loaded, it runs its own modules, fused
+    torch.save(fused, buffer)
+    loaded = torch.load(io.BytesIO(buffer.getvalue()), weights_only=False)
+    assert traced_chains(loaded) == traced_chains(fused)
+    assert_close(loaded(x), stock(x), torch.float64)
+    with torch.no_grad():
+        loaded.conv2.weight.add_(1.0)
+    assert_close(fused(x), stock(x), torch.float64)
     restored = fastgan.unfuse(fused)
     assert "forward" not in restored.__dict__ and traced_chains(restored) == []
     assert_close(restored(x), stock(x), torch.float64)

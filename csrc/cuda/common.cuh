@@ -333,7 +333,7 @@ __device__ __forceinline__ void fold_partials(int channels, int splits, Load loa
   });
 }
 
-// Zeroed int counters for last-block reductions on the current stream (elementwise.cu), at
+// Zeroed int counters for last-block reductions on the current stream (reduction_tickets.cu), at
 // least `count` of them: each kernel that takes tickets from one leaves it at zero again.
 at::Tensor reduction_tickets(const at::Tensor& like, int64_t count = 1);
 

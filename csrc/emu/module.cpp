@@ -47,7 +47,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         pybind11::arg("on"));
   m.def(
       "ticket_buffer", [](const at::Tensor& like) { return fastgan::cuda::reduction_tickets(like, 1); },
-      "The ticket counters the calling host thread's current stream reduces with (csrc/cuda/elementwise.cu)");
+      "The ticket counters the calling host thread's current stream reduces with (csrc/cuda/reduction_tickets.cu)");
   const auto shared_dict = [](const SharedStats& s) {
     pybind11::dict d;
     d["requests"] = s.requests;

@@ -2,7 +2,7 @@
 model: a CycleGAN-style ResNet generator with a PatchGAN discriminator (InstanceNorm throughout,
 forward-written residual blocks; LSGAN losses, one D and one G update) at 128 px, batch 1 and 4,
 and an SN-GAN discriminator step (spectral-normalised convs with LeakyReLU(0.1), hinge loss) at
-32 px, batch 64. fp32 and bf16 autocast. Each fastgan variant records the ratio of alternating
+32 px, batch 64. fp32 and bf16 autocast (SN-GAN: fp32). Each fastgan variant records the ratio of alternating
 rounds against its stock twin."""
 import pytest
 import torch
@@ -135,11 +135,13 @@ def run_step(measure, make, group, variant, rounds):
 def test_cyclegan_step(measure, variant, batch, precision):
     run_step(measure, lambda v: cyclegan_step(v, precision, batch),
              f"step CycleGAN-{SIZE} ResNet-6 G + PatchGAN D, width {WIDTH}, batch {batch} {precision}", variant,
-             rounds=5 if batch == 4 else 9)
+             rounds=3 if batch == 4 else 5)
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+# fp32 only: on this project's 2-core CPU a bf16-autocast SN-GAN D step takes about 19 s in stock
+# PyTorch (fastgan's: 17 s), against 0.7 s in fp32, a slow path of torch's, not fastgan's.
+@pytest.mark.parametrize("precision", ["fp32"])
 @pytest.mark.parametrize("variant", ["stock", "fastgan"])
 def test_sngan_d_step(measure, variant, precision):
     run_step(measure, lambda v: sngan_d_step(v, precision), f"step SN-GAN D-32 batch {8 if QUICK else 64} {precision}",
-             variant, rounds=9)
+             variant, rounds=5)

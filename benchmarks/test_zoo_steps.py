@@ -129,8 +129,9 @@ def run_step(measure, make, group, variant, rounds):
     measure(step, group=group, variant=f"{variant}-eager", kind="step", inner=1, rounds=rounds, **extra)
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
-@pytest.mark.parametrize("batch", [1, 4])
+# bf16 at batch 1 only: on this project's 2-core CPU stock PyTorch's bf16-autocast step of this
+# model takes 7.4 s against 0.23 s in fp32 (a slow path of torch's), and batch 4 would take minutes.
+@pytest.mark.parametrize("batch,precision", [(1, "fp32"), (4, "fp32"), (1, "bf16")], ids=["1-fp32", "4-fp32", "1-bf16"])
 @pytest.mark.parametrize("variant", ["stock", "fastgan"])
 def test_cyclegan_step(measure, variant, batch, precision):
     run_step(measure, lambda v: cyclegan_step(v, precision, batch),

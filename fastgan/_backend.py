@@ -136,6 +136,15 @@ def backend() -> str:
 
 
 def set_backend(name: str) -> None:
+    """Choose what fastgan's functions and modules run: "fused" (the compiled kernels, on the
+    devices that have them) or "reference" (stock PyTorch ops, the same checks and results).
+
+    Args:
+        name: "fused" or "reference".
+
+    Raises:
+        ValueError: another name. RuntimeError: "fused" when the compiled module did not load
+            (the message says why and how to build it)."""
     if name not in ("fused", "reference"):
         raise ValueError(f"backend must be 'fused' or 'reference', got {name!r}")
     if name == "fused" and not COMPILED:
@@ -146,6 +155,13 @@ def set_backend(name: str) -> None:
 
 @contextlib.contextmanager
 def use_backend(name: str):
+    """A context manager: set_backend(name) inside the `with` block, the previous backend after it.
+
+    Args:
+        name: "fused" or "reference".
+
+    Raises:
+        As set_backend."""
     previous = _state["backend"]
     set_backend(name)
     try:

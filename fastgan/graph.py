@@ -15,6 +15,8 @@ import torch
 
 
 def check_capturable(optimizers: Sequence[torch.optim.Optimizer]) -> None:
+    """Raises ValueError naming the first optimiser not built with capturable=True (its state
+    would be updated on the host, outside the graph)."""
     for opt in optimizers:
         for group in opt.param_groups:
             if "capturable" in group and not group["capturable"]:
@@ -23,6 +25,23 @@ def check_capturable(optimizers: Sequence[torch.optim.Optimizer]) -> None:
 
 
 class GraphedStep:
+    """A training step captured once in a CUDA graph and replayed on every call.
+
+    Args:
+        step_fn: the step, a function of the input tensors returning tensors (the losses, say);
+            it runs `warmup` times eagerly (real steps), then once under capture.
+        example_inputs: CUDA tensors shaped as every later call's inputs; copies become the
+            graph's static inputs.
+        optimizers: the step's optimisers, each built with capturable=True.
+        warmup: eager steps before capture (lazy initialisation, cuDNN autotuning).
+
+    Calling it with new inputs of the same shapes copies them in, replays the graph and returns
+    step_fn's outputs (the same tensors every call: clone to keep one).
+
+    Raises:
+        RuntimeError: no CUDA device. ValueError: an input that is not a CUDA tensor, an
+            optimiser without capturable=True, a call with another number or shape of inputs."""
+
     def __init__(self, step_fn: Callable, *example_inputs: torch.Tensor, optimizers=(), warmup: int = 3):
         if not torch.cuda.is_available():
             raise RuntimeError("fastgan.graph: CUDA graphs need a CUDA device; run the step eagerly on CPU")

@@ -39,6 +39,24 @@ def fail(message):
     sys.exit(f"fastgan build error: {message}")
 
 
+def host_cxx():
+    """The C++ compiler the module is compiled and linked with."""
+    return os.environ.get("CXX") or sysconfig.get_config_var("CXX") or "c++"
+
+
+def build_probe(tmp, source, args):
+    """Builds source with host_cxx() and args into the folder tmp: the output's path, or None
+    when the compiler fails (or is missing)."""
+    src, out = os.path.join(tmp, "probe.cpp"), os.path.join(tmp, "probe.out")
+    with open(src, "w") as f:
+        f.write(source)
+    try:
+        built = subprocess.run(host_cxx().split() + [src, "-o", out] + args, capture_output=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out if built.returncode == 0 else None
+
+
 def openmp_flags():
     """(compile, link) flags that let at::parallel_for use torch's threads: -fopenmp where the
     C++ compiler builds and links a program with it (GCC on Linux does), else none, with a
@@ -47,18 +65,11 @@ def openmp_flags():
         return [], []
     import tempfile
 
-    cxx = os.environ.get("CXX") or sysconfig.get_config_var("CXX") or "c++"
     with tempfile.TemporaryDirectory() as tmp:
-        src = os.path.join(tmp, "omp.cpp")
-        with open(src, "w") as f:
-            f.write("#include <omp.h>\nint main() { return omp_get_max_threads() > 0 ? 0 : 1; }\n")
-        try:
-            ok = subprocess.run(cxx.split() + ["-fopenmp", src, "-o", os.path.join(tmp, "omp")],
-                                capture_output=True, timeout=120).returncode == 0
-        except (OSError, subprocess.TimeoutExpired):
-            ok = False
+        ok = build_probe(tmp, "#include <omp.h>\nint main() { return omp_get_max_threads() > 0 ? 0 : 1; }\n",
+                         ["-fopenmp"]) is not None
     if not ok:
-        print(f"fastgan: warning: {cxx} cannot build with -fopenmp, so the CPU kernels will run on one thread "
+        print(f"fastgan: warning: {host_cxx()} cannot build with -fopenmp, so the CPU kernels will run on one thread "
               "whatever torch.set_num_threads says (install GCC, or libomp for clang, and rebuild)")
         return [], []
     # at::parallel_for is a header template: compiled without OpenMP it runs every loop on one
@@ -67,20 +78,16 @@ def openmp_flags():
     return ["-fopenmp"], ["-fopenmp"]
 
 
-def shared_library_needs(cxx, source, flags):
-    """The NEEDED entries of a shared library that cxx builds from source with flags (and the
+def shared_library_needs(source, flags):
+    """The NEEDED entries of a shared library host_cxx() builds from source with flags (and the
     LDFLAGS the real link gets), or None when it cannot be built or read."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        src, lib = os.path.join(tmp, "probe.cpp"), os.path.join(tmp, "probe.so")
-        with open(src, "w") as f:
-            f.write(source)
+        lib = build_probe(tmp, source, ["-shared", "-fPIC"] + flags + os.environ.get("LDFLAGS", "").split())
+        if lib is None:
+            return None
         try:
-            built = subprocess.run(cxx.split() + ["-shared", "-fPIC", src, "-o", lib] + flags +
-                                   os.environ.get("LDFLAGS", "").split(), capture_output=True, timeout=120)
-            if built.returncode != 0:
-                return None
             dynamic = subprocess.run(["readelf", "-dW", lib], capture_output=True, text=True, timeout=60)
         except (OSError, subprocess.TimeoutExpired):
             return None
@@ -97,15 +104,15 @@ def cxx_runtime_link_flags():
     libstdc++.so.6 by its path; where the compiler links it dynamically no flag is added."""
     if not sys.platform.startswith("linux"):
         return []
-    cxx = os.environ.get("CXX") or sysconfig.get_config_var("CXX") or "c++"
+    cxx = host_cxx()
     source = ("#include <sstream>\n#include <string>\n"
               "std::string f(long v) { std::ostringstream s; s << v; return s.str(); }\n")
-    needs = shared_library_needs(cxx, source, [])
+    needs = shared_library_needs(source, [])
     if needs is None or any(n.startswith(("libstdc++", "libc++")) for n in needs):
         return []
     with open("/proc/self/maps") as maps:  # torch, imported by now, has loaded the runtime
         loaded = sorted({line.split()[-1] for line in maps if re.search(r"/libstdc\+\+\.so[.0-9]*$", line.strip())})
-    if loaded and "libstdc++.so.6" in (shared_library_needs(cxx, source, [loaded[0]]) or []):
+    if loaded and "libstdc++.so.6" in (shared_library_needs(source, [loaded[0]]) or []):
         print(f"fastgan: {cxx} links libstdc++ statically here (a test library it built does not load "
               f"libstdc++.so.6); linking {loaded[0]}, the C++ runtime torch runs with, instead")
         return [loaded[0]]

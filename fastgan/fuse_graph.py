@@ -158,28 +158,24 @@ def _visit(module, path, report):
     if isinstance(module, _CONTAINERS) or type(module).forward is nn.Module.forward:
         # Sequential runs are fuse.py's, and their items may be anything; a module with no
         # forward of its own (a holder of parameters) has only children to visit.
-        for name, child in module.named_children():
-            _visit(child, f"{path}.{name}" if path else name, report)
+        _visit_children(module, path, report)
         return
     if _is_torch_leaf(module):
         return
     try:
-        graph = _trace_both_modes(module)
+        graph, chains = _fused_graph(module)
     except Exception as error:  # any failure of symbolic tracing: the module keeps its forward
         # Worth a warning only when the forward calls layers fuse could have run itself.
         loses = any(isinstance(c, _LAYERS) for c in module.children())
         report.append((path or type(module).__name__, f"forward not traceable ({type(error).__name__}: "
                        f"{str(error).splitlines()[0][:120]}); its children were traced instead", loses))
-        for name, child in module.named_children():
-            _visit(child, f"{path}.{name}" if path else name, report)
+        _visit_children(module, path, report)
         return
-    modules = dict(module.named_modules())
     # The graph inlines every module it calls but the leaves; a FusedSequential leaf's items
     # still need a visit of their own.
     for node in graph.nodes:
-        if node.op == "call_module" and isinstance(modules[node.target], _fuse.FusedSequential):
-            _visit(modules[node.target], ".".join(filter(None, [path, node.target])), report)
-    chains = fuse_chains(graph, modules)
+        if node.op == "call_module" and isinstance(module.get_submodule(node.target), _fuse.FusedSequential):
+            _visit(module.get_submodule(node.target), ".".join(filter(None, [path, node.target])), report)
     if not chains:
         return
     traced = TracedForward(module, _graph_module(module, graph))
@@ -190,6 +186,18 @@ def _visit(module, path, report):
         where = ".".join(filter(None, [path, names[0]]))
         report.append((where, f"fused: {' -> '.join(names)}{'' if activation == 'identity' else ' -> ' + activation}"
                               f" ({kind})", False))
+
+
+def _visit_children(module, path, report):
+    for name, child in module.named_children():
+        _visit(child, f"{path}.{name}" if path else name, report)
+
+
+def _fused_graph(module):
+    """(graph, chains): module's forward traced in both modes, its chains fused in the graph.
+    Raises what tracing raises."""
+    graph = _trace_both_modes(module)
+    return graph, fuse_chains(graph, dict(module.named_modules()))
 
 
 class _DependsOnMode(Exception):
@@ -235,9 +243,7 @@ class TracedForward:
 
     def __call__(self, *args, **kwargs):
         if self.graph_module is None:
-            graph = _trace_both_modes(self.module)
-            fuse_chains(graph, dict(self.module.named_modules()))
-            self.graph_module = _graph_module(self.module, graph)
+            self.graph_module = _graph_module(self.module, _fused_graph(self.module)[0])
         return self.graph_module.forward(*args, **kwargs)
 
     def __getstate__(self):

@@ -132,9 +132,15 @@ FASTGAN_INLINE T exp_of(T v) {
 }
 
 // 1 / (1 + e^-v): e^-v overflows to inf below about -88 (float), giving 0, as the true value
-// underflows there too; NaN stays NaN.
+// underflows there too; NaN stays NaN. On the device, float uses the approximate division
+// (2 ulp, 0 once the divisor passes 2^126, where the true value is below float's normal range):
+// the correctly rounded one calls a slow-path subroutine, and the call's saved registers made
+// the bf16 BatchNorm kernels, which keep 8 elements in flight, spill (ptxas, sm_90).
 template <typename T>
 FASTGAN_INLINE T sigmoid_of(T v) {
+#if defined(__CUDA_ARCH__)
+  if constexpr (std::is_same_v<T, float>) return __fdividef(1.0f, 1.0f + exp_of(-v));
+#endif
   return T(1) / (T(1) + exp_of(-v));
 }
 

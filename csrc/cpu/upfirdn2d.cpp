@@ -215,8 +215,22 @@ C10_ALWAYS_INLINE void gather_row(acc_t* __restrict__ row, int64_t n, const in_t
   const int64_t lo = std::min(n, first >= 0 ? int64_t(0) : (-first + step - 1) / step);
   const int64_t hi = std::max(lo, std::min(n, first > W - 1 ? int64_t(0) : (W - 1 - first) / step + 1));
   std::fill(row, row + lo, acc_t(0));
+  // A constant step lets the compiler load whole vectors (step 1) or pairs of them and shuffle
+  // (step 2, downsampling's phases); a run-time step compiles to one scalar load per element,
+  // which profiling showed costing as much as the taps' sums.
+  const in_t* __restrict__ src = in + (first + step * lo);
+  acc_t* __restrict__ dst = row + lo;
+  const int64_t count = hi - lo;
+  if (step == 1) {
 #pragma omp simd
-  for (int64_t k = lo; k < hi; ++k) row[k] = load(in[first + step * k]);
+    for (int64_t k = 0; k < count; ++k) dst[k] = load(src[k]);
+  } else if (step == 2) {
+#pragma omp simd
+    for (int64_t k = 0; k < count; ++k) dst[k] = load(src[2 * k]);
+  } else {
+#pragma omp simd
+    for (int64_t k = 0; k < count; ++k) dst[k] = load(src[step * k]);
+  }
   std::fill(row + hi, row + n, acc_t(0));
 }
 
@@ -294,13 +308,14 @@ struct UpPlanes {
         x(g.out_w, g.up_x, g.pad_x0, g.fw),
         pitch(x.q + x.span),
         length((y.q + y.span + 1) * pitch) {}
-  int64_t elements() const { return length + y.q * pitch; }
+  // The padded input, then the sums of each x phase of one y phase.
+  int64_t elements(const Upfirdn2dGeometry& g) const { return length + g.up_x * y.q * pitch; }
 };
 
 inline bool plane_loop_fits(const Upfirdn2dGeometry& g) {
   if (g.pad_x0 < 0 || g.pad_x1 < 0 || g.pad_y0 < 0 || g.pad_y1 < 0) return false;
   if (g.up_x == 1 && g.up_y == 1) return DownPlanes(g).elements(g) <= kPlaneElements;
-  if (g.down_x == 1 && g.down_y == 1) return UpPlanes(g).elements() <= kPlaneElements;
+  if (g.down_x == 1 && g.down_y == 1) return UpPlanes(g).elements(g) <= kPlaneElements;
   return false;
 }
 
@@ -340,6 +355,21 @@ void upfirdn2d_nchw_down_planes(const in_t* x, const acc_t* taps, out_t* y, cons
   });
 }
 
+// out[0..w) = even[0], odd[0], even[1], odd[1], ...: an output row of two x phases (up_x = 2,
+// StyleGAN's). In one loop the compiler stores whole vectors after a shuffle, where a pass per
+// phase stores one element at a time (profiled: the strided stores cost twice the taps' sums).
+template <typename out_t, typename acc_t>
+C10_ALWAYS_INLINE void store_interleaved(out_t* __restrict__ out, const acc_t* __restrict__ even,
+                                         const acc_t* __restrict__ odd, int64_t w) {
+  const int64_t pairs = w / 2;
+#pragma omp simd
+  for (int64_t q = 0; q < pairs; ++q) {
+    out[2 * q] = store<out_t>(even[q]);
+    out[2 * q + 1] = store<out_t>(odd[q]);
+  }
+  if (w % 2) out[w - 1] = store<out_t>(even[pairs]);
+}
+
 template <typename in_t, typename out_t, typename acc_t>
 void upfirdn2d_nchw_up_planes(const in_t* x, const acc_t* taps, out_t* y, const Upfirdn2dGeometry& g) {
   const UpPlanes pp(g);
@@ -359,7 +389,7 @@ void upfirdn2d_nchw_up_planes(const in_t* x, const acc_t* taps, out_t* y, const 
   }
   at::parallel_for(0, g.N * g.C, grain(g.out_h * g.out_w * std::max<int64_t>(1, g.fh * g.fw / (uy * ux))),
                    [&](int64_t p0, int64_t p1) {
-                     std::vector<acc_t> storage(size_t(pp.elements()));
+                     std::vector<acc_t> storage(size_t(pp.elements(g)));
                      acc_t* __restrict__ padded = storage.data();
                      acc_t* __restrict__ acc = storage.data() + pp.length;
                      for (int64_t plane = p0; plane < p1; ++plane) {
@@ -372,16 +402,22 @@ void upfirdn2d_nchw_up_planes(const in_t* x, const acc_t* taps, out_t* y, const 
                            gather_row(padded + r * pp.pitch, pp.pitch, xp + iy * g.W, -pp.x.a, 1, g.W);
                        }
                        out_t* yp = y + plane * g.out_h * g.out_w;
+                       const int64_t x_phases = std::min(ux, g.out_w);
                        for (int64_t py = 0; py < std::min(uy, g.out_h); ++py) {
-                         for (int64_t px = 0; px < std::min(ux, g.out_w); ++px) {
-                           sum_taps(acc, padded, phase_taps[size_t(py * ux + px)], sums);
-                           const int64_t rows = (g.out_h - py + uy - 1) / uy, columns = (g.out_w - px + ux - 1) / ux;
-                           for (int64_t qy = 0; qy < rows; ++qy) {
-                             out_t* yr = yp + (qy * uy + py) * g.out_w + px;
+                         for (int64_t px = 0; px < x_phases; ++px)
+                           sum_taps(acc + px * sums, padded, phase_taps[size_t(py * ux + px)], sums);
+                         const int64_t rows = (g.out_h - py + uy - 1) / uy;
+                         for (int64_t qy = 0; qy < rows; ++qy) {
+                           out_t* yr = yp + (qy * uy + py) * g.out_w;
+                           const acc_t* a = acc + qy * pp.pitch;
+                           if (x_phases == 2)
+                             store_interleaved(yr, a, a + sums, g.out_w);
+                           else
+                             for (int64_t px = 0; px < x_phases; ++px) {
+                               const int64_t columns = (g.out_w - px + ux - 1) / ux;
 #pragma omp simd
-                             for (int64_t qx = 0; qx < columns; ++qx)
-                               yr[qx * ux] = store<out_t>(acc[qy * pp.pitch + qx]);
-                           }
+                               for (int64_t qx = 0; qx < columns; ++qx) yr[qx * ux + px] = store<out_t>(a[px * sums + qx]);
+                             }
                          }
                        }
                      }

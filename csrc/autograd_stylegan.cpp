@@ -183,7 +183,7 @@ struct FilteredLreluBackward final : Node {
     const int64_t none[4] = {0, 0, 0, 0}, ones[2] = {1, 1}, ups[2] = {up, up}, downs[2] = {down, down};
     const FirAdjointPadding pad_down =
         fir_adjoint_padding(fdw, fdh, 1, 1, down, down, none, mid_h, mid_w, grad_out.size(2), grad_out.size(3));
-    const Tensor grad_a = op::upfirdn2d().call(grad_out, down_f, downs, ones, pad_down.v, !flip_filter, 1.0);
+    Tensor grad_a = op::upfirdn2d().call(grad_out, down_f, downs, ones, pad_down.v, !flip_filter, 1.0);
     Tensor grad_z;
     if (at::GradMode::is_enabled()) {
       const Tensor factor = [&] {
@@ -195,6 +195,7 @@ struct FilteredLreluBackward final : Node {
     } else {
       grad_z = op::filtered_lrelu_act_backward().call(grad_a, record, gain, slope);
     }
+    grad_a.reset();  // an upsampled-size tensor: freed before the up pass allocates (peak memory)
     const FirAdjointPadding pad_up = fir_adjoint_padding(fuw, fuh, up, up, 1, 1, padding, in_h, in_w, mid_h, mid_w);
     const Tensor grad_xb = op::upfirdn2d().call(grad_z, up_f, ones, ups, pad_up.v, !flip_filter, double(up * up));
     if (task_should_compute_output(0))

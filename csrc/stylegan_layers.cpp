@@ -21,8 +21,10 @@ std::tuple<Tensor, Tensor> filtered_lrelu(const Tensor& x, const Tensor& fu, con
   Tensor xb = x.contiguous();  // NCHW: the record's rows are the upsampled signal's rows
   if (b.has_value() && b->defined()) xb = xb + b->view({1, -1, 1, 1});
   const int64_t ups[2] = {up, up}, ones[2] = {1, 1}, downs[2] = {down, down}, none[4] = {0, 0, 0, 0};
-  const Tensor z = op::upfirdn2d().call(xb, fu, ups, ones, padding, flip_filter, double(up * up));
+  Tensor z = op::upfirdn2d().call(xb, fu, ups, ones, padding, flip_filter, double(up * up));
+  xb.reset();
   const auto [a, sign] = op::filtered_lrelu_act().call(z, gain, slope, clamp);
+  z.reset();  // the upsampled signal's first copy: freed before the down pass allocates (peak memory)
   Tensor out = op::upfirdn2d().call(a, fd, ones, downs, none, flip_filter, 1.0);
   if (layout_of(x) == at::MemoryFormat::ChannelsLast) out = out.contiguous(at::MemoryFormat::ChannelsLast);
   return {out, sign};

@@ -7,6 +7,7 @@
 #include <torch/library.h>
 
 #include <cstring>
+#include <limits>
 #include <numeric>
 #include <vector>
 
@@ -208,30 +209,36 @@ void upfirdn2d_nchw(const in_t* x, const acc_t* taps, out_t* y, const Upfirdn2dG
 // 64 KB of float.
 constexpr int64_t kPlaneElements = 16 * 1024;
 
-// row[k] = in[first + step * k] where that index is in [0, W), else 0; k < n.
-template <typename in_t, typename acc_t>
-C10_ALWAYS_INLINE void gather_row(acc_t* __restrict__ row, int64_t n, const in_t* __restrict__ in, int64_t first,
-                                  int64_t step, int64_t W) {
+// row[k] = in[first + step * k] where that index is in [0, W), else 0; k < n. kStep > 0 is the
+// step as a constant, 0 a run-time one.
+template <int64_t kStep, typename in_t, typename acc_t>
+C10_ALWAYS_INLINE void gather_row_by(acc_t* __restrict__ row, int64_t n, const in_t* __restrict__ in, int64_t first,
+                                     int64_t run_time_step, int64_t W) {
+  const int64_t step = kStep > 0 ? kStep : run_time_step;
   const int64_t lo = std::min(n, first >= 0 ? int64_t(0) : (-first + step - 1) / step);
   const int64_t hi = std::max(lo, std::min(n, first > W - 1 ? int64_t(0) : (W - 1 - first) / step + 1));
   std::fill(row, row + lo, acc_t(0));
-  // A constant step lets the compiler load whole vectors (step 1) or pairs of them and shuffle
-  // (step 2, downsampling's phases); a run-time step compiles to one scalar load per element,
-  // which profiling showed costing as much as the taps' sums.
   const in_t* __restrict__ src = in + (first + step * lo);
   acc_t* __restrict__ dst = row + lo;
   const int64_t count = hi - lo;
-  if (step == 1) {
 #pragma omp simd
-    for (int64_t k = 0; k < count; ++k) dst[k] = load(src[k]);
-  } else if (step == 2) {
-#pragma omp simd
-    for (int64_t k = 0; k < count; ++k) dst[k] = load(src[2 * k]);
-  } else {
-#pragma omp simd
-    for (int64_t k = 0; k < count; ++k) dst[k] = load(src[step * k]);
-  }
+  for (int64_t k = 0; k < count; ++k) dst[k] = load(src[step * k]);
   std::fill(row + hi, row + n, acc_t(0));
+}
+
+// A constant step (1, or 2 for downsampling's phases) turns the bounds' divisions into shifts and
+// lets the compiler load whole vectors (and shuffle pairs of them for 2); a run-time step costs
+// two 64-bit divisions per row and a scalar load per element, which profiling showed costing as
+// much as the taps' sums on 16-32 px planes.
+template <typename in_t, typename acc_t>
+C10_ALWAYS_INLINE void gather_row(acc_t* __restrict__ row, int64_t n, const in_t* __restrict__ in, int64_t first,
+                                  int64_t step, int64_t W) {
+  if (step == 1)
+    gather_row_by<1>(row, n, in, first, step, W);
+  else if (step == 2)
+    gather_row_by<2>(row, n, in, first, step, W);
+  else
+    gather_row_by<0>(row, n, in, first, step, W);
 }
 
 // One tap of a plane loop: where it reads in the scratch (j = 0's element), and its weight.
@@ -290,8 +297,33 @@ struct DownPlanes {
   int64_t hd, wd, length;
   explicit DownPlanes(const Upfirdn2dGeometry& g)
       : hd(g.out_h + (g.fh - 1) / g.down_y), wd(g.out_w + (g.fw - 1) / g.down_x), length((hd + 1) * wd) {}
-  int64_t elements(const Upfirdn2dGeometry& g) const { return g.down_y * g.down_x * length + g.out_h * wd; }
+  // The phases, the sums, and a rank-one filter's row-pass results (one plane per y phase).
+  int64_t elements(const Upfirdn2dGeometry& g) const {
+    return g.down_y * g.down_x * length + g.out_h * wd + g.down_y * length;
+  }
 };
+
+// Whether the correlation kernel F (fh x fw) is an outer product column[ky] * row[kx] to within
+// rounding: StyleGAN's blur and resampling filters are (setup_filter expands a filter of under 8
+// taps to its outer product). Summed as a row pass then a column pass, fh + fw multiply-adds per
+// output replace fh * fw; the result differs from the direct sum by rounding only.
+template <typename acc_t>
+bool rank_one_factors(const acc_t* taps, int64_t fh, int64_t fw, std::vector<acc_t>& column, std::vector<acc_t>& row) {
+  if (fh < 2 || fw < 2) return false;
+  int64_t pr = 0, pc = 0;
+  for (int64_t i = 0; i < fh * fw; ++i)
+    if (std::abs(taps[i]) > std::abs(taps[pr * fw + pc])) pr = i / fw, pc = i % fw;
+  const acc_t pivot = taps[pr * fw + pc];
+  if (!(pivot != acc_t(0)) || !std::isfinite(pivot)) return false;
+  column.resize(size_t(fh)), row.resize(size_t(fw));
+  for (int64_t ky = 0; ky < fh; ++ky) column[size_t(ky)] = taps[ky * fw + pc];
+  for (int64_t kx = 0; kx < fw; ++kx) row[size_t(kx)] = taps[pr * fw + kx] / pivot;
+  const acc_t bound = acc_t(4) * std::numeric_limits<acc_t>::epsilon() * std::abs(pivot);
+  for (int64_t ky = 0; ky < fh; ++ky)
+    for (int64_t kx = 0; kx < fw; ++kx)
+      if (!(std::abs(column[size_t(ky)] * row[size_t(kx)] - taps[ky * fw + kx]) <= bound)) return false;
+  return true;
+}
 
 // Without downsampling, per axis: the output phases' length q, the padded input's offset a
 // (input index + a) and its extent past q, span (the largest e + a).
@@ -323,14 +355,30 @@ template <typename in_t, typename out_t, typename acc_t>
 void upfirdn2d_nchw_down_planes(const in_t* x, const acc_t* taps, out_t* y, const Upfirdn2dGeometry& g) {
   const DownPlanes pp(g);
   const int64_t dy = g.down_y, dx = g.down_x, sums = g.out_h * pp.wd;
-  std::vector<PlaneTap<acc_t>> plane_taps;
-  for (int64_t ky = 0; ky < g.fh; ++ky)
-    for (int64_t kx = 0; kx < g.fw; ++kx)
-      plane_taps.push_back(
-          {((ky % dy) * dx + kx % dx) * pp.length + (ky / dy) * pp.wd + kx / dx, taps[ky * g.fw + kx]});
-  at::parallel_for(0, g.N * g.C, grain(sums * g.fh * g.fw), [&](int64_t p0, int64_t p1) {
+  // Output (oy, ox) reads phase (ky % dy, kx % dx) at (oy + ky / dy, ox + kx / dx). A rank-one
+  // filter goes in two passes: per y phase ry, rows[ry][yy][ox] sums the row taps over the x
+  // phases, then the sums read rows[ky % dy] at (oy + ky / dy, ox).
+  std::vector<PlaneTap<acc_t>> plane_taps, column_taps;
+  std::vector<std::vector<PlaneTap<acc_t>>> row_taps;
+  std::vector<acc_t> column, row;
+  const bool two_passes = rank_one_factors(taps, g.fh, g.fw, column, row);
+  if (two_passes) {
+    row_taps.resize(size_t(dy));
+    for (int64_t ry = 0; ry < dy; ++ry)
+      for (int64_t kx = 0; kx < g.fw; ++kx)
+        row_taps[size_t(ry)].push_back({(ry * dx + kx % dx) * pp.length + kx / dx, row[size_t(kx)]});
+    for (int64_t ky = 0; ky < g.fh; ++ky)
+      column_taps.push_back({(ky % dy) * pp.length + (ky / dy) * pp.wd, column[size_t(ky)]});
+  } else {
+    for (int64_t ky = 0; ky < g.fh; ++ky)
+      for (int64_t kx = 0; kx < g.fw; ++kx)
+        plane_taps.push_back(
+            {((ky % dy) * dx + kx % dx) * pp.length + (ky / dy) * pp.wd + kx / dx, taps[ky * g.fw + kx]});
+  }
+  at::parallel_for(0, g.N * g.C, grain(sums * (two_passes ? g.fh + g.fw : g.fh * g.fw)), [&](int64_t p0, int64_t p1) {
     std::vector<acc_t> storage(size_t(pp.elements(g)));
     acc_t* __restrict__ acc = storage.data() + dy * dx * pp.length;
+    acc_t* __restrict__ rows = acc + sums;
     for (int64_t plane = p0; plane < p1; ++plane) {
       const in_t* xp = x + plane * g.H * g.W;
       for (int64_t ry = 0; ry < dy; ++ry) {
@@ -345,7 +393,13 @@ void upfirdn2d_nchw_down_planes(const in_t* x, const acc_t* taps, out_t* y, cons
           }
         }
       }
-      sum_taps(acc, storage.data(), plane_taps, sums);
+      if (two_passes) {
+        for (int64_t ry = 0; ry < dy; ++ry)
+          sum_taps(rows + ry * pp.length, storage.data(), row_taps[size_t(ry)], pp.hd * pp.wd);
+        sum_taps(acc, rows, column_taps, sums);
+      } else {
+        sum_taps(acc, storage.data(), plane_taps, sums);
+      }
       out_t* yp = y + plane * g.out_h * g.out_w;
       for (int64_t oy = 0; oy < g.out_h; ++oy) {
 #pragma omp simd
@@ -416,7 +470,8 @@ void upfirdn2d_nchw_up_planes(const in_t* x, const acc_t* taps, out_t* y, const 
                              for (int64_t px = 0; px < x_phases; ++px) {
                                const int64_t columns = (g.out_w - px + ux - 1) / ux;
 #pragma omp simd
-                               for (int64_t qx = 0; qx < columns; ++qx) yr[qx * ux + px] = store<out_t>(a[px * sums + qx]);
+                               for (int64_t qx = 0; qx < columns; ++qx)
+                                 yr[qx * ux + px] = store<out_t>(a[px * sums + qx]);
                              }
                          }
                        }

@@ -44,20 +44,50 @@ def _layer_type(module):
     return cls
 
 
+def unhooked(module):
+    """A module with no forward hook or pre-hook: one a fused chain may take past its start."""
+    return not module._forward_hooks and not module._forward_pre_hooks
+
+
+def pre_hooks_only(module):
+    """A module whose hooks a fused chain starting at it honours: forward pre-hooks taking the
+    positional input (old-style spectral_norm's computes the weight in one), which the chain runs
+    on its input first (run_pre_hooks). A forward hook needs the module's own output, which a
+    fused chain does not produce, so a module with one runs stock."""
+    return not module._forward_hooks and not module._forward_pre_hooks_with_kwargs
+
+
+def run_pre_hooks(module, x):
+    """x through module's forward pre-hooks, as nn.Module's call runs them: a hook may return a
+    replacement input (a tensor, or a one-tuple)."""
+    for hook in tuple(module._forward_pre_hooks.values()):
+        result = hook(module, (x,))
+        if result is not None:
+            x = result[0] if isinstance(result, tuple) else result
+    return x
+
+
 def _fusable_conv(module):
-    # A hook (old-style spectral_norm, a user's pre-hook) must see the module called, so a
-    # conv with hooks runs as the stock module it is.
     return (_layer_type(module) in _CONVS and module.padding_mode == "zeros" and not isinstance(module.padding, str)
-            and not module._forward_hooks and not module._forward_pre_hooks)
+            and pre_hooks_only(module))
 
 
 def _fusable_linear(module):
-    return _layer_type(module) is nn.Linear and not module._forward_hooks and not module._forward_pre_hooks
+    return _layer_type(module) is nn.Linear and pre_hooks_only(module)
+
+
+def _norm_after(modules, i, norm_types):
+    return i < len(modules) and type(modules[i]) in norm_types and unhooked(modules[i])
+
+
+def _activation_module(modules, i):
+    """(name, slope) of modules[i] if it is an activation module fuse can run, else None."""
+    return activation_of(modules[i]) if i < len(modules) and unhooked(modules[i]) else None
 
 
 def _activation_after(modules, i):
     """(name, slope) of modules[i] if it is an activation fuse can run, else the identity's."""
-    found = activation_of(modules[i]) if i < len(modules) else None
+    found = _activation_module(modules, i)
     return found if found is not None else ("identity", 0.0)
 
 
@@ -67,34 +97,34 @@ def plan(modules):
     segments, i = [], 0
     while i < len(modules):
         m = modules[i]
-        if _fusable_conv(m) and i + 1 < len(modules) and type(modules[i + 1]) in _BATCH_NORMS:
+        if _fusable_conv(m) and _norm_after(modules, i + 1, _BATCH_NORMS):
             name, slope = _activation_after(modules, i + 2)
             segments.append((2 + (name != "identity"), "conv_bn_act", name, slope))
             i += segments[-1][0]
             continue
-        if _fusable_conv(m) and i + 1 < len(modules) and activation_of(modules[i + 1]) is not None:
-            name, slope = activation_of(modules[i + 1])
+        if _fusable_conv(m) and _activation_module(modules, i + 1) is not None:
+            name, slope = _activation_module(modules, i + 1)
             if not (name == "leaky_relu" and slope < 0):  # the backward reads the sign from the output
                 segments.append((2, "conv_act", name, slope))
                 i += 2
                 continue
-        if _fusable_linear(m) and i + 1 < len(modules) and type(modules[i + 1]) is nn.BatchNorm1d:
+        if _fusable_linear(m) and _norm_after(modules, i + 1, (nn.BatchNorm1d,)):
             name, slope = _activation_after(modules, i + 2)
             segments.append((2 + (name != "identity"), "linear_bn_act", name, slope))
             i += segments[-1][0]
             continue
-        if _fusable_linear(m) and i + 1 < len(modules) and activation_of(modules[i + 1]) is not None:
-            name, slope = activation_of(modules[i + 1])
+        if _fusable_linear(m) and _activation_module(modules, i + 1) is not None:
+            name, slope = _activation_module(modules, i + 1)
             if not (name == "leaky_relu" and slope < 0):
                 segments.append((2, "linear_act", name, slope))
                 i += 2
                 continue
-        if type(m) in (nn.BatchNorm2d, nn.BatchNorm1d):
+        if type(m) in (nn.BatchNorm2d, nn.BatchNorm1d) and unhooked(m):
             name, slope = _activation_after(modules, i + 1)
             segments.append((1 + (name != "identity"), "bn_act", name, slope))
             i += segments[-1][0]
             continue
-        if type(m) is nn.InstanceNorm2d:
+        if type(m) is nn.InstanceNorm2d and unhooked(m):
             name, slope = _activation_after(modules, i + 1)
             segments.append((1 + (name != "identity"), "in_act", name, slope))
             i += segments[-1][0]
@@ -196,6 +226,14 @@ def _runner(kind, modules, activation):
     property) sends the call down the general path, which reads the attributes."""
     if kind == "module":
         return modules[0]
+    run = _fused_runner(kind, modules, activation)
+    first = modules[0]
+    if first._forward_pre_hooks:  # old-style spectral_norm's weight, say (pre_hooks_only)
+        return lambda x: run(run_pre_hooks(first, x))
+    return run
+
+
+def _fused_runner(kind, modules, activation):
     last = modules[-1] if activation != "identity" else None
     if kind == "linear_bn_act":
         return lambda x: linear_bn_act(modules[0], modules[1], last, activation, _slope(last), x)
@@ -345,7 +383,10 @@ def fuse(module: nn.Module, inplace: bool = False, report: bool = False) -> nn.M
 
 
 _STOCK_REASONS = [
-    (lambda m: bool(m._forward_hooks or m._forward_pre_hooks), "it has hooks (old-style spectral_norm, say)"),
+    (lambda m: bool(m._forward_hooks), "it has a forward hook, which needs its own output"),
+    (lambda m: bool(m._forward_pre_hooks_with_kwargs), "it has a forward pre-hook taking keyword arguments"),
+    (lambda m: bool(m._forward_pre_hooks) and not isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)),
+     "it has a forward pre-hook (only a chain's conv or linear layer runs its pre-hooks)"),
     (lambda m: getattr(m, "padding_mode", "zeros") != "zeros" or isinstance(getattr(m, "padding", 0), str),
      "its padding is not numeric zero padding"),
 ]

@@ -48,6 +48,7 @@ def run_chain(kind, modules, last, activation, x):
     """One fused chain of a traced forward. modules: the conv/linear/norm modules; last: the
     activation module, a (name, slope) pair for a functional one, or None."""
     slope = _fuse._slope(last)
+    x = _fuse.run_pre_hooks(modules[0], x)
     if kind == "conv_bn_act":
         return _fuse.conv_bn_act(modules[0], modules[1], activation, slope, x)
     if kind == "conv_act":
@@ -73,7 +74,7 @@ def _activation(node, source, modules):
     if not _only_input(node, source):
         return None
     if node.op == "call_module":
-        found = activation_of(modules[node.target])
+        found = activation_of(modules[node.target]) if _fuse.unhooked(modules[node.target]) else None
         return None if found is None else (found[0], modules[node.target])
     if node.op == "call_function" and node.target in _FUNCTIONAL:
         name = _FUNCTIONAL[node.target]
@@ -102,7 +103,7 @@ def _chain_at(node, modules):
         conv = _fuse._fusable_conv(m)
         norm_types = (nn.BatchNorm2d, *SYNC_BATCH_NORMS) if conv else (nn.BatchNorm1d,)
         if (follow is not None and follow.op == "call_module" and type(modules[follow.target]) in norm_types
-                and _only_input(follow, node)):
+                and _fuse.unhooked(modules[follow.target]) and _only_input(follow, node)):
             after = _next(follow)
             act = _activation(after, follow, modules) if after is not None else None
             kind = "conv_bn_act" if conv else "linear_bn_act"
@@ -111,7 +112,7 @@ def _chain_at(node, modules):
         if act is not None and not (act[0] == "leaky_relu" and _fuse._slope(act[1]) < 0):
             return ("conv_act" if conv else "linear_act", [node], follow, *act)
         return None
-    if type(m) in (nn.BatchNorm2d, nn.BatchNorm1d, nn.InstanceNorm2d):
+    if type(m) in (nn.BatchNorm2d, nn.BatchNorm1d, nn.InstanceNorm2d) and _fuse.unhooked(m):
         act = _activation(follow, node, modules) if follow is not None else None
         kind = "in_act" if type(m) is nn.InstanceNorm2d else "bn_act"
         return (kind, [node], follow if act else None, *(act or ("identity", None)))

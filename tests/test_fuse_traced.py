@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import fastgan
+from fastgan.fuse import plan
 from fastgan.fuse_graph import traced_chains
 from helpers import assert_close, assert_trains_like_stock, randomised_copy_and_fused
 
@@ -117,6 +118,52 @@ MODELS = [
         + [("in_act", ["norm"]), ("conv_act", ["head"])]}),
     (SharedIntermediate, (4, 3, 6, 6), {"": [("conv_bn_act", ["conv", "bn"])]}),
 ]
+
+
+class UnetBlock(nn.Module):
+    """pix2pix's U-Net block, written from its description: LeakyReLU(0.2) -> stride-2 conv ->
+    norm, the inner block, ReLU -> stride-2 transposed conv -> norm, and the block's input
+    concatenated with its output (the skip connection); the outermost block ends in Tanh instead."""
+
+    def __init__(self, outer, inner, norm, submodule=None, outermost=False, in_channels=None):
+        super().__init__()
+        in_channels = in_channels or outer
+        down = [nn.Conv2d(in_channels, inner, 4, 2, 1, bias=False)]
+        up_in = inner * 2 if submodule is not None else inner
+        if outermost:
+            layers = down + [submodule, nn.ReLU(), nn.ConvTranspose2d(up_in, outer, 4, 2, 1), nn.Tanh()]
+        elif submodule is None:  # innermost: no norm after the down conv
+            layers = [nn.LeakyReLU(0.2)] + down + [nn.ReLU(), nn.ConvTranspose2d(up_in, outer, 4, 2, 1, bias=False),
+                                                   norm(outer)]
+        else:
+            layers = [nn.LeakyReLU(0.2)] + down + [norm(inner), submodule, nn.ReLU(),
+                                                   nn.ConvTranspose2d(up_in, outer, 4, 2, 1, bias=False), norm(outer)]
+        self.outermost = outermost
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.model(x) if self.outermost else torch.cat([x, self.model(x)], 1)
+
+
+def pix2pix_unet(norm):
+    block = UnetBlock(8, 8, norm)
+    block = UnetBlock(4, 8, norm, block)
+    return UnetBlock(3, 4, norm, block, outermost=True, in_channels=3)
+
+
+@pytest.mark.parametrize("norm", [nn.BatchNorm2d, nn.InstanceNorm2d], ids=["batch", "instance"])
+def test_pix2pix_unet_fuses_and_trains_like_stock(backend, norm):
+    torch.manual_seed(17)
+    stock, fused = randomised_copy_and_fused(lambda: pix2pix_unet(norm))
+    kinds = [kind for m in fused.modules() if isinstance(m, fastgan.FusedSequential)
+             for _, kind, _, _ in plan(list(m._modules.values())) if kind != "module"]
+    # Every conv -> norm (InstanceNorm: the norm, its conv stock), the innermost down conv with the
+    # ReLU after it, and the head's transposed conv -> Tanh run fused.
+    expected = {nn.BatchNorm2d: ["conv_bn_act"] * 3 + ["conv_act"] * 2,
+                nn.InstanceNorm2d: ["in_act"] * 3 + ["conv_act"] * 2}[norm]
+    assert sorted(kinds) == sorted(expected)
+    assert list(fused.state_dict()) == list(stock.state_dict())
+    assert_trains_like_stock(stock, fused, (2, 3, 8, 8), (2, 3, 8, 8))
 
 
 @pytest.mark.parametrize("make,shape,chains", MODELS, ids=["forward-D", "forward-G", "shared-intermediate"])

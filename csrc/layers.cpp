@@ -10,6 +10,7 @@
 #include <torch/library.h>
 
 #include "fastgan.h"
+#include "args/layers.h"
 #include "op_list.h"
 
 namespace fastgan {
@@ -29,7 +30,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> conv_bn_act(
   const Layer layer{conv_module(transposed), Norm::BatchNorm2d, act};
   check_conv(input, weight, padding, dilation, groups, transposed, layer);
   Tensor y = at::convolution(input, weight, conv_bias, stride, padding, dilation, transposed, output_padding, groups);
-  check_bn_params(y, bn_weight, bn_bias, running_mean, running_var, layer);
+  check_batch_norm(y, bn_weight, bn_bias, running_mean, running_var, layer);
   check_num_batches_tracked(num_batches_tracked, y, layer);
   if (training || !running_mean.has_value() || !running_mean->defined()) check_training_batch(y);
   auto [out, mean, var] =

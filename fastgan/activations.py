@@ -9,6 +9,8 @@ from torch import nn
 
 
 class Activation(NamedTuple):
+    """One row of the activation table: the stock-op reference path's forward and derivative."""
+
     forward: Callable  # (x, slope) -> act(x)
     grad_from_output: Callable  # (y, slope) -> d act / d input, read from the output y
     module: Optional[Type[nn.Module]]  # the stock module it replaces (fuse, layer names)
@@ -43,13 +45,18 @@ def module_name(name: str) -> str:
 
 
 def check_activation(name: str) -> None:
+    """Raises ValueError, naming the choices, unless name is in the activation table."""
     if name not in ACTIVATIONS:
         raise ValueError(f"fastgan: unknown activation {name!r}; expected one of {sorted(ACTIVATIONS)}")
 
 
 def activate(x: torch.Tensor, name: str, negative_slope: float = 0.0) -> torch.Tensor:
+    """The activation `name` (a key of ACTIVATIONS, checked by the caller) of x in stock ops;
+    negative_slope is leaky_relu's."""
     return ACTIVATIONS[name].forward(x, negative_slope)
 
 
 def grad_from_output(y: torch.Tensor, name: str, negative_slope: float = 0.0) -> torch.Tensor:
+    """d act / d input at each element, read from the activation's output y (leaky_relu needs
+    negative_slope >= 0 for that), in stock ops."""
     return ACTIVATIONS[name].grad_from_output(y, negative_slope)

@@ -71,6 +71,8 @@ def cuda_verdict(info) -> str:
 
 
 def report() -> str:
+    """What `fastgan info` prints: versions, the devices, the backend in use (and why, when the
+    compiled module is missing), and each op's kernels by device. Returns the text."""
     from . import __version__
     lines = [f"fastgan {__version__}", f"python {platform.python_version()}",
              f"torch {torch.__version__} (CUDA {torch.version.cuda or 'none'})",

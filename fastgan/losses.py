@@ -100,22 +100,68 @@ def _check_kind(kind):
 
 
 def d_real_loss(real_logits: Tensor, kind: str = "bce") -> Tensor:
+    """D's loss term on the real samples' logits (the table above, left column, first term).
+
+    Args:
+        real_logits: D's logits for real samples, any shape, floating point.
+        kind: 'bce', 'hinge', 'lsgan' or 'wgan-gp'.
+    Returns:
+        A 0-D tensor, the mean over every logit; one fused loss+gradient call.
+    Raises:
+        ValueError: an unknown kind.
+        TypeError: logits that are not floating point.
+    """
     _check_kind(kind)
     return logit_loss(real_logits, _TERMS[kind][0][1], _TERMS[kind][0][0])
 
 
 def d_fake_loss(fake_logits: Tensor, kind: str = "bce") -> Tensor:
+    """D's loss term on the fake samples' logits (the table above, left column, second term);
+    give D the fakes detached from G.
+
+    Args:
+        fake_logits: D's logits for generated samples, any shape, floating point.
+        kind: 'bce', 'hinge', 'lsgan' or 'wgan-gp'.
+    Returns:
+        A 0-D tensor, the mean over every logit.
+    Raises:
+        ValueError: an unknown kind.
+        TypeError: logits that are not floating point.
+    """
     _check_kind(kind)
     return logit_loss(fake_logits, _TERMS[kind][1][1], _TERMS[kind][1][0])
 
 
 def g_loss(fake_logits: Tensor, kind: str = "bce") -> Tensor:
+    """G's loss on D's logits for G's samples (the table above, right column; bce is the
+    non-saturating loss).
+
+    Args:
+        fake_logits: D's logits for generated samples (not detached), any shape, floating point.
+        kind: 'bce', 'hinge', 'lsgan' or 'wgan-gp'.
+    Returns:
+        A 0-D tensor, the mean over every logit.
+    Raises:
+        ValueError: an unknown kind.
+        TypeError: logits that are not floating point.
+    """
     _check_kind(kind)
     return logit_loss(fake_logits, _TERMS[kind][2][1], _TERMS[kind][2][0])
 
 
 def gan_loss(real_logits: Optional[Tensor], fake_logits: Tensor, kind: str = "bce") -> Tensor:
-    """D's loss when real_logits is given, G's when it is None (see the module docstring)."""
+    """D's loss when real_logits is given, G's when it is None (see the module docstring).
+
+    Args:
+        real_logits: D's logits for real samples, or None for G's loss.
+        fake_logits: D's logits for generated samples (detached for D's loss).
+        kind: 'bce', 'hinge', 'lsgan' or 'wgan-gp' (whose gradient_penalty the caller adds).
+    Returns:
+        A 0-D tensor: d_real_loss + d_fake_loss, or g_loss.
+    Raises:
+        ValueError: an unknown kind.
+        TypeError: logits that are not floating point.
+    """
     if real_logits is None:
         return g_loss(fake_logits, kind)
     return d_real_loss(real_logits, kind) + d_fake_loss(fake_logits, kind)
@@ -130,7 +176,17 @@ def gradient_penalty(d, real: Tensor, fake: Tensor, weight: float = 10.0, d_args
     """WGAN-GP: weight * mean((|grad_x D(x)| - 1)^2) at random points between real and fake
     samples (Gulrajani et al., 2017). It differentiates D's input gradient, so D's layers need a
     double backward (fastgan's fused layers have one). d_args follow the images in D's call (a
-    conditional D's labels); generator draws the points (CPU)."""
+    conditional D's labels); generator draws the points (CPU).
+
+    Args:
+        d: the discriminator, called as d(x, *d_args).
+        real, fake: batches of the same shape; fake is detached here.
+        weight: the penalty's weight (lambda, 10 in the paper).
+        d_args: further arguments of d after the images.
+        generator: a CPU torch.Generator for the interpolation points, or None.
+    Returns:
+        A 0-D tensor to add to D's loss; differentiable in D's parameters.
+    """
     eps = torch.rand(real.size(0), *([1] * (real.dim() - 1)), generator=generator, dtype=real.dtype)
     x = torch.lerp(fake.detach(), real.detach(), eps.to(real.device)).requires_grad_(True)
     norms = _input_grad(d(x, *d_args), x).norm(dim=1)
@@ -139,7 +195,17 @@ def gradient_penalty(d, real: Tensor, fake: Tensor, weight: float = 10.0, d_args
 
 def r1_penalty(real_logits: Tensor, real: Tensor, gamma: float) -> Tensor:
     """R1: gamma / 2 * mean(|grad_x D(x)|^2) on real samples (Mescheder et al., 2018). real
-    must have required grad when D ran on it."""
+    must have required grad when D ran on it.
+
+    Args:
+        real_logits: D's logits for `real`, from a forward with real.requires_grad set.
+        real: the real batch D ran on.
+        gamma: the penalty's weight.
+    Returns:
+        A 0-D tensor to add to D's loss; differentiable in D's parameters.
+    Raises:
+        ValueError: real does not require grad.
+    """
     if not real.requires_grad:
         raise ValueError("fastgan: r1_penalty needs the real images to require grad when D runs on them "
                          "(real.requires_grad_(True) before the forward)")

@@ -20,6 +20,18 @@ def _stages(image_size):
 
 
 class Generator(nn.Module):
+    """DCGAN's generator (Radford et al., 2016; pytorch/examples' layout, so its checkpoints
+    load): a 4x4 transposed conv from the latent, then stride-2 ConvTranspose2d -> BatchNorm2d ->
+    ReLU blocks halving the channels, and ConvTranspose2d -> Tanh to the image, all run fused.
+
+    Args:
+        nz: the latent size.
+        ngf: the channels of the last hidden block (each block before has twice its successor's).
+        nc: the image's channels.
+        image_size: one of IMAGE_SIZES (the number of blocks follows from it); ValueError otherwise.
+    forward(z): latents (N, nz) or (N, nz, 1, 1) -> images (N, nc, image_size, image_size) in
+    [-1, 1]. Raises ValueError for latents of another shape."""
+
     def __init__(self, nz=100, ngf=64, nc=3, image_size=64):
         super().__init__()
         self.nz, self.nc, self.image_size = nz, nc, image_size

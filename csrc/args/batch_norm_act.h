@@ -4,6 +4,7 @@
 #pragma once
 
 #include "../fastgan.h"
+#include "layers.h"
 
 namespace fastgan {
 
@@ -23,7 +24,7 @@ inline bool check_batch_norm_act_args(const at::Tensor& input, const c10::option
                                       Activation act) {
   const Layer layer{Weighted::None, Norm::BatchNorm2d, act};
   check_4d(input, "input", layer);
-  check_bn_params(input, weight, bias, running_mean, running_var, layer);
+  check_batch_norm(input, weight, bias, running_mean, running_var, layer);
   check_num_batches_tracked(num_batches_tracked, input, layer);
   const bool use_batch = training || !running_mean.has_value() || !running_mean->defined();
   if (use_batch) check_training_batch(input);

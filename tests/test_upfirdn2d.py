@@ -98,17 +98,19 @@ def test_op_is_the_definition_in_float64(capability, case, layout):  # noqa: F81
 
 
 # Filters that are an outer product (StyleGAN's: setup_filter expands a filter of under 8 taps):
-# the CPU's small-plane loop without upsampling sums them as a row pass then a column pass.
+# the CPU's small-plane loop without upsampling sums them as a row pass then a column pass, over
+# a batch of planes at a time.
 RANK_ONE_CASES = [
     ((2, 3, 16, 16), [1, 1], [2, 1, 2, 1], False, 4.0),   # StyleGAN2's blur
     ((2, 3, 16, 12), [2, 2], [1, 1, 1, 1], False, 1.0),   # downsample2d
     ((1, 2, 11, 13), [3, 2], [0, 2, 1, 3], True, 0.5),    # per-axis down, uneven padding
+    ((2, 64, 16, 16), [2, 2], [1, 1, 1, 1], False, 1.0),  # planes in several batches per scratch
 ]
 
 
 @needs_ext
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
-@pytest.mark.parametrize("case", RANK_ONE_CASES, ids=["blur", "down2", "down3x2"])
+@pytest.mark.parametrize("case", RANK_ONE_CASES, ids=["blur", "down2", "down3x2", "many-planes"])
 def test_rank_one_filter_in_two_passes(capability, case, dtype):  # noqa: F811
     shape, down, padding, flip, gain = case
     g = torch.Generator().manual_seed(5)

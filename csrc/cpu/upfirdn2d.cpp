@@ -355,6 +355,12 @@ template <typename in_t, typename out_t, typename acc_t>
 void upfirdn2d_nchw_down_planes(const in_t* x, const acc_t* taps, out_t* y, const Upfirdn2dGeometry& g) {
   const DownPlanes pp(g);
   const int64_t dy = g.down_y, dx = g.down_x, sums = g.out_h * pp.wd;
+  // Several planes share the scratch, each `length` apart in every phase, sums and row-pass block:
+  // one tap loop then runs over all of them, so small planes (StyleGAN's 4-16 px, whose tap loops
+  // are a few vectors long) pay its start-up and remainder once per batch. The sums between two
+  // planes are computed and dropped.
+  const int64_t batch = std::max<int64_t>(1, kPlaneElements / ((dy * dx + 1 + dy) * pp.length));
+  const int64_t block = batch * pp.length;
   // Output (oy, ox) reads phase (ky % dy, kx % dx) at (oy + ky / dy, ox + kx / dx). A rank-one
   // filter goes in two passes: per y phase ry, rows[ry][yy][ox] sums the row taps over the x
   // phases, then the sums read rows[ky % dy] at (oy + ky / dy, ox).
@@ -366,44 +372,50 @@ void upfirdn2d_nchw_down_planes(const in_t* x, const acc_t* taps, out_t* y, cons
     row_taps.resize(size_t(dy));
     for (int64_t ry = 0; ry < dy; ++ry)
       for (int64_t kx = 0; kx < g.fw; ++kx)
-        row_taps[size_t(ry)].push_back({(ry * dx + kx % dx) * pp.length + kx / dx, row[size_t(kx)]});
+        row_taps[size_t(ry)].push_back({(ry * dx + kx % dx) * block + kx / dx, row[size_t(kx)]});
     for (int64_t ky = 0; ky < g.fh; ++ky)
-      column_taps.push_back({(ky % dy) * pp.length + (ky / dy) * pp.wd, column[size_t(ky)]});
+      column_taps.push_back({(ky % dy) * block + (ky / dy) * pp.wd, column[size_t(ky)]});
   } else {
     for (int64_t ky = 0; ky < g.fh; ++ky)
       for (int64_t kx = 0; kx < g.fw; ++kx)
-        plane_taps.push_back(
-            {((ky % dy) * dx + kx % dx) * pp.length + (ky / dy) * pp.wd + kx / dx, taps[ky * g.fw + kx]});
+        plane_taps.push_back({((ky % dy) * dx + kx % dx) * block + (ky / dy) * pp.wd + kx / dx, taps[ky * g.fw + kx]});
   }
   at::parallel_for(0, g.N * g.C, grain(sums * (two_passes ? g.fh + g.fw : g.fh * g.fw)), [&](int64_t p0, int64_t p1) {
-    std::vector<acc_t> storage(size_t(pp.elements(g)));
-    acc_t* __restrict__ acc = storage.data() + dy * dx * pp.length;
-    acc_t* __restrict__ rows = acc + sums;
-    for (int64_t plane = p0; plane < p1; ++plane) {
-      const in_t* xp = x + plane * g.H * g.W;
-      for (int64_t ry = 0; ry < dy; ++ry) {
-        for (int64_t rx = 0; rx < dx; ++rx) {
-          acc_t* phase = storage.data() + (ry * dx + rx) * pp.length;
-          for (int64_t yy = 0; yy <= pp.hd; ++yy) {
-            const int64_t iy = dy * yy + ry - g.pad_y0;
-            if (iy < 0 || iy >= g.H)
-              std::fill(phase + yy * pp.wd, phase + (yy + 1) * pp.wd, acc_t(0));
-            else
-              gather_row(phase + yy * pp.wd, pp.wd, xp + iy * g.W, rx - g.pad_x0, dx, g.W);
+    std::vector<acc_t> storage(size_t((dy * dx + 1 + dy) * block));
+    acc_t* __restrict__ acc = storage.data() + dy * dx * block;
+    acc_t* __restrict__ rows = acc + block;
+    for (int64_t first = p0; first < p1; first += batch) {
+      const int64_t planes = std::min(batch, p1 - first);
+      for (int64_t b = 0; b < planes; ++b) {
+        const in_t* xp = x + (first + b) * g.H * g.W;
+        for (int64_t ry = 0; ry < dy; ++ry) {
+          for (int64_t rx = 0; rx < dx; ++rx) {
+            acc_t* phase = storage.data() + (ry * dx + rx) * block + b * pp.length;
+            for (int64_t yy = 0; yy <= pp.hd; ++yy) {
+              const int64_t iy = dy * yy + ry - g.pad_y0;
+              if (iy < 0 || iy >= g.H)
+                std::fill(phase + yy * pp.wd, phase + (yy + 1) * pp.wd, acc_t(0));
+              else
+                gather_row(phase + yy * pp.wd, pp.wd, xp + iy * g.W, rx - g.pad_x0, dx, g.W);
+            }
           }
         }
       }
+      const int64_t before_last = (planes - 1) * pp.length;
       if (two_passes) {
         for (int64_t ry = 0; ry < dy; ++ry)
-          sum_taps(rows + ry * pp.length, storage.data(), row_taps[size_t(ry)], pp.hd * pp.wd);
-        sum_taps(acc, rows, column_taps, sums);
+          sum_taps(rows + ry * block, storage.data(), row_taps[size_t(ry)], before_last + pp.hd * pp.wd);
+        sum_taps(acc, rows, column_taps, before_last + sums);
       } else {
-        sum_taps(acc, storage.data(), plane_taps, sums);
+        sum_taps(acc, storage.data(), plane_taps, before_last + sums);
       }
-      out_t* yp = y + plane * g.out_h * g.out_w;
-      for (int64_t oy = 0; oy < g.out_h; ++oy) {
+      for (int64_t b = 0; b < planes; ++b) {
+        out_t* yp = y + (first + b) * g.out_h * g.out_w;
+        const acc_t* ap = acc + b * pp.length;
+        for (int64_t oy = 0; oy < g.out_h; ++oy) {
 #pragma omp simd
-        for (int64_t ox = 0; ox < g.out_w; ++ox) yp[oy * g.out_w + ox] = store<out_t>(acc[oy * pp.wd + ox]);
+          for (int64_t ox = 0; ox < g.out_w; ++ox) yp[oy * g.out_w + ox] = store<out_t>(ap[oy * pp.wd + ox]);
+        }
       }
     }
   });

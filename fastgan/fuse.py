@@ -214,6 +214,26 @@ def linear_bn_act(linear, bn, last, activation, slope, x):
     return bn_act(bn, last, activation, slope, y)
 
 
+def run_chain(kind, modules, last, activation, x):
+    """One fused segment through the general path: a Sequential's under torch.compile, a traced
+    forward's chain always. modules: the conv/linear/norm modules (the activation module too,
+    unused); last: the activation module, a (name, slope) pair for a functional one, or None.
+    The first module's forward pre-hooks run on x first (pre_hooks_only)."""
+    slope = _slope(last)
+    x = run_pre_hooks(modules[0], x)
+    if kind == "conv_bn_act":
+        return conv_bn_act(modules[0], modules[1], activation, slope, x)
+    if kind == "conv_act":
+        return conv_act(modules[0], activation, slope, x)
+    if kind == "linear_act":
+        return linear_act(modules[0], activation, slope, x)
+    if kind == "linear_bn_act":
+        return linear_bn_act(modules[0], modules[1], last, activation, slope, x)
+    if kind == "in_act":
+        return in_act(modules[0], last, activation, slope, x)
+    return bn_act(modules[0], last, activation, slope, x)
+
+
 def _runner(kind, modules, activation):
     """One segment of a plan as a callable. The fused ones call _C's entry point straight
     away when the fused kernels serve the input (the eager hot path: no Python between the
@@ -312,22 +332,12 @@ class FusedSequential(nn.Sequential):
                 input = run(input)
             return input
         i = 0  # traced by torch.compile: the plan is made at trace time, no cache to guard on
-        for length, kind, activation, slope in plan(modules):
-            last = modules[i + length - 1] if activation is not None and activation != "identity" else None
-            if kind == "conv_bn_act":
-                input = conv_bn_act(modules[i], modules[i + 1], activation, slope, input)
-            elif kind == "conv_act":
-                input = conv_act(modules[i], activation, slope, input)
-            elif kind == "linear_act":
-                input = linear_act(modules[i], activation, slope, input)
-            elif kind == "linear_bn_act":
-                input = linear_bn_act(modules[i], modules[i + 1], last, activation, slope, input)
-            elif kind == "bn_act":
-                input = bn_act(modules[i], last, activation, slope, input)
-            elif kind == "in_act":
-                input = in_act(modules[i], last, activation, slope, input)
+        for length, kind, activation, _ in plan(modules):
+            segment = modules[i:i + length]
+            if kind == "module":
+                input = segment[0](input)
             else:
-                input = modules[i](input)
+                input = run_chain(kind, segment, segment[-1] if activation != "identity" else None, activation, input)
             i += length
         return input
 

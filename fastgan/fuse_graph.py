@@ -44,24 +44,6 @@ class _Tracer(fx.Tracer):
         return isinstance(m, _fuse.FusedSequential) or super().is_leaf_module(m, qualname)
 
 
-def run_chain(kind, modules, last, activation, x):
-    """One fused chain of a traced forward. modules: the conv/linear/norm modules; last: the
-    activation module, a (name, slope) pair for a functional one, or None."""
-    slope = _fuse._slope(last)
-    x = _fuse.run_pre_hooks(modules[0], x)
-    if kind == "conv_bn_act":
-        return _fuse.conv_bn_act(modules[0], modules[1], activation, slope, x)
-    if kind == "conv_act":
-        return _fuse.conv_act(modules[0], activation, slope, x)
-    if kind == "linear_act":
-        return _fuse.linear_act(modules[0], activation, slope, x)
-    if kind == "linear_bn_act":
-        return _fuse.linear_bn_act(modules[0], modules[1], last, activation, slope, x)
-    if kind == "in_act":
-        return _fuse.in_act(modules[0], last, activation, slope, x)
-    return _fuse.bn_act(modules[0], last, activation, slope, x)
-
-
 def _only_input(node, source):
     """Whether node's sole tensor input is source (other arguments constants)."""
     return bool(node.args) and node.args[0] is source and not any(
@@ -134,7 +116,7 @@ def fuse_chains(graph, modules):
             attrs = tuple(graph.get_attr(n.target) for n in module_nodes)
             last_arg = graph.get_attr(act_node.target) if act_node is not None and act_node.op == "call_module" \
                 else last
-            call = graph.call_function(run_chain, (kind, attrs, last_arg, activation, module_nodes[0].args[0]))
+            call = graph.call_function(_fuse.run_chain, (kind, attrs, last_arg, activation, module_nodes[0].args[0]))
         end.replace_all_uses_with(call)
         for n in reversed([*module_nodes, *([act_node] if act_node is not None else [])]):
             graph.erase_node(n)

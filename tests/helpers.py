@@ -68,12 +68,18 @@ def randomised_copy_and_fused(make):
     return stock, fastgan.fuse(stock, inplace=False)
 
 
-def assert_trains_like_stock(stock, fused, shape, eval_shape):
-    """Three training steps on random input of `shape`: outputs, the input's and parameters'
-    gradients, then the running statistics, then an eval forward on `eval_shape` (float64)."""
-    for step in range(3):
+def assert_trains_like_stock(stock, fused, shape, eval_shape, steps=5):
+    """`steps` training steps on random input of `shape`, each followed by one SGD step (momentum
+    0.9) of both models: outputs, the input's and parameters' gradients each step, then the
+    parameters and buffers (running statistics, spectral norm's u and v) after them, then an eval
+    forward on `eval_shape` (float64). Divergence compounds through the updates, so a fused path
+    that only nearly matches fails here."""
+    opt_s = torch.optim.SGD(stock.parameters(), lr=0.01, momentum=0.9)
+    opt_f = torch.optim.SGD(fused.parameters(), lr=0.01, momentum=0.9)
+    for step in range(steps):
         x = torch.randn(shape, dtype=torch.float64)
         xs, xf = x.clone().requires_grad_(), x.clone().requires_grad_()
+        opt_s.zero_grad(), opt_f.zero_grad()
         out_s, out_f = stock(xs), fused(xf)
         assert_close(out_f, out_s, torch.float64, msg=f"step {step} output")
         grad = torch.randn_like(out_s)
@@ -81,6 +87,9 @@ def assert_trains_like_stock(stock, fused, shape, eval_shape):
         assert_close(xf.grad, xs.grad, torch.float64, msg=f"step {step} input gradient")
         for (name, p), q in zip(stock.named_parameters(), fused.parameters()):
             assert_close(q.grad, p.grad, torch.float64, msg=f"step {step} {name} gradient")
+        opt_s.step(), opt_f.step()
+    for (name, p), q in zip(stock.named_parameters(), fused.parameters()):
+        assert_close(q, p, torch.float64, msg=f"{name} after {steps} steps")
     for (name, b), c in zip(stock.named_buffers(), fused.buffers()):
         assert_close(c, b, torch.float64, msg=name)
     stock.eval(), fused.eval()

@@ -183,21 +183,44 @@ struct FilteredLreluBackward final : Node {
     const int64_t none[4] = {0, 0, 0, 0}, ones[2] = {1, 1}, ups[2] = {up, up}, downs[2] = {down, down};
     const FirAdjointPadding pad_down =
         fir_adjoint_padding(fdw, fdh, 1, 1, down, down, none, mid_h, mid_w, grad_out.size(2), grad_out.size(3));
-    Tensor grad_a = op::upfirdn2d().call(grad_out, down_f, downs, ones, pad_down.v, !flip_filter, 1.0);
-    Tensor grad_z;
-    if (at::GradMode::is_enabled()) {
-      const Tensor factor = [&] {
-        at::AutoDispatchBelowADInplaceOrView below_autograd;
-        at::NoGradGuard constant;
-        return op::filtered_lrelu_act_backward().call(at::ones_like(grad_a), record, gain, slope);
-      }();
-      grad_z = grad_a * factor;
-    } else {
-      grad_z = op::filtered_lrelu_act_backward().call(grad_a, record, gain, slope);
-    }
-    grad_a.reset();  // an upsampled-size tensor: freed before the up pass allocates (peak memory)
     const FirAdjointPadding pad_up = fir_adjoint_padding(fuw, fuh, up, up, 1, 1, padding, in_h, in_w, mid_h, mid_w);
-    const Tensor grad_xb = op::upfirdn2d().call(grad_z, up_f, ones, ups, pad_up.v, !flip_filter, double(up * up));
+    // grad_out -> the activation's output gradient (upsampled size) -> its input's -> x's.
+    const auto run = [&](const Tensor& g_out, const Tensor& rec) {
+      Tensor grad_a = op::upfirdn2d().call(g_out, down_f, downs, ones, pad_down.v, !flip_filter, 1.0);
+      Tensor grad_z;
+      if (at::GradMode::is_enabled()) {
+        const Tensor factor = [&] {
+          at::AutoDispatchBelowADInplaceOrView below_autograd;
+          at::NoGradGuard constant;
+          return op::filtered_lrelu_act_backward().call(at::ones_like(grad_a), rec, gain, slope);
+        }();
+        grad_z = grad_a * factor;
+      } else {
+        grad_z = op::filtered_lrelu_act_backward().call(grad_a, rec, gain, slope);
+      }
+      grad_a.reset();  // an upsampled-size tensor: freed before the up pass allocates (peak memory)
+      return op::upfirdn2d().call(grad_z, up_f, ones, ups, pad_up.v, !flip_filter, double(up * up));
+    };
+    // Without a graph to record (the usual backward; not a double backward), the planes go in
+    // batches as in the forward (filtered_lrelu_planes_per_chunk), so that the two upsampled-size
+    // gradients exist for one batch at a time.
+    const int64_t N = grad_out.size(0), C = grad_out.size(1), planes = N * C;
+    FilteredLreluGeometry g;
+    g.mid_h = mid_h, g.mid_w = mid_w;
+    const int64_t batch = at::GradMode::is_enabled() ? planes : filtered_lrelu_planes_per_chunk(grad_out, g);
+    Tensor grad_xb;
+    if (batch >= planes) {
+      grad_xb = run(grad_out, record);
+    } else {
+      const Tensor flat_out = grad_out.view({planes, 1, grad_out.size(2), grad_out.size(3)});
+      const Tensor flat_record = record.view({planes, 1, record.size(2), record.size(3)});
+      grad_xb = at::empty({planes, 1, in_h, in_w}, grad_out.options());
+      for (int64_t p0 = 0; p0 < planes; p0 += batch) {
+        const int64_t p1 = std::min(planes, p0 + batch);
+        grad_xb.slice(0, p0, p1).copy_(run(flat_out.slice(0, p0, p1), flat_record.slice(0, p0, p1)));
+      }
+      grad_xb = grad_xb.view({N, C, in_h, in_w});
+    }
     if (task_should_compute_output(0))
       result[0] = channels_last ? grad_xb.contiguous(at::MemoryFormat::ChannelsLast) : grad_xb;
     if (task_should_compute_output(1))

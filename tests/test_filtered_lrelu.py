@@ -80,6 +80,34 @@ def test_matches_the_definition_in_float64(backend, case, layout):
 
 
 @needs_ext
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
+def test_planes_in_batches_on_the_cpu(layout):
+    """On the CPU the op runs its planes in batches whose upsampled signal is about 8 MiB
+    (args/filtered_lrelu.h), forward and backward: here 256 planes of 73 x 73 float64 (10.9 MiB)
+    go in two batches. Output, record and gradients equal the reference's and the record of
+    the whole signal at once."""
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(4, 64, 32, 32, dtype=torch.float64, generator=g).contiguous(memory_format=layout)
+    fu, fd = torch.rand(12, dtype=torch.float64, generator=g) + 0.1, torch.rand(12, dtype=torch.float64, generator=g)
+    b = torch.randn(64, dtype=torch.float64, generator=g)
+    kw = dict(up=2, down=2, padding=[10, 10, 10, 10], gain=math.sqrt(2), slope=0.2, clamp=2.0)
+    assert 4 * 64 * 73 * 73 * 8 > (8 << 20)  # more than one batch
+    x.requires_grad_(), b.requires_grad_()
+    y = fl.filtered_lrelu(x, fu, fd, b, **kw)
+    expected = fl.filtered_lrelu(x, fu, fd, b, impl="ref", **kw)
+    torch.testing.assert_close(y, expected, rtol=1e-12, atol=1e-12)
+    assert_layout_kept(y, x)
+    grad = torch.randn(y.shape, dtype=torch.float64, generator=g)
+    for got, want in zip(torch.autograd.grad(y, (x, b), grad), torch.autograd.grad(expected, (x, b), grad)):
+        torch.testing.assert_close(got, want, rtol=1e-11, atol=1e-11)
+    with torch.no_grad():
+        _, record = torch.ops.fastgan.filtered_lrelu(x, fu, fd, b, 2, 2, [10, 10, 10, 10], kw["gain"], 0.2, 2.0, False)
+        z = torch.ops.fastgan.upfirdn2d(x.contiguous() + b[None, :, None, None], fu, [2, 2], [1, 1], [10] * 4, False,
+                                        4.0)
+        assert torch.equal(record, torch.ops.fastgan.filtered_lrelu_act(z, kw["gain"], 0.2, 2.0)[1])
+
+
+@needs_ext
 def test_each_instruction_set_and_the_record(capability):  # noqa: F811
     x, fu, fd, b, kw = inputs(CASES[0], seed=2)
     out, sign = torch.ops.fastgan.filtered_lrelu(x, fu, fd, b, kw["up"], kw["down"], kw["padding"], kw["gain"],

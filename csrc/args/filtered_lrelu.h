@@ -65,6 +65,20 @@ inline FilteredLreluGeometry filtered_lrelu_geometry(const at::Tensor& x, const 
   return g;
 }
 
+// How many (image, channel) planes filtered_lrelu runs at a time, forward and backward: on the
+// CPU, batches whose upsampled signal stays near kChunkBytes, so that the signal and the
+// activation's output (or their gradients) exist for one batch at a time rather than for the
+// whole input (peak memory: two upsampled-size tensors were most of it); the launches this adds
+// cost microseconds against milliseconds of work. On the GPU, every plane at once: a step there
+// is launch-bound, and the caching allocator reuses the memory.
+inline int64_t filtered_lrelu_planes_per_chunk(const at::Tensor& x, const FilteredLreluGeometry& g) {
+  const int64_t planes = x.size(0) * x.size(1);
+  if (x.device().type() != at::kCPU) return planes;
+  constexpr int64_t kChunkBytes = 8 << 20;
+  const int64_t plane_bytes = std::max<int64_t>(1, g.mid_h * g.mid_w * int64_t(x.element_size()));
+  return std::clamp<int64_t>(kChunkBytes / plane_bytes, 1, std::max<int64_t>(planes, 1));
+}
+
 // The activation's operands: the upsampled signal z (made NCHW-contiguous: the record's rows
 // are its rows) and the output a and record, or for the backward the gradient of a and the record.
 struct FilteredLreluActTensors {

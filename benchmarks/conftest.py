@@ -125,8 +125,8 @@ class PeakMemory:
 
 def paired_ratio(stock_fn, fastgan_fn, inner, rounds):
     """{"paired_ratio", "paired_q1", "paired_q3"}: the median and quartiles over rounds of
-    fastgan's time / stock's, the two timed back to back in every round (each side's calls
-    synchronised once on GPU), for a benchmark's extra_info. This shared machine's speed drifts
+    fastgan's time / stock's, the two timed back to back in every round, in turn first (each
+    side's calls synchronised once on GPU), for a benchmark's extra_info. This shared machine's speed drifts
     over seconds, so two variants timed in separate windows can differ by tens of per cent for
     no reason of their own; alternating rounds see the same drift, and the quartiles say how
     far the rounds themselves disagree (the report calls a ratio whose quartiles straddle 1 noise)."""
@@ -141,10 +141,17 @@ def paired_ratio(stock_fn, fastgan_fn, inner, rounds):
             torch.cuda.synchronize()
         return time.perf_counter() - t0
 
+    # Which side goes first alternates too: the first call of a round can pay for what the
+    # previous one left (threads parked, caches and heap holding the other side's data), and a
+    # fixed order charged that to the same side every round.
     ratios = []
-    for _ in range(rounds):
-        stock = timed(stock_fn)
-        ratios.append(timed(fastgan_fn) / stock)
+    for r in range(rounds):
+        if r % 2 == 0:
+            stock = timed(stock_fn)
+            ratios.append(timed(fastgan_fn) / stock)
+        else:
+            fast = timed(fastgan_fn)
+            ratios.append(fast / timed(stock_fn))
     q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
     return {"paired_ratio": round(statistics.median(ratios), 4), "paired_q1": round(q1, 4), "paired_q3": round(q3, 4)}
 

@@ -220,7 +220,8 @@ def run_chain(kind, modules, last, activation, x):
     unused); last: the activation module, a (name, slope) pair for a functional one, or None.
     The first module's forward pre-hooks run on x first (pre_hooks_only)."""
     slope = _slope(last)
-    x = run_pre_hooks(modules[0], x)
+    if modules[0]._forward_pre_hooks:
+        x = run_pre_hooks(modules[0], x)
     if kind == "conv_bn_act":
         return conv_bn_act(modules[0], modules[1], activation, slope, x)
     if kind == "conv_act":

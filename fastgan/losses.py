@@ -99,6 +99,13 @@ def _check_kind(kind):
         raise ValueError(f"fastgan: unknown GAN loss {kind!r}; expected one of {list(GAN_LOSSES)}")
 
 
+def _term(logits, kind, which):
+    """One fused logit_loss call for _TERMS[kind][which] (0: D's real term, 1: D's fake, 2: G's)."""
+    _check_kind(kind)
+    loss_kind, target = _TERMS[kind][which]
+    return logit_loss(logits, target, loss_kind)
+
+
 def d_real_loss(real_logits: Tensor, kind: str = "bce") -> Tensor:
     """D's loss term on the real samples' logits (the table above, left column, first term).
 
@@ -111,8 +118,7 @@ def d_real_loss(real_logits: Tensor, kind: str = "bce") -> Tensor:
         ValueError: an unknown kind.
         TypeError: logits that are not floating point.
     """
-    _check_kind(kind)
-    return logit_loss(real_logits, _TERMS[kind][0][1], _TERMS[kind][0][0])
+    return _term(real_logits, kind, 0)
 
 
 def d_fake_loss(fake_logits: Tensor, kind: str = "bce") -> Tensor:
@@ -128,8 +134,7 @@ def d_fake_loss(fake_logits: Tensor, kind: str = "bce") -> Tensor:
         ValueError: an unknown kind.
         TypeError: logits that are not floating point.
     """
-    _check_kind(kind)
-    return logit_loss(fake_logits, _TERMS[kind][1][1], _TERMS[kind][1][0])
+    return _term(fake_logits, kind, 1)
 
 
 def g_loss(fake_logits: Tensor, kind: str = "bce") -> Tensor:
@@ -145,8 +150,7 @@ def g_loss(fake_logits: Tensor, kind: str = "bce") -> Tensor:
         ValueError: an unknown kind.
         TypeError: logits that are not floating point.
     """
-    _check_kind(kind)
-    return logit_loss(fake_logits, _TERMS[kind][2][1], _TERMS[kind][2][0])
+    return _term(fake_logits, kind, 2)
 
 
 def gan_loss(real_logits: Optional[Tensor], fake_logits: Tensor, kind: str = "bce") -> Tensor:

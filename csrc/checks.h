@@ -118,19 +118,18 @@ inline void check_same_device(const at::Tensor& t, const at::Tensor& input, cons
 
 inline void check_channel_vector(const c10::optional<at::Tensor>& t, const at::Tensor& input, const char* name) {
   if (!t.has_value() || !t->defined()) return;
-  TORCH_CHECK(t->dim() == 1 && t->size(0) == input.size(1), "fastgan: ", name, " must be a 1-D tensor of ",
-              input.size(1), " elements (one per channel), got shape ", t->sizes());
+  TORCH_CHECK_VALUE(t->dim() == 1 && t->size(0) == input.size(1), "fastgan: ", name, " must be a 1-D tensor of ",
+                    input.size(1), " elements (one per channel), got shape ", py_shape(t->sizes()));
   check_same_device(*t, input, name);
-  TORCH_CHECK(is_float_dtype(*t), "fastgan: ", name, " must be floating point, got ", t->scalar_type());
+  check_float_tensor(*t, name);
 }
 
 inline void check_grad_out(const at::Tensor& grad_out, const at::Tensor& like, const char* like_name) {
-  TORCH_CHECK(grad_out.defined(), "fastgan: grad_out is undefined");
-  TORCH_CHECK(grad_out.sizes() == like.sizes(), "fastgan: grad_out has shape ", grad_out.sizes(), " but ", like_name,
-              " has shape ", like.sizes());
+  check_float_tensor(grad_out, "grad_out");
+  TORCH_CHECK_VALUE(grad_out.sizes() == like.sizes(), "fastgan: grad_out has shape ", py_shape(grad_out.sizes()),
+                    " but ", like_name, " has shape ", py_shape(like.sizes()));
   TORCH_CHECK(grad_out.device() == like.device(), "fastgan: grad_out is on ", grad_out.device(), " but ", like_name,
               " is on ", like.device());
-  TORCH_CHECK(is_float_dtype(grad_out), "fastgan: grad_out must be floating point, got ", grad_out.scalar_type());
 }
 
 }  // namespace fastgan

@@ -45,10 +45,15 @@ std::tuple<Tensor, Tensor, Tensor> conv_grads(const Tensor& grad_conv_out, const
                                               at::IntArrayRef dilation, bool transposed, at::IntArrayRef output_padding,
                                               int64_t groups, Mask3 mask) {
   if (!(mask[0] || mask[1] || mask[2])) return {};
+  // The bias's gradient alone is a sum: ATen's convolution_backward would compute the weight's
+  // too (and return it, on the CPU, where the mask did not ask for it).
+  if (!(mask[0] || mask[1])) return {Tensor(), Tensor(), grad_conv_out.sum({0, 2, 3})};
   const std::vector<int64_t> bias_sizes{out_channels};
-  return at::convolution_backward(grad_conv_out, input, weight,
-                                  mask[2] ? at::OptionalIntArrayRef(bias_sizes) : c10::nullopt, stride, padding,
-                                  dilation, transposed, output_padding, groups, mask);
+  auto grads = at::convolution_backward(grad_conv_out, input, weight,
+                                        mask[2] ? at::OptionalIntArrayRef(bias_sizes) : c10::nullopt, stride, padding,
+                                        dilation, transposed, output_padding, groups, mask);
+  return {mask[0] ? std::get<0>(grads) : Tensor(), mask[1] ? std::get<1>(grads) : Tensor(),
+          mask[2] ? std::get<2>(grads) : Tensor()};
 }
 
 Tensor param_grad(const Tensor& grad, const OptTensor& param) {

@@ -1,4 +1,6 @@
-"""Bad input raises a Python exception that names the problem; it never crashes."""
+"""Bad input raises a Python exception that names the problem; it never crashes. Through the
+layers and functions here; each op called directly, with its exact errors, runs over the op
+registry (tests/test_op_registry.py)."""
 import pytest
 import torch
 
@@ -68,37 +70,6 @@ def test_bn_parameter_shape(backend):
         FF.batch_norm_act(torch.randn(2, 3, 4, 4), None, None, torch.ones(4), None, True)
 
 
-def test_compiled_ops_check_their_own_arguments():
-    """Called directly, the ops raise an exception with a message, never crash."""
-    if not fastgan._backend.COMPILED:
-        pytest.skip("needs fastgan._C")
-    ops = torch.ops.fastgan
-    bn = (None, None, None, None, None, True, 0.1, 1e-5, "relu", 0.0)
-    with pytest.raises(ValueError, match="4-D input"):
-        ops.batch_norm_act(torch.randn(3, 4), *bn)
-    with pytest.raises(ValueError, match=r"BatchNorm weight has shape \(5,\) but the input has 4 channels"):
-        ops.batch_norm_act(torch.randn(2, 4, 3, 3), torch.ones(5), *bn[1:])
-    with pytest.raises(ValueError, match="unknown activation"):
-        ops.activation(torch.randn(3), "swish", 0.0)
-    with pytest.raises(TypeError, match="input must be a floating-point tensor"):
-        ops.activation(torch.ones(3, dtype=torch.int32), "relu", 0.0)
-    with pytest.raises(ValueError, match="Target size"):
-        ops.bce_with_logits(torch.randn(3), torch.randn(4), 0.0, 1)
-    with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
-        ops.batch_norm_act(torch.randn(1, 4, 1, 1), *bn)
-    with pytest.raises(ValueError, match="num_batches_tracked must be a one-element torch.int64 tensor"):
-        ops.batch_norm_act(torch.randn(2, 4, 3, 3), None, None, torch.zeros(4), torch.ones(4),
-                           torch.zeros(2, dtype=torch.long), True, None, 1e-5, "relu", 0.0)
-    x = torch.randn(2, 4, 3, 3)
-    with pytest.raises(RuntimeError, match="grad_out has shape"):
-        ops.batch_norm_act_backward(torch.randn(2, 4, 3, 2), x, None, None, torch.zeros(4), torch.ones(4), True,
-                                    1e-5, "relu", 0.0)
-    with pytest.raises(RuntimeError, match="grad_out has shape"):
-        ops.activation_backward(torch.randn(3), torch.randn(4), "tanh", 0.0)
-    with pytest.raises(RuntimeError, match="save_mean must be a 1-D tensor of 4"):
-        ops.batch_norm_act_backward(x, x, None, None, torch.zeros(5), torch.ones(4), True, 1e-5, "relu", 0.0)
-
-
 # Bad input for every fused entry point: (description, call). Each must raise the same
 # exception type with the same message on the fused path (C++ checks) as on the reference
 # path (fastgan/_checks.py).
@@ -156,68 +127,3 @@ def test_fused_and_reference_reject_bad_input_with_the_same_words(case):
             BAD_INPUTS[case]()
         raised[name] = (info.type, str(info.value))
     assert raised["fused"] == raised["reference"]
-
-
-@pytest.mark.skipif(not fastgan._backend.COMPILED, reason="needs fastgan._C")
-@pytest.mark.parametrize("call", [
-    lambda x: torch.ops.fastgan.activation(x, "relu", 0.0),
-    lambda x: torch.ops.fastgan.bias_act(x, torch.zeros(8), "relu", 0.0),
-    lambda x: torch.ops.fastgan.batch_norm_act(x, None, None, None, None, None, True, 0.1, 1e-5, "relu", 0.0),
-    lambda x: torch.ops.fastgan.logit_loss(x, 1.0, "bce", 1),
-    lambda x: torch.ops.fastgan.bce_with_logits(x, None, 1.0, 1),
-], ids=["activation", "bias_act", "batch_norm_act", "logit_loss", "bce_with_logits"])
-def test_every_op_refuses_an_integer_input_with_one_wording(call):
-    with pytest.raises(TypeError) as raised:
-        call(torch.ones(2, 8, 4, 4, dtype=torch.int64))
-    assert str(raised.value).splitlines()[0] == ("fastgan: input must be a floating-point tensor (float32, float64, "
-                                                 "float16 or bfloat16), got torch.int64")
-
-
-# The ops whose backward reads the activation's gradient from its output: called directly
-# (torch.ops.fastgan.*, a public entry point) with leaky_relu and a negative slope, the forward
-# is right but the gradient is silently wrong (the output's sign is not the input's), so each op
-# refuses the slope itself, as fastgan.functional does.
-FROM_OUTPUT_OPS = {
-    "activation": lambda ops, x, slope: ops.activation(x, "leaky_relu", slope),
-    "activation_backward": lambda ops, x, slope: ops.activation_backward(x, x, "leaky_relu", slope),
-    "bias_act": lambda ops, x, slope: ops.bias_act(x, torch.zeros(x.size(-1), dtype=x.dtype), "leaky_relu", slope),
-    "bias_act_backward": lambda ops, x, slope: ops.bias_act_backward(x, x, "leaky_relu", slope),
-}
-
-
-def _op_libraries():
-    libraries = []
-    if fastgan._backend.COMPILED:
-        libraries.append(("cpu kernels", lambda: torch.ops.fastgan))
-    libraries.append(pytest.param(("emulated CUDA kernels", None), marks=pytest.mark.cuda_emu))
-    return libraries
-
-
-@pytest.fixture(params=_op_libraries(), ids=lambda p: p[0])
-def op_library(request):
-    name, get = request.param
-    if get is None:  # the emulated CUDA kernels (tests/emu.py), built on first use
-        request.getfixturevalue("emu")
-        return torch.ops.fastgan_emu
-    return get()
-
-
-@pytest.mark.parametrize("op", sorted(FROM_OUTPUT_OPS))
-@pytest.mark.parametrize("slope", [-0.2, float("nan")], ids=["negative", "nan"])
-def test_ops_refuse_a_slope_their_backward_cannot_honour(op_library, op, slope):
-    x = torch.randn(4, 8, dtype=torch.float64)
-    with pytest.raises(ValueError) as raised:
-        FROM_OUTPUT_OPS[op](op_library, x, slope)
-    assert str(raised.value).splitlines()[0] == (
-        f"fastgan: {op}: negative_slope must be >= 0 (the backward reads the sign from the output), got {slope!r}")
-
-
-@pytest.mark.skipif(not fastgan._backend.COMPILED, reason="needs fastgan._C")
-@pytest.mark.parametrize("slope", [0.0, 0.2, 1.0, 3.0])
-def test_direct_activation_call_gradient_matches_stock(slope):
-    """torch.ops.fastgan.activation through autograd, in float64: the gradient is stock
-    leaky_relu's at every slope it accepts (it was 1.0 where stock's is -0.2 at slope -0.2)."""
-    x = torch.randn(64, dtype=torch.float64, requires_grad=True)
-    (fused,) = torch.autograd.grad(torch.ops.fastgan.activation(x, "leaky_relu", slope).sum(), x)
-    (stock,) = torch.autograd.grad(torch.nn.functional.leaky_relu(x, slope).sum(), x)
-    torch.testing.assert_close(fused, stock, rtol=0, atol=0)

@@ -11,7 +11,7 @@ namespace fastgan {
 inline void check_bn_input(const at::Tensor& input) {
   check_float_tensor(input, "input");
   TORCH_CHECK(input.dim() == 4, "fastgan: batch_norm_act expects a 4-D input (N, C, H, W), got ", input.dim(),
-              "-D input of shape ", input.sizes());
+              "-D input of shape ", py_shape(input.sizes()));
 }
 
 // Returns whether batch statistics are used (training, or no running statistics). The
@@ -53,21 +53,26 @@ inline void check_backward_elemt_sums(const at::Tensor& input, const at::Tensor&
 inline void check_update_stats_args(const at::Tensor& running_mean, const at::Tensor& running_var,
                                     const c10::optional<at::Tensor>& num_batches_tracked, const at::Tensor& save_mean,
                                     const at::Tensor& save_var, int64_t count) {
-  TORCH_CHECK(count > 1, "fastgan: batch_norm_update_stats needs more than one value per channel, got ", count);
-  TORCH_CHECK(running_mean.numel() == save_mean.numel() && running_var.numel() == save_var.numel() &&
-                  running_mean.numel() == running_var.numel(),
-              "fastgan: running stats and batch stats must have one value per channel each");
-  TORCH_CHECK(running_mean.scalar_type() == running_var.scalar_type(),
-              "fastgan: running_mean and running_var must have the same dtype");
+  TORCH_CHECK_VALUE(count > 1, "fastgan: batch_norm_update_stats needs more than one value per channel, got ", count);
+  TORCH_CHECK_VALUE(running_mean.dim() == 1 && running_mean.sizes() == running_var.sizes() &&
+                        running_mean.sizes() == save_mean.sizes() && running_mean.sizes() == save_var.sizes(),
+                    "fastgan: batch_norm_update_stats: running_mean, running_var, save_mean and save_var must be 1-D "
+                    "tensors of one value per channel each, got shapes ",
+                    py_shape(running_mean.sizes()), ", ", py_shape(running_var.sizes()), ", ",
+                    py_shape(save_mean.sizes()), " and ", py_shape(save_var.sizes()));
+  TORCH_CHECK_TYPE(running_mean.scalar_type() == running_var.scalar_type(),
+                   "fastgan: batch_norm_update_stats: running_mean and running_var must have one dtype, got ",
+                   py_dtype(running_mean.scalar_type()), " and ", py_dtype(running_var.scalar_type()));
   for (const at::Tensor* t : {&running_var, &save_mean, &save_var})
     TORCH_CHECK(t->device() == running_mean.device(), "fastgan: batch_norm_update_stats: every tensor must be on ",
                 running_mean.device(), ", got one on ", t->device());
   if (num_batches_tracked.has_value() && num_batches_tracked->defined())
-    TORCH_CHECK(num_batches_tracked->numel() == 1 && num_batches_tracked->scalar_type() == at::kLong &&
-                    num_batches_tracked->device() == running_mean.device(),
-                "fastgan: num_batches_tracked must be a one-element int64 tensor on ", running_mean.device(), ", got ",
-                num_batches_tracked->scalar_type(), " of shape ", num_batches_tracked->sizes(), " on ",
-                num_batches_tracked->device());
+    TORCH_CHECK_VALUE(
+        num_batches_tracked->numel() == 1 && num_batches_tracked->scalar_type() == at::kLong &&
+            num_batches_tracked->device() == running_mean.device(),
+        "fastgan: batch_norm_update_stats: num_batches_tracked must be a one-element torch.int64 tensor on ",
+        running_mean.device(), ", got ", py_dtype(num_batches_tracked->scalar_type()), " of shape ",
+        py_shape(num_batches_tracked->sizes()), " on ", num_batches_tracked->device());
 }
 
 // The inputs of the backward ops, checked and put in the layout the kernels walk (the

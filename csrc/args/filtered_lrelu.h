@@ -112,7 +112,8 @@ inline FilteredLreluActTensors filtered_lrelu_act_backward_tensors(const at::Ten
                         sign.size(2) == grad_a.size(2) && sign.size(3) == bytes,
                     "fastgan: filtered_lrelu_act_backward: sign must be the uint8 record of a (", grad_a.size(0), ", ",
                     grad_a.size(1), ", ", grad_a.size(2), ", ", grad_a.size(3), ") signal, of shape (", grad_a.size(0),
-                    ", ", grad_a.size(1), ", ", grad_a.size(2), ", ", bytes, ")");
+                    ", ", grad_a.size(1), ", ", grad_a.size(2), ", ", bytes, "), got ",
+                    sign.defined() ? py_dtype(sign.scalar_type()) + " of shape " + py_shape(sign.sizes()) : "None");
   check_same_device(sign, grad_a, "sign");
   FilteredLreluActTensors t;
   t.z = grad_a.contiguous();

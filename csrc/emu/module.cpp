@@ -3,10 +3,6 @@
 // never shadows the real CPU kernels. Built by tests/emu.py.
 #include <torch/extension.h>
 
-#include "../args/activation.h"
-#include "../args/batch_norm_act.h"
-#include "../args/bias_act.h"
-#include "../args/logit_loss.h"
 #include "../op_list.h"
 #include "cuda_emu.h"
 #include "../cuda/common.cuh"
@@ -79,21 +75,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "Per-block sums of 1000 * block + thread (deliberately racy "
         "when with_barrier is False)");
   m.def("next_pow2", &selftest_next_pow2, "The grid planner's next_pow2 (csrc/cuda/common.cuh)");
-  // The shared argument checks, callable with tensors on different devices (a CPU and a meta
-  // tensor), which no single-device machine can pass through the dispatcher to a kernel.
-  using OptT = c10::optional<at::Tensor>;
-  m.def("check_batch_norm_act_args", [](const at::Tensor& input, const OptT& weight, const OptT& bias,
-                                        const OptT& running_mean, const OptT& running_var, const OptT& counter) {
-    fastgan::check_batch_norm_act_args(input, weight, bias, running_mean, running_var, counter, true,
-                                       fastgan::Activation::ReLU);
-  });
-  m.def("check_batch_norm_act_backward_args", &fastgan::check_batch_norm_act_backward_args);
-  m.def("check_backward_elemt_sums", &fastgan::check_backward_elemt_sums);
-  m.def("check_update_stats_args", &fastgan::check_update_stats_args);
-  m.def("check_activation_backward_args", &fastgan::check_activation_backward_args);
-  m.def("check_bias_act_args", &fastgan::check_bias_act_args);
-  m.def("check_bias_act_backward_args", &fastgan::check_bias_act_backward_args);
-  m.def("check_loss_args", &fastgan::check_loss_args);
   m.def("selftest_misaligned_load", &selftest_misaligned_load, "A kernel loading 16 bytes from a misaligned address");
   m.def("selftest_shared_stride", &selftest_shared_stride,
         "(requests, wavefronts) of a warp storing and loading "

@@ -4,7 +4,7 @@ never changes what bad input does; tests/test_bad_input.py compares the two mess
 message. Keep the two in step."""
 import torch
 
-from . import reference
+from . import logit_losses, reference
 from .activations import module_name
 
 FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
@@ -135,29 +135,30 @@ def check_negative_slope(activation, negative_slope, layer):
 REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
 
 
-def check_bce_target(input, target, reduction):
-    """What the fused op's schema cannot say: the reduction's name and a float target."""
+def check_loss_arguments(target, reduction, tensor_target=True):
+    """What the loss ops' schemas cannot say: the reduction's name, and a target that is a
+    Python float (or, with tensor_target, a tensor)."""
     if reduction not in REDUCTIONS:
         raise ValueError(f"fastgan: reduction must be one of {sorted(REDUCTIONS)}, got {reduction!r}")
-    if not isinstance(target, torch.Tensor) and (not isinstance(target, (int, float)) or isinstance(target, bool)):
-        raise TypeError(f"fastgan: target must be a tensor or a Python float, got {type(target).__name__}")
-
-
-LOGIT_LOSSES = tuple(sorted(reference.LOGIT_LOSSES))
-
-
-def check_logit_loss_target(target, reduction):
-    """What the fused op's schema cannot say: the reduction's name and a float target."""
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"fastgan: reduction must be one of {sorted(REDUCTIONS)}, got {reduction!r}")
+    if isinstance(target, torch.Tensor) and tensor_target:
+        return
     if isinstance(target, bool) or not isinstance(target, (int, float)):
-        raise TypeError(f"fastgan: target must be a Python float, got {type(target).__name__}")
+        kinds = "a tensor or a Python float" if tensor_target else "a Python float"
+        raise TypeError(f"fastgan: target must be {kinds}, got {type(target).__name__}")
+
+
+LOGIT_LOSSES = tuple(sorted(logit_losses.LOGIT_LOSSES))
+
+
+def _check_reduction(reduction):
+    if reduction not in (0, 1, 2):
+        raise ValueError(f"fastgan: reduction must be 0 (none), 1 (mean) or 2 (sum), got {reduction}")
 
 
 def check_logit_loss(input, target, kind, reduction):
-    """Worded as csrc/checks.h check_logit_loss_args (the reference path's checks)."""
+    """logit_loss's schema arguments, worded as csrc/args/logit_loss.h words them."""
     check_float_tensor(input, "input")
-    check_logit_loss_target(target, reduction)
+    _check_reduction(reduction)
     if kind not in LOGIT_LOSSES:
         raise ValueError(f"fastgan: unknown logit loss '{kind}'; expected one of {list(LOGIT_LOSSES)}")
     if kind in ("hinge", "linear") and target not in (0.0, 1.0):
@@ -166,9 +167,11 @@ def check_logit_loss(input, target, kind, reduction):
 
 
 def check_bce(input, target, reduction):
+    """bce_with_logits's schema arguments (target: a tensor or None), worded as
+    csrc/args/logit_loss.h words them."""
     check_float_tensor(input, "input")
-    check_bce_target(input, target, reduction)
-    if isinstance(target, torch.Tensor):
+    _check_reduction(reduction)
+    if target is not None:
         if target.shape != input.shape:
             raise ValueError(f"Target size ({target.size()}) must be the same as input size ({input.size()})")
         if not target.is_floating_point():

@@ -1,37 +1,24 @@
 """Fused functions: each runs one compiled op when fastgan._C serves the tensor's device, and
-the stock-PyTorch reference otherwise.
+the stock-PyTorch reference otherwise (fastgan._dispatch.run picks; the function only puts
+its arguments in the op's schema order).
 
 The compiled path is one dispatcher call per layer: the argument checks, the convolution
 (ATen: oneDNN / cuDNN), the fused BatchNorm + activation, the running-stat update and the
-autograd node are all C++. The reference path runs the same checks in Python (_checks.py,
-the same words) and stock ops."""
+autograd node are all C++. The reference path (fastgan.reference's function of the same
+schema) runs the same checks in Python (_checks.py, the same words) and stock ops."""
 from typing import Optional
 
 import torch
 
 from . import _checks, reference
-from . import _backend as _backend_module
-from ._backend import COMPILED, fused_for
 from ._checks import pair
+from ._dispatch import run
 from ._fake import aten, conv_grads, empty_like_layout, fake, param_grad, stats_like
 from .activations import check_activation
 from .losses import GAN_LOSSES, bce_with_logits, gan_loss, gradient_penalty, logit_loss, r1_penalty  # noqa: F401
 from .sync_batch_norm import sync_batch_norm_act  # noqa: F401  (part of this module's API)
 
 Tensor = torch.Tensor
-
-_compiling = torch.compiler.is_compiling
-
-if COMPILED:
-    # torch.compile traces the ops as OpOverloads; eager calls take _C's direct entry points
-    # to the same ops (csrc/ops.cpp), which skip torch.ops' argument parsing (about 4 us).
-    _BATCH_NORM_ACT = torch.ops.fastgan.batch_norm_act.default
-    _CONV_BN_ACT = torch.ops.fastgan.conv_bn_act.default
-    _CONV_ACT = torch.ops.fastgan.conv_act.default
-    _LINEAR_ACT = torch.ops.fastgan.linear_act.default
-    _ACTIVATION = torch.ops.fastgan.activation.default
-    _eager = _backend_module._C
-
 
 def batch_norm_act(input: Tensor, running_mean: Optional[Tensor], running_var: Optional[Tensor],
                    weight: Optional[Tensor] = None, bias: Optional[Tensor] = None, training: bool = False,
@@ -63,18 +50,8 @@ def batch_norm_act(input: Tensor, running_mean: Optional[Tensor], running_var: O
             input's device; one of the running statistics without the other; a training batch
             of one value per channel; an unknown activation. TypeError: tensors that are not
             floating point."""
-    if fused_for(input):
-        if _compiling():
-            return _BATCH_NORM_ACT(input, weight, bias, running_mean, running_var, num_batches_tracked, training,
-                                   momentum, eps, activation, negative_slope)[0]
-        return _eager.batch_norm_act(input, weight, bias, running_mean, running_var, num_batches_tracked, training,
-                                     momentum, eps, activation, negative_slope)
-    check_activation(activation)
-    layer = _checks.layer_name("BatchNorm2d", activation=activation)
-    _checks.check_4d(input, "input", layer)
-    _check_batch_norm(input, weight, bias, running_mean, running_var, num_batches_tracked, training, layer)
-    return reference.batch_norm_act_training(input, running_mean, running_var, weight, bias, training, momentum, eps,
-                                             activation, negative_slope, num_batches_tracked)
+    return run("batch_norm_act", reference.batch_norm_act, input, weight, bias, running_mean, running_var,
+               num_batches_tracked, training, momentum, eps, activation, negative_slope)
 
 
 def instance_norm_act(input: Tensor, running_mean: Optional[Tensor] = None, running_var: Optional[Tensor] = None,
@@ -131,13 +108,6 @@ def instance_norm_act(input: Tensor, running_mean: Optional[Tensor] = None, runn
     return out.view(n, c, h, w)
 
 
-def _check_batch_norm(y, weight, bias, running_mean, running_var, num_batches_tracked, training, layer):
-    _checks.check_batch_norm(y, weight, bias, running_mean, running_var, layer)
-    _checks.check_num_batches_tracked(num_batches_tracked, y, layer)
-    if training or running_mean is None:
-        _checks.check_training_batch(y)
-
-
 @fake("batch_norm_act")
 def _batch_norm_act_fake(input, weight, bias, running_mean, running_var, num_batches_tracked, training, momentum, eps,
                          activation, negative_slope):
@@ -185,22 +155,9 @@ def conv_bn_act(input: Tensor, weight: Tensor, conv_bias: Optional[Tensor], stri
         ValueError: input that is not 4-D, a channel count that does not match the weight, a
             spatial size smaller than the kernel, and batch_norm_act's errors. TypeError: input
             and weight of different dtypes, tensors that are not floating point."""
-    if fused_for(input):
-        if _compiling():
-            return _CONV_BN_ACT(input, weight, conv_bias, stride, padding, dilation, transposed, output_padding,
-                                groups, bn_weight, bn_bias, running_mean, running_var, num_batches_tracked, training,
-                                momentum, eps, activation, negative_slope)[0]
-        return _eager.conv_bn_act(input, weight, conv_bias, stride, padding, dilation, transposed, output_padding,
-                                  groups, bn_weight, bn_bias, running_mean, running_var, num_batches_tracked, training,
-                                  momentum, eps, activation, negative_slope)
-    check_activation(activation)
-    layer = _checks.layer_name(_checks.conv_module(transposed), "BatchNorm2d", activation=activation)
-    _checks.check_conv(input, weight, transposed=transposed, padding=padding, dilation=dilation, groups=groups,
-                       layer=layer)
-    y = reference.conv(input, weight, conv_bias, stride, padding, dilation, transposed, output_padding, groups)
-    _check_batch_norm(y, bn_weight, bn_bias, running_mean, running_var, num_batches_tracked, training, layer)
-    return reference.batch_norm_act_training(y, running_mean, running_var, bn_weight, bn_bias, training, momentum,
-                                             eps, activation, negative_slope, num_batches_tracked)
+    return run("conv_bn_act", reference.conv_bn_act, input, weight, conv_bias, stride, padding, dilation, transposed,
+               output_padding, groups, bn_weight, bn_bias, running_mean, running_var, num_batches_tracked, training,
+               momentum, eps, activation, negative_slope)
 
 
 @fake("conv_bn_act")
@@ -241,17 +198,8 @@ def conv_act(input: Tensor, weight: Tensor, bias: Optional[Tensor], stride, padd
     Raises:
         ValueError: a negative negative_slope, an unknown activation, and conv_bn_act's conv
             errors. TypeError: as conv_bn_act."""
-    if fused_for(input):
-        op = _CONV_ACT if _compiling() else _eager.conv_act
-        return op(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups, activation,
-                  negative_slope)
-    check_activation(activation)
-    layer = _checks.layer_name(_checks.conv_module(transposed), activation=activation)
-    _checks.check_negative_slope(activation, negative_slope, layer)
-    _checks.check_conv(input, weight, transposed=transposed, padding=padding, dilation=dilation, groups=groups,
-                       layer=layer)
-    y = reference.conv(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups)
-    return reference.activation(y, activation, negative_slope)
+    return run("conv_act", reference.conv_act, input, weight, bias, stride, padding, dilation, transposed,
+               output_padding, groups, activation, negative_slope)
 
 
 @fake("conv_act")
@@ -288,14 +236,7 @@ def linear_act(input: Tensor, weight: Tensor, bias: Optional[Tensor], activation
     Raises:
         ValueError: shapes that do not match, a negative negative_slope, an unknown activation.
         TypeError: tensors of different dtypes or not floating point."""
-    if fused_for(input):
-        op = _LINEAR_ACT if _compiling() else _eager.linear_act
-        return op(input, weight, bias, activation, negative_slope)
-    check_activation(activation)
-    layer = _checks.layer_name("Linear", activation=activation)
-    _checks.check_negative_slope(activation, negative_slope, layer)
-    _checks.check_linear(input, weight, bias, layer)
-    return reference.activation(reference.linear(input, weight, bias), activation, negative_slope)
+    return run("linear_act", reference.linear_act, input, weight, bias, activation, negative_slope)
 
 
 @fake("linear_act")
@@ -323,26 +264,21 @@ def _bias_act_backward_fake(grad_out, output, activation, negative_slope):
     return output.new_empty(output.shape), output.new_empty(output.shape[-1:])
 
 
-def activation(input: Tensor, name: str, negative_slope: float = 0.0) -> Tensor:
-    """The activation `name` of input, in one fused kernel whose backward needs only its output.
+def activation(input: Tensor, activation: str, negative_slope: float = 0.0) -> Tensor:
+    """The activation of input, in one fused kernel whose backward needs only its output.
 
     Args:
         input: a floating-point tensor of any shape and memory format.
-        name: "identity", "relu", "leaky_relu", "tanh" or "sigmoid".
+        activation: "identity", "relu", "leaky_relu", "tanh" or "sigmoid".
         negative_slope: leaky_relu's slope, >= 0.
 
     Returns:
         A tensor of input's shape, dtype and memory format.
 
     Raises:
-        ValueError: an unknown name, a negative negative_slope. TypeError: a tensor that is not
-            floating point."""
-    check_activation(name)
-    _checks.check_float_tensor(input, "input")
-    _checks.check_negative_slope(name, negative_slope, "activation")
-    if fused_for(input):
-        return (_ACTIVATION if _compiling() else _eager.activation)(input, name, negative_slope)
-    return reference.activation(input, name, negative_slope)
+        ValueError: an unknown activation, a negative negative_slope. TypeError: a tensor that
+            is not floating point."""
+    return run("activation", reference.activation, input, activation, negative_slope)
 
 
 @fake("activation")

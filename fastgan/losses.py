@@ -20,17 +20,8 @@ import torch
 from torch import Tensor
 
 from . import _checks, reference
-from ._backend import COMPILED, fused_for
-from ._backend import _C as _eager
+from ._dispatch import run
 from ._fake import empty_like_layout, fake
-
-_compiling = torch.compiler.is_compiling
-
-if COMPILED:
-    # torch.compile traces the ops as OpOverloads; eager calls take _C's direct entry points
-    # (see functional.py).
-    _BCE_WITH_LOGITS = torch.ops.fastgan.bce_with_logits.default
-    _LOGIT_LOSS = torch.ops.fastgan.logit_loss.default
 
 # Each GAN loss as (kind of logit_loss, target) for D's real term, D's fake term and G's loss.
 _TERMS = {
@@ -43,38 +34,57 @@ GAN_LOSSES = tuple(_TERMS)
 
 
 def bce_with_logits(input: Tensor, target: Union[Tensor, float], reduction: str = "mean") -> Tensor:
-    """Binary cross-entropy on logits, loss and gradient in one pass. target is a tensor of
-    input's shape or a Python float (1.0, 0.0, 0.9 for label smoothing: no tensor is made)."""
-    if not fused_for(input):
-        _checks.check_bce(input, target, reduction)
-        if torch.is_autocast_enabled(input.device.type):
-            input = input.float()  # as torch's own loss does under autocast
-        return reference.bce_with_logits(input, target, reduction)
-    _checks.check_bce_target(input, target, reduction)  # the rest is checked in C++
-    if torch.is_autocast_enabled(input.device.type):
-        input = input.float()
-    tensor = isinstance(target, torch.Tensor)
-    args = (input, target if tensor else None, 0.0 if tensor else float(target), _checks.REDUCTIONS[reduction])
-    if _compiling():
-        return _BCE_WITH_LOGITS(*args)[0]
-    return _eager.bce_with_logits(*args)
+    """Binary cross-entropy on logits, loss and gradient in one pass (the backward is a multiply
+    by the gradient saved in the forward), with torch's binary_cross_entropy_with_logits's result.
+
+    Args:
+        input: the logits, a floating-point tensor of any shape. Under autocast the loss runs in
+            float32, as torch's does.
+        target: a floating-point tensor of input's shape and device, or a Python float for every
+            element (1.0, 0.0, 0.9 for label smoothing: no tensor is made).
+        reduction: "mean", "sum" or "none".
+
+    Returns:
+        The loss: a scalar, or input's shape for "none".
+
+    Raises:
+        TypeError: input or a target tensor not floating point; a target neither a tensor nor a
+            float. ValueError: a target of another shape or device; an unknown reduction."""
+    _checks.check_loss_arguments(target, reduction)
+    input = _float_under_autocast(input)
+    tensor = isinstance(target, Tensor)
+    return run("bce_with_logits", reference.bce_with_logits, input, target if tensor else None,
+               0.0 if tensor else float(target), _checks.REDUCTIONS[reduction])
 
 
 def logit_loss(input: Tensor, target: float, kind: str, reduction: str = "mean") -> Tensor:
     """One of the GAN losses on logits against a target value, loss and gradient in one pass:
     kind bce, hinge (max(0, 1 - s x)), lsgan ((x - t)^2 / 2) or linear (-s x), with s = +1 for
-    target 1.0 (real) and -1 for 0.0 (fake); hinge and linear take only those two targets.
-    fastgan.functional.gan_loss composes D's and G's losses from these."""
-    if not fused_for(input):
-        _checks.check_logit_loss(input, target, kind, reduction)
-        if torch.is_autocast_enabled(input.device.type):
-            input = input.float()  # as torch's own losses do under autocast
-        return reference.logit_loss(input, float(target), kind, reduction)
-    _checks.check_logit_loss_target(target, reduction)  # the rest is checked in C++
-    if torch.is_autocast_enabled(input.device.type):
-        input = input.float()
-    op = (lambda *a: _LOGIT_LOSS(*a)[0]) if _compiling() else _eager.logit_loss
-    return op(input, float(target), kind, _checks.REDUCTIONS[reduction])
+    target 1.0 (real) and -1 for 0.0 (fake). fastgan.functional.gan_loss composes D's and G's
+    losses from these.
+
+    Args:
+        input: the logits, a floating-point tensor of any shape (float32 under autocast).
+        target: a Python float; hinge and linear take only 1.0 (real) and 0.0 (fake).
+        kind: "bce", "hinge", "lsgan" or "linear".
+        reduction: "mean", "sum" or "none".
+
+    Returns:
+        The loss: a scalar, or input's shape for "none".
+
+    Raises:
+        TypeError: input not floating point, a target that is not a float. ValueError: an
+            unknown kind or reduction, a hinge or linear target other than 0.0 and 1.0."""
+    _checks.check_loss_arguments(target, reduction, tensor_target=False)
+    input = _float_under_autocast(input)
+    return run("logit_loss", reference.logit_loss, input, float(target), kind, _checks.REDUCTIONS[reduction])
+
+
+def _float_under_autocast(input):
+    """The logits in float32 under autocast, as torch's own losses compute them."""
+    if isinstance(input, Tensor) and torch.is_autocast_enabled(input.device.type):
+        return input.float()
+    return input
 
 
 def _loss_outputs(input, reduction):

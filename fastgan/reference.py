@@ -1,14 +1,99 @@
-"""The fastgan ops made of stock torch ops: the fallback when fastgan._C is not built, and
-the oracle the tests compare the kernels with. (The fused ops' double backward has its own
-stock-op formula in C++, csrc/autograd_layers.cpp.)"""
+"""The fastgan ops made of stock torch ops: the fallback when fastgan._C is not built or does
+not serve a tensor's device, and the oracle the tests compare the kernels with. (The fused ops'
+double backward has its own stock-op formula in C++, csrc/autograd_layers.cpp.)
+
+The fallback functions at the top take each op's schema arguments, in the schema's order
+(csrc/op_list.inc), run the op's checks (the C++ checks' words, _checks.py) and return the
+op's result: fastgan._dispatch.run calls them where it would call the op. Below them, the
+stock-op computations they and the tests share."""
 import torch
 import torch.nn.functional as F
 from torch._prims_common import suggest_memory_format
 
-from .activations import activate, grad_from_output
+from . import _checks
+from .activations import activate, check_activation, grad_from_output
+from .logit_losses import LOGIT_LOSSES
+
+REDUCTION_NAMES = ("none", "mean", "sum")  # the schemas' int reduction indexes this
 
 
-def batch_norm_act(input, weight, bias, mean, var, use_batch_stats, eps, activation, negative_slope):
+# --- The ops' fallbacks: schema arguments, checks, the result -----------------------------------
+
+def batch_norm_act(input, weight, bias, running_mean, running_var, num_batches_tracked, training, momentum, eps,
+                   activation, negative_slope):
+    layer = _checks.layer_name("BatchNorm2d", activation=activation)
+    check_activation(activation)
+    _checks.check_4d(input, "input", layer)
+    _check_batch_norm(input, weight, bias, running_mean, running_var, num_batches_tracked, training, layer)
+    return batch_norm_act_training(input, running_mean, running_var, weight, bias, training, momentum, eps,
+                                   activation, negative_slope, num_batches_tracked)
+
+
+def conv_bn_act(input, weight, conv_bias, stride, padding, dilation, transposed, output_padding, groups, bn_weight,
+                bn_bias, running_mean, running_var, num_batches_tracked, training, momentum, eps, activation,
+                negative_slope):
+    check_activation(activation)
+    layer = _checks.layer_name(_checks.conv_module(transposed), "BatchNorm2d", activation=activation)
+    _checks.check_conv(input, weight, transposed=transposed, padding=padding, dilation=dilation, groups=groups,
+                       layer=layer)
+    y = conv(input, weight, conv_bias, stride, padding, dilation, transposed, output_padding, groups)
+    _check_batch_norm(y, bn_weight, bn_bias, running_mean, running_var, num_batches_tracked, training, layer)
+    return batch_norm_act_training(y, running_mean, running_var, bn_weight, bn_bias, training, momentum, eps,
+                                   activation, negative_slope, num_batches_tracked)
+
+
+def conv_act(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups, activation,
+             negative_slope):
+    check_activation(activation)
+    layer = _checks.layer_name(_checks.conv_module(transposed), activation=activation)
+    _checks.check_negative_slope(activation, negative_slope, layer)
+    _checks.check_conv(input, weight, transposed=transposed, padding=padding, dilation=dilation, groups=groups,
+                       layer=layer)
+    y = conv(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups)
+    return activate(y, activation, negative_slope)
+
+
+def linear_act(input, weight, bias, activation, negative_slope):
+    check_activation(activation)
+    layer = _checks.layer_name("Linear", activation=activation)
+    _checks.check_negative_slope(activation, negative_slope, layer)
+    _checks.check_linear(input, weight, bias, layer)
+    return activate(linear(input, weight, bias), activation, negative_slope)
+
+
+def activation(input, activation, negative_slope):
+    check_activation(activation)
+    _checks.check_float_tensor(input, "input")
+    _checks.check_negative_slope(activation, negative_slope, "activation")
+    return activate(input, activation, negative_slope)
+
+
+def bce_with_logits(input, target, target_value, reduction):
+    """target: a tensor of input's shape, or None for target_value everywhere."""
+    _checks.check_bce(input, target, reduction)
+    if target is None:
+        target = torch.full_like(input, float(target_value))
+    return F.binary_cross_entropy_with_logits(input, target.to(input.dtype), reduction=REDUCTION_NAMES[reduction])
+
+
+def logit_loss(input, target, kind, reduction):
+    _checks.check_logit_loss(input, target, kind, reduction)
+    if kind == "bce":  # torch's own reduction, as stock code computes it
+        return bce_with_logits(input, None, target, reduction)
+    loss = LOGIT_LOSSES[kind](input, float(target))
+    return loss if reduction == 0 else loss.mean() if reduction == 1 else loss.sum()
+
+
+def _check_batch_norm(y, weight, bias, running_mean, running_var, num_batches_tracked, training, layer):
+    _checks.check_batch_norm(y, weight, bias, running_mean, running_var, layer)
+    _checks.check_num_batches_tracked(num_batches_tracked, y, layer)
+    if training or running_mean is None:
+        _checks.check_training_batch(y)
+
+
+# --- The stock-op computations ------------------------------------------------------------------
+
+def normalize_act(input, weight, bias, mean, var, use_batch_stats, eps, activation, negative_slope):
     """Normalise with batch statistics (use_batch_stats) or with the given mean/var, then activate.
     Running statistics are not touched here."""
     if use_batch_stats:
@@ -54,10 +139,6 @@ def linear(input, weight, bias):
     return F.linear(input, weight, bias)
 
 
-def activation(input, name, negative_slope):
-    return activate(input, name, negative_slope)
-
-
 def activation_backward(grad_out, output, name, negative_slope):
     return grad_out * grad_from_output(output, name, negative_slope)
 
@@ -69,30 +150,6 @@ def bias_act(input, bias, name, negative_slope):
 def bias_act_backward(grad_out, output, name, negative_slope):
     g = activation_backward(grad_out, output, name, negative_slope)
     return g, g.reshape(-1, g.size(-1)).sum(0)
-
-
-# kind -> the loss of each logit x against the target value t, with stock ops: the one table of
-# logit losses on the Python side (csrc/logit_losses.h holds the kernels' formulas). hinge and
-# linear use the side s = 2t - 1 (+1 real, -1 fake).
-LOGIT_LOSSES = {
-    "bce": lambda x, t: F.binary_cross_entropy_with_logits(x, torch.full_like(x, t), reduction="none"),
-    "hinge": lambda x, t: torch.relu(1.0 - (2.0 * t - 1.0) * x),
-    "linear": lambda x, t: -(2.0 * t - 1.0) * x,
-    "lsgan": lambda x, t: 0.5 * (x - t).square(),
-}
-
-
-def logit_loss(input, target, kind, reduction):
-    if kind == "bce":  # torch's own reduction, as stock code computes it
-        return bce_with_logits(input, target, reduction)
-    loss = LOGIT_LOSSES[kind](input, target)
-    return loss if reduction == "none" else loss.mean() if reduction == "mean" else loss.sum()
-
-
-def bce_with_logits(input, target, reduction):
-    if not isinstance(target, torch.Tensor):
-        target = torch.full_like(input, float(target))
-    return F.binary_cross_entropy_with_logits(input, target.to(input.dtype), reduction=reduction)
 
 
 # --- The split BatchNorm ops synchronised BatchNorm runs between its all_reduces. --------------

@@ -101,7 +101,7 @@ class _SyncBatchNormAct(torch.autograd.Function):
             out = torch.ops.fastgan.batch_norm_act(input, weight, bias, mean, var, None, False, None, eps,
                                                    activation, negative_slope)[0]
         else:
-            out = reference.batch_norm_act(input, weight, bias, mean, var, False, eps, activation, negative_slope)
+            out = reference.normalize_act(input, weight, bias, mean, var, False, eps, activation, negative_slope)
         ctx.save_for_backward(input, weight, bias, mean, var, total)
         ctx.config = (eps, activation, negative_slope, group, fused)
         return out

@@ -131,8 +131,8 @@ def _batch_stats(x):
 def ref_batch_norm_act(input, weight, bias, running_mean, running_var, num_batches_tracked, training, momentum, eps,
                        activation, negative_slope):
     use_batch = training or running_mean is None
-    out = reference.batch_norm_act_training(input, running_mean, running_var, weight, bias, training, momentum, eps,
-                                            activation, negative_slope, num_batches_tracked)
+    out = reference.batch_norm_act(input, weight, bias, running_mean, running_var, num_batches_tracked, training,
+                                   momentum, eps, activation, negative_slope)
     if use_batch:
         mean, var = _batch_stats(input)
     else:
@@ -297,9 +297,6 @@ def samples_bias_act_backward(ops, dtype, layout, device, shape=SHAPE):
 
 # --- losses -------------------------------------------------------------------------------------
 
-REDUCTIONS = ("none", "mean", "sum")  # the schema's int reduction indexes this
-
-
 def _loss_and_grad(loss_fn, input):
     """(loss, d sum(loss) / d input) of a stock loss, as the loss ops return them."""
     (grad,) = _vjp(lambda x: loss_fn(x), (input,), (0,), (torch.ones_like(loss_fn(input)),))
@@ -307,8 +304,7 @@ def _loss_and_grad(loss_fn, input):
 
 
 def ref_bce_with_logits(input, target, target_value, reduction):
-    return _loss_and_grad(lambda x: reference.bce_with_logits(x, target if target is not None else target_value,
-                                                              REDUCTIONS[reduction]), input)
+    return _loss_and_grad(lambda x: reference.bce_with_logits(x, target, target_value, reduction), input)
 
 
 def samples_bce_with_logits(ops, dtype, layout, device, shape=SHAPE):
@@ -325,7 +321,7 @@ def samples_bce_with_logits(ops, dtype, layout, device, shape=SHAPE):
 
 
 def ref_logit_loss(input, target, kind, reduction):
-    return _loss_and_grad(lambda x: reference.logit_loss(x, target, kind, REDUCTIONS[reduction]), input)
+    return _loss_and_grad(lambda x: reference.logit_loss(x, target, kind, reduction), input)
 
 
 def samples_logit_loss(ops, dtype, layout, device, shape=SHAPE):
@@ -372,8 +368,7 @@ def _sg_dim(x, dim):
     return dim + x.dim() if dim < 0 else dim
 
 
-def ref_stylegan_bias_act(x, b, dim, act, alpha, gain, clamp):
-    return sg_bias_act.reference(x, b, _sg_dim(x, dim), act, alpha, gain, clamp)
+ref_stylegan_bias_act = sg_bias_act.fallback
 
 
 def _sg_bias_act_cases():
@@ -436,7 +431,7 @@ def samples_filtered_lrelu_act_backward(ops, dtype, layout, device, shape=SHAPE)
 
 
 def ref_filtered_lrelu(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter):
-    return sg_filtered_lrelu.reference(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter), None
+    return sg_filtered_lrelu.fallback(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter), None
 
 
 def samples_filtered_lrelu(ops, dtype, layout, device, shape=SHAPE):
@@ -557,10 +552,7 @@ def samples_conv_act(ops, dtype, layout, device, shape=SHAPE):
     return out
 
 
-def ref_conv_act(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups, activation,
-                 negative_slope):
-    y = reference.conv(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups)
-    return reference.activation(y, activation, negative_slope)
+ref_conv_act = reference.conv_act
 
 
 def samples_conv_act_backward(ops, dtype, layout, device, shape=SHAPE):
@@ -602,8 +594,7 @@ def samples_linear_act(ops, dtype, layout, device, shape=SHAPE):
     return out
 
 
-def ref_linear_act(input, weight, bias, activation, negative_slope):
-    return reference.activation(reference.linear(input, weight, bias), activation, negative_slope)
+ref_linear_act = reference.linear_act
 
 
 def samples_linear_act_backward(ops, dtype, layout, device, shape=SHAPE):
@@ -720,6 +711,8 @@ BAD = {
     ],
     "batch_norm_stats": [
         Bad("integer input", lambda: (_int(*X),), TypeError, INTEGER_INPUT),
+        Bad("2-D input", lambda: (_f(3, 3),), ValueError,
+            "fastgan: BatchNorm2d expects a 4-D input (N, C, H, W), got a 2-D tensor of shape (3, 3)"),
     ],
     "batch_norm_act_backward_reduce": [
         Bad("mean of 5 for 4 channels", lambda: (_f(*X), _f(*X), None, None, _mean(5), _var(), 1e-5, "relu", 0.0),

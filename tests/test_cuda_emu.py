@@ -38,9 +38,9 @@ def reference_backward(grad_out, x, weight, bias, save_mean, save_var, training,
     w64 = weight.double().requires_grad_()
     b64 = bias.double().requires_grad_()
     if training:
-        y = reference.batch_norm_act(x64, w64, b64, None, None, True, EPS, act, slope)
+        y = reference.normalize_act(x64, w64, b64, None, None, True, EPS, act, slope)
     else:
-        y = reference.batch_norm_act(x64, w64, b64, save_mean.double(), save_var.double(), False, EPS, act, slope)
+        y = reference.normalize_act(x64, w64, b64, save_mean.double(), save_var.double(), False, EPS, act, slope)
     return torch.autograd.grad(y, [x64, w64, b64], grad_out.double())
 
 

@@ -65,7 +65,7 @@ def test_logit_loss(emu, ops, kind, target, reduction, dtype, n):
     x = (torch.randn(n, generator=g, dtype=torch.float64) * 3).to(dtype)
     loss, grad = repeat_identical(emu, lambda: ops.logit_loss(x, target, kind, reduction), runs=2)
     x64 = x.double().requires_grad_()
-    expected = reference.logit_loss(x64, target, kind, ["none", "mean", "sum"][reduction])
+    expected = reference.logit_loss(x64, target, kind, reduction)
     (expected_grad,) = torch.autograd.grad(expected.sum(), x64)
     scale = 1.0 if reduction == 0 else 4.0
     assert_close(loss, expected.detach().to(dtype), dtype, scale=scale, msg="loss")

@@ -1,6 +1,7 @@
 """The documentation's shape: a short README that links every docs/ page, relative links that lead to
 files that exist, and README install and test commands that are the ones CI runs (.ci/run).
 Reads files only: no build, no network."""
+import glob
 import re
 from pathlib import Path
 
@@ -96,3 +97,12 @@ def test_command_matching():
     assert not _ci_runs('pip install -e ".[test]"', ci)
     assert not _ci_runs("pip install torch", ci)
     assert not _ci_runs("fastgan sample", ci)
+
+
+def test_every_path_contributing_names_exists():
+    """CONTRIBUTING's map and recipe name files (csrc/args/<op>.h: any op's); each must exist."""
+    text = (ROOT / "CONTRIBUTING.md").read_text()
+    path = r"\b((?:csrc|tests|fastgan|benchmarks|docs)/[\w<>/*.-]*[\w>]\.(?:py|h|cpp|cuh|cu|inc|md|sh))\b"
+    paths = set(re.findall(path, text))
+    missing = sorted(p for p in paths if not glob.glob(str(ROOT / p.replace("<op>", "*"))))
+    assert len(paths) > 20 and not missing, f"CONTRIBUTING.md names files that do not exist: {missing}"

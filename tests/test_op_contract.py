@@ -30,12 +30,12 @@ def test_every_op_has_a_kernel_for_each_built_device():
 
 
 def test_the_compiled_tables_are_the_python_fallbacks():
-    from fastgan import _checks, activations, reference
+    from fastgan import _checks, activations, logit_losses
 
     _C = _backend._C
     # Same names, same order (the error messages list them sorted), same stock modules.
     assert _C.activations() == {name: activations.module_name(name) for name in sorted(activations.ACTIVATIONS)}
-    assert _C.logit_losses() == sorted(reference.LOGIT_LOSSES) == list(_checks.LOGIT_LOSSES)
+    assert _C.logit_losses() == sorted(logit_losses.LOGIT_LOSSES) == list(_checks.LOGIT_LOSSES)
     assert _C.reductions() == _checks.REDUCTIONS
 
 

@@ -55,10 +55,10 @@ def test_split_ops_compose_to_the_fused_backward(backend, dtype, fmt, activation
 def test_split_ops_reject_wrong_channel_counts():
     x = torch.randn(2, 3, 4, 4)
     m = torch.zeros(3)
-    with pytest.raises(RuntimeError, match="mean_dy must be a 1-D tensor of 3 elements"):
+    with pytest.raises(ValueError, match="mean_dy must be a 1-D tensor of 3 elements"):
         torch.ops.fastgan.batch_norm_act_backward_elemt(x, x, None, None, m, m + 1, torch.zeros(4), m, 1e-5, "relu",
                                                         0.0)
-    with pytest.raises(RuntimeError, match="4-D input"):
+    with pytest.raises(ValueError, match="4-D input"):
         torch.ops.fastgan.batch_norm_stats(torch.randn(3, 3))
 
 

@@ -8,10 +8,12 @@
 
 namespace fastgan {
 
+// The input of the BatchNorm kernel ops called without a layer (the statistics, the backward
+// ops), worded as a layer's check_4d.
 inline void check_bn_input(const at::Tensor& input) {
   check_float_tensor(input, "input");
-  TORCH_CHECK(input.dim() == 4, "fastgan: batch_norm_act expects a 4-D input (N, C, H, W), got ", input.dim(),
-              "-D input of shape ", py_shape(input.sizes()));
+  TORCH_CHECK_VALUE(input.dim() == 4, "fastgan: BatchNorm2d expects a 4-D input (N, C, H, W), got a ", input.dim(),
+                    "-D tensor of shape ", py_shape(input.sizes()));
 }
 
 // Returns whether batch statistics are used (training, or no running statistics). The

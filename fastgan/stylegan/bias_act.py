@@ -8,19 +8,12 @@ from typing import Callable, NamedTuple, Optional
 import torch
 import torch.nn.functional as F
 
-from .. import _backend as _backend_module
 from .. import _checks
-from .._backend import COMPILED, fused_for
+from .._dispatch import run
 from .._fake import empty_like_layout, fake
 from .upfirdn2d import _check_impl
 
 Tensor = torch.Tensor
-
-_compiling = torch.compiler.is_compiling
-
-if COMPILED:
-    _BIAS_ACT = torch.ops.fastgan.stylegan_bias_act.default
-    _eager = _backend_module._C
 
 
 class ActivationSpec(NamedTuple):
@@ -111,12 +104,13 @@ def bias_act(x: Tensor, b: Optional[Tensor] = None, dim: int = 1, act: str = "li
     alpha = float(alpha if alpha is not None else (spec.def_alpha if spec else 0.0))
     gain = float(gain if gain is not None else (spec.def_gain if spec else 1.0))
     clamp = float(clamp if clamp is not None else -1)
-    if impl != "ref" and fused_for(x):
-        if _compiling():
-            return _BIAS_ACT(x, b, dim, act, alpha, gain, clamp)
-        return _eager.stylegan_bias_act(x, b, dim, act, alpha, gain, clamp)
-    d = check_bias_act(x, b, dim, act)
-    return reference(x, b, d, act, alpha, gain, clamp)
+    args = (x, b, dim, act, alpha, gain, clamp)
+    return fallback(*args) if impl == "ref" else run("stylegan_bias_act", fallback, *args)
+
+
+def fallback(x, b, dim, act, alpha, gain, clamp):
+    """The op's stock-op fallback: its schema's arguments, its checks, its result."""
+    return reference(x, b, check_bias_act(x, b, dim, act), act, alpha, gain, clamp)
 
 
 @fake("stylegan_bias_act")

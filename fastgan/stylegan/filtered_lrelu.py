@@ -11,20 +11,13 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from .. import _backend as _backend_module
 from .. import _checks, reference as _reference
-from .._backend import COMPILED, fused_for
+from .._dispatch import run
 from .._fake import empty_in_layout, fake
 from .bias_act import check_bias
 from .upfirdn2d import Padding, _check_impl, _padding
 
 Tensor = torch.Tensor
-
-_compiling = torch.compiler.is_compiling
-
-if COMPILED:
-    _FILTERED_LRELU = torch.ops.fastgan.filtered_lrelu.default
-    _eager = _backend_module._C
 
 
 def _identity(x):
@@ -117,14 +110,14 @@ def filtered_lrelu(x: Tensor, fu: Optional[Tensor] = None, fd: Optional[Tensor] 
     fd = _identity(x) if fd is None else fd
     padding = _padding(padding)
     clamp = -1.0 if clamp is None else float(clamp)
-    if impl != "ref" and fused_for(x):
-        if _compiling():
-            return _FILTERED_LRELU(x, fu, fd, b, int(up), int(down), padding, float(gain), float(slope), clamp,
-                                   bool(flip_filter))[0]
-        return _eager.filtered_lrelu(x, fu, fd, b, int(up), int(down), padding, float(gain), float(slope), clamp,
-                                     bool(flip_filter))
-    check_filtered_lrelu(x, fu, fd, b, int(up), int(down), padding)
-    return reference(x, fu, fd, b, int(up), int(down), padding, float(gain), float(slope), clamp, bool(flip_filter))
+    args = (x, fu, fd, b, int(up), int(down), padding, float(gain), float(slope), clamp, bool(flip_filter))
+    return fallback(*args) if impl == "ref" else run("filtered_lrelu", fallback, *args)
+
+
+def fallback(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter):
+    """The op's stock-op fallback: its schema's arguments, its checks, its result."""
+    check_filtered_lrelu(x, fu, fd, b, up, down, padding)
+    return reference(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter)
 
 
 def _sign_shape(n, c, h, w):

@@ -7,20 +7,13 @@ from typing import Optional, Sequence, Union
 
 import torch
 
-from .. import _backend as _backend_module
 from .. import _checks, reference
-from .._backend import COMPILED, fused_for
+from .._dispatch import run
 from .._fake import empty_in_layout, fake
 
 Tensor = torch.Tensor
 Scaling = Union[int, Sequence[int]]
 Padding = Union[int, Sequence[int]]
-
-_compiling = torch.compiler.is_compiling
-
-if COMPILED:
-    _UPFIRDN2D = torch.ops.fastgan.upfirdn2d.default
-    _eager = _backend_module._C
 
 IMPLS = (None, "fastgan", "cuda", "ref")
 
@@ -57,12 +50,14 @@ def _filter_size(f: Optional[Tensor]):
 def _run(x: Tensor, f: Tensor, up, down, padding, flip_filter: bool, gain: float, impl) -> Tensor:
     """The op: compiled when fastgan._C serves x's device (and impl allows), else the reference."""
     _check_impl(impl)
-    if impl != "ref" and fused_for(x):
-        if _compiling():
-            return _UPFIRDN2D(x, f, up, down, padding, flip_filter, float(gain))
-        return _eager.upfirdn2d(x, f, up, down, padding, flip_filter, float(gain))
-    _checks.check_upfirdn2d(x, f, up, down, padding)
-    return reference.upfirdn2d(x, f, up, down, padding, flip_filter, float(gain))
+    args = (x, f, up, down, padding, flip_filter, float(gain))
+    return fallback(*args) if impl == "ref" else run("upfirdn2d", fallback, *args)
+
+
+def fallback(input, filter, up, down, padding, flip_filter, gain):
+    """The op's stock-op fallback: its schema's arguments, its checks, its result."""
+    _checks.check_upfirdn2d(input, filter, up, down, padding)
+    return reference.upfirdn2d(input, filter, up, down, padding, flip_filter, gain)
 
 
 @fake("upfirdn2d")

@@ -19,9 +19,19 @@ pytestmark = pytest.mark.skipif(not _backend.COMPILED, reason="needs fastgan._C"
 TOLERANCE = {torch.float64: 1e-10, torch.float32: 2e-5, torch.float16: 4e-3, torch.bfloat16: 3e-2}
 
 
+CUDA = torch.cuda.is_available()
+NO_CUDA = pytest.mark.skipif(not CUDA, reason="no CUDA device")
+
+
 def _cases(dtypes=DTYPES, ops=OPS):
     return [pytest.param(name, dtype, layout, id=f"{name}-{str(dtype)[6:]}-{layout}")
             for name in sorted(ops) for dtype in dtypes for layout in ops[name].layouts]
+
+
+def _device_cases(dtypes=DTYPES, ops=OPS):
+    """_cases on the CPU and (where there is one) on the CUDA device."""
+    return [pytest.param(*case.values, device, id=f"{device}-{case.id}", marks=() if device == "cpu" else NO_CUDA)
+            for device in ("cpu", "cuda") for case in _cases(dtypes, ops)]
 
 
 def copy_arg(a):
@@ -71,13 +81,14 @@ def test_every_dispatcher_op_has_a_registry_entry():
     assert {name for name, info in OPS.items() if not info.emulated} == layer_ops
 
 
-@pytest.mark.parametrize("op,dtype,layout", _cases())
-def test_direct_call_matches_the_reference(op, dtype, layout):
+@pytest.mark.parametrize("op,dtype,layout,device", _device_cases())
+def test_direct_call_matches_the_reference(op, dtype, layout, device):
     """Outputs, the arguments the op mutates (running statistics, counters), output dtypes,
-    and (for ops with an autograd kernel) the gradients of every differentiable argument."""
+    and (for ops with an autograd kernel) the gradients of every differentiable argument; the
+    float64 reference runs on the same device."""
     info = OPS[op]
-    for sample in info.samples(torch.ops.fastgan, dtype, layout, "cpu"):
-        what = f"{op}({sample.note}) in {dtype}, {layout}"
+    for sample in info.samples(torch.ops.fastgan, dtype, layout, device):
+        what = f"{op}({sample.note}) in {dtype}, {layout}, on {device}"
         args = [copy_arg(a) for a in sample.args]
         ref_args = [in_float64(a) for a in (sample.ref_args or sample.args)]
         same_dtype_args = [copy_arg(a) for a in (sample.ref_args or sample.args)]
@@ -104,7 +115,7 @@ def check_gradients(op, info, sample, dtype, what):
         probe = [a.detach().requires_grad_() if i in sample.grads else a for i, a in enumerate(args)]
         out = as_tuple(call(op, probe))[0]
     assert out.requires_grad, f"{what}: the output does not require grad"
-    cotangent = torch.randn(out.shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    cotangent = torch.randn(out.shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64).to(out.device)
     from op_registry import _vjp
 
     got = _vjp(lambda *a: as_tuple(call(op, a))[0], args, sample.grads, (cotangent.to(dtype),))
@@ -150,6 +161,8 @@ def _device_sample(library, info):
 
 
 def check_devices(library, op, info):
+    """Each tensor argument in turn on the meta device, the others on the CPU, through the
+    op's CPU kernel."""
     sample = _device_sample(library, info)
     redispatch_to_cpu(library, op, [copy_arg(a) for a in sample.args])  # valid as given
     for i, arg in enumerate(sample.args):
@@ -175,6 +188,24 @@ def test_every_tensor_argument_is_checked_for_its_device(op):
     not read; every tensor argument is refused with its device named. Shown with a meta
     tensor beside CPU ones, calling the CPU kernel directly."""
     check_devices(torch.ops.fastgan, op, OPS[op])
+
+
+@NO_CUDA
+@pytest.mark.parametrize("op", DEVICE_CHECKED)
+def test_every_tensor_argument_is_checked_for_its_device_on_cuda(op):
+    """On a GPU, as a user would get it wrong: each tensor argument in turn on the CPU, the
+    others on the CUDA device, an ordinary call (the dispatcher picks the CUDA kernel)."""
+    info = OPS[op]
+    samples = info.samples(torch.ops.fastgan, torch.float32, "contiguous", "cuda")
+    sample = max(samples, key=lambda s: sum(isinstance(a, torch.Tensor) for a in s.args))
+    for i, arg in enumerate(sample.args):
+        if not isinstance(arg, torch.Tensor):
+            continue
+        moved = [copy_arg(a) for a in sample.args]
+        moved[i] = arg.cpu()
+        with pytest.raises((RuntimeError, ValueError), match="cpu") as raised:
+            call(op, moved)
+        assert "fastgan" in str(raised.value), str(raised.value)
 
 
 @pytest.mark.cuda_emu

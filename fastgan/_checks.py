@@ -48,7 +48,7 @@ def _check_input_matches_weight(x, weight, layer):
     """One device and one dtype for a layer's input and weight. Under autocast the layer casts
     both (the fused layer's autocast kernel does the same), so the dtypes may differ then."""
     if x.device != weight.device:
-        raise ValueError(f"fastgan: {layer}: input is on {x.device} but weight is on {weight.device}")
+        raise RuntimeError(f"fastgan: {layer}: input is on {x.device} but weight is on {weight.device}")
     if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
         raise TypeError(f"fastgan: {layer}: input dtype {x.dtype} does not match weight dtype {weight.dtype}; "
                         f"convert one of them (e.g. model.to({x.dtype}) or input.to({weight.dtype}))")
@@ -85,7 +85,7 @@ def check_batch_norm(x, weight, bias, running_mean, running_var, layer, norm="Ba
             raise ValueError(f"fastgan: {layer}: {norm} {name} has shape {_shape(t)} but the input has {c} "
                              f"channels (input shape {_shape(x)})")
         if t.device != x.device:
-            raise ValueError(f"fastgan: {layer}: {norm} {name} is on {t.device} but input is on {x.device}")
+            raise RuntimeError(f"fastgan: {layer}: {norm} {name} is on {t.device} but input is on {x.device}")
         if t.dtype not in FLOAT_DTYPES:
             raise TypeError(f"fastgan: {layer}: {norm} {name} must be a floating-point tensor, got {t.dtype}")
     if (running_mean is None) != (running_var is None):
@@ -121,7 +121,7 @@ def check_linear(x, weight, bias, layer):
         raise ValueError(f"fastgan: {layer}: bias has shape {_shape(bias)} but the weight has {weight.size(0)} "
                          f"output features")
     if bias.device != weight.device:
-        raise ValueError(f"fastgan: {layer}: bias is on {bias.device} but weight is on {weight.device}")
+        raise RuntimeError(f"fastgan: {layer}: bias is on {bias.device} but weight is on {weight.device}")
     if bias.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
         raise TypeError(f"fastgan: {layer}: bias dtype {bias.dtype} does not match weight dtype {weight.dtype}")
 
@@ -177,7 +177,7 @@ def check_bce(input, target, reduction):
         if not target.is_floating_point():
             raise TypeError(f"fastgan: target must be a floating-point tensor, got {target.dtype}")
         if target.device != input.device:
-            raise ValueError(f"fastgan: target is on {target.device} but input is on {input.device}")
+            raise RuntimeError(f"fastgan: target is on {target.device} but input is on {input.device}")
 
 
 def check_upfirdn2d(input, filter, up, down, padding):

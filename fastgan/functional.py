@@ -46,10 +46,10 @@ def batch_norm_act(input: Tensor, running_mean: Optional[Tensor], running_var: O
         A tensor of input's shape, dtype and memory format.
 
     Raises:
-        ValueError: input that is not 4-D; per-channel tensors that are not (C,) or not on the
-            input's device; one of the running statistics without the other; a training batch
-            of one value per channel; an unknown activation. TypeError: tensors that are not
-            floating point."""
+        ValueError: input that is not 4-D; per-channel tensors that are not (C,); one of the
+            running statistics without the other; a training batch of one value per channel; an
+            unknown activation. TypeError: tensors that are not floating point. RuntimeError:
+            per-channel tensors on another device than input."""
     return run("batch_norm_act", reference.batch_norm_act, input, weight, bias, running_mean, running_var,
                num_batches_tracked, training, momentum, eps, activation, negative_slope)
 

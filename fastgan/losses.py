@@ -49,7 +49,8 @@ def bce_with_logits(input: Tensor, target: Union[Tensor, float], reduction: str 
 
     Raises:
         TypeError: input or a target tensor not floating point; a target neither a tensor nor a
-            float. ValueError: a target of another shape or device; an unknown reduction."""
+            float. ValueError: a target of another shape; an unknown reduction. RuntimeError: a
+            target on another device."""
     _checks.check_loss_arguments(target, reduction)
     input = _float_under_autocast(input)
     tensor = isinstance(target, Tensor)

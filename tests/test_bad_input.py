@@ -127,3 +127,29 @@ def test_fused_and_reference_reject_bad_input_with_the_same_words(case):
             BAD_INPUTS[case]()
         raised[name] = (info.type, str(info.value))
     assert raised["fused"] == raised["reference"]
+
+
+# A tensor on another device than the input: RuntimeError, as torch's own ops raise, on the
+# reference path (its Python checks; meta tensors stand in for a second device) with the words
+# of the C++ checks, which the op registry's device tests reach on the compiled path.
+META_INPUTS = {
+    "conv weight": (lambda: FF.conv_act(torch.randn(2, 3, 8, 8), torch.randn(4, 3, 3, 3, device="meta"), None,
+                                        (1, 1), (1, 1), (1, 1), False, (0, 0), 1, "relu", 0.0),
+                    "fastgan: Conv2d+ReLU: input is on cpu but weight is on meta"),
+    "BatchNorm weight": (lambda: FF.batch_norm_act(torch.randn(2, 4, 3, 3), None, None, torch.ones(4, device="meta"),
+                                                   None, True),
+                         "fastgan: BatchNorm2d+ReLU: BatchNorm weight is on meta but input is on cpu"),
+    "linear bias": (lambda: FF.linear_act(torch.randn(2, 6), torch.randn(7, 6), torch.zeros(7, device="meta"),
+                                          "relu"),
+                    "fastgan: Linear+ReLU: bias is on meta but weight is on cpu"),
+    "bce target": (lambda: FF.bce_with_logits(torch.randn(4), torch.rand(4, device="meta")),
+                   "fastgan: target is on meta but input is on cpu"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(META_INPUTS))
+def test_a_tensor_on_another_device_raises_runtime_error(case):
+    call, message = META_INPUTS[case]
+    with fastgan.use_backend("reference"), pytest.raises(RuntimeError) as raised:
+        call()
+    assert str(raised.value) == message

@@ -15,8 +15,8 @@ inline void check_4d(const at::Tensor& t, const char* name, const Layer& layer) 
 
 // One device and one dtype for a layer's input and weight (the autocast kernels cast both first).
 inline void check_input_matches_weight(const at::Tensor& x, const at::Tensor& weight, const Layer& layer) {
-  TORCH_CHECK_VALUE(x.device() == weight.device(), "fastgan: ", layer, ": input is on ", x.device(),
-                    " but weight is on ", weight.device());
+  TORCH_CHECK(x.device() == weight.device(), "fastgan: ", layer, ": input is on ", x.device(), " but weight is on ",
+              weight.device());
   TORCH_CHECK_TYPE(x.scalar_type() == weight.scalar_type(), "fastgan: ", layer, ": input dtype ",
                    py_dtype(x.scalar_type()), " does not match weight dtype ", py_dtype(weight.scalar_type()),
                    "; convert one of them (e.g. model.to(", py_dtype(x.scalar_type()), ") or input.to(",
@@ -63,8 +63,8 @@ inline void check_linear(const at::Tensor& x, const at::Tensor& weight, const c1
   if (!bias.has_value() || !bias->defined()) return;
   TORCH_CHECK_VALUE(bias->dim() == 1 && bias->size(0) == weight.size(0), "fastgan: ", layer, ": bias has shape ",
                     py_shape(bias->sizes()), " but the weight has ", weight.size(0), " output features");
-  TORCH_CHECK_VALUE(bias->device() == weight.device(), "fastgan: ", layer, ": bias is on ", bias->device(),
-                    " but weight is on ", weight.device());
+  TORCH_CHECK(bias->device() == weight.device(), "fastgan: ", layer, ": bias is on ", bias->device(),
+              " but weight is on ", weight.device());
   TORCH_CHECK_TYPE(bias->scalar_type() == weight.scalar_type(), "fastgan: ", layer, ": bias dtype ",
                    py_dtype(bias->scalar_type()), " does not match weight dtype ", py_dtype(weight.scalar_type()));
 }
@@ -81,8 +81,8 @@ inline void check_batch_norm(const at::Tensor& x, const c10::optional<at::Tensor
     TORCH_CHECK_VALUE(v.dim() == 1 && v.numel() == x.size(1), "fastgan: ", layer, ": BatchNorm ", name, " has shape ",
                       py_shape(v.sizes()), " but the input has ", x.size(1), " channels (input shape ",
                       py_shape(x.sizes()), ")");
-    TORCH_CHECK_VALUE(v.device() == x.device(), "fastgan: ", layer, ": BatchNorm ", name, " is on ", v.device(),
-                      " but input is on ", x.device());
+    TORCH_CHECK(v.device() == x.device(), "fastgan: ", layer, ": BatchNorm ", name, " is on ", v.device(),
+                " but input is on ", x.device());
     TORCH_CHECK_TYPE(is_float_dtype(v), "fastgan: ", layer, ": BatchNorm ", name,
                      " must be a floating-point tensor, got ", py_dtype(v.scalar_type()));
   }

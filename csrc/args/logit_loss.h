@@ -18,8 +18,8 @@ inline bool check_loss_args(const at::Tensor& input, const c10::optional<at::Ten
                       ") must be the same as input size (", torch_size(input.sizes()), ")");
     TORCH_CHECK_TYPE(target->is_floating_point(), "fastgan: target must be a floating-point tensor, got ",
                      py_dtype(target->scalar_type()));
-    TORCH_CHECK_VALUE(target->device() == input.device(), "fastgan: target is on ", target->device(),
-                      " but input is on ", input.device());
+    TORCH_CHECK(target->device() == input.device(), "fastgan: target is on ", target->device(), " but input is on ",
+                input.device());
   }
   return has_target;
 }

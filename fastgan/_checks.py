@@ -127,7 +127,7 @@ def check_linear(x, weight, bias, layer):
 
 
 def check_negative_slope(activation, negative_slope, layer):
-    if activation == "leaky_relu" and negative_slope < 0:
+    if activation == "leaky_relu" and not negative_slope >= 0:  # NaN too, as the C++ check
         raise ValueError(f"fastgan: {layer}: negative_slope must be >= 0 (the backward reads the sign from the "
                          f"output), got {float(negative_slope)!r}")
 

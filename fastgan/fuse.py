@@ -141,6 +141,10 @@ def _conv_args(conv):
 
 
 def conv_bn_act(conv, bn, activation, slope, x):
+    """x through conv -> bn -> the activation (name, slope) as one fused layer, reading the
+    modules' current parameters, buffers and mode; a SyncBatchNorm that must synchronise takes
+    the stock convolution and fastgan's synchronised BatchNorm. The segment runners here, one per
+    kind of plan() segment, are what FusedSequential and the traced forward call."""
     if type(bn) in SYNC_BATCH_NORMS and needs_sync(bn):
         transposed = isinstance(conv, nn.ConvTranspose2d)
         layer = _checks.layer_name(_checks.conv_module(transposed), "BatchNorm2d", activation=activation)
@@ -154,10 +158,12 @@ def conv_bn_act(conv, bn, activation, slope, x):
 
 
 def conv_act(conv, activation, slope, x):
+    """x through conv -> the activation (name, slope) as one fused layer."""
     return FF.conv_act(x, conv.weight, conv.bias, *_conv_args(conv), activation, slope)
 
 
 def linear_act(linear, activation, slope, x):
+    """x through linear -> the activation (name, slope) as one fused layer."""
     return FF.linear_act(x, linear.weight, linear.bias, activation, slope)
 
 

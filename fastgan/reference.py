@@ -21,12 +21,33 @@ REDUCTION_NAMES = ("none", "mean", "sum")  # the schemas' int reduction indexes 
 
 def batch_norm_act(input, weight, bias, running_mean, running_var, num_batches_tracked, training, momentum, eps,
                    activation, negative_slope):
+    """As nn.BatchNorm2d.forward then the activation: batch statistics in training (or without
+    running statistics), and then the running statistics and the counter updated in place."""
     layer = _checks.layer_name("BatchNorm2d", activation=activation)
     check_activation(activation)
     _checks.check_4d(input, "input", layer)
     _check_batch_norm(input, weight, bias, running_mean, running_var, num_batches_tracked, training, layer)
-    return batch_norm_act_training(input, running_mean, running_var, weight, bias, training, momentum, eps,
-                                   activation, negative_slope, num_batches_tracked)
+    use_batch_stats = training or running_mean is None
+    update = training and running_mean is not None
+    factor = 0.0 if momentum is None else momentum
+    if update and num_batches_tracked is not None:
+        num_batches_tracked.add_(1)
+        if momentum is None:
+            factor = 1.0 / float(num_batches_tracked)
+    if update:
+        # The update goes through copies of the running buffers: torch up to 2.11 saves them for
+        # backward, so DDP's buffer broadcast between D(real), D(fake) and one backward would
+        # invalidate the graph (the fused path never saves them either). Copies of C values
+        # each, rather than a second pass over the activation.
+        mean, var = running_mean.clone(), running_var.clone()
+        y = F.batch_norm(input, mean, var, weight, bias, True, factor, eps)
+        with torch.no_grad():
+            running_mean.copy_(mean)
+            running_var.copy_(var)
+    else:
+        y = F.batch_norm(input, running_mean if not use_batch_stats else None,
+                         running_var if not use_batch_stats else None, weight, bias, use_batch_stats, 0.0, eps)
+    return activate(y, activation, negative_slope)
 
 
 def conv_bn_act(input, weight, conv_bias, stride, padding, dilation, transposed, output_padding, groups, bn_weight,
@@ -38,8 +59,8 @@ def conv_bn_act(input, weight, conv_bias, stride, padding, dilation, transposed,
                        layer=layer)
     y = conv(input, weight, conv_bias, stride, padding, dilation, transposed, output_padding, groups)
     _check_batch_norm(y, bn_weight, bn_bias, running_mean, running_var, num_batches_tracked, training, layer)
-    return batch_norm_act_training(y, running_mean, running_var, bn_weight, bn_bias, training, momentum, eps,
-                                   activation, negative_slope, num_batches_tracked)
+    return batch_norm_act(y, bn_weight, bn_bias, running_mean, running_var, num_batches_tracked, training, momentum,
+                          eps, activation, negative_slope)
 
 
 def conv_act(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups, activation,
@@ -100,32 +121,6 @@ def normalize_act(input, weight, bias, mean, var, use_batch_stats, eps, activati
         y = F.batch_norm(input, None, None, weight, bias, True, 0.0, eps)
     else:
         y = F.batch_norm(input, mean, var, weight, bias, False, 0.0, eps)
-    return activate(y, activation, negative_slope)
-
-
-def batch_norm_act_training(input, running_mean, running_var, weight, bias, training, momentum, eps, activation,
-                            negative_slope, num_batches_tracked):
-    """batch_norm_act as nn.BatchNorm2d.forward computes it, running-stat update included."""
-    use_batch_stats = training or running_mean is None
-    update = training and running_mean is not None
-    factor = 0.0 if momentum is None else momentum
-    if update and num_batches_tracked is not None:
-        num_batches_tracked.add_(1)
-        if momentum is None:
-            factor = 1.0 / float(num_batches_tracked)
-    if update:
-        # The update goes through copies of the running buffers: torch up to 2.11 saves them for
-        # backward, so DDP's buffer broadcast between D(real), D(fake) and one backward would
-        # invalidate the graph (the fused path never saves them either). Copies of C values
-        # each, rather than a second pass over the activation.
-        mean, var = running_mean.clone(), running_var.clone()
-        y = F.batch_norm(input, mean, var, weight, bias, True, factor, eps)
-        with torch.no_grad():
-            running_mean.copy_(mean)
-            running_var.copy_(var)
-    else:
-        y = F.batch_norm(input, running_mean if not use_batch_stats else None,
-                         running_var if not use_batch_stats else None, weight, bias, use_batch_stats, 0.0, eps)
     return activate(y, activation, negative_slope)
 
 

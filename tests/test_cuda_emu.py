@@ -27,9 +27,9 @@ def reference_forward(x, weight, bias, running_mean, running_var, nbt, training,
         save_mean, save_var = reference.batch_norm_stats(x64)
     else:
         save_mean, save_var = rm.clone(), rv.clone()
-    y = reference.batch_norm_act_training(x64, rm, rv, weight.double() if weight is not None else None,
-                                          bias.double() if bias is not None else None, training, momentum, EPS,
-                                          act, slope, counter)
+    y = reference.batch_norm_act(x64, weight.double() if weight is not None else None,
+                                 bias.double() if bias is not None else None, rm, rv, counter, training, momentum, EPS,
+                                 act, slope)
     return y, save_mean, save_var, rm, rv, counter
 
 
@@ -134,8 +134,8 @@ def test_running_stats_like_batchnorm2d(ops, momentum, counter):
     for _ in range(3):
         x = make(shape, torch.float32, "contiguous", g)
         ops.batch_norm_act(x, weight, bias, rm, rv, nbt, True, momentum, EPS, "relu", 0.0)
-        reference.batch_norm_act_training(x.double(), ref_rm, ref_rv, weight.double(), bias.double(), True,
-                                          momentum, EPS, "relu", 0.0, ref_nbt)
+        reference.batch_norm_act(x.double(), weight.double(), bias.double(), ref_rm, ref_rv, ref_nbt, True, momentum,
+                                 EPS, "relu", 0.0)
     assert_close(rm, ref_rm, torch.float32, msg="running_mean")
     assert_close(rv, ref_rv, torch.float32, msg="running_var")
     if counter:

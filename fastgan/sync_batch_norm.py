@@ -133,7 +133,26 @@ def sync_batch_norm_act(input, running_mean, running_var, weight=None, bias=None
                         num_batches_tracked=None, process_group=None, layer: str = "sync_batch_norm_act"):
     """batch_norm_act in training mode with the statistics of every rank of process_group
     (None: the default group), as nn.SyncBatchNorm computes them; the running statistics
-    are updated with the global ones. Every rank of the group must call it."""
+    are updated with the global ones. Every rank of the group must call it.
+
+    Args:
+        input: (N, C, H, W) floating-point tensor on this rank's device.
+        running_mean, running_var: (C,) running statistics updated in place, or None (both or
+            neither).
+        weight, bias: (C,) affine parameters, or None.
+        momentum: the running statistics' momentum; None for the cumulative average (with
+            num_batches_tracked).
+        eps, activation, negative_slope, num_batches_tracked: as functional.batch_norm_act.
+        process_group: the ranks whose statistics are combined; None for all.
+        layer: the name error messages give the layer.
+
+    Returns:
+        A tensor of input's shape, dtype and memory format.
+
+    Raises:
+        ValueError: an unknown activation, per-channel tensors that are not (C,), only one of the
+            running statistics. RuntimeError: torch.distributed not initialised, or a tensor on
+            another device. TypeError: tensors that are not floating point."""
     check_activation(activation)
     _checks.check_batch_norm(input, weight, bias, running_mean, running_var, layer)
     if (running_mean is None) != (running_var is None):

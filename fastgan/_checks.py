@@ -132,7 +132,7 @@ def check_negative_slope(activation, negative_slope, layer):
                          f"output), got {float(negative_slope)!r}")
 
 
-REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
+REDUCTIONS = logit_losses.REDUCTIONS
 
 
 def check_loss_arguments(target, reduction, tensor_target=True):

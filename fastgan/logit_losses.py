@@ -1,7 +1,7 @@
-"""The one table of logit losses on the Python side: kind -> the loss of each logit x against
-the target value t, in stock ops (csrc/logit_losses.h holds the kernels' formulas; tests/
-test_op_contract.py holds the two tables' names equal). hinge and linear use the side
-s = 2t - 1 (+1 real, -1 fake)."""
+"""The Python side's tables of the loss ops: the logit losses, kind -> the loss of each logit x
+against the target value t in stock ops (csrc/logit_losses.h holds the kernels' formulas), and
+the reductions, name -> the schemas' int; tests/test_op_contract.py holds both equal to the
+compiled module's. hinge and linear use the side s = 2t - 1 (+1 real, -1 fake)."""
 import torch
 import torch.nn.functional as F
 
@@ -11,3 +11,5 @@ LOGIT_LOSSES = {
     "linear": lambda x, t: -(2.0 * t - 1.0) * x,
     "lsgan": lambda x, t: 0.5 * (x - t).square(),
 }
+
+REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}

@@ -12,9 +12,10 @@ from torch._prims_common import suggest_memory_format
 
 from . import _checks
 from .activations import activate, check_activation, grad_from_output
-from .logit_losses import LOGIT_LOSSES
+from .logit_losses import LOGIT_LOSSES, REDUCTIONS
 
-REDUCTION_NAMES = ("none", "mean", "sum")  # the schemas' int reduction indexes this
+# The schemas' int reduction indexes this (the one table: logit_losses.REDUCTIONS, name -> int).
+REDUCTION_NAMES = tuple(sorted(REDUCTIONS, key=REDUCTIONS.get))
 
 
 # --- The ops' fallbacks: schema arguments, checks, the result -----------------------------------

@@ -122,6 +122,14 @@ def _vjp(fn, args, diff, grad_outputs):
     return grads
 
 
+def _masked_vjp(forward, args, grad_out, mask):
+    """The backward ops' gradients: those of forward(*args) against grad_out, each where mask
+    (one flag per argument, a prefix of args) asks for it, None elsewhere; later arguments'
+    gradients always."""
+    grads = _vjp(forward, args, tuple(range(len(args))), (grad_out,))
+    return tuple(gr if i >= len(mask) or mask[i] else None for i, gr in enumerate(grads))
+
+
 # --- BatchNorm + activation --------------------------------------------------------------------
 
 def _batch_stats(x):
@@ -533,9 +541,8 @@ def ref_conv_bn_act_backward(grad_out, input, weight, conv_out, bn_weight, bn_bi
              else F.batch_norm(y, save_mean.to(y.dtype), save_var.to(y.dtype), w, b, False, 0.0, eps))
         return reference.activation(y, activation, negative_slope)
 
-    grads = _vjp(forward, (input, weight, conv_bias, w, b), (0, 1, 2, 3, 4), (grad_out,))
-    conv_grads = [gr if m else None for gr, m in zip(grads[:3], output_mask)]
-    return (*conv_grads, grads[3] if bn_weight is not None else None, grads[4] if bn_bias is not None else None)
+    *conv_grads, grad_w, grad_b = _masked_vjp(forward, (input, weight, conv_bias, w, b), grad_out, output_mask)
+    return (*conv_grads, grad_w if bn_weight is not None else None, grad_b if bn_bias is not None else None)
 
 
 def samples_conv_act(ops, dtype, layout, device, shape=SHAPE):
@@ -573,12 +580,12 @@ def ref_conv_act_backward(grad_out, input, weight, bias, stride, padding, dilati
                           activation, negative_slope, output_mask):
     c = grad_out.size(1)
     bias = bias if bias is not None else grad_out.new_zeros(c)
+
     def forward(x, w, b):
         return ref_conv_act(x, w, b, stride, padding, dilation, transposed, output_padding, groups, activation,
                             negative_slope)
 
-    grads = _vjp(forward, (input, weight, bias), (0, 1, 2), (grad_out,))
-    return tuple(gr if m else None for gr, m in zip(grads, output_mask))
+    return _masked_vjp(forward, (input, weight, bias), grad_out, output_mask)
 
 
 def samples_linear_act(ops, dtype, layout, device, shape=SHAPE):
@@ -612,9 +619,8 @@ def samples_linear_act_backward(ops, dtype, layout, device, shape=SHAPE):
 
 def ref_linear_act_backward(grad_out, input, weight, bias, activation, negative_slope, output_mask):
     bias = bias if bias is not None else grad_out.new_zeros(weight.size(0))
-    grads = _vjp(lambda x, w, b: ref_linear_act(x, w, b, activation, negative_slope), (input, weight, bias),
-                 (0, 1, 2), (grad_out,))
-    return tuple(gr if m else None for gr, m in zip(grads, output_mask))
+    return _masked_vjp(lambda x, w, b: ref_linear_act(x, w, b, activation, negative_slope), (input, weight, bias),
+                       grad_out, output_mask)
 
 
 # --- bad calls ----------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from fastgan import _backend
-from op_registry import DTYPES, OPS, in_layout
+from op_registry import DTYPES, OPS, _vjp, in_layout
 
 pytestmark = pytest.mark.skipif(not _backend.COMPILED, reason="needs fastgan._C")
 
@@ -116,8 +116,6 @@ def check_gradients(op, info, sample, dtype, what):
         out = as_tuple(call(op, probe))[0]
     assert out.requires_grad, f"{what}: the output does not require grad"
     cotangent = torch.randn(out.shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64).to(out.device)
-    from op_registry import _vjp
-
     got = _vjp(lambda *a: as_tuple(call(op, a))[0], args, sample.grads, (cotangent.to(dtype),))
     want = _vjp(lambda *a: as_tuple(info.reference(*a))[0], ref_args, sample.grads, (cotangent,))
     for i, g, w in zip(sample.grads, got, want):
@@ -154,9 +152,9 @@ def redispatch_to_cpu(library, op, args):
     return getattr(library, op).default.redispatch(cpu, *args)
 
 
-def _device_sample(library, info):
+def _device_sample(library, info, device="cpu"):
     """The op's float32 sample with the most tensor arguments."""
-    samples = info.samples(library, torch.float32, "contiguous", "cpu")
+    samples = info.samples(library, torch.float32, "contiguous", device)
     return max(samples, key=lambda s: sum(isinstance(a, torch.Tensor) for a in s.args))
 
 
@@ -195,9 +193,7 @@ def test_every_tensor_argument_is_checked_for_its_device(op):
 def test_every_tensor_argument_is_checked_for_its_device_on_cuda(op):
     """On a GPU, as a user would get it wrong: each tensor argument in turn on the CPU, the
     others on the CUDA device, an ordinary call (the dispatcher picks the CUDA kernel)."""
-    info = OPS[op]
-    samples = info.samples(torch.ops.fastgan, torch.float32, "contiguous", "cuda")
-    sample = max(samples, key=lambda s: sum(isinstance(a, torch.Tensor) for a in s.args))
+    sample = _device_sample(torch.ops.fastgan, OPS[op], "cuda")
     for i, arg in enumerate(sample.args):
         if not isinstance(arg, torch.Tensor):
             continue

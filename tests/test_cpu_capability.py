@@ -2,6 +2,8 @@
 (csrc/cpu/isa.h, for_each_isa.h). Whichever set this processor picks, the other must be right
 too: a wheel built here runs elsewhere. Each set against the stock reference, and the 16-bit
 loads and stores of every set (csrc/cpu/convert.h) against torch's own conversions."""
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -112,3 +114,30 @@ def test_16bit_loads_and_stores_round_as_torch_does(capability, dtype, slope):
     assert nan.sum() > 0 and torch.equal(y.isnan(), nan)
     mismatched = (y.view(torch.int16) != expected.view(torch.int16)) & ~nan
     assert not mismatched.any(), f"{int(mismatched.sum())} patterns differ, e.g. {x[mismatched][:4].tolist()}"
+
+
+# Planes of 703 values and rows of 300 channels: whole 256-value chunks, then 16-value vectors,
+# then single values (loop_support.h's store_each and store_row).
+@pytest.mark.parametrize("shape,layout", [((1, 94, 37, 19), "contiguous"), ((2, 300, 11, 10), "channels_last")])
+@pytest.mark.parametrize("scale", [0.3, 1.7])
+def test_bfloat16_batch_norm_stores_round_as_torch_does(capability, shape, layout, scale):
+    """Every bfloat16 pattern through batch_norm_act's forward store (eval, identity: y = x *
+    weight with the statistics at 0 and 1) and its backward's (dx = grad * weight): bit for bit
+    what torch's float -> bfloat16 conversion makes of the float product."""
+    patterns = torch.arange(-2**15, 2**15, dtype=torch.int32).to(torch.int16).view(torch.bfloat16)
+    count = math.prod(shape)
+    x = patterns.repeat(count // patterns.numel() + 1)[:count].view(shape)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    c = shape[1]
+    weight = torch.full((c,), scale)
+    mean, var, eps = torch.zeros(c), torch.full((c,), 1 - 2**-20), 2**-20  # var + eps == 1 exactly
+    y = torch.ops.fastgan.batch_norm_act(x, weight, None, mean, var, None, False, 0.1, eps, "identity", 0.0)[0]
+    dx = torch.ops.fastgan.batch_norm_act_backward(x, torch.zeros_like(x), weight, None, mean, var, False, eps,
+                                                   "identity", 0.0)[0]
+    expected = (x.float() * scale + 0.0).to(torch.bfloat16)  # + 0.0: the kernel adds the shift, 0
+    for name, actual, want in [("forward", y, expected), ("backward", dx, (x.float() * scale).to(torch.bfloat16))]:
+        nan = want.isnan()
+        assert nan.sum() > 0 and torch.equal(actual.isnan(), nan), name
+        mismatched = (actual.view(torch.int16) != want.view(torch.int16)) & ~nan
+        assert not mismatched.any(), f"{capability} {name}: {int(mismatched.sum())} patterns differ"

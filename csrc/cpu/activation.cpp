@@ -48,8 +48,8 @@ void activation_loop(const scalar_t* x, scalar_t* y, int64_t n, double negative_
   using acc_t = acc_type<scalar_t>;
   const acc_t slope = acc_t(negative_slope);
   at::parallel_for(0, n, kGrain, [&, slope](int64_t i0, int64_t i1) {
-#pragma omp simd
-    for (int64_t i = i0; i < i1; ++i) y[i] = store<scalar_t>(activate_t<ACT>(load(x[i]), slope));
+    const scalar_t* xp = x + i0;
+    store_each(y + i0, i1 - i0, [&, slope](int64_t i) { return activate_t<ACT>(load(xp[i]), slope); });
   });
 }
 
@@ -58,9 +58,9 @@ void activation_backward_loop(const scalar_t* dy, const scalar_t* y, scalar_t* d
   using acc_t = acc_type<scalar_t>;
   const acc_t slope = acc_t(negative_slope);
   at::parallel_for(0, n, kGrain, [&, slope](int64_t i0, int64_t i1) {
-#pragma omp simd
-    for (int64_t i = i0; i < i1; ++i)
-      dx[i] = store<scalar_t>(load(dy[i]) * activation_grad_from_output_t<ACT>(load(y[i]), slope));
+    const scalar_t *dp = dy + i0, *yp = y + i0;
+    store_each(dx + i0, i1 - i0,
+               [&, slope](int64_t i) { return load(dp[i]) * activation_grad_from_output_t<ACT>(load(yp[i]), slope); });
   });
 }
 

@@ -165,9 +165,8 @@ void apply(const scalar_t* x, scalar_t* y, const Geometry& g, const acc_t* scale
         for (int64_t p = p0, c = p0 % g.C; p < p1; ++p, c = c + 1 == g.C ? 0 : c + 1) {
           const acc_t s = scale[c], b = shift[c];
           const scalar_t* xp = x + p * hw;
-          scalar_t* yp = y + p * hw;
-#pragma omp simd
-          for (int64_t i = 0; i < hw; ++i) yp[i] = store<scalar_t>(activate_t<ACT>(affine(load(xp[i]), s, b), slope));
+          store_each(y + p * hw, hw,
+                     [&, slope](int64_t i) { return activate_t<ACT>(affine(load(xp[i]), s, b), slope); });
         }
       });
     });
@@ -176,10 +175,8 @@ void apply(const scalar_t* x, scalar_t* y, const Geometry& g, const acc_t* scale
   at::parallel_for(0, g.count(), grain(g.C), [&, slope](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const scalar_t* xp = x + r * g.C;
-      scalar_t* yp = y + r * g.C;
-#pragma omp simd
-      for (int64_t c = 0; c < g.C; ++c)
-        yp[c] = store<scalar_t>(activate_t<ACT>(affine(load(xp[c]), scale[c], shift[c]), slope));
+      store_each(y + r * g.C, g.C,
+                 [&, slope](int64_t c) { return activate_t<ACT>(affine(load(xp[c]), scale[c], shift[c]), slope); });
     }
   });
 }
@@ -285,13 +282,11 @@ void backward_input(const scalar_t* dy, const scalar_t* x, scalar_t* dx, const G
           const acc_t s = scale[c], b = shift[c], m = mean[c], km = k_mean_g[c], kx = k_x[c];
           const scalar_t* xp = x + p * hw;
           const scalar_t* dp = dy + p * hw;
-          scalar_t* op = dx + p * hw;
-#pragma omp simd
-          for (int64_t i = 0; i < hw; ++i) {
+          store_each(dx + p * hw, hw, [&, slope](int64_t i) {
             const acc_t xv = load(xp[i]);
             const acc_t gv = load(dp[i]) * activation_grad_from_input_t<ACT>(affine(xv, s, b), slope);
-            op[i] = store<scalar_t>(s * (gv - km - (xv - m) * kx));
-          }
+            return s * (gv - km - (xv - m) * kx);
+          });
         }
       });
     });
@@ -301,13 +296,11 @@ void backward_input(const scalar_t* dy, const scalar_t* x, scalar_t* dx, const G
     for (int64_t r = r0; r < r1; ++r) {
       const scalar_t* xp = x + r * g.C;
       const scalar_t* dp = dy + r * g.C;
-      scalar_t* op = dx + r * g.C;
-#pragma omp simd
-      for (int64_t c = 0; c < g.C; ++c) {
+      store_each(dx + r * g.C, g.C, [&, slope](int64_t c) {
         const acc_t xv = load(xp[c]);
         const acc_t gv = load(dp[c]) * activation_grad_from_input_t<ACT>(affine(xv, scale[c], shift[c]), slope);
-        op[c] = store<scalar_t>(scale[c] * (gv - k_mean_g[c] - (xv - mean[c]) * k_x[c]));
-      }
+        return scale[c] * (gv - k_mean_g[c] - (xv - mean[c]) * k_x[c]);
+      });
     }
   });
 }

@@ -58,9 +58,7 @@ void bias_act_loop(const scalar_t* x, const scalar_t* bias, scalar_t* y, int64_t
   at::parallel_for(0, rows, grain(C), [&, slope](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const scalar_t* xp = x + r * C;
-      scalar_t* yp = y + r * C;
-#pragma omp simd
-      for (int64_t c = 0; c < C; ++c) yp[c] = store<scalar_t>(activate_t<ACT>(load(xp[c]) + load(bias[c]), slope));
+      store_each(y + r * C, C, [&, slope](int64_t c) { return activate_t<ACT>(load(xp[c]) + load(bias[c]), slope); });
     }
   });
 }

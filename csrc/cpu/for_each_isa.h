@@ -25,7 +25,12 @@
 #include "convert.h"
 #include "isa.h"
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>  // declares the AVX2 intrinsics for the avx2 region (loop_support.h's store_row)
+#endif
+
 #define FASTGAN_CPU_ISA default_
+#define FASTGAN_CPU_ISA_IS_AVX2 0
 namespace fastgan {
 namespace cpu {
 namespace default_ {
@@ -35,6 +40,7 @@ namespace default_ {
 }  // namespace cpu
 }  // namespace fastgan
 #undef FASTGAN_CPU_ISA
+#undef FASTGAN_CPU_ISA_IS_AVX2
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #if defined(__clang__)
@@ -45,6 +51,7 @@ namespace default_ {
 #endif
 
 #define FASTGAN_CPU_ISA avx2
+#define FASTGAN_CPU_ISA_IS_AVX2 1
 namespace fastgan {
 namespace cpu {
 namespace avx2 {
@@ -54,6 +61,7 @@ namespace avx2 {
 }  // namespace cpu
 }  // namespace fastgan
 #undef FASTGAN_CPU_ISA
+#undef FASTGAN_CPU_ISA_IS_AVX2
 
 #if defined(__clang__)
 #pragma clang attribute pop

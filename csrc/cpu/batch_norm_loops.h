@@ -64,6 +64,23 @@ C10_ALWAYS_INLINE void with_plane_width(int64_t hw, F&& f) {
   }
 }
 
+// body(i, j) for i in [0, len), j = i mod kLanes (the accumulator lane of element i): whole
+// blocks of kLanes with a constant trip count, then the rest. With the block's length known,
+// GCC unrolls it and keeps the lanes in registers; with a runtime trip count per block
+// (min(kLanes, len - j0)) it loaded and stored the lane array around every vector of data,
+// and a plane of 1024 values took 1.5x as long (measured on one AVX2 core, 1024 planes).
+template <typename Body>
+C10_ALWAYS_INLINE void for_each_lane(int64_t len, Body&& body) {
+  int64_t j0 = 0;
+  for (; j0 + kLanes <= len; j0 += kLanes) {
+#pragma omp simd
+    for (int64_t j = 0; j < kLanes; ++j) body(j0 + j, j);
+  }
+  const int64_t rest = len - j0;
+#pragma omp simd
+  for (int64_t j = 0; j < rest; ++j) body(j0 + j, j);
+}
+
 // Two-pass mean and M2 of one run of channel c: accurate for large means (1e3 +- 1)
 // because the second pass subtracts the run's own mean before squaring; the run is small
 // enough to be read again from L1. W: the plane width if known at compile time (then a
@@ -76,24 +93,16 @@ void run_moments(const scalar_t* x, const Geometry& g, int64_t c, const PlaneRun
   std::fill(lanes, lanes + kLanes, acc_t(0));
   for (int64_t n = r.n0; n < r.n1; ++n) {
     const scalar_t* p = x + (n * g.C + c) * g.HW + r.start;
-    for (int64_t j0 = 0; j0 < len; j0 += kLanes) {
-      const int64_t w = std::min(kLanes, len - j0);
-#pragma omp simd
-      for (int64_t j = 0; j < w; ++j) lanes[j] += load(p[j0 + j]);
-    }
+    for_each_lane(len, [&](int64_t i, int64_t j) { lanes[j] += load(p[i]); });
   }
   const acc_t mean = sum_lanes(lanes) / acc_t(r.count());
   std::fill(lanes, lanes + kLanes, acc_t(0));
   for (int64_t n = r.n0; n < r.n1; ++n) {
     const scalar_t* p = x + (n * g.C + c) * g.HW + r.start;
-    for (int64_t j0 = 0; j0 < len; j0 += kLanes) {
-      const int64_t w = std::min(kLanes, len - j0);
-#pragma omp simd
-      for (int64_t j = 0; j < w; ++j) {
-        const acc_t d = load(p[j0 + j]) - mean;
-        lanes[j] += d * d;
-      }
-    }
+    for_each_lane(len, [&, mean](int64_t i, int64_t j) {
+      const acc_t d = load(p[i]) - mean;
+      lanes[j] += d * d;
+    });
   }
   into.merge(double(r.count()), double(mean), double(sum_lanes(lanes)));
 }
@@ -199,16 +208,12 @@ void run_grad_sums(const scalar_t* dy, const scalar_t* x, const Geometry& g, int
     const int64_t off = (n * g.C + c) * g.HW + r.start;
     const scalar_t* xp = x + off;
     const scalar_t* dp = dy + off;
-    for (int64_t j0 = 0; j0 < len; j0 += kLanes) {
-      const int64_t w = std::min(kLanes, len - j0);
-#pragma omp simd
-      for (int64_t j = 0; j < w; ++j) {
-        const acc_t xv = load(xp[j0 + j]);
-        const acc_t gv = load(dp[j0 + j]) * activation_grad_from_input_t<ACT>(affine(xv, s, b), slope);
-        ag[j] += gv;
-        agx[j] += gv * (xv - m);
-      }
-    }
+    for_each_lane(len, [&, s, b, m, slope](int64_t i, int64_t j) {
+      const acc_t xv = load(xp[i]);
+      const acc_t gv = load(dp[i]) * activation_grad_from_input_t<ACT>(affine(xv, s, b), slope);
+      ag[j] += gv;
+      agx[j] += gv * (xv - m);
+    });
   }
   tg += sum_lanes(ag);
   tgx += sum_lanes(agx);

@@ -121,6 +121,25 @@ def test_in_act(measure, variant, shape, mode, dtype):
              mode, dtype, "nchw", variant, {"fwd": 2, "fwd+bwd": 5})
 
 
+def batch_norm_1d_widths():
+    """The "vanilla" GAN generators' Linear -> BatchNorm1d(o, 0.8) -> LeakyReLU(0.2) blocks
+    (PyTorch-GAN's gan.py, cgan.py, ...): their widest (1024) and narrowest (256) BatchNorm1d."""
+    return [256] if QUICK else [256, 1024]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mode", ["fwd", "fwd+bwd"])
+@pytest.mark.parametrize("width", batch_norm_1d_widths())
+@pytest.mark.parametrize("variant", ["stock", "fastgan"])
+def test_bn1d_act(measure, variant, width, mode, dtype):
+    """BatchNorm1d(width, eps=0.8) + LeakyReLU(0.2) on (batch, width) rows, stock against
+    fastgan.fuse's run of the same modules (the fused BatchNorm kernels on (N, C, 1, 1))."""
+    stock = nn.Sequential(nn.BatchNorm1d(width, 0.8), nn.LeakyReLU(0.2)).to(DEVICE).to(DT[dtype])
+    x = torch.randn(SIZES["batch"], width, device=DEVICE, dtype=DT[dtype]).requires_grad_(mode != "fwd")
+    run_case(measure, f"bn1d+leaky_relu {SIZES['batch']}x{width}", {"stock": stock, "fastgan": fastgan.fuse(stock)}, x,
+             mode, dtype, "rows", variant, {"fwd": 2, "fwd+bwd": 5})
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("mode", ["fwd", "fwd+bwd"])

@@ -22,6 +22,16 @@
 namespace fastgan {
 namespace {
 
+// The loops' view of an input. A (N, C, 1, 1) input (BatchNorm1d's (N, C) rows, viewed so) is
+// rows of C values in either layout, and the NCHW loops would walk it as N * C planes of one
+// value each (BatchNorm1d + LeakyReLU at 64 x 1024 ran 4x slower than stock's pair), so the
+// channels-last loops run along the rows instead.
+Geometry loop_geometry(const at::Tensor& x) {
+  Geometry g = geometry_of(x);
+  g.channels_last = g.channels_last || g.HW == 1;
+  return g;
+}
+
 // scale = weight * invstd, shift = bias - mean * scale, per channel, in the accumulation type.
 template <typename acc_t, typename stat_t>
 void fold_affine(const stat_t* mean, const stat_t* var, const stat_t* weight, const stat_t* bias, double eps, int64_t C,
@@ -49,7 +59,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_cpu(
   const bool use_batch = check_batch_norm_act_args(input_, weight_, bias_, running_mean_, running_var_,
                                                    num_batches_tracked, training, act);
   const at::Tensor input = input_.contiguous(layout_of(input_));
-  const Geometry g = geometry_of(input);
+  const Geometry g = loop_geometry(input);
   at::Tensor out = at::empty_like(input, input.options(), layout_of(input));
   const auto sdt = stats_dtype(input);
   at::Tensor mean, var;
@@ -106,7 +116,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_backward_cpu(
     double eps, c10::string_view activation, double negative_slope) {
   const Activation act = parse_activation(activation);
   const BackwardInputs b = backward_inputs(grad_out_, input_, weight_, bias_, save_mean_, save_var_);
-  const Geometry g = geometry_of(b.input);
+  const Geometry g = loop_geometry(b.input);
   const auto sdt = stats_dtype(b.input);
   at::Tensor grad_input = at::empty_like(b.input, b.input.options(), b.fmt);
   at::Tensor grad_weight = at::zeros({g.C}, b.input.options().dtype(sdt));
@@ -145,7 +155,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_act_backward_cpu(
 std::tuple<at::Tensor, at::Tensor> batch_norm_stats_cpu(const at::Tensor& input_) {
   check_bn_input(input_);
   const at::Tensor input = input_.contiguous(layout_of(input_));
-  const Geometry g = geometry_of(input);
+  const Geometry g = loop_geometry(input);
   const auto sdt = stats_dtype(input);
   at::Tensor mean = at::zeros({g.C}, input.options().dtype(sdt));
   at::Tensor var = at::zeros({g.C}, input.options().dtype(sdt));
@@ -160,7 +170,7 @@ std::tuple<at::Tensor, at::Tensor> batch_norm_act_backward_reduce_cpu(
     c10::string_view activation, double negative_slope) {
   const Activation act = parse_activation(activation);
   const BackwardInputs b = backward_inputs(grad_out_, input_, weight_, bias_, mean_, var_);
-  const Geometry g = geometry_of(b.input);
+  const Geometry g = loop_geometry(b.input);
   const auto sdt = stats_dtype(b.input);
   at::Tensor sum_dy = at::zeros({g.C}, b.input.options().dtype(sdt));
   at::Tensor sum_dy_xmu = at::zeros({g.C}, b.input.options().dtype(sdt));
@@ -192,7 +202,7 @@ at::Tensor batch_norm_act_backward_elemt_cpu(const at::Tensor& grad_out_, const 
   const Activation act = parse_activation(activation);
   check_backward_elemt_sums(input_, mean_dy_, mean_dy_xmu_);
   const BackwardInputs b = backward_inputs(grad_out_, input_, weight_, bias_, mean_, var_);
-  const Geometry g = geometry_of(b.input);
+  const Geometry g = loop_geometry(b.input);
   at::Tensor grad_input = at::empty_like(b.input, b.input.options(), b.fmt);
   if (b.input.numel() == 0) return grad_input;
   const at::Tensor mean_dy = as_stats(mean_dy_, b.input), mean_dy_xmu = as_stats(mean_dy_xmu_, b.input);

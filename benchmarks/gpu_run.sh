@@ -70,7 +70,7 @@ TESTS_K="cuda or graph or test_bad_input"
 # op forward+backward at 512 channels x 32 px, and the StyleGAN2 step; compile: torch.compile's
 # default and reduce-overhead modes (max-autotune would spend minutes).
 BENCH_RUNS=("steps:120:device_ceiling or (train_step and (eager or fastgan-graph))"
-            "ops:30:((bn_act or bn_alone) and (G3 or D1)) or conv_act or in_act"
+            "ops:30:((bn_act or bn_alone) and (G3 or D1)) or conv_act or in_act or bn1d"
             "stylegan:70:(stylegan_op and fwd+bwd and 512x32px) or stylegan2_step"
             "compile:50:train_step and compile and not max-autotune")
 if [[ -n ${GPU_RUN_BENCH:-} ]]; then

@@ -68,7 +68,7 @@ C10_ALWAYS_INLINE void with_plane_width(int64_t hw, F&& f) {
 // blocks of kLanes with a constant trip count, then the rest. With the block's length known,
 // GCC unrolls it and keeps the lanes in registers; with a runtime trip count per block
 // (min(kLanes, len - j0)) it loaded and stored the lane array around every vector of data,
-// and a plane of 1024 values took 1.5x as long (measured on one AVX2 core, 1024 planes).
+// and the statistics of 1024 planes of 1024 values took 1.8x as long (one AVX2 core).
 template <typename Body>
 C10_ALWAYS_INLINE void for_each_lane(int64_t len, Body&& body) {
   int64_t j0 = 0;

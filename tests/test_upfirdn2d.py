@@ -129,6 +129,34 @@ def test_rank_one_filter_in_two_passes(capability, case, dtype):  # noqa: F811
     torch.testing.assert_close(y, brute_force(x, f, [1, 1], down, padding, flip, gain), rtol=1e-12, atol=1e-12)
 
 
+# The CPU's small-plane loops write each scratch's zero padding once and then only the samples of
+# each plane: many planes of random data (several scratch batches, the last one partial) show
+# that no sample lands in the padding or another phase row, including where the input has
+# columns no output reads (left out of the scratch) and where up and down differ per axis.
+PLANE_LOOP_CASES = [
+    ((3, 50, 16, 16), (4, 4), [1, 1], [2, 2], [1, 1, 1, 1]),  # downsample2d: 150 planes
+    ((2, 40, 10, 11), (2, 3), [1, 1], [3, 2], [0, 0, 2, 3]),  # down 3 x 2: unread columns, bottom padding
+    ((1, 30, 9, 7), (3, 2), [1, 1], [2, 3], [1, 2, 0, 1]),    # odd sizes, uneven padding
+    ((3, 50, 8, 8), (4, 4), [2, 2], [1, 1], [2, 1, 2, 1]),    # upsample2d
+    ((1, 30, 7, 9), (5, 3), [3, 2], [1, 1], [0, 4, 3, 1]),    # up 3 x 2, uneven padding
+]
+
+
+@needs_ext
+@pytest.mark.parametrize("case", PLANE_LOOP_CASES, ids=["down2", "down3x2", "down2x3-odd", "up2", "up3x2"])
+def test_small_plane_loops_keep_their_padding_across_planes(capability, case):  # noqa: F811
+    shape, fshape, up, down, padding = case
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(shape, dtype=torch.float64, generator=g) * 100
+    for f in (torch.rand(fshape, dtype=torch.float64, generator=g) + 0.1,  # full rank
+              torch.outer(torch.rand(fshape[0], dtype=torch.float64, generator=g) + 0.1,
+                          torch.rand(fshape[1], dtype=torch.float64, generator=g) + 0.1)):  # two passes
+        expected = brute_force(x, f, up, down, padding, False, 1.0)
+        for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 2e-6)):
+            y = torch.ops.fastgan.upfirdn2d(x.to(dtype), f.to(dtype), up, down, padding, False, 1.0)
+            torch.testing.assert_close(y.double(), expected, rtol=tol, atol=tol * 100)
+
+
 @needs_ext
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])

@@ -209,38 +209,6 @@ void upfirdn2d_nchw(const in_t* x, const acc_t* taps, out_t* y, const Upfirdn2dG
 // 64 KB of float.
 constexpr int64_t kPlaneElements = 16 * 1024;
 
-// row[k] = in[first + step * k] where that index is in [0, W), else 0; k < n. kStep > 0 is the
-// step as a constant, 0 a run-time one.
-template <int64_t kStep, typename in_t, typename acc_t>
-C10_ALWAYS_INLINE void gather_row_by(acc_t* __restrict__ row, int64_t n, const in_t* __restrict__ in, int64_t first,
-                                     int64_t run_time_step, int64_t W) {
-  const int64_t step = kStep > 0 ? kStep : run_time_step;
-  const int64_t lo = std::min(n, first >= 0 ? int64_t(0) : (-first + step - 1) / step);
-  const int64_t hi = std::max(lo, std::min(n, first > W - 1 ? int64_t(0) : (W - 1 - first) / step + 1));
-  std::fill(row, row + lo, acc_t(0));
-  const in_t* __restrict__ src = in + (first + step * lo);
-  acc_t* __restrict__ dst = row + lo;
-  const int64_t count = hi - lo;
-#pragma omp simd
-  for (int64_t k = 0; k < count; ++k) dst[k] = load(src[step * k]);
-  std::fill(row + hi, row + n, acc_t(0));
-}
-
-// A constant step (1, or 2 for downsampling's phases) turns the bounds' divisions into shifts and
-// lets the compiler load whole vectors (and shuffle pairs of them for 2); a run-time step costs
-// two 64-bit divisions per row and a scalar load per element, which profiling showed costing as
-// much as the taps' sums on 16-32 px planes.
-template <typename in_t, typename acc_t>
-C10_ALWAYS_INLINE void gather_row(acc_t* __restrict__ row, int64_t n, const in_t* __restrict__ in, int64_t first,
-                                  int64_t step, int64_t W) {
-  if (step == 1)
-    gather_row_by<1>(row, n, in, first, step, W);
-  else if (step == 2)
-    gather_row_by<2>(row, n, in, first, step, W);
-  else
-    gather_row_by<0>(row, n, in, first, step, W);
-}
-
 // One tap of a plane loop: where it reads in the scratch (j = 0's element), and its weight.
 template <typename acc_t>
 struct PlaneTap {
@@ -344,6 +312,39 @@ struct UpPlanes {
   int64_t elements(const Upfirdn2dGeometry& g) const { return length + g.up_x * y.q * pitch; }
 };
 
+// The input columns that x phase rx of DownPlanes holds, ix = ix0 + dx * k for k < count, at
+// phase column xx0 + k: the padded column ix + pad_x0 is rx modulo dx. Columns past the phase
+// row's wd (they meet no output) are left out.
+struct DownColumns {
+  int64_t ix0 = 0, xx0 = 0, count = 0;
+  DownColumns() = default;
+  DownColumns(const Upfirdn2dGeometry& g, const DownPlanes& pp, int64_t rx) {
+    ix0 = ((rx - g.pad_x0) % g.down_x + g.down_x) % g.down_x;
+    xx0 = (ix0 + g.pad_x0) / g.down_x;
+    if (ix0 < g.W) count = std::max<int64_t>(0, std::min((g.W - 1 - ix0) / g.down_x + 1, pp.wd - xx0));
+  }
+};
+
+// dst[k] = src[step * k], k < n: with the step a constant (2, downsampling's) the compiler loads
+// whole vectors and shuffles them, where a run-time step loads one element at a time.
+template <int64_t kStep, typename in_t, typename acc_t>
+C10_ALWAYS_INLINE void deal_columns_by(acc_t* __restrict__ dst, const in_t* __restrict__ src, int64_t n,
+                                       int64_t run_time_step) {
+  const int64_t step = kStep > 0 ? kStep : run_time_step;
+#pragma omp simd
+  for (int64_t k = 0; k < n; ++k) dst[k] = load(src[step * k]);
+}
+
+template <typename in_t, typename acc_t>
+C10_ALWAYS_INLINE void deal_columns(acc_t* __restrict__ dst, const in_t* __restrict__ src, int64_t n, int64_t step) {
+  if (step == 2)
+    deal_columns_by<2>(dst, src, n, step);
+  else if (step == 1)
+    deal_columns_by<1>(dst, src, n, step);
+  else
+    deal_columns_by<0>(dst, src, n, step);
+}
+
 inline bool plane_loop_fits(const Upfirdn2dGeometry& g) {
   if (g.pad_x0 < 0 || g.pad_x1 < 0 || g.pad_y0 < 0 || g.pad_y1 < 0) return false;
   if (g.up_x == 1 && g.up_y == 1) return DownPlanes(g).elements(g) <= kPlaneElements;
@@ -380,24 +381,30 @@ void upfirdn2d_nchw_down_planes(const in_t* x, const acc_t* taps, out_t* y, cons
       for (int64_t kx = 0; kx < g.fw; ++kx)
         plane_taps.push_back({((ky % dy) * dx + kx % dx) * block + (ky / dy) * pp.wd + kx / dx, taps[ky * g.fw + kx]});
   }
+  // The phases' padding is the same zeros for every plane: written once, when the scratch is
+  // made, and each plane then writes only its samples, one input row at a time into the row of
+  // each x phase (on 8-16 px planes a gather per phase row, with its bounds and zero fills,
+  // cost more than the sums: 40 of them per 16 x 16 plane, against 16 rows).
+  std::vector<DownColumns> columns_in(static_cast<size_t>(dx));
+  for (int64_t rx = 0; rx < dx; ++rx) columns_in[size_t(rx)] = DownColumns(g, pp, rx);
+  // Input rows whose padded row lands in the phases' hd + 1 rows (the rest meet no output).
+  const struct {
+    int64_t lo, hi;
+  } rows_in{0, std::min(g.H, (pp.hd + 1) * dy - g.pad_y0)};
   at::parallel_for(0, g.N * g.C, grain(sums * (two_passes ? g.fh + g.fw : g.fh * g.fw)), [&](int64_t p0, int64_t p1) {
-    std::vector<acc_t> storage(size_t((dy * dx + 1 + dy) * block));
+    std::vector<acc_t> storage(size_t((dy * dx + 1 + dy) * block));  // zeros
     acc_t* __restrict__ acc = storage.data() + dy * dx * block;
     acc_t* __restrict__ rows = acc + block;
     for (int64_t first = p0; first < p1; first += batch) {
       const int64_t planes = std::min(batch, p1 - first);
       for (int64_t b = 0; b < planes; ++b) {
         const in_t* xp = x + (first + b) * g.H * g.W;
-        for (int64_t ry = 0; ry < dy; ++ry) {
+        for (int64_t iy = rows_in.lo; iy < rows_in.hi; ++iy) {
+          const int64_t py = iy + g.pad_y0;
+          acc_t* row = storage.data() + (py % dy) * dx * block + b * pp.length + (py / dy) * pp.wd;
           for (int64_t rx = 0; rx < dx; ++rx) {
-            acc_t* phase = storage.data() + (ry * dx + rx) * block + b * pp.length;
-            for (int64_t yy = 0; yy <= pp.hd; ++yy) {
-              const int64_t iy = dy * yy + ry - g.pad_y0;
-              if (iy < 0 || iy >= g.H)
-                std::fill(phase + yy * pp.wd, phase + (yy + 1) * pp.wd, acc_t(0));
-              else
-                gather_row(phase + yy * pp.wd, pp.wd, xp + iy * g.W, rx - g.pad_x0, dx, g.W);
-            }
+            const DownColumns& c = columns_in[size_t(rx)];
+            deal_columns(row + rx * block + c.xx0, xp + iy * g.W + c.ix0, c.count, dx);
           }
         }
       }
@@ -453,20 +460,19 @@ void upfirdn2d_nchw_up_planes(const in_t* x, const acc_t* taps, out_t* y, const 
       }
     }
   }
+  // The padded input's zeros are written once, when the scratch is made; each plane writes only
+  // its samples (the rows and columns that fit the padded plane: the rest meet no output).
+  const int64_t rows_in = std::min(g.H, pp.length / pp.pitch - pp.y.a);
+  const int64_t columns_in = std::min(g.W, pp.pitch - pp.x.a);
   at::parallel_for(0, g.N * g.C, grain(g.out_h * g.out_w * std::max<int64_t>(1, g.fh * g.fw / (uy * ux))),
                    [&](int64_t p0, int64_t p1) {
-                     std::vector<acc_t> storage(size_t(pp.elements(g)));
+                     std::vector<acc_t> storage(size_t(pp.elements(g)));  // zeros: the padding
                      acc_t* __restrict__ padded = storage.data();
                      acc_t* __restrict__ acc = storage.data() + pp.length;
                      for (int64_t plane = p0; plane < p1; ++plane) {
                        const in_t* xp = x + plane * g.H * g.W;
-                       for (int64_t r = 0; r * pp.pitch < pp.length; ++r) {
-                         const int64_t iy = r - pp.y.a;
-                         if (iy < 0 || iy >= g.H)
-                           std::fill(padded + r * pp.pitch, padded + (r + 1) * pp.pitch, acc_t(0));
-                         else
-                           gather_row(padded + r * pp.pitch, pp.pitch, xp + iy * g.W, -pp.x.a, 1, g.W);
-                       }
+                       for (int64_t iy = 0; iy < rows_in; ++iy)
+                         deal_columns(padded + (iy + pp.y.a) * pp.pitch + pp.x.a, xp + iy * g.W, columns_in, 1);
                        out_t* yp = y + plane * g.out_h * g.out_w;
                        const int64_t x_phases = std::min(ux, g.out_w);
                        for (int64_t py = 0; py < std::min(uy, g.out_h); ++py) {

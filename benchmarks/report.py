@@ -97,7 +97,7 @@ def step_ratio(variants, variant):
     base, row = baseline_of(variants), variants[variant]
     if base is None or row is base:  # a run cut short can leave a group without stock eager
         return None
-    if variant == "fastgan-eager" and "paired_ratio" in row:  # alternating rounds, as the targets use
+    if variant in ("fastgan-eager", "fastgan") and "paired_ratio" in row:  # alternating rounds, as the targets use
         return Ratio(base, row)
     return Ratio(base, {k: v for k, v in row.items() if k not in PAIRED_KEYS})
 
@@ -123,8 +123,9 @@ def step_table(name, variants, ceil, gpu):
         if floor:
             cells.append(f"{floor / r['median']:.0%} of floor")
         lines.append("| " + " | ".join(cells) + " |")
-    if base and "paired_ratio" in variants.get("fastgan-eager", {}):
-        lines.append("\nfastgan-eager's ratio comes from rounds in which it and stock eager ran alternately; "
+    paired = [v for v in ("fastgan-eager", "fastgan") if "paired_ratio" in variants.get(v, {})]
+    if base and paired:
+        lines.append(f"\n{paired[0]}'s ratio comes from rounds in which it and stock eager ran alternately; "
                      "the others divide the medians. A ratio the run's spread cannot support is marked noise.")
     if floor:
         lines.append(f"\nFloor: {floor * 1e3:.3f} ms = max(FLOPs {base['info']['flops'] / 1e9:.1f} G over the measured "
@@ -195,8 +196,17 @@ def eager_speedup(v):
     return Ratio(v["stock-eager"], v["fastgan-eager"])
 
 
+def compile_speedup(v):
+    """torch.compile of the stock path / fastgan: the stock-compile row holds the rounds in which
+    it alternated with fastgan."""
+    paired = {k: v["stock-compile"][k] for k in PAIRED_KEYS + ("paired_min", "paired_max") if k in v["stock-compile"]}
+    return Ratio(v["stock-compile"], {**v["fastgan"], **paired}) if paired else None
+
+
 def op_table(groups, ceil, gpu):
-    header = ["op", "stock ms", "fastgan ms", "speed-up"] + ["fastgan peak MiB"] * gpu
+    with_compile = any(name.startswith("op ") and "stock-compile" in v for name, v in groups.items())
+    header = (["op", "stock ms", "fastgan ms", "speed-up"] + ["vs stock torch.compile"] * with_compile
+              + ["fastgan peak MiB"] * gpu)
     with_bandwidth = bool(ceil.get("bandwidth"))
     header += ["fastgan bandwidth"] * with_bandwidth
     lines = ["| " + " | ".join(header) + " |", "| --- |" + " ---: |" * (len(header) - 1)]
@@ -205,6 +215,8 @@ def op_table(groups, ceil, gpu):
             continue
         s, f = v["stock"], v["fastgan"]
         cells = [name[3:], f"{s['median'] * 1e3:.3f}", f"{f['median'] * 1e3:.3f}", str(speedup(v))]
+        if with_compile:
+            cells.append(str(compile_speedup(v) or "") if "stock-compile" in v else "")
         if gpu:
             cells.append(f"{f['info'].get('peak_mib', 0):.1f}")
         if with_bandwidth:

@@ -55,10 +55,16 @@ def calls_of(fns, x, mode, grad=None):
 
 
 def run_timed(measure, calls, variant, group, inner=None, rounds=None, **extra):
-    """Times calls[variant]; for fastgan, also alternating rounds against calls["stock"].
-    inner, rounds: calls per round and rounds (None: measure's defaults; 5 and 25 paired)."""
-    if variant == "fastgan":
-        extra.update(paired_ratio(calls["stock"], calls["fastgan"], inner=inner or 5, rounds=rounds or 25))
+    """Times calls[variant]; for fastgan, also alternating rounds against calls["stock"], and for
+    stock-compile (torch.compile of the stock path) alternating rounds against calls["fastgan"]:
+    each paired ratio, fastgan's time / the other's, is recorded on the row of the variant it
+    compares fastgan with. inner, rounds: calls per round and rounds (None: measure's defaults;
+    5 and 25 paired)."""
+    if variant in ("fastgan", "stock-compile"):
+        other = "stock" if variant == "fastgan" else variant
+        for warm_up in (calls[other], calls["fastgan"]):  # torch.compile compiles at its first call
+            warm_up()
+        extra.update(paired_ratio(calls[other], calls["fastgan"], inner=inner or 5, rounds=rounds or 25))
     measure(calls[variant], group=group, variant=variant, kind="op", inner=inner, rounds=rounds, **extra)
 
 

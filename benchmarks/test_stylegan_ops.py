@@ -3,8 +3,9 @@ path NVlabs' and rosinality's code falls back to when its plugins fail to build)
 forward+backward, fp32 and bf16, NCHW and channels_last, at StyleGAN2 feature-map shapes: the
 upsample of a synthesis layer, the blur after its transposed convolution, a discriminator's
 downsample, bias_act with lrelu and clamp 256 as the synthesis layers call it, and StyleGAN3's
-filtered_lrelu (2x up and down, 12-tap separable filters); and one training step with R1 of
-fastgan.models' compact StyleGAN2, both paths on the same weights."""
+filtered_lrelu (2x up and down, 12-tap separable filters), each also against torch.compile of its
+reference path (stock-compile, paired with fastgan in alternating rounds); and one training step
+with R1 of fastgan.models' compact StyleGAN2, both paths on the same weights."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -33,25 +34,39 @@ OPS = {
 }
 
 
+# torch.compile of the reference path, one compiled function per op: each shape, dtype, layout
+# and grad mode is a graph of its own (dynamic=False: no shape-generic kernels), which dynamo
+# keeps side by side up to its recompile limit, raised here to hold them all.
+COMPILED = {op: torch.compile(lambda t, fn=fn: fn(t, "ref"), dynamic=False) for op, fn in OPS.items()}
+for limit in ("recompile_limit", "cache_size_limit"):  # the name changed in torch 2.6
+    if hasattr(torch._dynamo.config, limit):
+        setattr(torch._dynamo.config, limit, max(64, getattr(torch._dynamo.config, limit)))
+        break
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("mode", ["fwd", "fwd+bwd"])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}x{s[1]}px")
 @pytest.mark.parametrize("op", sorted(OPS))
-@pytest.mark.parametrize("variant", ["stock", "fastgan"])
+@pytest.mark.parametrize("variant", ["stock", "stock-compile", "fastgan"])
 def test_stylegan_op(measure, variant, op, shape, mode, dtype, layout):
+    if variant == "stock-compile" and QUICK and (dtype, layout) != ("fp32", "nchw"):
+        pytest.skip("quick mode compiles the reference path in fp32 NCHW only (a few seconds a graph)")
     c, hw = shape
     x = torch.randn(B, c, hw, hw, device=DEVICE, dtype=DT[dtype])
     if layout == "nhwc":
         x = x.contiguous(memory_format=torch.channels_last)
     x.requires_grad_(mode != "fwd")
     fns = {"stock": lambda t: OPS[op](t, "ref"), "fastgan": lambda t: OPS[op](t, None)}
+    if variant == "stock-compile":
+        fns["stock-compile"] = COMPILED[op]
     with torch.no_grad():
         grad = torch.randn_like(fns["stock"](x))
     # Each call here takes tens to hundreds of milliseconds on a CPU: fewer, single-call rounds.
     inner, rounds = (None, None) if DEVICE == "cuda" else (1, 9)
-    run_timed(measure, calls_of(fns, x, mode, grad), variant, group=f"stylegan {op} {c}x{hw}px {mode} {dtype} {layout}",
-              inner=inner, rounds=rounds)
+    group = f"op stylegan {op} {c}x{hw}px {mode} {dtype} {layout}"
+    run_timed(measure, calls_of(fns, x, mode, grad), variant, group=group, inner=inner, rounds=rounds)
 
 
 STEP = dict(img_resolution=16, channel_base=256, channel_max=16) if QUICK else dict(
@@ -87,5 +102,5 @@ def stylegan2_step(impl, dtype):
 def test_stylegan2_step(measure, variant, dtype):
     calls = {"stock": stylegan2_step("ref", dtype), "fastgan": stylegan2_step(None, dtype)}
     inner, rounds = (None, None) if DEVICE == "cuda" else (1, 7)
-    run_timed(measure, calls, variant, group=f"stylegan2 step {STEP['img_resolution']}px R1 {dtype}", inner=inner,
-              rounds=rounds)
+    run_timed(measure, calls, variant, group=f"step StyleGAN2-{STEP['img_resolution']} batch {STEP_BATCH} R1 {dtype}",
+              inner=inner, rounds=rounds, batch=STEP_BATCH)

@@ -55,11 +55,12 @@ CASES = [
     ((1, 2, 9, 9), (2, 2), [1, 1], [3, 3], [0, 0, 0, 0], False, 1.0),   # down larger than the filter
     ((2, 3, 4, 6), (3, 3), [1, 1], [1, 1], [-2, -1, 0, -1], False, 1.0),  # crops only
     ((1, 17, 6, 4), (4, 4), [2, 2], [2, 2], [1, 2, 2, 1], False, 1.0),  # up and down: many channels
-    # Planes past the CPU's small-plane loops (their scratch is 16 Ki elements), which the cases
-    # above take wherever there is no cropping and not both up and down: the row loop again.
+    # Planes past the CPU's small-plane loops (their scratch is 16 Ki elements; planes of at most
+    # 64 pixels in and out, most of the cases above, go as lanes of 32 planes): the row loop.
     ((1, 2, 130, 140), (4, 4), [1, 1], [2, 2], [1, 1, 1, 1], False, 1.0),  # downsample2d, large
     ((1, 1, 70, 90), (4, 4), [2, 2], [1, 1], [2, 1, 2, 1], False, 4.0),    # upsample2d, large
     ((1, 2, 10, 12), (5, 3), [3, 2], [1, 1], [0, 4, 3, 1], True, 1.0),     # up 3 x 2, uneven padding
+    ((1, 2, 12, 11), (3, 5), [1, 2], [2, 1], [-1, 3, 2, -2], True, 0.5),   # cropping, past the lane loop
 ]
 IDS = [f"case{i}" for i in range(len(CASES))]
 
@@ -133,17 +134,23 @@ def test_rank_one_filter_in_two_passes(capability, case, dtype):  # noqa: F811
 # each plane: many planes of random data (several scratch batches, the last one partial) show
 # that no sample lands in the padding or another phase row, including where the input has
 # columns no output reads (left out of the scratch) and where up and down differ per axis.
+# Planes of at most 64 pixels in and out go as lanes, 32 planes side by side: the last cases
+# (a plane count no multiple of 32, cropping, up and down at once) are those.
 PLANE_LOOP_CASES = [
     ((3, 50, 16, 16), (4, 4), [1, 1], [2, 2], [1, 1, 1, 1]),  # downsample2d: 150 planes
     ((2, 40, 10, 11), (2, 3), [1, 1], [3, 2], [0, 0, 2, 3]),  # down 3 x 2: unread columns, bottom padding
     ((1, 30, 9, 7), (3, 2), [1, 1], [2, 3], [1, 2, 0, 1]),    # odd sizes, uneven padding
     ((3, 50, 8, 8), (4, 4), [2, 2], [1, 1], [2, 1, 2, 1]),    # upsample2d
     ((1, 30, 7, 9), (5, 3), [3, 2], [1, 1], [0, 4, 3, 1]),    # up 3 x 2, uneven padding
+    ((3, 25, 8, 8), (4, 4), [1, 1], [2, 2], [1, 1, 1, 1]),    # lanes: downsample2d at 8 px, 75 planes
+    ((2, 21, 4, 4), (4, 4), [2, 2], [1, 1], [2, 1, 2, 1]),    # lanes: upsample2d at 4 px
+    ((1, 33, 5, 7), (3, 2), [2, 1], [1, 2], [-1, 2, 1, -1]),  # lanes: cropping, up and down at once
 ]
 
 
 @needs_ext
-@pytest.mark.parametrize("case", PLANE_LOOP_CASES, ids=["down2", "down3x2", "down2x3-odd", "up2", "up3x2"])
+@pytest.mark.parametrize("case", PLANE_LOOP_CASES, ids=["down2", "down3x2", "down2x3-odd", "up2", "up3x2",
+                                                      "lanes-down2", "lanes-up2", "lanes-crop"])
 def test_small_plane_loops_keep_their_padding_across_planes(capability, case):  # noqa: F811
     shape, fshape, up, down, padding = case
     g = torch.Generator().manual_seed(11)

@@ -222,8 +222,13 @@ struct PlaneTap {
 // memory across the tap loop, so the block is four vector variables: GCC's and Clang's vector
 // extension; other compilers take the pass per tap).
 template <typename acc_t>
-void sum_taps(acc_t* __restrict__ sums, const acc_t* __restrict__ scratch, const std::vector<PlaneTap<acc_t>>& taps,
-              int64_t n) {
+void sum_taps(acc_t* __restrict__ sums, const acc_t* __restrict__ scratch, const PlaneTap<acc_t>* taps_begin,
+              const PlaneTap<acc_t>* taps_end, int64_t n) {
+  const struct {
+    const PlaneTap<acc_t>*b, *e;
+    const PlaneTap<acc_t>* begin() const { return b; }
+    const PlaneTap<acc_t>* end() const { return e; }
+  } taps{taps_begin, taps_end};
   int64_t j0 = 0;
 #if defined(__GNUC__) || defined(__clang__)
   // (The attribute is not applied to a dependent type, hence the two named ones.)
@@ -258,6 +263,12 @@ void sum_taps(acc_t* __restrict__ sums, const acc_t* __restrict__ scratch, const
 #pragma omp simd
     for (int64_t j = j0; j < n; ++j) sums[j] += t.w * in[j];
   }
+}
+
+template <typename acc_t>
+void sum_taps(acc_t* __restrict__ sums, const acc_t* __restrict__ scratch, const std::vector<PlaneTap<acc_t>>& taps,
+              int64_t n) {
+  sum_taps(sums, scratch, taps.data(), taps.data() + taps.size(), n);
 }
 
 // Without upsampling: the input phases' rows, row pitch and elements (one spare row included).
@@ -497,6 +508,64 @@ void upfirdn2d_nchw_up_planes(const in_t* x, const acc_t* taps, out_t* y, const 
                    });
 }
 
+// NCHW planes of a few pixels (StyleGAN's 4-8 px layers and their gradients): the loops above
+// pay their start-up, remainders and stores per plane, several hundred cycles for 16 outputs.
+// Here kLanes planes at a time are turned into lanes: copied into a scratch pixel by pixel, the
+// kLanes planes' samples of one pixel side by side, so that each output pixel is one sum_taps
+// over its taps' pixels (as channels_last sums channels), then copied back plane by plane.
+// Any geometry: each output pixel's taps come from the same runs as channels_last's. Measured
+// against the plane loops on 8 x 512 planes (fp32, bf16): downsample2d and its gradient 2.3-2.9x
+// faster at 8 px, the blur the same; at 16 px (256 pixels) 0.8-0.93x, hence the bound.
+constexpr int64_t kLanes = 32;
+constexpr int64_t kLanePlanePixels = 64;  // an input and an output plane of at most this many pixels
+
+inline bool lane_loop_fits(const Upfirdn2dGeometry& g) {
+  return g.H * g.W <= kLanePlanePixels && g.out_h * g.out_w <= kLanePlanePixels;
+}
+
+template <typename in_t, typename out_t, typename acc_t>
+void upfirdn2d_nchw_lanes(const in_t* x, const acc_t* taps, out_t* y, const Upfirdn2dGeometry& g) {
+  const std::vector<TapRun<int64_t>> rows = runs_of(g.out_h, g.up_y, g.down_y, g.pad_y0, g.fh, g.H);
+  const std::vector<TapRun<int64_t>> cols = runs_of(g.out_w, g.up_x, g.down_x, g.pad_x0, g.fw, g.W);
+  const int64_t in_pixels = g.H * g.W, out_pixels = g.out_h * g.out_w;
+  // Output pixel o sums taps first_tap[o] .. first_tap[o + 1] of pixel_taps (offsets in lanes).
+  std::vector<PlaneTap<acc_t>> pixel_taps;
+  std::vector<size_t> first_tap(size_t(out_pixels + 1));
+  for (int64_t oy = 0; oy < g.out_h; ++oy) {
+    for (int64_t ox = 0; ox < g.out_w; ++ox) {
+      const TapRun<int64_t> ry = rows[size_t(oy)], rx = cols[size_t(ox)];
+      first_tap[size_t(oy * g.out_w + ox)] = pixel_taps.size();
+      for (int64_t a = 0; a < ry.n; ++a)
+        for (int64_t b = 0; b < rx.n; ++b)
+          pixel_taps.push_back(
+              {((ry.i0 + a) * g.W + rx.i0 + b) * kLanes, taps[(ry.k0 + a * g.up_y) * g.fw + rx.k0 + b * g.up_x]});
+    }
+  }
+  first_tap[size_t(out_pixels)] = pixel_taps.size();
+  const int64_t planes = g.N * g.C, blocks = (planes + kLanes - 1) / kLanes;
+  at::parallel_for(0, blocks, grain(kLanes * std::max<int64_t>(1, int64_t(pixel_taps.size()))),
+                   [&](int64_t b0, int64_t b1) {
+                     // Lanes past the last plane hold zeros (or an earlier block's planes): summed, not stored.
+                     std::vector<acc_t> storage(size_t((in_pixels + out_pixels) * kLanes));
+                     acc_t* __restrict__ in = storage.data();
+                     acc_t* __restrict__ out = in + in_pixels * kLanes;
+                     for (int64_t block = b0; block < b1; ++block) {
+                       const int64_t p0 = block * kLanes, lanes = std::min(kLanes, planes - p0);
+                       for (int64_t l = 0; l < lanes; ++l) {
+                         const in_t* __restrict__ xp = x + (p0 + l) * in_pixels;
+                         for (int64_t i = 0; i < in_pixels; ++i) in[i * kLanes + l] = load(xp[i]);
+                       }
+                       const PlaneTap<acc_t>* t = pixel_taps.data();
+                       for (int64_t o = 0; o < out_pixels; ++o)
+                         sum_taps(out + o * kLanes, in, t + first_tap[size_t(o)], t + first_tap[size_t(o + 1)], kLanes);
+                       for (int64_t l = 0; l < lanes; ++l) {
+                         out_t* __restrict__ yp = y + (p0 + l) * out_pixels;
+                         for (int64_t o = 0; o < out_pixels; ++o) yp[o] = store<out_t>(out[o * kLanes + l]);
+                       }
+                     }
+                   });
+}
+
 // channels_last: every output pixel sums its taps' input pixels, each a contiguous run of C
 // channels, so the inner loop runs along channels. A float or double input is summed by
 // sum_taps, the pixel's taps held in registers four vectors of channels at a time; 16-bit input
@@ -554,6 +623,8 @@ void upfirdn2d_layout(const void* x, const acc_t* taps, void* y, const Upfirdn2d
   auto* out = static_cast<out_t*>(y);
   if (channels_last)
     upfirdn2d_nhwc(in, taps, out, g);
+  else if (lane_loop_fits(g))
+    upfirdn2d_nchw_lanes(in, taps, out, g);
   else if (plane_loop_fits(g) && g.up_x == 1 && g.up_y == 1)
     upfirdn2d_nchw_down_planes(in, taps, out, g);
   else if (plane_loop_fits(g))

@@ -431,7 +431,8 @@ def fuse_report(module: nn.Module) -> list:
                 run = children[i:i + length]
                 if kind != "module":
                     covered.update(id(c) for _, c in run)
-                    lines.append(f"{path}: fused: {' -> '.join(type(c).__name__ for _, c in run)} ({kind})")
+                    where = path or "Sequential"  # the model itself has no path: its class, as fuse_graph names it
+                    lines.append(f"{where}: fused: {' -> '.join(type(c).__name__ for _, c in run)} ({kind})")
                 i += length
         for _, targets in traced_chains(m):
             covered.update(id(m.get_submodule(t)) for t in targets)
@@ -441,7 +442,8 @@ def fuse_report(module: nn.Module) -> list:
         if isinstance(m, _LAYERS) and id(m) not in covered:
             reason = next((why for test, why in _STOCK_REASONS if test(m)),
                           "no norm or activation fuse runs directly after it in a traced or Sequential forward")
-            lines.append(f"{names[id(m)]} ({type(m).__name__}): stock: {reason}")
+            where = f"{names[id(m)]} ({type(m).__name__})" if names[id(m)] else type(m).__name__
+            lines.append(f"{where}: stock: {reason}")
     return lines
 
 

@@ -242,6 +242,14 @@ def test_report_says_what_is_fused_and_what_stays_stock(backend):
     assert any(line.startswith("d.fc (Linear): stock: no norm or activation") for line in lines)
 
 
+def test_report_names_the_model_itself_where_it_has_no_path(backend):
+    fused = fastgan.fuse(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU()))
+    assert fastgan.fuse_report(fused) == ["Sequential: fused: Conv2d -> BatchNorm2d -> ReLU (conv_bn_act)"]
+    lines = fastgan.fuse_report(fastgan.fuse(nn.Conv2d(3, 4, 3)))
+    assert lines == ["Conv2d: stock: no norm or activation fuse runs directly after it in a traced or Sequential "
+                     "forward"]
+
+
 def test_traced_model_compiles_without_graph_break(backend):
     torch.manual_seed(10)
     stock, fused = randomised_copy_and_fused(ForwardWrittenG)

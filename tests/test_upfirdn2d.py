@@ -134,14 +134,17 @@ def test_rank_one_filter_in_two_passes(capability, case, dtype):  # noqa: F811
 # each plane: many planes of random data (several scratch batches, the last one partial) show
 # that no sample lands in the padding or another phase row, including where the input has
 # columns no output reads (left out of the scratch) and where up and down differ per axis.
-# Planes of at most 64 pixels in and out go as lanes, 32 planes side by side: the last cases
-# (a plane count no multiple of 32, cropping, up and down at once) are those.
+# Planes too large for one scratch without upsampling go in bands of output rows (the bands
+# cases: two and three bands). Planes of at most 64 pixels in and out go as lanes, 32 planes
+# side by side: the last cases (a plane count no multiple of 32, cropping, up and down at once).
 PLANE_LOOP_CASES = [
     ((3, 50, 16, 16), (4, 4), [1, 1], [2, 2], [1, 1, 1, 1]),  # downsample2d: 150 planes
     ((2, 40, 10, 11), (2, 3), [1, 1], [3, 2], [0, 0, 2, 3]),  # down 3 x 2: unread columns, bottom padding
     ((1, 30, 9, 7), (3, 2), [1, 1], [2, 3], [1, 2, 0, 1]),    # odd sizes, uneven padding
     ((3, 50, 8, 8), (4, 4), [2, 2], [1, 1], [2, 1, 2, 1]),    # upsample2d
     ((1, 30, 7, 9), (5, 3), [3, 2], [1, 1], [0, 4, 3, 1]),    # up 3 x 2, uneven padding
+    ((1, 3, 300, 90), (4, 4), [1, 1], [1, 1], [1, 2, 1, 2]),  # a blur of planes in bands of rows
+    ((1, 2, 301, 290), (4, 3), [1, 1], [2, 3], [1, 2, 2, 1]),  # downsampling in bands, odd sizes
     ((3, 25, 8, 8), (4, 4), [1, 1], [2, 2], [1, 1, 1, 1]),    # lanes: downsample2d at 8 px, 75 planes
     ((2, 21, 4, 4), (4, 4), [2, 2], [1, 1], [2, 1, 2, 1]),    # lanes: upsample2d at 4 px
     ((1, 33, 5, 7), (3, 2), [2, 1], [1, 2], [-1, 2, 1, -1]),  # lanes: cropping, up and down at once
@@ -149,8 +152,8 @@ PLANE_LOOP_CASES = [
 
 
 @needs_ext
-@pytest.mark.parametrize("case", PLANE_LOOP_CASES, ids=["down2", "down3x2", "down2x3-odd", "up2", "up3x2",
-                                                      "lanes-down2", "lanes-up2", "lanes-crop"])
+@pytest.mark.parametrize("case", PLANE_LOOP_CASES, ids=["down2", "down3x2", "down2x3-odd", "up2", "up3x2", "bands-blur",
+                                                      "bands-down", "lanes-down2", "lanes-up2", "lanes-crop"])
 def test_small_plane_loops_keep_their_padding_across_planes(capability, case):  # noqa: F811
     shape, fshape, up, down, padding = case
     g = torch.Generator().manual_seed(11)

@@ -205,9 +205,13 @@ void upfirdn2d_nchw(const in_t* x, const acc_t* taps, out_t* y, const Upfirdn2dG
 // - without downsampling, the output is split instead into up_y x up_x phases, each summing only
 //   the taps that meet a sample: output (up_y * qy + py, ...) reads the padded input at
 //   (qy + e, ...), e = (py + ky - pad_y0) / up_y, for the taps ky where that is exact.
-// Up and down together (and cropping) stay on the row loop. kPlaneElements bounds the scratch:
-// 64 KB of float.
-constexpr int64_t kPlaneElements = 16 * 1024;
+// Up and down together (and cropping) stay on the row loop. kPlaneElements bounds the scratch of
+// one plane: 256 KB of float, within a core's L2 cache, which holds StyleGAN2's planes up to
+// 128 x 128 in and 256 x 256 out (at 16 Ki elements, 128 px planes fell to the row loop: the
+// blur at 8 x 256 x 128 x 128 was 1.09x the reference forward+backward). Small planes are
+// batched up to kBatchElements (64 KB), the scratch the batching was measured with.
+constexpr int64_t kPlaneElements = 64 * 1024;
+constexpr int64_t kBatchElements = 16 * 1024;
 
 // One tap of a plane loop: where it reads in the scratch (j = 0's element), and its weight.
 template <typename acc_t>
@@ -356,22 +360,54 @@ C10_ALWAYS_INLINE void deal_columns(acc_t* __restrict__ dst, const in_t* __restr
     deal_columns_by<0>(dst, src, n, step);
 }
 
+// Without upsampling, output rows [oy0, oy1) of a plane read the input rows [iy0, iy0 + H) of
+// the band's geometry: the same sum over fewer rows, its padding what the band meets of it.
+inline Upfirdn2dGeometry down_band(const Upfirdn2dGeometry& g, int64_t oy0, int64_t oy1, int64_t& iy0) {
+  Upfirdn2dGeometry b = g;
+  const int64_t first = oy0 * g.down_y - g.pad_y0;  // the input row of the band's first padded row
+  iy0 = std::min(g.H, std::max<int64_t>(0, first));
+  b.H = std::max<int64_t>(0, std::min(g.H, (oy1 - 1) * g.down_y + g.fh - g.pad_y0) - iy0);
+  b.pad_y0 = iy0 - first;
+  b.out_h = oy1 - oy0;
+  b.pad_y1 = (b.out_h - 1) * g.down_y + g.fh - b.pad_y0 - b.H;
+  return b;
+}
+
+// The most output rows per band whose scratch fits (DownPlanes depends on out_h, not on H), 0
+// when not even one row's does.
+inline int64_t down_band_rows(const Upfirdn2dGeometry& g) {
+  int64_t lo = 0, hi = g.out_h;
+  while (lo < hi) {
+    const int64_t mid = (lo + hi + 1) / 2;
+    Upfirdn2dGeometry b = g;
+    b.out_h = mid;
+    if (DownPlanes(b).elements(b) <= kPlaneElements)
+      lo = mid;
+    else
+      hi = mid - 1;
+  }
+  return lo;
+}
+
 inline bool plane_loop_fits(const Upfirdn2dGeometry& g) {
   if (g.pad_x0 < 0 || g.pad_x1 < 0 || g.pad_y0 < 0 || g.pad_y1 < 0) return false;
-  if (g.up_x == 1 && g.up_y == 1) return DownPlanes(g).elements(g) <= kPlaneElements;
+  if (g.up_x == 1 && g.up_y == 1) return down_band_rows(g) > 0;
   if (g.down_x == 1 && g.down_y == 1) return UpPlanes(g).elements(g) <= kPlaneElements;
   return false;
 }
 
+// in_plane, out_plane: the elements from one plane to the next (a band's planes are rows of
+// larger ones).
 template <typename in_t, typename out_t, typename acc_t>
-void upfirdn2d_nchw_down_planes(const in_t* x, const acc_t* taps, out_t* y, const Upfirdn2dGeometry& g) {
+void upfirdn2d_nchw_down_planes(const in_t* x, const acc_t* taps, out_t* y, const Upfirdn2dGeometry& g,
+                                int64_t in_plane, int64_t out_plane) {
   const DownPlanes pp(g);
   const int64_t dy = g.down_y, dx = g.down_x, sums = g.out_h * pp.wd;
   // Several planes share the scratch, each `length` apart in every phase, sums and row-pass block:
   // one tap loop then runs over all of them, so small planes (StyleGAN's 4-16 px, whose tap loops
   // are a few vectors long) pay its start-up and remainder once per batch. The sums between two
   // planes are computed and dropped.
-  const int64_t batch = std::max<int64_t>(1, kPlaneElements / ((dy * dx + 1 + dy) * pp.length));
+  const int64_t batch = std::max<int64_t>(1, kBatchElements / ((dy * dx + 1 + dy) * pp.length));
   const int64_t block = batch * pp.length;
   // Output (oy, ox) reads phase (ky % dy, kx % dx) at (oy + ky / dy, ox + kx / dx). A rank-one
   // filter goes in two passes: per y phase ry, rows[ry][yy][ox] sums the row taps over the x
@@ -409,7 +445,7 @@ void upfirdn2d_nchw_down_planes(const in_t* x, const acc_t* taps, out_t* y, cons
     for (int64_t first = p0; first < p1; first += batch) {
       const int64_t planes = std::min(batch, p1 - first);
       for (int64_t b = 0; b < planes; ++b) {
-        const in_t* xp = x + (first + b) * g.H * g.W;
+        const in_t* xp = x + (first + b) * in_plane;
         for (int64_t iy = rows_in.lo; iy < rows_in.hi; ++iy) {
           const int64_t py = iy + g.pad_y0;
           acc_t* row = storage.data() + (py % dy) * dx * block + b * pp.length + (py / dy) * pp.wd;
@@ -428,7 +464,7 @@ void upfirdn2d_nchw_down_planes(const in_t* x, const acc_t* taps, out_t* y, cons
         sum_taps(acc, storage.data(), plane_taps, before_last + sums);
       }
       for (int64_t b = 0; b < planes; ++b) {
-        out_t* yp = y + (first + b) * g.out_h * g.out_w;
+        out_t* yp = y + (first + b) * out_plane;
         const acc_t* ap = acc + b * pp.length;
         for (int64_t oy = 0; oy < g.out_h; ++oy) {
 #pragma omp simd
@@ -437,6 +473,17 @@ void upfirdn2d_nchw_down_planes(const in_t* x, const acc_t* taps, out_t* y, cons
       }
     }
   });
+}
+
+// Planes whose scratch would not fit (a blur of 256 x 256 planes) go in bands of output rows.
+template <typename in_t, typename out_t, typename acc_t>
+void upfirdn2d_nchw_down_bands(const in_t* x, const acc_t* taps, out_t* y, const Upfirdn2dGeometry& g) {
+  const int64_t rows = down_band_rows(g);
+  for (int64_t oy0 = 0; oy0 < g.out_h; oy0 += rows) {
+    int64_t iy0 = 0;
+    const Upfirdn2dGeometry b = down_band(g, oy0, std::min(g.out_h, oy0 + rows), iy0);
+    upfirdn2d_nchw_down_planes(x + iy0 * g.W, taps, y + oy0 * g.out_w, b, g.H * g.W, g.out_h * g.out_w);
+  }
 }
 
 // out[0..w) = even[0], odd[0], even[1], odd[1], ...: an output row of two x phases (up_x = 2,
@@ -626,7 +673,7 @@ void upfirdn2d_layout(const void* x, const acc_t* taps, void* y, const Upfirdn2d
   else if (lane_loop_fits(g))
     upfirdn2d_nchw_lanes(in, taps, out, g);
   else if (plane_loop_fits(g) && g.up_x == 1 && g.up_y == 1)
-    upfirdn2d_nchw_down_planes(in, taps, out, g);
+    upfirdn2d_nchw_down_bands(in, taps, out, g);
   else if (plane_loop_fits(g))
     upfirdn2d_nchw_up_planes(in, taps, out, g);
   else

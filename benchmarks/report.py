@@ -161,7 +161,7 @@ class Ratio:
             self.low, self.high = 1 / fastgan.get("paired_max", paired), 1 / fastgan.get("paired_min", paired)
         else:
             self.value, self.low, self.high = self.by_medians, self.by_medians / spread, self.by_medians * spread
-        self.rounds = min(stock.get("rounds", 0), fastgan.get("rounds", 0))
+        self.rounds = int(min(stock.get("rounds", 0), fastgan.get("rounds", 0)))  # a median over runs
         self.noise = ("rounds" if self.rounds < MIN_ROUNDS else
                       "straddle" if self.low <= 1 <= self.high else
                       "medians" if paired and not self.low / spread <= self.by_medians <= self.high * spread else "")

@@ -555,6 +555,18 @@ void upfirdn2d_nchw_up_planes(const in_t* x, const acc_t* taps, out_t* y, const 
                    });
 }
 
+// The taps one output pixel sums (its row and column runs), each at its input pixel's offset:
+// ((row0 + input row) * W + input column) * stride, stride the elements from pixel to pixel
+// (channels_last's C, the lane loop's kLanes).
+template <typename acc_t>
+void append_pixel_taps(std::vector<PlaneTap<acc_t>>& out, const acc_t* taps, const Upfirdn2dGeometry& g,
+                       const TapRun<int64_t>& ry, const TapRun<int64_t>& rx, int64_t row0, int64_t stride) {
+  for (int64_t a = 0; a < ry.n; ++a)
+    for (int64_t b = 0; b < rx.n; ++b)
+      out.push_back(
+          {((row0 + ry.i0 + a) * g.W + rx.i0 + b) * stride, taps[(ry.k0 + a * g.up_y) * g.fw + rx.k0 + b * g.up_x]});
+}
+
 // NCHW planes of a few pixels (StyleGAN's 4-8 px layers and their gradients): the loops above
 // pay their start-up, remainders and stores per plane, several hundred cycles for 16 outputs.
 // Here kLanes planes at a time are turned into lanes: copied into a scratch pixel by pixel, the
@@ -582,10 +594,7 @@ void upfirdn2d_nchw_lanes(const in_t* x, const acc_t* taps, out_t* y, const Upfi
     for (int64_t ox = 0; ox < g.out_w; ++ox) {
       const TapRun<int64_t> ry = rows[size_t(oy)], rx = cols[size_t(ox)];
       first_tap[size_t(oy * g.out_w + ox)] = pixel_taps.size();
-      for (int64_t a = 0; a < ry.n; ++a)
-        for (int64_t b = 0; b < rx.n; ++b)
-          pixel_taps.push_back(
-              {((ry.i0 + a) * g.W + rx.i0 + b) * kLanes, taps[(ry.k0 + a * g.up_y) * g.fw + rx.k0 + b * g.up_x]});
+      append_pixel_taps(pixel_taps, taps, g, ry, rx, 0, kLanes);
     }
   }
   first_tap[size_t(out_pixels)] = pixel_taps.size();
@@ -634,10 +643,7 @@ void upfirdn2d_nhwc(const in_t* x, const acc_t* taps, out_t* y, const Upfirdn2dG
         out_t* __restrict__ out = y + (r * g.out_w + ox) * C;
         if constexpr (std::is_same_v<in_t, acc_t>) {
           pixel_taps.clear();
-          for (int64_t a = 0; a < ry.n; ++a)
-            for (int64_t b = 0; b < rx.n; ++b)
-              pixel_taps.push_back({((n * g.H + ry.i0 + a) * g.W + rx.i0 + b) * C,
-                                    taps[(ry.k0 + a * g.up_y) * g.fw + rx.k0 + b * g.up_x]});
+          append_pixel_taps(pixel_taps, taps, g, ry, rx, n * g.H, C);
           if constexpr (std::is_same_v<out_t, acc_t>) {
             sum_taps(out, x, pixel_taps, C);
             continue;

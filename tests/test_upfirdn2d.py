@@ -55,12 +55,14 @@ CASES = [
     ((1, 2, 9, 9), (2, 2), [1, 1], [3, 3], [0, 0, 0, 0], False, 1.0),   # down larger than the filter
     ((2, 3, 4, 6), (3, 3), [1, 1], [1, 1], [-2, -1, 0, -1], False, 1.0),  # crops only
     ((1, 17, 6, 4), (4, 4), [2, 2], [2, 2], [1, 2, 2, 1], False, 1.0),  # up and down: many channels
-    # Planes past the CPU's small-plane loops (their scratch is 16 Ki elements; planes of at most
-    # 64 pixels in and out, most of the cases above, go as lanes of 32 planes): the row loop.
+    # Larger planes: most of the cases above have at most 64 pixels in and out, which the CPU
+    # runs as lanes of 32 planes; these take its plane loops (up to 64 Ki scratch elements) or,
+    # with cropping or up and down together, its row loop.
     ((1, 2, 130, 140), (4, 4), [1, 1], [2, 2], [1, 1, 1, 1], False, 1.0),  # downsample2d, large
     ((1, 1, 70, 90), (4, 4), [2, 2], [1, 1], [2, 1, 2, 1], False, 4.0),    # upsample2d, large
     ((1, 2, 10, 12), (5, 3), [3, 2], [1, 1], [0, 4, 3, 1], True, 1.0),     # up 3 x 2, uneven padding
-    ((1, 2, 12, 11), (3, 5), [1, 2], [2, 1], [-1, 3, 2, -2], True, 0.5),   # cropping, past the lane loop
+    ((1, 2, 12, 11), (3, 5), [1, 2], [2, 1], [-1, 3, 2, -2], True, 0.5),   # row loop: cropping
+    ((1, 2, 20, 24), (4, 4), [2, 2], [2, 2], [1, 2, 2, 1], False, 1.0),    # row loop: up and down
 ]
 IDS = [f"case{i}" for i in range(len(CASES))]
 

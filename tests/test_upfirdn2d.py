@@ -101,35 +101,45 @@ def test_op_is_the_definition_in_float64(capability, case, layout):  # noqa: F81
 
 
 # Filters that are an outer product (StyleGAN's: setup_filter expands a filter of under 8 taps):
-# the CPU's small-plane loop without upsampling sums them as a row pass then a column pass, over
-# a batch of planes at a time.
+# without upsampling the CPU sums them as a row pass and a column pass, in NCHW over a batch of
+# planes at a time, in channels_last a column pass per output row then a row pass whose interior
+# pixels are one flat loop (the edges, cropping and downsampling take it pixel by pixel).
 RANK_ONE_CASES = [
     ((2, 3, 16, 16), [1, 1], [2, 1, 2, 1], False, 4.0),   # StyleGAN2's blur
     ((2, 3, 16, 12), [2, 2], [1, 1, 1, 1], False, 1.0),   # downsample2d
     ((1, 2, 11, 13), [3, 2], [0, 2, 1, 3], True, 0.5),    # per-axis down, uneven padding
     ((2, 64, 16, 16), [2, 2], [1, 1, 1, 1], False, 1.0),  # planes in several batches per scratch
+    ((1, 37, 9, 10), [1, 2], [-1, 2, 2, -1], False, 1.0),  # cropping; channels no multiple of 8
+    ((2, 40, 7, 45), [1, 1], [3, 3, 0, 0], True, 1.0),    # wide rows: long interior, wide edges
 ]
+RANK_ONE_TOLERANCE = {torch.float64: 1e-12, torch.float32: 2e-6, torch.bfloat16: 1e-2, torch.float16: 2e-3}
 
 
 @needs_ext
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
-@pytest.mark.parametrize("case", RANK_ONE_CASES, ids=["blur", "down2", "down3x2", "many-planes"])
-def test_rank_one_filter_in_two_passes(capability, case, dtype):  # noqa: F811
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
+@pytest.mark.parametrize("dtype", list(RANK_ONE_TOLERANCE), ids=str)
+@pytest.mark.parametrize("case", RANK_ONE_CASES, ids=["blur", "down2", "down3x2", "many-planes", "crop", "wide"])
+def test_rank_one_filter_in_two_passes(capability, case, dtype, layout):  # noqa: F811
     shape, down, padding, flip, gain = case
     g = torch.Generator().manual_seed(5)
-    x = torch.randn(shape, dtype=torch.float64, generator=g)
+    # Rounded to dtype first, so that the expected value is exact for the input the op sees.
+    x = torch.randn(shape, dtype=torch.float64, generator=g).to(dtype).double()
     col, row = torch.rand(4, dtype=torch.float64, generator=g) + 0.1, torch.rand(3, dtype=torch.float64, generator=g)
+    tol = RANK_ONE_TOLERANCE[dtype]
     for f in (torch.outer(col, row + 0.1), fir.setup_filter([1, 3, 3, 1]).double()):
+        f = f.to(dtype).double()
         expected = brute_force(x, f, [1, 1], down, padding, flip, gain)
-        y = torch.ops.fastgan.upfirdn2d(x.to(dtype), f.to(dtype), [1, 1], down, padding, flip, gain)
-        tol = 1e-12 if dtype == torch.float64 else 2e-6
-        torch.testing.assert_close(y.double(), expected, rtol=tol, atol=tol)
+        xd = x.to(dtype).contiguous(memory_format=layout)
+        y = torch.ops.fastgan.upfirdn2d(xd, f.to(dtype), [1, 1], down, padding, flip, gain)
+        assert_layout_kept(y, xd)
+        torch.testing.assert_close(y.double(), expected, rtol=tol, atol=tol * expected.abs().max().item())
     # One tap off the outer product by one part in a million: not factored (in float64 the two
     # passes would be off by about that much, far past the tolerance).
-    f = torch.outer(col, row + 0.1)
-    f[1, 2] *= 1 + 1e-6
-    y = torch.ops.fastgan.upfirdn2d(x, f, [1, 1], down, padding, flip, gain)
-    torch.testing.assert_close(y, brute_force(x, f, [1, 1], down, padding, flip, gain), rtol=1e-12, atol=1e-12)
+    if dtype == torch.float64:
+        f = torch.outer(col, row + 0.1)
+        f[1, 2] *= 1 + 1e-6
+        y = torch.ops.fastgan.upfirdn2d(x.contiguous(memory_format=layout), f, [1, 1], down, padding, flip, gain)
+        torch.testing.assert_close(y, brute_force(x, f, [1, 1], down, padding, flip, gain), rtol=1e-12, atol=1e-12)
 
 
 # The CPU's small-plane loops write each scratch's zero padding once and then only the samples of

@@ -670,11 +670,89 @@ void upfirdn2d_nhwc(const in_t* x, const acc_t* taps, out_t* y, const Upfirdn2dG
   });
 }
 
+// channels_last with a rank-one filter (StyleGAN's blur and resampling filters, and their
+// gradients): each output row is a column pass, its taps' input rows summed over the whole row
+// (one flat loop of W x C elements), then a row pass along that sum: fh + fw multiply-adds per
+// output instead of fh x fw. The row pass's taps are built once per call, in pieces: consecutive
+// output pixels with the same taps one input pixel apart (the blur's interior) are one flat loop
+// over their pixels' channels. The direct loop above builds each pixel's fh x fw taps, and at 128
+// channels that set-up cost as much as the sums (the blur at 8 x 128 x 256 x 256: 1.7x the
+// reference forward+backward, 2.65x this way). Measured against it in one process, forward, fp32,
+// 512 x 4 px to 128 x 256 px: the blur 1.13-1.33x faster, downsample2d 1.0-2.0x; upsample2d
+// 0.91-1.08x (its pieces are single pixels of two taps), so upsampling keeps the direct loop.
+template <typename in_t, typename out_t, typename acc_t>
+void upfirdn2d_nhwc_rank_one(const in_t* x, const std::vector<acc_t>& column, const std::vector<acc_t>& row, out_t* y,
+                             const Upfirdn2dGeometry& g) {
+  const std::vector<TapRun<int64_t>> rows = runs_of(g.out_h, g.up_y, g.down_y, g.pad_y0, g.fh, g.H);
+  const std::vector<TapRun<int64_t>> cols = runs_of(g.out_w, g.up_x, g.down_x, g.pad_x0, g.fw, g.W);
+  const int64_t C = g.C, in_row = g.W * C, out_row = g.out_w * C;
+  // Piece p: output pixels ox0 .. ox0 + pixels - 1, summing row_taps[first_tap .. end_tap) at
+  // offsets (in the column pass's row) of its first pixel.
+  struct Piece {
+    int64_t ox0, pixels;
+    size_t first_tap, end_tap;
+  };
+  std::vector<Piece> pieces;
+  std::vector<PlaneTap<acc_t>> row_taps;
+  for (int64_t ox = 0; ox < g.out_w; ++ox) {
+    const TapRun<int64_t> rx = cols[size_t(ox)];
+    if (ox > 0) {
+      const TapRun<int64_t> previous = cols[size_t(ox - 1)];
+      if (rx.n == previous.n && rx.k0 == previous.k0 && rx.i0 == previous.i0 + 1) {
+        ++pieces.back().pixels;
+        continue;
+      }
+    }
+    pieces.push_back({ox, 1, row_taps.size(), 0});
+    for (int64_t b = 0; b < rx.n; ++b) row_taps.push_back({(rx.i0 + b) * C, row[size_t(rx.k0 + b * g.up_x)]});
+    pieces.back().end_tap = row_taps.size();
+  }
+  at::parallel_for(0, g.N * g.out_h, grain(in_row * g.fh + out_row * g.fw), [&](int64_t r0, int64_t r1) {
+    std::vector<acc_t> between_storage(static_cast<size_t>(in_row));
+    std::vector<acc_t> sums_storage(static_cast<size_t>(std::is_same_v<out_t, acc_t> ? 0 : out_row));
+    acc_t* __restrict__ between = between_storage.data();
+    std::vector<PlaneTap<acc_t>> column_taps;
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t n = r / g.out_h, oy = r % g.out_h;
+      const TapRun<int64_t> ry = rows[size_t(oy)];
+      const in_t* x_rows = x + (n * g.H + std::max<int64_t>(ry.i0, 0)) * in_row;
+      if constexpr (std::is_same_v<in_t, acc_t>) {
+        column_taps.clear();
+        for (int64_t a = 0; a < ry.n; ++a) column_taps.push_back({a * in_row, column[size_t(ry.k0 + a * g.up_y)]});
+        sum_taps(between, x_rows, column_taps, in_row);
+      } else {
+        std::fill(between, between + in_row, acc_t(0));
+        for (int64_t a = 0; a < ry.n; ++a) {
+          const acc_t w = column[size_t(ry.k0 + a * g.up_y)];
+          const in_t* __restrict__ in = x_rows + a * in_row;
+#pragma omp simd
+          for (int64_t i = 0; i < in_row; ++i) between[i] += w * load(in[i]);
+        }
+      }
+      acc_t* sums;
+      if constexpr (std::is_same_v<out_t, acc_t>)
+        sums = y + r * out_row;
+      else
+        sums = sums_storage.data();
+      for (const Piece& p : pieces)
+        sum_taps(sums + p.ox0 * C, between, row_taps.data() + p.first_tap, row_taps.data() + p.end_tap, p.pixels * C);
+      if constexpr (!std::is_same_v<out_t, acc_t>) {
+        out_t* __restrict__ out = y + r * out_row;
+#pragma omp simd
+        for (int64_t i = 0; i < out_row; ++i) out[i] = store<out_t>(sums[i]);
+      }
+    }
+  });
+}
+
 template <typename in_t, typename out_t, typename acc_t>
 void upfirdn2d_layout(const void* x, const acc_t* taps, void* y, const Upfirdn2dGeometry& g, bool channels_last) {
   const auto* in = static_cast<const in_t*>(x);
   auto* out = static_cast<out_t*>(y);
-  if (channels_last)
+  std::vector<acc_t> column, row;
+  if (channels_last && g.up_x == 1 && g.up_y == 1 && rank_one_factors(taps, g.fh, g.fw, column, row))
+    upfirdn2d_nhwc_rank_one(in, column, row, out, g);
+  else if (channels_last)
     upfirdn2d_nhwc(in, taps, out, g);
   else if (lane_loop_fits(g))
     upfirdn2d_nchw_lanes(in, taps, out, g);

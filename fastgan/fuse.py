@@ -8,7 +8,8 @@ as one fused call:
     Linear                    ->  ReLU | LeakyReLU (slope >= 0) | Tanh | Sigmoid
     Linear                    ->  BatchNorm1d  ->  ReLU | LeakyReLU | Tanh | Sigmoid   (2-D input)
     BatchNorm2d | BatchNorm1d ->  ReLU | LeakyReLU | Tanh | Sigmoid
-    InstanceNorm2d            ->  ReLU | LeakyReLU | Tanh | Sigmoid   (a conv before it runs stock)
+    Conv2d | ConvTranspose2d  ->  InstanceNorm2d  ->  ReLU | LeakyReLU | Tanh | Sigmoid   (any padding mode)
+    InstanceNorm2d            ->  ReLU | LeakyReLU | Tanh | Sigmoid
 and each of the runs with a norm without the activation after it (the identity). The same
 chains in a forward() that calls its layers one by one are fused by tracing it (fuse_graph.py).
 A SyncBatchNorm2d (fastgan.nn.convert_sync_batchnorm) or torch's nn.SyncBatchNorm
@@ -72,6 +73,12 @@ def _fusable_conv(module):
             and pre_hooks_only(module))
 
 
+def _conv_before_instance_norm(module):
+    """A conv that can open a conv -> InstanceNorm2d chain: it runs as its own forward (conv_in_act),
+    so any padding mode and string padding are fine."""
+    return _layer_type(module) in _CONVS and pre_hooks_only(module)
+
+
 def _fusable_linear(module):
     return _layer_type(module) is nn.Linear and pre_hooks_only(module)
 
@@ -100,6 +107,11 @@ def plan(modules):
         if _fusable_conv(m) and _norm_after(modules, i + 1, _BATCH_NORMS):
             name, slope = _activation_after(modules, i + 2)
             segments.append((2 + (name != "identity"), "conv_bn_act", name, slope))
+            i += segments[-1][0]
+            continue
+        if _conv_before_instance_norm(m) and _norm_after(modules, i + 1, (nn.InstanceNorm2d,)):
+            name, slope = _activation_after(modules, i + 2)
+            segments.append((2 + (name != "identity"), "conv_in_act", name, slope))
             i += segments[-1][0]
             continue
         if _fusable_conv(m) and _activation_module(modules, i + 1) is not None:
@@ -208,6 +220,14 @@ def in_act(norm, last, activation, slope, x):
     return out if x.dim() == 4 else out.squeeze(0)
 
 
+def conv_in_act(conv, norm, last, activation, slope, x):
+    """Conv2d / ConvTranspose2d -> InstanceNorm2d -> activation (or none): the convolution as the
+    conv's own forward computes it (its padding mode, parametrized weight; no hooks: the chain ran
+    its pre-hooks), then the instance norm and activation in the fused BatchNorm kernels (in_act),
+    as linear_bn_act runs its product through torch."""
+    return in_act(norm, last, activation, slope, conv.forward(x))
+
+
 def linear_bn_act(linear, bn, last, activation, slope, x):
     """Linear -> BatchNorm1d -> activation: the product through torch (as conv_bn_act's
     convolution), then BatchNorm1d's statistics, normalisation and activation in the fused
@@ -238,6 +258,8 @@ def run_chain(kind, modules, last, activation, x):
         return linear_bn_act(modules[0], modules[1], last, activation, slope, x)
     if kind == "in_act":
         return in_act(modules[0], last, activation, slope, x)
+    if kind == "conv_in_act":
+        return conv_in_act(modules[0], modules[1], last, activation, slope, x)
     return bn_act(modules[0], last, activation, slope, x)
 
 
@@ -268,6 +290,8 @@ def _fused_runner(kind, modules, activation):
         return lambda x: bn_act(modules[0], last, activation, _slope(last), x)
     if kind == "in_act":
         return lambda x: in_act(modules[0], last, activation, _slope(last), x)
+    if kind == "conv_in_act":
+        return lambda x: conv_in_act(modules[0], modules[1], last, activation, _slope(last), x)
     if kind == "linear_act":
         linear, last = modules
         lp = linear._parameters

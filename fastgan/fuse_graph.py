@@ -3,6 +3,7 @@
 
     conv | ConvTranspose2d -> BatchNorm2d | SyncBatchNorm -> activation (or none)
     conv | ConvTranspose2d -> activation
+    conv | ConvTranspose2d -> InstanceNorm2d -> activation (or none)
     Linear -> BatchNorm1d -> activation (or none)      Linear -> activation
     BatchNorm2d | BatchNorm1d | InstanceNorm2d -> activation (or none)
 
@@ -81,6 +82,16 @@ def _chain_at(node, modules):
         return None
     m = modules[node.target]
     follow = _next(node)
+    # A chain's first module is called with its input alone (a ConvTranspose2d's output_size, a
+    # constant fx keeps beside it, would be dropped).
+    if len(node.args) != 1 or node.kwargs:
+        return None
+    if (_fuse._conv_before_instance_norm(m) and follow is not None and follow.op == "call_module"
+            and type(modules[follow.target]) is nn.InstanceNorm2d and _fuse.unhooked(modules[follow.target])
+            and _only_input(follow, node)):
+        after = _next(follow)
+        act = _activation(after, follow, modules) if after is not None else None
+        return ("conv_in_act", [node, follow], after if act else None, *(act or ("identity", None)))
     if _fuse._fusable_conv(m) or _fuse._fusable_linear(m):
         conv = _fuse._fusable_conv(m)
         norm_types = (nn.BatchNorm2d, *SYNC_BATCH_NORMS) if conv else (nn.BatchNorm1d,)

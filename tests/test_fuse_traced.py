@@ -115,7 +115,7 @@ MODELS = [
     (ForwardWrittenG, (4, 6), {"": [("linear_bn_act", ["fc", "bn0"])] + [
         (kind, [f"blocks.{i}.{n}" for n in names]) for i in range(2)
         for kind, names in [("conv_bn_act", ["conv1", "bn1"]), ("conv_bn_act", ["conv2", "bn2"])]]
-        + [("in_act", ["norm"]), ("conv_act", ["head"])]}),
+        + [("conv_in_act", ["up", "norm"]), ("conv_act", ["head"])]}),
     (SharedIntermediate, (4, 3, 6, 6), {"": [("conv_bn_act", ["conv", "bn"])]}),
 ]
 
@@ -157,10 +157,10 @@ def test_pix2pix_unet_fuses_and_trains_like_stock(backend, norm):
     stock, fused = randomised_copy_and_fused(lambda: pix2pix_unet(norm))
     kinds = [kind for m in fused.modules() if isinstance(m, fastgan.FusedSequential)
              for _, kind, _, _ in plan(list(m._modules.values())) if kind != "module"]
-    # Every conv -> norm (InstanceNorm: the norm, its conv stock), the innermost down conv with the
-    # ReLU after it, and the head's transposed conv -> Tanh run fused.
+    # Every conv -> norm, the innermost down conv with the ReLU after it, and the head's
+    # transposed conv -> Tanh run fused.
     expected = {nn.BatchNorm2d: ["conv_bn_act"] * 3 + ["conv_act"] * 2,
-                nn.InstanceNorm2d: ["in_act"] * 3 + ["conv_act"] * 2}[norm]
+                nn.InstanceNorm2d: ["conv_in_act"] * 3 + ["conv_act"] * 2}[norm]
     assert sorted(kinds) == sorted(expected)
     assert list(fused.state_dict()) == list(stock.state_dict())
     assert_trains_like_stock(stock, fused, (2, 3, 8, 8), (2, 3, 8, 8))

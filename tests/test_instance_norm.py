@@ -115,10 +115,10 @@ def patchgan_discriminator(affine=False, tracked=False, momentum=0.1):
 
 
 MODELS = [
-    (cyclegan_generator, {}, (2, 3, 16, 16), ["module", "module", "in_act", "module", "in_act", "module", "in_act",
-                                              "module", "conv_act"]),
+    (cyclegan_generator, {}, (2, 3, 16, 16), ["module", "conv_in_act", "conv_in_act", "conv_in_act", "module",
+                                              "conv_act"]),
     (cyclegan_generator, {"affine": True, "tracked": True}, (2, 3, 16, 16), None),
-    (patchgan_discriminator, {}, (2, 3, 16, 16), ["conv_act", "module", "in_act", "module"]),
+    (patchgan_discriminator, {}, (2, 3, 16, 16), ["conv_act", "conv_in_act", "module"]),
     (patchgan_discriminator, {"affine": True, "tracked": True, "momentum": None}, (3, 3, 16, 16), None),
 ]
 
@@ -169,3 +169,44 @@ def test_fused_model_compiles_without_graph_break(backend):
     compiled = torch.compile(fused, fullgraph=True, backend="aot_eager")
     assert_close(compiled(x), stock(x), torch.float64)
     assert_close(fused[3].running_mean, stock[3].running_mean, torch.float64)
+
+
+class ForwardWrittenBlock(nn.Module):
+    """A CycleGAN-style block written in forward(): a reflect-padded conv with spectral norm ->
+    InstanceNorm -> F.leaky_relu, then a transposed conv called with output_size (not a chain
+    fuse may start: the argument would be dropped) -> InstanceNorm."""
+
+    def __init__(self, sn):
+        super().__init__()
+        self.conv = sn(nn.Conv2d(3, 6, 3, 2, 1, padding_mode="reflect"))
+        self.norm = nn.InstanceNorm2d(6, affine=True, track_running_stats=True)
+        self.up, self.norm2 = nn.ConvTranspose2d(6, 4, 3, 2, 1), nn.InstanceNorm2d(4)
+
+    def forward(self, x):
+        h = F.leaky_relu(self.norm(self.conv(x)), 0.2)
+        return self.norm2(self.up(h, output_size=x.shape[-2:]))
+
+
+@pytest.mark.parametrize("sn", [torch.nn.utils.parametrizations.spectral_norm, torch.nn.utils.spectral_norm],
+                         ids=["parametrization", "pre-hook"])
+def test_conv_instance_norm_chains_fuse_with_the_conv_as_written(backend, sn):
+    """conv -> InstanceNorm2d -> activation is one chain (conv_in_act) in a Sequential and in a
+    traced forward: the conv runs as its own forward (reflect padding, spectral norm's power
+    iteration, whose u and v must match stock's after the steps), the norm and activation fused."""
+    torch.manual_seed(8)
+    stock, fused = randomised_copy_and_fused(lambda: ForwardWrittenBlock(sn))
+    report = fastgan.fuse_report(fused)
+    assert any("conv -> norm -> leaky_relu (conv_in_act)" in line for line in report), report
+    assert not any("up -> norm2" in line for line in report), report
+    assert_trains_like_stock(stock, fused, (2, 3, 10, 10), (2, 3, 10, 10))
+
+    make = lambda: nn.Sequential(  # noqa: E731
+        sn(nn.Conv2d(3, 6, 3, padding=1, padding_mode="reflect")), nn.InstanceNorm2d(6, affine=True), nn.ReLU(),
+        nn.ConvTranspose2d(6, 4, 4, 2, 1), nn.InstanceNorm2d(4), nn.Conv2d(4, 2, 3, padding="same"),
+        nn.InstanceNorm2d(2, track_running_stats=True), nn.Sigmoid())
+    stock, fused = randomised_copy_and_fused(make)
+    assert [kind for _, kind, _, _ in plan(list(fused._modules.values()))] == ["conv_in_act"] * 3
+    assert_trains_like_stock(stock, fused, (3, 3, 8, 8), (1, 3, 8, 8))
+    compiled = torch.compile(fused, fullgraph=True, backend="aot_eager")
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    assert_close(compiled(x), stock(x), torch.float64)

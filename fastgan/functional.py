@@ -61,7 +61,8 @@ def instance_norm_act(input: Tensor, running_mean: Optional[Tensor] = None, runn
     """activation(F.instance_norm(input, ...)), with F.instance_norm's arguments and semantics,
     on the fused BatchNorm kernels: instance normalisation is BatchNorm's arithmetic over each
     (image, channel) plane, so the input runs as one BatchNorm over (1, N*C, H, W) (no copy for
-    a contiguous NCHW input; channels_last input is copied once, as stock does).
+    a contiguous NCHW input; channels_last input is copied once, as stock does). A batch of one
+    image is BatchNorm over that image, in either layout: no copy, and the result keeps it.
 
     Args:
         input: (N, C, H, W) floating-point tensor.
@@ -78,7 +79,8 @@ def instance_norm_act(input: Tensor, running_mean: Optional[Tensor] = None, runn
         negative_slope: leaky_relu's slope.
 
     Returns:
-        The (N, C, H, W) result, contiguous, as F.instance_norm's.
+        The (N, C, H, W) result: contiguous, as F.instance_norm's, except that a batch of one
+        image in training keeps the input's memory format (channels_last stays so).
 
     Raises:
         ValueError: input that is not 4-D; per-channel tensors that are not (C,); only one of
@@ -97,15 +99,17 @@ def instance_norm_act(input: Tensor, running_mean: Optional[Tensor] = None, runn
                               negative_slope).contiguous()
     if h * w == 1:  # stock's words (F.instance_norm)
         raise ValueError(f"Expected more than 1 spatial element when training, got input size {input.size()}")
+    if n == 1:  # its running statistics updated in place, as stock's mean over one image
+        return batch_norm_act(input, running_mean, running_var, weight, bias, True, momentum, eps, activation,
+                              negative_slope)
     planes = input.contiguous().view(1, n * c, h, w)
     # One value per plane: each per-channel tensor repeated n times (expand + reshape: one
     # copy; Tensor.repeat costs ~40 us of small ops a call on the CPU, as much as the kernel on
-    # a small layer). A batch of one needs no copy, and its running statistics are updated in place.
-    stats = [t if t is None or n == 1 else t.expand(n, c).reshape(n * c)
-             for t in (running_mean, running_var, weight, bias)]
+    # a small layer).
+    stats = [t if t is None else t.expand(n, c).reshape(n * c) for t in (running_mean, running_var, weight, bias)]
     out = batch_norm_act(planes, stats[0], stats[1], stats[2], stats[3], True, momentum, eps, activation,
                          negative_slope)
-    if running_mean is not None and n > 1:
+    if running_mean is not None:
         with torch.no_grad():
             running_mean.copy_(stats[0].view(n, c).mean(0))
             running_var.copy_(stats[1].view(n, c).mean(0))

@@ -68,13 +68,26 @@ def test_double_backward_for_gradient_penalties(backend):
     assert torch.autograd.gradgradcheck(f, (x, w, b))
 
 
-def test_channels_last_input_gives_stock_result(backend):
+@pytest.mark.parametrize("n", [1, 2])
+def test_channels_last_input_gives_stock_result(backend, n):
+    """channels_last: a batch of several images is copied to NCHW, as stock does, and the result
+    is contiguous as stock's; one image runs in place (BatchNorm over it) and stays channels_last,
+    its running statistics updated as stock's."""
     torch.manual_seed(3)
-    x = torch.randn(2, 3, 4, 5, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    x = torch.randn(n, 3, 4, 5, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
     w, b = torch.randn(3, dtype=torch.float64), torch.randn(3, dtype=torch.float64)
-    out = FF.instance_norm_act(x, None, None, w, b, True, 0.1, 1e-5, "relu")
-    assert_close(out, torch.relu(F.instance_norm(x, weight=w, bias=b)), torch.float64)
-    assert out.is_contiguous()  # as F.instance_norm's
+    rm, rv = torch.randn(3, dtype=torch.float64), torch.rand(3, dtype=torch.float64) + 0.5
+    rm_s, rv_s = rm.clone(), rv.clone()
+    xf, xs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out = FF.instance_norm_act(xf, rm, rv, w, b, True, 0.1, 1e-5, "relu")
+    expected = torch.relu(F.instance_norm(xs, rm_s, rv_s, weight=w, bias=b, use_input_stats=True, momentum=0.1))
+    assert_close(out, expected, torch.float64)
+    assert_close(rm, rm_s, torch.float64, msg="running_mean")
+    assert_close(rv, rv_s, torch.float64, msg="running_var")
+    grad = torch.randn_like(expected)
+    out.backward(grad), expected.backward(grad)
+    assert_close(xf.grad, xs.grad, torch.float64, msg="input gradient")
+    assert out.is_contiguous(memory_format=torch.channels_last if n == 1 else torch.contiguous_format)
 
 
 @pytest.mark.parametrize("call,error,match", [

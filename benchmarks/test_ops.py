@@ -31,17 +31,23 @@ def make_input(c, hw, dtype, layout, requires_grad):
 def run_case(measure, name, fns, x, mode, dtype, layout, variant, bytes_per_elem_passes):
     """fns: {"stock": fn, "fastgan": fn}, each a function of x. The fastgan variant also records
     the ratio of alternating stock/fastgan rounds (conftest.paired_ratio), which the report
-    prefers to the ratio of the two variants' separately timed medians."""
+    prefers to the ratio of the two variants' separately timed medians. Each variant's backward
+    gets the same gradient values in the memory format of its own output, as the layer after it
+    in a network would return them (stock's InstanceNorm returns NCHW for channels_last input)."""
     with torch.no_grad():
-        grad = torch.randn_like(fns["stock"](x))
-    run_timed(measure, calls_of(fns, x, mode, grad), variant, group=f"op {name} {mode} {dtype} {layout}",
+        outputs = {v: fn(x) for v, fn in fns.items()}
+    grad = torch.randn_like(outputs["stock"], memory_format=torch.contiguous_format)
+    grads = {v: grad.contiguous(memory_format=torch.channels_last) if out.dim() == 4
+             and out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous() else grad
+             for v, out in outputs.items()}
+    run_timed(measure, calls_of(fns, x, mode, grads), variant, group=f"op {name} {mode} {dtype} {layout}",
               min_bytes=bytes_per_elem_passes[mode] * max(x.numel(), grad.numel()) * x.element_size())
 
 
 def calls_of(fns, x, mode, grad=None):
     """{variant: a call of fns[variant] on x}: forward without autograd for mode "fwd", else
-    forward and backward (grad None: a scalar output's implicit gradient)."""
-    def call(fn):
+    forward and backward (grad None: a scalar output's implicit gradient; a dict: each variant's)."""
+    def call(fn, grad):
         def fwd():
             with torch.no_grad():
                 fn(x)
@@ -51,7 +57,7 @@ def calls_of(fns, x, mode, grad=None):
 
         return fwd if mode == "fwd" else fwd_bwd
 
-    return {variant: call(fn) for variant, fn in fns.items()}
+    return {variant: call(fn, grad[variant] if isinstance(grad, dict) else grad) for variant, fn in fns.items()}
 
 
 def run_timed(measure, calls, variant, group, inner=None, rounds=None, **extra):
@@ -113,18 +119,22 @@ def instance_norm_shapes():
     return [("CycleGAN-128 first", 64, 128 // scale, 1), ("CycleGAN-128 residual", 256, 32 // scale, 4)]
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("mode", ["fwd", "fwd+bwd"])
 @pytest.mark.parametrize("shape", instance_norm_shapes(), ids=lambda s: s[0])
 @pytest.mark.parametrize("variant", ["stock", "fastgan"])
-def test_in_act(measure, variant, shape, mode, dtype):
+def test_in_act(measure, variant, shape, mode, dtype, layout):
     """InstanceNorm2d(affine) + ReLU, stock against fastgan.fuse's run of the same modules (the
-    fused BatchNorm kernels over (1, N*C, H, W))."""
+    fused BatchNorm kernels over (1, N*C, H, W); a batch of one channels_last image in place)."""
     name, c, hw, batch = shape
     stock = nn.Sequential(nn.InstanceNorm2d(c, affine=True), nn.ReLU()).to(DEVICE).to(DT[dtype])
-    x = torch.randn(batch, c, hw, hw, device=DEVICE, dtype=DT[dtype]).requires_grad_(mode != "fwd")
+    x = torch.randn(batch, c, hw, hw, device=DEVICE, dtype=DT[dtype])
+    if layout == "nhwc":
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(mode != "fwd")
     run_case(measure, f"in+relu {name} {batch}x{c}x{hw}x{hw}", {"stock": stock, "fastgan": fastgan.fuse(stock)}, x,
-             mode, dtype, "nchw", variant, {"fwd": 2, "fwd+bwd": 5})
+             mode, dtype, layout, variant, {"fwd": 2, "fwd+bwd": 5})
 
 
 def batch_norm_1d_widths():

@@ -715,7 +715,7 @@ void upfirdn2d_nhwc_rank_one(const in_t* x, const std::vector<acc_t>& column, co
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t n = r / g.out_h, oy = r % g.out_h;
       const TapRun<int64_t> ry = rows[size_t(oy)];
-      const in_t* x_rows = x + (n * g.H + std::max<int64_t>(ry.i0, 0)) * in_row;
+      const in_t* x_rows = ry.n > 0 ? x + (n * g.H + ry.i0) * in_row : x;  // (no row: not read)
       if constexpr (std::is_same_v<in_t, acc_t>) {
         column_taps.clear();
         for (int64_t a = 0; a < ry.n; ++a) column_taps.push_back({a * in_row, column[size_t(ry.k0 + a * g.up_y)]});

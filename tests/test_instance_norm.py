@@ -53,10 +53,13 @@ def test_functional_matches_stock(backend, name, slope, affine, tracked):
         assert_close(FF.instance_norm_act(x, *fused_stats, False, 0.3, 1e-3, name, slope), out_s, torch.float64)
 
 
-@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
-def test_double_backward_for_gradient_penalties(backend, layout):
+@pytest.mark.parametrize("layout,by_image", [(torch.contiguous_format, False), (torch.channels_last, False),
+                                             (torch.channels_last, True)], ids=["nchw", "nhwc", "nhwc-image-by-image"])
+def test_double_backward_for_gradient_penalties(backend, monkeypatch, layout, by_image):
     """gradcheck and gradgradcheck of the input, weight and bias (R1 / WGAN-GP differentiate
-    through the discriminator's norms); channels_last runs image by image."""
+    through the discriminator's norms), channels_last images also one by one (in place)."""
+    if by_image:
+        monkeypatch.setattr(FF, "_IMAGE_BY_IMAGE_ELEMENTS", 1)
     torch.manual_seed(2)
     x = torch.randn(2, 3, 3, 4, dtype=torch.float64).contiguous(memory_format=layout).requires_grad_()
     w = torch.randn(3, dtype=torch.float64, requires_grad=True)
@@ -69,15 +72,17 @@ def test_double_backward_for_gradient_penalties(backend, layout):
     assert torch.autograd.gradgradcheck(f, (x, w, b))
 
 
-@pytest.mark.parametrize("n", [1, 3])
-def test_channels_last_input_gives_stock_result(backend, n):
-    """channels_last input is not copied to NCHW as stock's is: each image runs in place
-    (BatchNorm over it) and the result stays channels_last; the running statistics are updated
-    with the images' mean statistics, as stock's."""
+@pytest.mark.parametrize("n,c,in_place", [(1, 3, True), (3, 3, False), (3, 4096, True)],
+                         ids=["one-image", "small-images", "large-images"])
+def test_channels_last_input_gives_stock_result(backend, n, c, in_place):
+    """channels_last input: one image, and each image of a batch of large ones (64 Ki elements),
+    runs in place (BatchNorm over it) and the result stays channels_last; a batch of small images
+    takes stock's copy to NCHW and the result is contiguous. Running statistics are updated with
+    the images' mean statistics, as stock's."""
     torch.manual_seed(3)
-    x = torch.randn(n, 3, 4, 5, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
-    w, b = torch.randn(3, dtype=torch.float64), torch.randn(3, dtype=torch.float64)
-    rm, rv = torch.randn(3, dtype=torch.float64), torch.rand(3, dtype=torch.float64) + 0.5
+    x = torch.randn(n, c, 4, 5, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    w, b = torch.randn(c, dtype=torch.float64), torch.randn(c, dtype=torch.float64)
+    rm, rv = torch.randn(c, dtype=torch.float64), torch.rand(c, dtype=torch.float64) + 0.5
     rm_s, rv_s = rm.clone(), rv.clone()
     xf, xs = x.clone().requires_grad_(), x.clone().requires_grad_()
     out = FF.instance_norm_act(xf, rm, rv, w, b, True, 0.1, 1e-5, "relu")
@@ -88,7 +93,8 @@ def test_channels_last_input_gives_stock_result(backend, n):
     grad = torch.randn_like(expected)
     out.backward(grad), expected.backward(grad)
     assert_close(xf.grad, xs.grad, torch.float64, msg="input gradient")
-    assert out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous()
+    assert out.is_contiguous(memory_format=torch.channels_last if in_place else torch.contiguous_format)
+    assert out.is_contiguous() != in_place
 
 
 @pytest.mark.parametrize("call,error,match", [
@@ -203,10 +209,13 @@ class ForwardWrittenBlock(nn.Module):
 
 @pytest.mark.parametrize("sn", [torch.nn.utils.parametrizations.spectral_norm, torch.nn.utils.spectral_norm],
                          ids=["parametrization", "pre-hook"])
-def test_conv_instance_norm_chains_fuse_with_the_conv_as_written(backend, sn):
+def test_conv_instance_norm_chains_fuse_with_the_conv_as_written(backend, monkeypatch, sn):
     """conv -> InstanceNorm2d -> activation is one chain (conv_in_act) in a Sequential and in a
     traced forward: the conv runs as its own forward (reflect padding, spectral norm's power
-    iteration, whose u and v must match stock's after the steps), the norm and activation fused."""
+    iteration, whose u and v must match stock's after the steps), the norm and activation fused.
+    The image-by-image threshold is lowered, so that a channels_last batch reaching a norm runs
+    image by image whatever its size."""
+    monkeypatch.setattr(FF, "_IMAGE_BY_IMAGE_ELEMENTS", 1)
     torch.manual_seed(8)
     stock, fused = randomised_copy_and_fused(lambda: ForwardWrittenBlock(sn))
     report = fastgan.fuse_report(fused)

@@ -232,6 +232,12 @@ def test_conv_instance_norm_chains_fuse_with_the_conv_as_written(backend, monkey
     assert_trains_like_stock(stock, fused, (3, 3, 8, 8), (1, 3, 8, 8))
     torch._dynamo.reset()  # this file's other compiled models would count towards the recompile limit
     compiled = torch.compile(fused, fullgraph=True, backend="aot_eager")
-    for x in (torch.randn(2, 3, 8, 8, dtype=torch.float64),
-              torch.randn(2, 3, 8, 8, dtype=torch.float64).contiguous(memory_format=torch.channels_last)):
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    assert_close(compiled(x), stock(x), torch.float64)
+    x = x.contiguous(memory_format=torch.channels_last)
+    try:  # torch 2.5-2.11 cannot compile a reflect-padded conv on channels_last input before a norm
+        torch.compile(stock, fullgraph=True, backend="aot_eager")(x)  # (their meta strides are NCHW)
+    except RuntimeError as error:
+        assert "view size is not compatible" in str(error), error
+    else:
         assert_close(compiled(x), stock(x), torch.float64)

@@ -120,8 +120,9 @@ def instance_norm_act(input: Tensor, running_mean: Optional[Tensor] = None, runn
         out = torch.cat([batch_norm_act(image, None, None, weight, bias, True, 0.0, eps, activation, negative_slope)
                          for image in input.split(1)])
         if running_mean is not None:
-            with torch.no_grad():  # stock's update: the images' mean of their statistics
-                var, mean = torch.var_mean(input.detach(), dim=(2, 3))
+            with torch.no_grad():  # stock's update: the images' mean of their statistics (16-bit input in float)
+                var, mean = torch.var_mean(input.detach().to(torch.promote_types(input.dtype, running_mean.dtype)),
+                                           dim=(2, 3))
                 running_mean.lerp_(mean.mean(0).to(running_mean.dtype), momentum)
                 running_var.lerp_(var.mean(0).to(running_var.dtype), momentum)
         return out

@@ -66,12 +66,13 @@ TESTS_K="cuda or graph or test_bad_input"
 # would match, and its autotuning alone outlasts the run). Steps: the device's ceilings (copy
 # bandwidth, matmul rate: the report's roofline), the eager and CUDA-graph variants; per op: the
 # two largest BatchNorm layers of DCGAN-64 (G3: 64 channels at 32x32, D1: 128 at 16x16), the
-# conv+act layers and InstanceNorm+ReLU at CycleGAN's shapes; StyleGAN: each
+# conv+act layers and InstanceNorm+ReLU at CycleGAN's shapes (channels_last: the batch of one,
+# which runs in place; a GPU copies a channels_last batch of several as before); StyleGAN: each
 # op forward+backward at 512 channels x 32 px (torch.compile of their reference path aside: its
 # compiles would outlast the run), and the StyleGAN2 step; compile: torch.compile's
 # default and reduce-overhead modes (max-autotune would spend minutes).
 BENCH_RUNS=("steps:120:device_ceiling or (train_step and (eager or fastgan-graph))"
-            "ops:30:((bn_act or bn_alone) and (G3 or D1)) or conv_act or in_act or bn1d"
+            "ops:30:((bn_act or bn_alone) and (G3 or D1)) or conv_act or (in_act and not (residual and nhwc)) or bn1d"
             "stylegan:70:(stylegan_op and fwd+bwd and 512x32px and not stock-compile) or stylegan2_step"
             "compile:50:train_step and compile and not max-autotune")
 if [[ -n ${GPU_RUN_BENCH:-} ]]; then

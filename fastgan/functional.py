@@ -112,32 +112,31 @@ def instance_norm_act(input: Tensor, running_mean: Optional[Tensor] = None, runn
     if n == 1:  # its running statistics updated in place, as stock's mean over one image
         return batch_norm_act(input, running_mean, running_var, weight, bias, True, momentum, eps, activation,
                               negative_slope)
+    # Each image's copy of the running statistics, which the kernels update in place as for the
+    # (1, N*C, H, W) planes below; stock's update is their mean over the images.
+    per_image = [None if t is None else t.expand(n, c).clone() for t in (running_mean, running_var)]
     if (input.is_contiguous(memory_format=torch.channels_last) and not input.is_contiguous()
             and input.device.type == "cpu" and c * h * w >= _IMAGE_BY_IMAGE_ELEMENTS):
         # BatchNorm over each image where it lies (a slice of a channels_last batch is one channels_last
         # image), the results concatenated: a copy of the output, where the NCHW route copies the input
         # through a transposition (about 5x slower on a CPU) and returns NCHW to a channels_last model.
-        out = torch.cat([batch_norm_act(image, None, None, weight, bias, True, 0.0, eps, activation, negative_slope)
-                         for image in input.split(1)])
-        if running_mean is not None:
-            with torch.no_grad():  # stock's update: the images' mean of their statistics (16-bit input in float)
-                var, mean = torch.var_mean(input.detach().to(torch.promote_types(input.dtype, running_mean.dtype)),
-                                           dim=(2, 3))
-                running_mean.lerp_(mean.mean(0).to(running_mean.dtype), momentum)
-                running_var.lerp_(var.mean(0).to(running_var.dtype), momentum)
-        return out
-    planes = input.contiguous().view(1, n * c, h, w)
-    # One value per plane: each per-channel tensor repeated n times (expand + reshape: one
-    # copy; Tensor.repeat costs ~40 us of small ops a call on the CPU, as much as the kernel on
-    # a small layer).
-    stats = [t if t is None else t.expand(n, c).reshape(n * c) for t in (running_mean, running_var, weight, bias)]
-    out = batch_norm_act(planes, stats[0], stats[1], stats[2], stats[3], True, momentum, eps, activation,
-                         negative_slope)
+        out = torch.cat([batch_norm_act(image, *(None if t is None else t[i] for t in per_image), weight, bias, True,
+                                        momentum, eps, activation, negative_slope)
+                         for i, image in enumerate(input.split(1))])
+    else:
+        planes = input.contiguous().view(1, n * c, h, w)
+        # Each per-channel parameter repeated n times, one value per plane (expand + reshape: one
+        # copy; Tensor.repeat costs ~40 us of small ops a call on the CPU, as much as the kernel on
+        # a small layer).
+        stats = [None if t is None else t.view(n * c) for t in per_image]
+        stats += [None if t is None else t.expand(n, c).reshape(n * c) for t in (weight, bias)]
+        out = batch_norm_act(planes, stats[0], stats[1], stats[2], stats[3], True, momentum, eps, activation,
+                             negative_slope).view(n, c, h, w)
     if running_mean is not None:
         with torch.no_grad():
-            running_mean.copy_(stats[0].view(n, c).mean(0))
-            running_var.copy_(stats[1].view(n, c).mean(0))
-    return out.view(n, c, h, w)
+            running_mean.copy_(per_image[0].mean(0))
+            running_var.copy_(per_image[1].mean(0))
+    return out
 
 
 @fake("batch_norm_act")
